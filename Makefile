@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine: `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install what they need. torch is pinned to the CPU wheel that is on these machines.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: demo test bench sysdeps clean
+
+# Offscreen rendering needs EGL (Mesa); install it from Debian if it is missing and we may.
+sysdeps:
+	@dpkg -s libegl1 libgl1-mesa-dri libegl-mesa0 >/dev/null 2>&1 || \
+	  ( command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1-mesa-dri libegl-mesa0 ) || \
+	  echo "warning: EGL libraries missing; rendering tests will fail"
+
+$(STAMP): pyproject.toml | sysdeps
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tether pipeline
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info

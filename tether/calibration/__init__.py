@@ -1,0 +1,1 @@
+"""Calibration: camera intrinsics, hand-eye, system identification into randomisation ranges, latency estimation."""

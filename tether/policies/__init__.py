@@ -1,0 +1,1 @@
+"""Policies: the Policy protocol, checkpoints (safetensors + JSON), online RL (PPO, SAC), imitation (diffusion, flow), offline RL (IQL, Diffusion-QL, one-step flow Q-learning), hybrid real+sim fine-tuning and ONNX export."""

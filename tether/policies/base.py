@@ -1,0 +1,43 @@
+"""The Policy protocol every trained controller in Tether implements.
+
+Numpy in, numpy out, batched: ``obs`` is (B, obs_size) in the physical units of the policy's IOContract,
+actions are (B, action_size) normalised to [-1, 1] (``contract.to_physical`` maps them to units). Chunked
+policies (diffusion, flow) also implement ``act_chunk`` returning (B, horizon, action_size); the control loop
+executes chunks with temporal ensembling. ``reset()`` clears per-episode state (observation history, queued
+chunks). Checkpoints are directories of safetensors + JSON; see ``tether.policies.checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tether.contract import IOContract
+
+
+@runtime_checkable
+class Policy(Protocol):
+    contract: IOContract
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """(B, obs_size) physical observations -> (B, action_size) actions in [-1, 1]."""
+        ...
+
+    def reset(self) -> None:
+        """Forget per-episode state (history buffers, queued action chunks)."""
+        ...
+
+    def save(self, directory: str | Path) -> None:
+        """Write the checkpoint directory (safetensors + JSON, never pickle)."""
+        ...
+
+
+@runtime_checkable
+class ChunkedPolicy(Policy, Protocol):
+    horizon: int
+
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        """(B, obs_size) -> (B, horizon, action_size) actions in [-1, 1]."""
+        ...

@@ -1,0 +1,1 @@
+"""Fine-tuning with scarce real data plus an imperfect simulator: H2O and RLPD."""

@@ -1,0 +1,1 @@
+"""Online RL for sim training: PPO and SAC."""

@@ -1,0 +1,1 @@
+"""Simulation: robots (model, actuators, sensors), tasks (obs, reward, termination, success), declarative domain randomisation, physics backends (MuJoCo, PyBullet) and the Gymnasium registry of `tether/<Robot><Task>-v0` ids."""
