@@ -1,1 +1,27 @@
-"""Tasks: what a robot is asked to do, as observation fields, reward, termination and a success metric."""
+"""Tasks: what a robot is asked to do, as observation fields, reward, termination and a success metric.
+
+``TASKS`` maps (robot, task) to the Task class ("module:Class", imported lazily).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tether.errors import TetherError
+from tether.sim.robots.base import RobotSpec
+
+TASKS: dict[tuple[str, str], str] = {
+    ("quadrotor", "hover"): "tether.sim.tasks.quadrotor:Hover",
+    ("quadrotor", "waypoint"): "tether.sim.tasks.quadrotor:Waypoint",
+}
+
+
+def task_names(robot: str) -> list[str]:
+    return [t for (r, t) in TASKS if r == robot]
+
+
+def make_task(robot: str, task: str, spec: RobotSpec, **kwargs):
+    if (robot, task) not in TASKS:
+        raise TetherError(f"unknown task {task!r} for robot {robot}; expected one of {', '.join(task_names(robot))}")
+    module, attr = TASKS[(robot, task)].split(":")
+    return getattr(importlib.import_module(module), attr)(spec, **kwargs)

@@ -1,0 +1,100 @@
+"""The interface every physics engine implements for Tether.
+
+Tasks and the env talk only to this interface, so a robot and task run unchanged on MuJoCo, PyBullet or a
+later engine. It is deliberately state-level (joint and base state, named bodies, actuator-space commands,
+named physical parameters) rather than engine-level, which is what lets a GPU-parallel engine implement it
+later with a leading batch dimension on every array.
+
+Physical parameters that domain randomisation can change are addressed by *target* name (see
+``tether.sim.randomization.BACKEND_TARGETS``): ``get_param(target)`` returns the current values of every
+element (body, geom, joint or actuator) in ``param_elements(target)`` order and ``set_param`` writes them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from tether.sim.robots.base import RobotSpec, Scene
+
+
+class Backend(ABC):
+    name: str = ""
+
+    def __init__(self, robot: RobotSpec, scene: Scene) -> None:
+        self.robot = robot
+        self.scene = scene
+
+    # ------------------------------------------------------------------ state
+    @abstractmethod
+    def reset_state(
+        self,
+        joint_pos: np.ndarray,
+        joint_vel: np.ndarray | None = None,
+        base_pos: np.ndarray | None = None,
+        base_quat: np.ndarray | None = None,
+        base_lin_vel: np.ndarray | None = None,
+        base_ang_vel: np.ndarray | None = None,
+    ) -> None:
+        """Teleport the robot (actuator state such as motor lag is reset to match)."""
+
+    @abstractmethod
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, velocities) of ``robot.joints`` in that order."""
+
+    @abstractmethod
+    def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position world m, quaternion w,x,y,z world_from_body)."""
+
+    @abstractmethod
+    def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        """(linear velocity world m/s, angular velocity body rad/s)."""
+
+    @abstractmethod
+    def body_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(position world, quaternion w,x,y,z) of a robot link or scene object."""
+
+    @abstractmethod
+    def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
+        """Place a scene object (free box or marker) and zero its velocity."""
+
+    @abstractmethod
+    def foot_contact_forces(self) -> np.ndarray:
+        """Normal contact force (N) on each of ``robot.feet``."""
+
+    # ------------------------------------------------------------------ actuation and time
+    @abstractmethod
+    def set_command(self, command: np.ndarray) -> None:
+        """Actuator-space command in physical units: joint position targets (PD) or rotor thrusts (N)."""
+
+    @abstractmethod
+    def step(self, substeps: int) -> None:
+        """Advance ``substeps`` physics steps holding the current command."""
+
+    @abstractmethod
+    def set_external_force(self, force_world: np.ndarray, torque_world: np.ndarray | None = None) -> None:
+        """Force (N) and torque (N m) on the robot base held until changed (pushes); zeros to clear."""
+
+    @property
+    @abstractmethod
+    def time(self) -> float: ...
+
+    # ------------------------------------------------------------------ randomisable parameters
+    @abstractmethod
+    def param_elements(self, target: str) -> list[str]:
+        """Names of the elements ``target`` acts on, in value order."""
+
+    @abstractmethod
+    def get_param(self, target: str) -> np.ndarray: ...
+
+    @abstractmethod
+    def set_param(self, target: str, values: np.ndarray) -> None: ...
+
+    # ------------------------------------------------------------------ output
+    @abstractmethod
+    def render(self, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
+        """Offscreen RGB image (H, W, 3) uint8."""
+
+    def close(self) -> None:  # noqa: B027 - optional override
+        pass

@@ -1,0 +1,211 @@
+"""Domain randomisation as data.
+
+A term is (target, distribution, operation, range, when): e.g. ``DRTerm("body_mass", "uniform", "scale",
+(0.8, 1.2), "reset")`` multiplies every body's nominal mass by an independent U(0.8, 1.2) draw at each
+reset. Terms serialise to JSON so the exact randomisation a policy was trained under is stored in its
+checkpoint and can be replayed. Physical targets are written into the backend; the rest (latency, noise,
+pushes) are applied by the env around the policy.
+
+Ranges: for "uniform" (low, high); for "log_uniform" (low, high) with low > 0; for "gaussian" (mean, std).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tether.errors import TetherError
+
+# Targets the physics backend holds (see Backend.get_param / set_param).
+BACKEND_TARGETS = {
+    "body_mass": "mass of each robot link and free object (kg); inertia scales with it",
+    "body_com": "centre-of-mass offset of each body (m, per axis)",
+    "friction": "sliding friction of the ground, objects and robot links",
+    "joint_damping": "viscous joint damping (N m s/rad)",
+    "joint_armature": "reflected rotor inertia on each joint (kg m^2; MuJoCo only)",
+    "joint_frictionloss": "dry joint friction (N m)",
+    "actuator_gain": "PD stiffness (damping scales with it) or rotor thrust gain",
+    "actuator_strength": "joint torque limit (N m) or rotor max thrust (N)",
+    "motor_time_constant": "rotor first-order lag (s)",
+    "gravity": "gravity along world z (m/s^2)",
+    "terrain_roughness": "heightfield bump height (m)",
+}
+# Targets the env applies around the policy.
+ENV_TARGETS = {
+    "action_latency": "whole control steps between a policy action and its effect, sampled per episode",
+    "obs_noise": "std of white Gaussian noise added to every observation element (physical units)",
+    "obs_bias": "constant offset per observation element, sampled per episode",
+    "push": "magnitude (N) of a horizontal push on the base lasting 0.1 s",
+}
+TARGETS = {**BACKEND_TARGETS, **ENV_TARGETS}
+DISTRIBUTIONS = ("uniform", "log_uniform", "gaussian")
+OPERATIONS = ("scale", "add", "abs")
+WHEN = ("startup", "reset", "interval")
+
+
+def _one_of(kind: str, value: str, valid: Iterable[str]) -> None:
+    valid = list(valid)
+    if value not in valid:
+        raise TetherError(f"unknown DR {kind} {value!r}; expected one of {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class DRTerm:
+    target: str
+    distribution: str = "uniform"
+    operation: str = "scale"
+    range: tuple[float, float] = (1.0, 1.0)
+    when: str = "reset"
+    select: tuple[str, ...] = ()  # element names to randomise; empty means all
+    interval_s: float | None = None  # for when="interval"
+    per_element: bool = True  # independent draw per element, or one draw shared by all
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "range", tuple(float(x) for x in self.range))
+        object.__setattr__(self, "select", tuple(self.select))
+        _one_of("target", self.target, TARGETS)
+        _one_of("distribution", self.distribution, DISTRIBUTIONS)
+        _one_of("operation", self.operation, OPERATIONS)
+        _one_of("mode (when)", self.when, WHEN)
+        if len(self.range) != 2:
+            raise TetherError(f"DR term {self.target}: range {self.range} must have 2 numbers")
+        lo, hi = self.range
+        if not all(np.isfinite(self.range)):
+            raise TetherError(f"DR term {self.target}: range {self.range} must be finite")
+        if self.distribution == "gaussian":
+            if hi < 0:
+                raise TetherError(f"DR term {self.target}: gaussian std {hi} must be >= 0")
+        elif lo > hi:
+            raise TetherError(f"DR term {self.target}: empty range ({lo}, {hi}); expected low <= high")
+        if self.distribution == "log_uniform" and lo <= 0:
+            raise TetherError(f"DR term {self.target}: log_uniform range {self.range} needs low > 0")
+        if self.operation == "scale" and self.distribution != "gaussian" and lo < 0:
+            raise TetherError(f"DR term {self.target}: negative scale {lo}; expected a scale >= 0")
+        if self.when == "interval" and not (self.interval_s and self.interval_s > 0):
+            raise TetherError(f"DR term {self.target}: when='interval' needs interval_s > 0")
+        if self.target == "action_latency" and (self.operation != "abs" or lo < 0):
+            raise TetherError("DR term action_latency: expected operation 'abs' with a range of steps >= 0")
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        size = n if self.per_element else 1
+        lo, hi = self.range
+        if self.distribution == "uniform":
+            x = rng.uniform(lo, hi, size)
+        elif self.distribution == "log_uniform":
+            x = np.exp(rng.uniform(np.log(lo), np.log(hi), size))
+        else:
+            x = rng.normal(lo, hi, size)
+        return np.broadcast_to(x, (n,)).copy()
+
+    def apply(self, nominal: np.ndarray, draw: np.ndarray) -> np.ndarray:
+        draw = draw.reshape(draw.shape + (1,) * (nominal.ndim - draw.ndim))
+        if self.operation == "scale":
+            return nominal * draw
+        if self.operation == "add":
+            return nominal + draw
+        return np.broadcast_to(draw, nominal.shape).copy()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["range"], d["select"] = list(self.range), list(self.select)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DRTerm:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TetherError(f"DR term has unknown keys {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
+        if "target" not in d:
+            raise TetherError("DR term has no 'target'")
+        return cls(**{**d, "range": tuple(d.get("range", (1.0, 1.0))), "select": tuple(d.get("select", ()))})
+
+
+def terms_to_json(terms: Sequence[DRTerm]) -> str:
+    return json.dumps([t.to_dict() for t in terms], indent=2)
+
+
+def terms_from_json(text: str) -> list[DRTerm]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TetherError(f"DR terms are not valid JSON: {exc}") from None
+    if isinstance(raw, dict) and "terms" in raw:
+        raw = raw["terms"]
+    if not isinstance(raw, list):
+        raise TetherError("DR terms JSON must be a list of term objects (or {'terms': [...]})")
+    return [DRTerm.from_dict(t) for t in raw]
+
+
+@dataclass
+class EpisodeDR:
+    """What the env applies around the policy for one episode."""
+
+    latency_steps: int = 0
+    obs_noise_std: float = 0.0
+    obs_bias: np.ndarray | None = None
+    push_terms: list[DRTerm] = field(default_factory=list)
+
+
+class Randomizer:
+    """Applies a list of DR terms to one backend, reproducibly from the env's generator."""
+
+    def __init__(self, terms: Sequence[DRTerm], backend, obs_size: int) -> None:
+        self.terms = list(terms)
+        self.backend = backend
+        self.obs_size = obs_size
+        self._nominal: dict[str, np.ndarray] = {}
+        self._index: dict[int, np.ndarray] = {}
+        for i, t in enumerate(self.terms):
+            if t.target not in BACKEND_TARGETS:
+                continue
+            names = backend.param_elements(t.target)
+            if not names:
+                raise TetherError(
+                    f"DR target {t.target!r} has nothing to act on for robot {backend.robot.name} "
+                    f"on backend {backend.name}"
+                )
+            if t.select:
+                missing = [s for s in t.select if s not in names]
+                if missing:
+                    raise TetherError(f"DR term {t.target}: unknown elements {missing}; valid: {names}")
+                self._index[i] = np.array([names.index(s) for s in t.select])
+            else:
+                self._index[i] = np.arange(len(names))
+            if t.target not in self._nominal:
+                self._nominal[t.target] = backend.get_param(t.target).copy()
+        self._started = False
+
+    def _apply_backend(self, rng: np.random.Generator, when: tuple[str, ...]) -> None:
+        values = {k: v.copy() for k, v in self._nominal.items()}
+        touched = False
+        for i, t in enumerate(self.terms):
+            if t.target in BACKEND_TARGETS and t.when in when:
+                idx = self._index[i]
+                values[t.target][idx] = t.apply(values[t.target][idx], t.sample(rng, len(idx)))
+                touched = True
+        if touched:
+            for target, v in values.items():
+                self.backend.set_param(target, v)
+
+    def on_reset(self, rng: np.random.Generator) -> EpisodeDR:
+        if not self._started:
+            self._apply_backend(rng, ("startup",))
+            # startup values become the nominal that reset-time terms perturb
+            self._nominal = {k: self.backend.get_param(k).copy() for k in self._nominal}
+            self._started = True
+        self._apply_backend(rng, ("reset", "interval"))
+        ep = EpisodeDR()
+        for t in self.terms:
+            if t.target == "action_latency":
+                lo, hi = t.range
+                ep.latency_steps = int(rng.integers(int(round(lo)), int(round(hi)) + 1))
+            elif t.target == "obs_noise":
+                ep.obs_noise_std = float(t.sample(rng, 1)[0])
+            elif t.target == "obs_bias":
+                ep.obs_bias = t.apply(np.zeros(self.obs_size), t.sample(rng, self.obs_size))
+            elif t.target == "push":
+                ep.push_terms.append(t)
+        return ep

@@ -1,0 +1,42 @@
+"""Gymnasium ids ``tether/<Robot><Task>-v0`` for every robot × task, registered on ``import tether.sim``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from tether.errors import TetherError
+from tether.sim.tasks import TASKS
+
+# Extra ids for task variants: id suffix -> (robot, task, kwargs)
+VARIANTS: dict[str, tuple[str, str, dict]] = {}
+
+
+def env_id(robot: str, task: str, variant: str = "") -> str:
+    return f"tether/{robot.capitalize()}{task.capitalize()}{variant}-v0"
+
+
+def all_env_ids() -> dict[str, tuple[str, str, dict]]:
+    ids = {env_id(r, t): (r, t, {}) for (r, t) in TASKS}
+    ids.update({k: v for k, v in VARIANTS.items()})
+    return ids
+
+
+def register_all() -> None:
+    for eid, (robot, task, kwargs) in all_env_ids().items():
+        if eid not in gym.registry:
+            gym.register(id=eid, entry_point="tether.sim.env:TetherEnv",
+                         kwargs={"robot": robot, "task": task, **kwargs}, disable_env_checker=True)
+
+
+def parse_env_id(eid: str) -> tuple[str, str, dict]:
+    ids = all_env_ids()
+    if eid not in ids:
+        raise TetherError(f"unknown env id {eid!r}; expected one of {', '.join(sorted(ids))}")
+    return ids[eid]
+
+
+def make(eid: str, **kwargs) -> gym.Env:
+    """``gymnasium.make`` with a one-line error for unknown ids."""
+    parse_env_id(eid)
+    register_all()
+    return gym.make(eid, **kwargs)

@@ -1,0 +1,134 @@
+"""Crazyflie 2.x class quadrotor and its onboard body-rate controller.
+
+Physical constants are the published Crazyflie 2.x values as used by gym-pybullet-drones (cf2x): mass
+0.027 kg, arm 0.0397 m, kf = 3.16e-10 N/rpm², km = 7.94e-12 N m/rpm², thrust-to-weight 2.25. Rotor drag
+coefficients (9.18e-7 and 1.03e-6 N per rad/s of rotor speed per m/s) are evaluated at hover rotor speed,
+giving a linear translational drag.
+
+Rotors are numbered M1..M4 clockwise from front-right in the body FLU frame: M1 (+x, -y), M2 (-x, -y),
+M3 (-x, +y), M4 (+x, +y); diagonal pairs spin the same way (M1, M3 clockwise seen from above).
+
+The rate controller has the structure and default gains of the Crazyflie firmware's attitude-rate PID
+(controller_pid: roll/pitch rate kp 250, ki 500, kd 2.5, i-limit 33.3; yaw rate kp 120, ki 16.7, i-limit
+166.7), which act on deg/s errors and output PWM-scale commands. We convert those outputs to torques
+through the firmware's power distribution (±cmd/2 per motor for roll/pitch, ±cmd for yaw, 65535 = full
+thrust), so the closed-loop behaviour matches the firmware's, and then allocate torques and collective
+thrust to the four rotors exactly (pseudo-inverse of the mixer), clipping to [0, max thrust].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tether.sim.randomization import DRTerm
+from tether.sim.robots.base import RobotSpec, RotorActuators
+
+ASSETS = Path(__file__).parent / "assets"
+
+MASS = 0.027
+ARM = 0.0397
+KF = 3.16e-10  # N / rpm^2
+KM = 7.94e-12  # N m / rpm^2
+THRUST_TO_WEIGHT = 2.25
+GRAVITY = 9.81
+MAX_THRUST = THRUST_TO_WEIGHT * MASS * GRAVITY / 4.0  # N per rotor
+HOVER_THRUST = MASS * GRAVITY / 4.0
+HOVER_OMEGA = np.sqrt(HOVER_THRUST / KF) * 2 * np.pi / 60  # rad/s
+DRAG = np.array([9.1785e-7, 9.1785e-7, 10.311e-7]) * 4 * HOVER_OMEGA
+INERTIA = np.array([1.4e-5, 1.4e-5, 2.17e-5])
+MOTOR_TIME_CONSTANT = 0.03  # s
+MAX_BODY_RATE = np.array([10.0, 10.0, 5.0])  # rad/s accepted by the rate controller
+
+_A = ARM / np.sqrt(2.0)
+ROTOR_POSITIONS = np.array([[_A, -_A, 0.0], [-_A, -_A, 0.0], [-_A, _A, 0.0], [_A, _A, 0.0]])
+ROTOR_SPIN = np.array([-1.0, 1.0, -1.0, 1.0])  # +1 counter-clockwise seen from above
+
+
+def mixer_matrix(ratio: float = KM / KF) -> np.ndarray:
+    """Map rotor thrusts (4,) to [collective thrust, torque x, torque y, torque z] in body FLU."""
+    rows = [np.ones(4), ROTOR_POSITIONS[:, 1], -ROTOR_POSITIONS[:, 0], -ROTOR_SPIN * ratio]
+    return np.array(rows)
+
+
+class RateController:
+    """Crazyflie-firmware-style body-rate PID at the physics rate, followed by exact thrust allocation."""
+
+    KP = np.array([250.0, 250.0, 120.0])
+    KI = np.array([500.0, 500.0, 16.7])
+    KD = np.array([2.5, 2.5, 0.0])
+    I_LIMIT = np.array([33.3, 33.3, 166.7])
+
+    def __init__(self, max_thrust: float = MAX_THRUST) -> None:
+        self.max_thrust = max_thrust
+        # firmware command units (per deg/s of error) -> N m of body torque, through its power distribution
+        pwm_to_n = max_thrust / 65535.0
+        self._cmd_to_torque = np.array(
+            [2.0 * pwm_to_n * _A, 2.0 * pwm_to_n * _A, 4.0 * pwm_to_n * (KM / KF)]
+        )
+        self._alloc = np.linalg.pinv(mixer_matrix())
+        self.reset()
+
+    def reset(self) -> None:
+        self._integral = np.zeros(3)
+        self._prev_error = np.zeros(3)
+
+    def __call__(self, collective_thrust: float, rates_des: np.ndarray, rates: np.ndarray, dt: float) -> np.ndarray:
+        err = np.degrees(np.asarray(rates_des) - np.asarray(rates))
+        self._integral = np.clip(self._integral + err * dt, -self.I_LIMIT, self.I_LIMIT)
+        deriv = (err - self._prev_error) / dt
+        self._prev_error = err
+        cmd = self.KP * err + self.KI * self._integral + self.KD * deriv
+        wrench = np.concatenate([[collective_thrust], cmd * self._cmd_to_torque])
+        return np.clip(self._alloc @ wrench, 0.0, self.max_thrust)
+
+
+def dr_presets() -> dict[str, list[DRTerm]]:
+    return {
+        "none": [],
+        "default": [
+            DRTerm("body_mass", "uniform", "scale", (0.9, 1.1)),
+            DRTerm("actuator_gain", "uniform", "scale", (0.9, 1.1)),
+            DRTerm("motor_time_constant", "uniform", "scale", (0.8, 1.25)),
+            DRTerm("action_latency", "uniform", "abs", (0, 1)),
+            DRTerm("obs_noise", "uniform", "abs", (0.0, 0.005)),
+        ],
+        "wide": [
+            DRTerm("body_mass", "uniform", "scale", (0.8, 1.2)),
+            DRTerm("body_com", "uniform", "add", (-0.002, 0.002)),
+            DRTerm("actuator_gain", "uniform", "scale", (0.8, 1.2)),
+            DRTerm("actuator_strength", "uniform", "scale", (0.9, 1.0)),
+            DRTerm("motor_time_constant", "log_uniform", "scale", (0.5, 2.0)),
+            DRTerm("action_latency", "uniform", "abs", (0, 2)),
+            DRTerm("obs_noise", "uniform", "abs", (0.0, 0.01)),
+            DRTerm("obs_bias", "gaussian", "abs", (0.0, 0.005)),
+            DRTerm("push", "uniform", "abs", (0.0, 0.05), when="interval", interval_s=2.0),
+            DRTerm("gravity", "uniform", "add", (-0.1, 0.1)),
+        ],
+    }
+
+
+def crazyflie() -> RobotSpec:
+    return RobotSpec(
+        name="quadrotor",
+        model_path=ASSETS / "crazyflie.urdf",
+        floating_base=True,
+        joints=(),
+        joint_lower=np.zeros(0),
+        joint_upper=np.zeros(0),
+        default_joint_pos=np.zeros(0),
+        base_pos=np.array([0.0, 0.0, 1.0]),
+        base_quat=np.array([1.0, 0.0, 0.0, 0.0]),
+        actuators=RotorActuators(
+            positions=ROTOR_POSITIONS,
+            spin=ROTOR_SPIN,
+            max_thrust=MAX_THRUST,
+            torque_to_thrust=KM / KF,
+            time_constant=MOTOR_TIME_CONSTANT,
+            linear_drag=DRAG,
+        ),
+        physics_dt=0.002,
+        control_rate_hz=50.0,
+        dr_presets=dr_presets(),
+    )
