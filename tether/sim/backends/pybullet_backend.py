@@ -1,0 +1,366 @@
+"""PyBullet backend: the same URDF, the same actuator models, stepped explicitly.
+
+PyBullet has no native equivalent of MuJoCo's PD actuator with force range or of filter dynamics, so both
+are realised here per physics substep: PD torques are computed from the measured joint state and clipped to
+the torque limit, joint damping and dry friction are added explicitly (PyBullet's own joint damping and
+default link damping are switched off so they do not count twice), rotor thrust follows the same exact
+first-order lag as MuJoCo's ``filterexact``, and forces are applied in the world frame (PyBullet's
+LINK_FRAME torques are unreliable for the base). PyBullet's base pose is its centre-of-mass frame; this
+backend converts to and from the URDF link frame so poses mean the same as on MuJoCo.
+
+Not available here and refused by name if a DR term asks for them: joint armature and centre-of-mass
+offsets (PyBullet cannot change either after loading).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+from pybullet_utils import bullet_client
+
+from tether.errors import TetherError
+from tether.sim.backends.base import Backend
+from tether.sim.robots.base import PDActuators, RobotSpec, RotorActuators, Scene
+
+GROUND = "ground"
+_UNSUPPORTED = ("joint_armature", "body_com")
+
+
+def _xyzw(q_wxyz: np.ndarray) -> list[float]:
+    return [float(q_wxyz[1]), float(q_wxyz[2]), float(q_wxyz[3]), float(q_wxyz[0])]
+
+
+def _wxyz(q_xyzw) -> np.ndarray:
+    return np.array([q_xyzw[3], q_xyzw[0], q_xyzw[1], q_xyzw[2]])
+
+
+class PybulletBackend(Backend):
+    name = "pybullet"
+
+    def __init__(self, robot: RobotSpec, scene: Scene) -> None:
+        super().__init__(robot, scene)
+        self.p = p = bullet_client.BulletClient(connection_mode=pb.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath())
+        p.setPhysicsEngineParameter(fixedTimeStep=robot.physics_dt, numSubSteps=0)
+        self._gravity = -9.81
+        p.setGravity(0, 0, self._gravity)
+        self._time = 0.0
+        self._terrain_roughness = scene.terrain.roughness
+        self._ground = self._make_ground()
+        flags = pb.URDF_USE_INERTIA_FROM_FILE
+        base_pos = robot.base_pos if robot.floating_base else np.array([0.0, 0.0, robot.fixed_base_z])
+        self.body = p.loadURDF(str(robot.model_path), basePosition=base_pos.tolist(),
+                               baseOrientation=_xyzw(robot.base_quat), useFixedBase=not robot.floating_base,
+                               flags=flags)
+        self._links: dict[str, int] = {p.getBodyInfo(self.body)[0].decode(): -1}
+        joint_index: dict[str, int] = {}
+        self._urdf_damping, self._urdf_friction = {}, {}
+        for j in range(p.getNumJoints(self.body)):
+            info = p.getJointInfo(self.body, j)
+            joint_index[info[1].decode()] = j
+            self._links[info[12].decode()] = j
+            self._urdf_damping[j], self._urdf_friction[j] = info[6], info[7]
+        missing = [n for n in robot.joints if n not in joint_index]
+        if missing:
+            raise TetherError(f"robot {robot.name}: joints {missing} not in {robot.model_path.name}")
+        self._jidx = [joint_index[n] for n in robot.joints]
+        for link in self._links.values():
+            p.changeDynamics(self.body, link, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
+        if self._jidx:
+            p.setJointMotorControlArray(self.body, self._jidx, pb.VELOCITY_CONTROL, forces=[0.0] * len(self._jidx))
+        dyn = p.getDynamicsInfo(self.body, -1)
+        self._inertial_pos, self._inertial_orn = dyn[3], dyn[4]
+        self._objects: dict[str, int] = {}
+        for obj in scene.objects:
+            self._objects[obj.name] = self._make_object(obj)
+
+        n = len(self._jidx)
+        self._damping = np.array([self._urdf_damping[j] for j in self._jidx])
+        self._frictionloss = np.array([self._urdf_friction[j] for j in self._jidx])
+        act = robot.actuators
+        self._pd = isinstance(act, PDActuators)
+        if self._pd:
+            self._kp, self._kd = act.kp.astype(float).copy(), act.kd.astype(float).copy()
+            self._torque_limit = act.torque_limit.astype(float).copy()
+            self._command = robot.default_joint_pos.astype(float).copy()
+        elif isinstance(act, RotorActuators):
+            k = len(act.spin)
+            self._gain = np.ones(k)
+            self._max_thrust = np.full(k, act.max_thrust)
+            self._tau = np.full(k, act.time_constant)
+            self._thrust = np.zeros(k)
+            self._command = np.zeros(k)
+        else:  # pragma: no cover - RobotSpec only allows the two kinds
+            raise TetherError(f"unsupported actuator model {type(act).__name__}")
+        self._push_force = np.zeros(3)
+        self._push_torque = np.zeros(3)
+        self._mass_links = [l for l in self._links.values() if p.getDynamicsInfo(self.body, l)[0] > 0]
+        self._nominal_mass = {l: p.getDynamicsInfo(self.body, l)[0] for l in self._links.values()}
+        self._nominal_inertia = {l: np.array(p.getDynamicsInfo(self.body, l)[2]) for l in self._links.values()}
+        for name, b in self._objects.items():
+            info = p.getDynamicsInfo(b, -1)
+            self._nominal_mass[name] = info[0]
+            self._nominal_inertia[name] = np.array(info[2])
+        self.reset_state(robot.default_joint_pos)
+
+    # ------------------------------------------------------------------ world building
+    def _make_ground(self) -> int:
+        p, terrain = self.p, self.scene.terrain
+        if terrain.kind == "flat":
+            ground = p.loadURDF("plane.urdf")
+        elif terrain.kind == "heightfield":
+            heights = terrain.heights()
+            n = terrain.resolution
+            spacing = 2 * terrain.size / (n - 1)
+            rough = max(self._terrain_roughness, 1e-4)
+            shape = p.createCollisionShape(
+                pb.GEOM_HEIGHTFIELD, meshScale=[spacing, spacing, rough],
+                heightfieldData=heights.ravel().tolist(), numHeightfieldRows=n, numHeightfieldColumns=n)
+            # PyBullet centres a heightfield on its height range; MuJoCo's starts at z = 0.
+            ground = p.createMultiBody(0, shape, basePosition=[0, 0, rough * (heights.max() + heights.min()) / 2])
+        else:
+            raise TetherError(f"unknown terrain kind {terrain.kind!r}; expected 'flat' or 'heightfield'")
+        p.changeDynamics(ground, -1, lateralFriction=1.0)
+        return ground
+
+    def _make_object(self, obj) -> int:
+        p = self.p
+        if obj.kind == "box":
+            col = p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(obj.size))
+            vis = p.createVisualShape(pb.GEOM_BOX, halfExtents=list(obj.size), rgbaColor=list(obj.rgba))
+            b = p.createMultiBody(obj.mass, col, vis, basePosition=list(obj.pos))
+            p.changeDynamics(b, -1, lateralFriction=obj.friction, linearDamping=0.0, angularDamping=0.0)
+            return b
+        if obj.kind == "marker":
+            vis = p.createVisualShape(pb.GEOM_SPHERE, radius=obj.size[0], rgbaColor=list(obj.rgba))
+            return p.createMultiBody(0, -1, vis, basePosition=list(obj.pos))
+        raise TetherError(f"unknown scene object kind {obj.kind!r}; expected 'box' or 'marker'")
+
+    # ------------------------------------------------------------------ frames
+    def _com_from_link(self, pos, quat_wxyz):
+        return self.p.multiplyTransforms(list(pos), _xyzw(quat_wxyz), self._inertial_pos, self._inertial_orn)
+
+    def _link_from_com(self, pos, orn_xyzw):
+        inv_p, inv_q = self.p.invertTransform(self._inertial_pos, self._inertial_orn)
+        return self.p.multiplyTransforms(pos, orn_xyzw, inv_p, inv_q)
+
+    # ------------------------------------------------------------------ state
+    def reset_state(self, joint_pos, joint_vel=None, base_pos=None, base_quat=None,
+                    base_lin_vel=None, base_ang_vel=None) -> None:
+        p, r = self.p, self.robot
+        jv = np.zeros(len(self._jidx)) if joint_vel is None else joint_vel
+        for j, q, v in zip(self._jidx, joint_pos, jv):
+            p.resetJointState(self.body, j, float(q), float(v))
+        if r.floating_base:
+            pos = r.base_pos if base_pos is None else base_pos
+            quat = r.base_quat if base_quat is None else base_quat
+            cp, cq = self._com_from_link(pos, quat)
+            p.resetBasePositionAndOrientation(self.body, cp, cq)
+            R = np.array(p.getMatrixFromQuaternion(cq)).reshape(3, 3)
+            ang_body = np.zeros(3) if base_ang_vel is None else np.asarray(base_ang_vel)
+            lin = np.zeros(3) if base_lin_vel is None else np.asarray(base_lin_vel)
+            p.resetBaseVelocity(self.body, lin.tolist(), (R @ ang_body).tolist())
+        if self._pd:
+            self._command = np.asarray(joint_pos, dtype=float).copy()
+        else:
+            self._thrust = np.clip(self._command, 0.0, self._max_thrust)
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._jidx:
+            return np.zeros(0), np.zeros(0)
+        states = self.p.getJointStates(self.body, self._jidx)
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+
+    def _base_com(self):
+        return self.p.getBasePositionAndOrientation(self.body)
+
+    def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        pos, orn = self._link_from_com(*self._base_com())
+        return np.array(pos), _wxyz(orn)
+
+    def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        lin, ang = self.p.getBaseVelocity(self.body)
+        _, orn = self._base_com()
+        R = np.array(self.p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        return np.array(lin), R.T @ np.array(ang)
+
+    def body_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name in self._objects:
+            pos, orn = self.p.getBasePositionAndOrientation(self._objects[name])
+            return np.array(pos), _wxyz(orn)
+        if name not in self._links:
+            raise TetherError(f"robot {self.robot.name}: no body named {name!r}; links are {sorted(self._links)}")
+        link = self._links[name]
+        if link == -1:
+            return self.base_pose()
+        st = self.p.getLinkState(self.body, link, computeForwardKinematics=True)
+        return np.array(st[4]), _wxyz(st[5])
+
+    def set_object_pose(self, name: str, pos, quat=None) -> None:
+        if name not in self._objects:
+            raise TetherError(f"no scene object {name!r}; objects are {sorted(self._objects)}")
+        b = self._objects[name]
+        quat = np.array([1.0, 0, 0, 0]) if quat is None else quat
+        self.p.resetBasePositionAndOrientation(b, list(map(float, pos)), _xyzw(quat))
+        self.p.resetBaseVelocity(b, [0, 0, 0], [0, 0, 0])
+
+    def foot_contact_forces(self) -> np.ndarray:
+        out = np.zeros(len(self.robot.feet))
+        for i, foot in enumerate(self.robot.feet):
+            for c in self.p.getContactPoints(bodyA=self.body, linkIndexA=self._links[foot]):
+                out[i] += c[9]
+        return out
+
+    # ------------------------------------------------------------------ actuation
+    def set_command(self, command) -> None:
+        self._command = np.asarray(command, dtype=float).copy()
+
+    def step(self, substeps: int) -> None:
+        p, dt = self.p, self.robot.physics_dt
+        for _ in range(substeps):
+            if self._pd:
+                q, qd = self.joint_state()
+                tau = np.clip(self._kp * (self._command - q) - self._kd * qd, -self._torque_limit, self._torque_limit)
+                tau -= self._damping * qd + self._frictionloss * np.tanh(qd / 1e-2)
+                p.setJointMotorControlArray(self.body, self._jidx, pb.TORQUE_CONTROL, forces=tau.tolist())
+            else:
+                self._apply_rotors()
+            com_pos, _ = self._base_com()
+            if self._push_force.any() or self._push_torque.any():
+                p.applyExternalForce(self.body, -1, self._push_force.tolist(), com_pos, pb.WORLD_FRAME)
+                p.applyExternalTorque(self.body, -1, self._push_torque.tolist(), pb.WORLD_FRAME)
+            p.stepSimulation()
+            if not self._pd:
+                target = np.clip(self._command, 0.0, self._max_thrust)
+                self._thrust += (target - self._thrust) * (1.0 - np.exp(-dt / self._tau))
+            self._time += dt
+
+    def _apply_rotors(self) -> None:
+        p, act = self.p, self.robot.actuators
+        com_pos, com_orn = self._base_com()
+        link_pos, link_orn = self._link_from_com(com_pos, com_orn)
+        R = np.array(p.getMatrixFromQuaternion(link_orn)).reshape(3, 3)
+        thrust = self._gain * self._thrust
+        for r_body, f in zip(act.positions, thrust):
+            point = np.array(link_pos) + R @ r_body
+            p.applyExternalForce(self.body, -1, (R[:, 2] * f).tolist(), point.tolist(), pb.WORLD_FRAME)
+        yaw = float(np.sum(-act.spin * act.torque_to_thrust * thrust))
+        lin, _ = p.getBaseVelocity(self.body)
+        drag = -act.linear_drag * np.array(lin)
+        p.applyExternalForce(self.body, -1, drag.tolist(), com_pos, pb.WORLD_FRAME)
+        p.applyExternalTorque(self.body, -1, (R[:, 2] * yaw).tolist(), pb.WORLD_FRAME)
+
+    def set_external_force(self, force_world, torque_world=None) -> None:
+        self._push_force = np.asarray(force_world, dtype=float)
+        self._push_torque = np.zeros(3) if torque_world is None else np.asarray(torque_world, dtype=float)
+
+    @property
+    def time(self) -> float:
+        return self._time
+
+    # ------------------------------------------------------------------ parameters
+    def _mass_elements(self) -> list[str]:
+        names = [n for n, l in self._links.items() if self._nominal_mass[l] > 0]
+        return names + [o.name for o in self.scene.objects if o.kind == "box"]
+
+    def _handle(self, name: str) -> tuple[int, int]:
+        if name in self._objects:
+            return self._objects[name], -1
+        if name == GROUND:
+            return self._ground, -1
+        return self.body, self._links[name]
+
+    def param_elements(self, target: str) -> list[str]:
+        if target in _UNSUPPORTED:
+            return []
+        if target == "body_mass":
+            return self._mass_elements()
+        if target == "friction":
+            return [GROUND] + [o.name for o in self.scene.objects if o.kind == "box"] + list(self._links)
+        if target in ("joint_damping", "joint_frictionloss"):
+            return list(self.robot.joints)
+        if target in ("actuator_gain", "actuator_strength"):
+            return list(self.robot.joints) if self._pd else [f"rotor{i}" for i in range(len(self._command))]
+        if target == "motor_time_constant":
+            return [] if self._pd else [f"rotor{i}" for i in range(len(self._command))]
+        if target == "gravity":
+            return ["z"]
+        if target == "terrain_roughness":
+            return ["terrain"] if self.scene.terrain.kind == "heightfield" else []
+        raise TetherError(f"backend pybullet has no parameter target {target!r}")
+
+    def get_param(self, target: str) -> np.ndarray:
+        p = self.p
+        if target == "body_mass":
+            return np.array([p.getDynamicsInfo(*self._handle(n))[0] for n in self._mass_elements()])
+        if target == "friction":
+            return np.array([p.getDynamicsInfo(*self._handle(n))[1] for n in self.param_elements("friction")])
+        if target == "joint_damping":
+            return self._damping.copy()
+        if target == "joint_frictionloss":
+            return self._frictionloss.copy()
+        if target == "actuator_gain":
+            return self._kp.copy() if self._pd else self._gain.copy()
+        if target == "actuator_strength":
+            return self._torque_limit.copy() if self._pd else self._max_thrust.copy()
+        if target == "motor_time_constant":
+            return self._tau.copy()
+        if target == "gravity":
+            return np.array([self._gravity])
+        if target == "terrain_roughness":
+            return np.array([self._terrain_roughness])
+        raise TetherError(f"backend pybullet cannot randomise {target!r}")
+
+    def set_param(self, target: str, values) -> None:
+        p, values = self.p, np.asarray(values, dtype=float)
+        if target == "body_mass":
+            for n, m in zip(self._mass_elements(), values):
+                b, l = self._handle(n)
+                key = n if n in self._objects else l
+                ratio = m / max(self._nominal_mass[key], 1e-12)
+                p.changeDynamics(b, l, mass=float(m), localInertiaDiagonal=(self._nominal_inertia[key] * ratio).tolist())
+        elif target == "friction":
+            for n, f in zip(self.param_elements("friction"), values):
+                p.changeDynamics(*self._handle(n), lateralFriction=float(f))
+        elif target == "joint_damping":
+            self._damping = values.copy()
+        elif target == "joint_frictionloss":
+            self._frictionloss = values.copy()
+        elif target == "actuator_gain":
+            if self._pd:
+                self._kd = self._kd * values / np.maximum(self._kp, 1e-12)
+                self._kp = values.copy()
+            else:
+                self._gain = values.copy()
+        elif target == "actuator_strength":
+            if self._pd:
+                self._torque_limit = values.copy()
+            else:
+                self._max_thrust = values.copy()
+        elif target == "motor_time_constant":
+            self._tau = values.copy()
+        elif target == "gravity":
+            self._gravity = float(values[0])
+            p.setGravity(0, 0, self._gravity)
+        elif target == "terrain_roughness":
+            self._terrain_roughness = float(values[0])
+            p.removeBody(self._ground)
+            self._ground = self._make_ground()
+        else:
+            raise TetherError(f"backend pybullet cannot randomise {target!r}")
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
+        pos, _ = self.base_pose()
+        dist = 1.2 if self.robot.name == "quadrotor" else 2.2
+        view = self.p.computeViewMatrixFromYawPitchRoll(pos.tolist(), dist, 45.0, -20.0, 0.0, 2)
+        proj = self.p.computeProjectionMatrixFOV(45.0, width / height, 0.01, 50.0)
+        img = self.p.getCameraImage(width, height, view, proj, renderer=pb.ER_TINY_RENDERER)[2]
+        return np.asarray(img, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
+
+    def close(self) -> None:
+        try:
+            self.p.disconnect()
+        except pb.error:
+            pass
