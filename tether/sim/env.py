@@ -68,9 +68,9 @@ class TetherEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": int(self.robot_spec.control_rate_hz)}
         c = self.contract
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(c.action_size,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(
-            c.obs_low.astype(np.float32), c.obs_high.astype(np.float32), dtype=np.float32
-        )
+        # Shape from the contract; bounds left open because sensor noise and bias (DR) may legitimately
+        # push a reading past the nominal range the contract documents.
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(c.obs_size,), dtype=np.float32)
         self._substeps = self.robot_spec.substeps
         self._dr = Randomizer(self.dr_terms, self.sim, c.obs_size)
         self._episode = EpisodeDR()

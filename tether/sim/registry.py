@@ -8,7 +8,9 @@ from tether.errors import TetherError
 from tether.sim.tasks import TASKS
 
 # Extra ids for task variants: id suffix -> (robot, task, kwargs)
-VARIANTS: dict[str, tuple[str, str, dict]] = {}
+VARIANTS: dict[str, tuple[str, str, dict]] = {
+    "tether/LeggedVelocityRough-v0": ("legged", "velocity", {"terrain": "rough"}),
+}
 
 
 def env_id(robot: str, task: str, variant: str = "") -> str:

@@ -42,8 +42,10 @@ def build_spec(robot: RobotSpec, scene: Scene) -> mujoco.MjSpec:
     tex = spec.add_texture(name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D,
                            builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, width=256, height=256,
                            rgb1=[0.25, 0.3, 0.35], rgb2=[0.35, 0.4, 0.45])
-    mat = spec.add_material(name="grid", texrepeat=[8, 8])
-    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
+    mat = spec.add_material(name="grid", texrepeat=[4, 4], texuniform=True)
+    roles = list(mat.textures)
+    roles[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
+    mat.textures = roles  # the binding returns a copy; assign the whole list
     terrain = scene.terrain
     if terrain.kind == "flat":
         spec.worldbody.add_geom(name=GROUND, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[20, 20, 0.1],
@@ -336,7 +338,6 @@ class MujocoBackend(Backend):
 
     # ------------------------------------------------------------------ rendering
     def render(self, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
-        os.environ.setdefault("MUJOCO_GL", "egl")
         key = (width, height)
         if key not in self._renderers:
             self._renderers[key] = mujoco.Renderer(self.model, height=height, width=width)

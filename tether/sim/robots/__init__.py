@@ -12,6 +12,8 @@ from tether.sim.robots.base import RobotSpec
 
 ROBOTS: dict[str, str] = {
     "quadrotor": "tether.sim.robots.quadrotor:crazyflie",
+    "arm": "tether.sim.robots.panda:panda",
+    "legged": "tether.sim.robots.a1:a1",
 }
 
 

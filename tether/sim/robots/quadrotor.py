@@ -96,7 +96,6 @@ def dr_presets() -> dict[str, list[DRTerm]]:
         ],
         "wide": [
             DRTerm("body_mass", "uniform", "scale", (0.8, 1.2)),
-            DRTerm("body_com", "uniform", "add", (-0.002, 0.002)),
             DRTerm("actuator_gain", "uniform", "scale", (0.8, 1.2)),
             DRTerm("actuator_strength", "uniform", "scale", (0.9, 1.0)),
             DRTerm("motor_time_constant", "log_uniform", "scale", (0.5, 2.0)),

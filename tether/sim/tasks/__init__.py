@@ -13,6 +13,10 @@ from tether.sim.robots.base import RobotSpec
 TASKS: dict[tuple[str, str], str] = {
     ("quadrotor", "hover"): "tether.sim.tasks.quadrotor:Hover",
     ("quadrotor", "waypoint"): "tether.sim.tasks.quadrotor:Waypoint",
+    ("arm", "reach"): "tether.sim.tasks.arm:Reach",
+    ("arm", "push"): "tether.sim.tasks.arm:Push",
+    ("legged", "stand"): "tether.sim.tasks.legged:Stand",
+    ("legged", "velocity"): "tether.sim.tasks.legged:Velocity",
 }
 
 
