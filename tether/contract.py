@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -135,15 +136,15 @@ class IOContract:
                 raise ContractError(f"action field {f.name!r} has no limits; every action needs low and high")
 
     # ----------------------------------------------------------------- sizes and slices
-    @property
+    @cached_property
     def obs_size(self) -> int:
         return sum(f.size for f in self.observations)
 
-    @property
+    @cached_property
     def action_size(self) -> int:
         return sum(f.size for f in self.actions)
 
-    @property
+    @cached_property
     def privileged_size(self) -> int:
         return sum(f.size for f in self.privileged)
 
@@ -159,11 +160,11 @@ class IOContract:
             start += f.size
         return out
 
-    @property
+    @cached_property
     def obs_slices(self) -> dict[str, slice]:
         return self._slices(self.observations)
 
-    @property
+    @cached_property
     def action_slices(self) -> dict[str, slice]:
         return self._slices(self.actions)
 
@@ -183,24 +184,31 @@ class IOContract:
             parts.append(np.full(f.size, default) if v is None else np.asarray(v, dtype=float))
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    @property
+    @cached_property
     def action_low(self) -> np.ndarray:
         return self._bounds(self.actions, "low", -np.inf)
 
-    @property
+    @cached_property
     def action_high(self) -> np.ndarray:
         return self._bounds(self.actions, "high", np.inf)
 
-    @property
+    @cached_property
     def obs_low(self) -> np.ndarray:
         return self._bounds(self.observations, "low", -np.inf)
 
-    @property
+    @cached_property
     def obs_high(self) -> np.ndarray:
         return self._bounds(self.observations, "high", np.inf)
 
     # ----------------------------------------------------------------- assembling vectors by name
     def _assemble(self, fields: Sequence[Field], values: Mapping[str, Any]) -> np.ndarray:
+        # Fast path for the control loop and env.step: every field present as a 1-D array of the right size.
+        try:
+            parts = [values[f.name] for f in fields]
+            if all(getattr(p, "shape", None) == (f.size,) for p, f in zip(parts, fields)):
+                return np.concatenate(parts).astype(np.float64, copy=False)
+        except (KeyError, ValueError, TypeError):
+            pass
         missing = [f.name for f in fields if f.name not in values]
         if missing:
             raise ContractError(
@@ -236,7 +244,7 @@ class IOContract:
     # ----------------------------------------------------------------- action scaling
     def to_physical(self, normalised: np.ndarray) -> np.ndarray:
         """Map a policy action in [-1, 1] to physical units (clipping to [-1, 1] first)."""
-        a = np.clip(np.asarray(normalised, dtype=np.float64), -1.0, 1.0)
+        a = np.minimum(np.maximum(np.asarray(normalised, dtype=np.float64), -1.0), 1.0)
         lo, hi = self.action_low, self.action_high
         return lo + (a + 1.0) * 0.5 * (hi - lo)
 

@@ -95,7 +95,7 @@ class TetherEnv(gym.Env):
         return self._observe(), self._info(success=False)
 
     def step(self, action):
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64).reshape(-1), -1.0), 1.0)
         if a.shape[0] != self.contract.action_size:
             raise TetherError(f"action has {a.shape[0]} elements; expected {self.contract.action_size}")
         if self._episode.latency_steps:

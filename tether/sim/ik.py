@@ -32,17 +32,6 @@ def _rpy_to_rotmat(rpy: np.ndarray) -> np.ndarray:
     ])
 
 
-def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
-    x, y, z = axis
-    c, s = np.cos(angle), np.sin(angle)
-    C = 1.0 - c
-    return np.array([
-        [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
-        [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
-        [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
-    ])
-
-
 @dataclass(frozen=True)
 class _Joint:
     name: str
@@ -82,48 +71,54 @@ class SerialChain:
             link = j.find("parent").get("link")
         self.joints = tuple(reversed(chain))
         self.joint_names = tuple(j.name for j in self.joints if j.kind != "fixed")
+        self._cache = []
+        for j in self.joints:
+            x, y, z = j.axis
+            K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+            self._cache.append((j.origin[:3, :3].copy(), j.origin[:3, 3].copy(), K, K @ K))
 
     @property
     def dof(self) -> int:
         return len(self.joint_names)
 
-    def _frames(self, q: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, str]]]:
+    def _frames(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tip rotation, tip position, joint origins (dof, 3), joint axes (dof, 3)), all in the base frame."""
         q = np.asarray(q, dtype=np.float64).reshape(-1)
         if q.shape != (self.dof,):
             raise TetherError(f"chain has {self.dof} joints {list(self.joint_names)}; got {q.size} positions")
-        T = np.eye(4)
-        axes = []
+        R, p = np.eye(3), np.zeros(3)
+        origins, axes = np.empty((self.dof, 3)), np.empty((self.dof, 3))
         i = 0
-        for j in self.joints:
-            T = T @ j.origin
+        for j, (Ro, po, K, K2) in zip(self.joints, self._cache):
+            p = p + R @ po
+            R = R @ Ro
             if j.kind == "fixed":
                 continue
-            world_axis = T[:3, :3] @ j.axis
-            axes.append((T[:3, 3].copy(), world_axis, j.kind))
-            M = np.eye(4)
+            origins[i], axes[i] = p, R @ j.axis
             if j.kind == "prismatic":
-                M[:3, 3] = j.axis * q[i]
-            else:
-                M[:3, :3] = _axis_angle(j.axis, q[i])
-            T = T @ M
+                p = p + axes[i] * q[i]
+            else:  # Rodrigues: exp(theta K) = I + sin(theta) K + (1 - cos(theta)) K^2
+                R = R @ (np.eye(3) + np.sin(q[i]) * K + (1.0 - np.cos(q[i])) * K2)
             i += 1
-        return T, axes
+        return R, p, origins, axes
 
     def forward(self, q: np.ndarray) -> np.ndarray:
         """4x4 base_from_tip transform."""
-        return self._frames(q)[0]
+        R, p, _, _ = self._frames(q)
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, p
+        return T
 
     def position(self, q: np.ndarray) -> np.ndarray:
-        return self._frames(q)[0][:3, 3].copy()
+        return self._frames(q)[1]
 
     def position_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tip position (3,), d position / dq (3, dof)) in the base frame, analytically."""
-        T, axes = self._frames(q)
-        p = T[:3, 3]
-        J = np.empty((3, self.dof))
-        for k, (origin, axis, kind) in enumerate(axes):
-            J[:, k] = axis if kind == "prismatic" else np.cross(axis, p - origin)
-        return p.copy(), J
+        _, p, origins, axes = self._frames(q)
+        J = np.cross(axes, p - origins)
+        prismatic = np.array([j.kind == "prismatic" for j in self.joints if j.kind != "fixed"])
+        J[prismatic] = axes[prismatic]
+        return p, J.T
 
 
 def dls_step(J: np.ndarray, dx: np.ndarray, damping: float = 0.05, null_bias: np.ndarray | None = None) -> np.ndarray:

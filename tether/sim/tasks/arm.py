@@ -191,7 +191,7 @@ class Reach(ArmTask):
         return StepResult(-dist, False, success, {"distance": dist})
 
     def expert(self, sim: Backend) -> np.ndarray:
-        return self._expert_from_delta(self.target - self.ee_pos(sim))
+        return self._expert_from_delta(0.5 * (self.target - self.ee_pos(sim)))
 
 
 class Push(ArmTask):
@@ -207,9 +207,10 @@ class Push(ArmTask):
     cube_mass = 0.2
     cube_friction = 0.6
     cube_low = np.array([0.42, -0.15])
-    cube_high = np.array([0.6, 0.15])
-    goal_low = np.array([0.3, -0.3])
-    goal_high = np.array([0.72, 0.3])
+    cube_high = np.array([0.58, 0.15])
+    goal_low = np.array([0.32, -0.28])
+    goal_high = np.array([0.68, 0.28])
+    stop_radius = 0.02  # the expert stops pushing this close to the goal (success counts within 4 cm)
     push_height = 0.025  # TCP height while pushing: the cube's mid-height
     travel_height = 0.12  # TCP height while moving around the cube
 
@@ -257,25 +258,45 @@ class Push(ArmTask):
         return StepResult(reward, lost, success, {"distance": dist, "ee_cube_distance": reach})
 
     def expert(self, sim: Backend) -> np.ndarray:
-        """Get behind the cube (over it, not through it), drop to mid-height, push along cube→goal; stop near it."""
+        """Get behind the cube (over it, not through it), drop to mid-height, push along cube→goal; stop near it.
+
+        Moves are half the remaining error per step: the measured TCP closes the loop and the arm's own PD
+        lags a control step, so a full-gain step would overshoot and ring.
+        """
         ee, cube, goal = self.ee_pos(sim), self.cube_pos(sim), self.target
         to_goal = (goal - cube)[:2]
-        if np.linalg.norm(to_goal) < 0.015:
-            return self._expert_from_delta(np.array([0.0, 0.0, 0.2 * (self.travel_height - ee[2])]))
-        u = to_goal / np.linalg.norm(to_goal)
-        rel = (ee - cube)[:2]
-        behind = -float(rel @ u)  # distance of the TCP behind the cube centre along the push direction
-        lateral = float(np.linalg.norm(rel + behind * u))
+        away = (ee - cube)[:2]
+        clearance = float(np.linalg.norm(away))
         low = ee[2] < self.push_height + 0.02
+        if low and clearance < CUBE_HALF * np.sqrt(2) + 0.02:
+            # Touching the cube and about to leave or go round it: back off horizontally first, so that
+            # friction from a pressing finger cannot drag the cube up or sideways.
+            dest = np.append(cube[:2] + away / max(clearance, 1e-6) * (CUBE_HALF * np.sqrt(2) + 0.03), ee[2])
+            if np.linalg.norm(to_goal) >= self.stop_radius:
+                u = to_goal / np.linalg.norm(to_goal)
+                behind = -float(away @ u)
+                if behind > CUBE_HALF and float(np.linalg.norm(away + behind * u)) < 0.02:
+                    dest = None  # lined up behind the cube: keep pushing
+            if dest is not None:
+                return self._expert_from_delta(0.5 * (dest - ee))
+        if np.linalg.norm(to_goal) < self.stop_radius:
+            return self._expert_from_delta(np.array([0.0, 0.0, 0.5 * (self.travel_height - ee[2])]))
+        u = to_goal / np.linalg.norm(to_goal)
+        behind = -float(away @ u)  # distance of the TCP behind the cube centre along the push direction
+        lateral = float(np.linalg.norm(away + behind * u))
         if low and behind > CUBE_HALF and lateral < 0.02:
-            # Pushing: aim through the cube centre, slowly, re-aiming at the goal every step.
+            # Pushing: aim through the cube centre, re-aiming at the goal every step, slowing down near it so
+            # the cube does not slide past.
+            speed = float(np.clip(0.5 * np.linalg.norm(to_goal), 0.005, 0.02))
             aim = np.append(cube[:2] + u * 0.03, self.push_height)
-            return self._expert_from_delta(np.clip(aim - ee, -0.02, 0.02))
+            step = aim - ee
+            return self._expert_from_delta(step * min(1.0, speed / max(np.linalg.norm(step), 1e-9)))
         pre = np.append(cube[:2] - u * (CUBE_HALF + 0.035), self.push_height)
         off_xy = float(np.linalg.norm((pre - ee)[:2]))
         if off_xy > 0.015:
             if ee[2] < self.travel_height - 0.03 and (behind < CUBE_HALF + 0.01 or lateral > 0.03):
-                return self._expert_from_delta(np.array([0.0, 0.0, self.travel_height - ee[2]]))  # lift first
-            dest = np.append(pre[:2], self.travel_height if off_xy > 0.03 else ee[2])
-            return self._expert_from_delta(dest - ee)
-        return self._expert_from_delta(pre - ee)  # above the pre-push point: descend
+                dest = np.append(ee[:2], self.travel_height)  # lift before moving around the cube
+            else:
+                dest = np.append(pre[:2], self.travel_height if off_xy > 0.03 else ee[2])
+            return self._expert_from_delta(0.5 * (dest - ee))
+        return self._expert_from_delta(0.5 * (pre - ee))  # above the pre-push point: descend

@@ -9,6 +9,9 @@ carries); per-motor thrust is the alternative.
 
 from __future__ import annotations
 
+import math
+
+import mujoco
 import numpy as np
 
 from tether.contract import Field, IOContract
@@ -21,12 +24,14 @@ GOAL_MARKER = "goal"
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """(w, x, y, z) -> 3x3 world_from_body (MuJoCo's C routine: this runs every control step)."""
+    mat = np.empty(9)
+    mujoco.mju_quat2Mat(mat, np.asarray(q, dtype=np.float64))
+    return mat.reshape(3, 3)
+
+
+def _norm(v: np.ndarray) -> float:
+    return math.sqrt(float(v @ v))
 
 
 def quadrotor_observation_fields() -> tuple[Field, ...]:
@@ -114,12 +119,12 @@ class QuadrotorTask(Task):
     def _crashed(self, obs: dict[str, np.ndarray], sim: Backend) -> bool:
         pos, _ = sim.base_pose()
         tilt = np.arccos(np.clip(obs["base_rotmat"][8], -1.0, 1.0))
-        return bool(pos[2] < self.crash_height or np.linalg.norm(obs["pos_error"]) > self.max_error
+        return bool(pos[2] < self.crash_height or _norm(obs["pos_error"]) > self.max_error
                     or tilt > self.max_tilt)
 
     def _shaped_reward(self, obs: dict[str, np.ndarray], crashed: bool) -> float:
-        err = np.linalg.norm(obs["pos_error"])
-        r = 1.0 - err - 0.05 * np.linalg.norm(obs["base_ang_vel"]) - 0.05 * np.linalg.norm(obs["base_lin_vel"])
+        err = _norm(obs["pos_error"])
+        r = 1.0 - err - 0.05 * _norm(obs["base_ang_vel"]) - 0.05 * _norm(obs["base_lin_vel"])
         return float(r - (10.0 if crashed else 0.0))
 
     # ------------------------------------------------------------------ expert
@@ -161,7 +166,7 @@ class Hover(QuadrotorTask):
 
     def evaluate(self, sim, obs, action) -> StepResult:
         crashed = self._crashed(obs, sim)
-        err = float(np.linalg.norm(obs["pos_error"]))
+        err = _norm(obs["pos_error"])
         self._steps += 1
         window = int(self.robot.control_rate_hz)
         self._recent = (self._recent + [err])[-window:]
@@ -189,7 +194,7 @@ class Waypoint(QuadrotorTask):
 
     def evaluate(self, sim, obs, action) -> StepResult:
         crashed = self._crashed(obs, sim)
-        err = float(np.linalg.norm(obs["pos_error"]))
+        err = _norm(obs["pos_error"])
         reward = self._shaped_reward(obs, crashed)
         if err < self.reach_radius and self.index < self.n_waypoints:
             self.index += 1
