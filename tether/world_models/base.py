@@ -1,0 +1,97 @@
+"""The world-model contract that planners and model-based trainers rely on, and imagined rollouts.
+
+A world model predicts, for a batch of (observation, normalised action) pairs, the next observation, the
+reward, whether the episode terminates, and how unsure it is. Planners (MPPI, CEM) and trainers (MBPO,
+offline model-based RL) use only ``step`` and ``imagine``, so any model that implements them plugs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from tether.errors import TetherError
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    obs_size: int
+    action_size: int
+
+    def fit(self, data: Mapping[str, np.ndarray], **kwargs: Any) -> dict[str, float]: ...
+
+    def step(
+        self, obs: np.ndarray, action: np.ndarray, *, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(B, obs), (B, act) -> next_obs (B, obs), reward (B,), done (B,) bool, uncertainty (B,)."""
+        ...
+
+
+@dataclass
+class Trajectory:
+    """A batch of imagined rollouts, time-major: arrays are (H, B, ...).
+
+    ``alive[t, b]`` is true while rollout b has neither terminated nor been truncated for uncertainty
+    before step t; transitions with ``alive`` false are padding and must be ignored.
+    """
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray  # penalised reward if a penalty was asked for
+    next_obs: np.ndarray
+    done: np.ndarray
+    uncertainty: np.ndarray
+    alive: np.ndarray
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        """The alive transitions flattened to a replay-buffer batch."""
+        m = self.alive.reshape(-1)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])[m]  # noqa: E731
+        return {"obs": flat(self.obs), "action": flat(self.action), "reward": flat(self.reward),
+                "next_obs": flat(self.next_obs), "done": flat(self.done).astype(np.float32),
+                "uncertainty": flat(self.uncertainty)}
+
+    def returns(self, gamma: float = 1.0) -> np.ndarray:
+        """Discounted sum of (penalised) rewards over alive steps, per rollout (B,)."""
+        disc = gamma ** np.arange(self.reward.shape[0])[:, None]
+        return (self.reward * self.alive * disc).sum(0)
+
+
+def imagine(
+    model: WorldModel,
+    policy: Any,
+    start_obs: np.ndarray,
+    horizon: int,
+    *,
+    penalty: float = 0.0,
+    max_uncertainty: float | None = None,
+    deterministic: bool = False,
+) -> Trajectory:
+    """Roll ``policy`` (anything with ``act(obs)``) through ``model`` from real start states, in one batch.
+
+    ``penalty`` subtracts ``penalty * uncertainty`` from each reward (MOPO); ``max_uncertainty`` ends a
+    rollout at the first step whose uncertainty exceeds it (truncation, as in MOReL-style halting), so
+    value targets are never built from states the model does not know.
+    """
+    if horizon < 1:
+        raise TetherError(f"imagination horizon {horizon}; expected >= 1")
+    obs = np.asarray(start_obs, np.float32)
+    if obs.ndim != 2 or obs.shape[1] != model.obs_size:
+        raise TetherError(f"start_obs has shape {obs.shape}; expected (B, {model.obs_size})")
+    b = obs.shape[0]
+    keys = ("obs", "action", "reward", "next_obs", "done", "uncertainty", "alive")
+    out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    alive = np.ones(b, bool)
+    for _ in range(horizon):
+        action = np.asarray(policy.act(obs), np.float32)
+        nxt, rew, done, unc = model.step(obs, action, deterministic=deterministic)
+        if max_uncertainty is not None:
+            alive = alive & (unc <= max_uncertainty)
+        for k, v in zip(keys, (obs, action, rew - penalty * unc, nxt, done, unc, alive.copy())):
+            out[k].append(np.asarray(v))
+        alive = alive & ~done
+        obs = nxt.astype(np.float32)
+    return Trajectory(**{k: np.stack(v) for k, v in out.items()})
