@@ -5,13 +5,40 @@ codec serves the live wire, recorded bags and tests. Topics are ROS names (``/jo
 maps them to its wire (Cyclone DDS: ``rt/joint_states`` with type ``sensor_msgs::msg::dds_::JointState_``).
 Implementations: Cyclone DDS (default, no ROS install needed), rclpy (chosen when importable), and an
 in-process loopback for unit tests.
+
+Every transport serialises to CDR bytes and back (never passes objects through), delivers callbacks on its
+own thread (loopback: on the publisher's thread), and never raises a decoding error into a callback thread:
+malformed samples are counted in ``Subscription.dropped``; a callback that raises is logged and counted in
+``Subscription.errors``. QoS mismatches are reported in ``Transport.qos_incidents`` and logged.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ReceiveInfo:
+    """Per-sample metadata passed to callbacks subscribed with ``info=True``."""
+
+    source_ns: int  # writer's source timestamp (ns since UNIX epoch; loopback: publish time)
+    received_ns: int  # time.time_ns() when the transport took the sample
+    size: int  # CDR bytes on the wire, including the 4-byte encapsulation header
+
+
+def _wait(cond: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
 
 
 class Publisher(ABC):
@@ -21,18 +48,45 @@ class Publisher(ABC):
     @abstractmethod
     def publish(self, msg: Any) -> None: ...
 
+    def publish_raw(self, data: bytes) -> None:
+        """Send already-serialised CDR bytes (with encapsulation header) unchanged."""
+        raise NotImplementedError(f"{type(self).__name__} cannot publish raw CDR")
+
+    def matched(self) -> int:
+        """Number of subscriptions currently matched (compatible QoS, same topic and type)."""
+        raise NotImplementedError(f"{type(self).__name__} does not report matches")
+
+    def wait_matched(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` subscriptions match (discovery is asynchronous); False on timeout."""
+        return _wait(lambda: self.matched() >= count, timeout)
+
 
 class Subscription(ABC):
     topic: str
     msgtype: str
     dropped: int  # messages that arrived but could not be decoded; counted, never raised into the caller
+    received: int = 0  # messages delivered to the callback
+    errors: int = 0  # callback invocations that raised (logged, never propagated)
 
     @abstractmethod
     def close(self) -> None: ...
 
+    def matched(self) -> int:
+        """Number of publishers currently matched."""
+        raise NotImplementedError(f"{type(self).__name__} does not report matches")
+
+    def wait_matched(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` publishers match; False on timeout."""
+        return _wait(lambda: self.matched() >= count, timeout)
+
 
 class Transport(ABC):
-    """One node's view of the ROS graph. ``qos`` is a name from ``tether.ros.qos`` presets or a QoS object."""
+    """One node's view of the ROS graph. ``qos`` is a name from ``tether.ros.qos`` presets or a QoS object.
+
+    ``subscribe(..., raw=True)`` hands the callback the CDR ``bytes`` instead of a decoded message (the
+    recorder uses it to write bags without re-encoding); ``info=True`` passes a :class:`ReceiveInfo` as second
+    argument. Both keywords are optional extensions; positional use is unchanged.
+    """
 
     @abstractmethod
     def publisher(self, topic: str, msgtype: str, qos: Any = "default") -> Publisher: ...
@@ -50,3 +104,39 @@ class Transport(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+TRANSPORT_KINDS = ("auto", "cyclonedds", "rclpy", "loopback")
+
+
+def rclpy_available() -> bool:
+    """True when rclpy can be imported (a sourced ROS 2 environment)."""
+    return importlib.util.find_spec("rclpy") is not None
+
+
+def make_transport(kind: str = "auto", **kwargs: Any) -> Transport:
+    """Build a transport: ``auto`` picks rclpy when importable (a real ROS 2 install), else Cyclone DDS.
+
+    ``kwargs`` go to the chosen class (``domain_id``, ``distro``, ``config`` for Cyclone; ``node_name``,
+    ``distro`` for rclpy; ``domain_id``, ``distro`` for loopback).
+    """
+    from tether.errors import TetherError
+
+    if kind not in TRANSPORT_KINDS:
+        raise TetherError(f"unknown transport {kind!r}; expected one of {list(TRANSPORT_KINDS)}")
+    if kind == "auto":
+        kind = "rclpy" if rclpy_available() else "cyclonedds"
+    if kind == "rclpy":
+        if not rclpy_available():
+            raise TetherError("transport 'rclpy' needs a sourced ROS 2 install (rclpy not importable); "
+                              "expected kind 'auto' or 'cyclonedds' here")
+        from tether.ros.rclpy_transport import RclpyTransport
+
+        return RclpyTransport(**kwargs)
+    if kind == "loopback":
+        from tether.ros.loopback import LoopbackTransport
+
+        return LoopbackTransport(**kwargs)
+    from tether.ros.cyclonedds_transport import DdsTransport
+
+    return DdsTransport(**kwargs)

@@ -71,11 +71,21 @@ class SerialChain:
             link = j.find("parent").get("link")
         self.joints = tuple(reversed(chain))
         self.joint_names = tuple(j.name for j in self.joints if j.kind != "fixed")
-        self._cache = []
+        # Precompute per movable joint: the fixed transform in front of it (fixed joints folded in), its axis and
+        # the Rodrigues matrices; plus the fixed transform after the last movable joint. Keeps FK to 7 steps.
+        self._steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        pending = np.eye(4)
         for j in self.joints:
+            pending = pending @ j.origin
+            if j.kind == "fixed":
+                continue
             x, y, z = j.axis
             K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-            self._cache.append((j.origin[:3, :3].copy(), j.origin[:3, 3].copy(), K, K @ K))
+            self._steps.append(
+                (pending[:3, :3].copy(), pending[:3, 3].copy(), j.axis, K, K @ K, j.kind == "prismatic"))
+            pending = np.eye(4)
+        self._tip = (pending[:3, :3].copy(), pending[:3, 3].copy())
+        self._prismatic = np.array([st[5] for st in self._steps], dtype=bool)
 
     @property
     def dof(self) -> int:
@@ -88,19 +98,17 @@ class SerialChain:
             raise TetherError(f"chain has {self.dof} joints {list(self.joint_names)}; got {q.size} positions")
         R, p = np.eye(3), np.zeros(3)
         origins, axes = np.empty((self.dof, 3)), np.empty((self.dof, 3))
-        i = 0
-        for j, (Ro, po, K, K2) in zip(self.joints, self._cache):
+        I3 = np.eye(3)
+        for i, (Ro, po, axis, K, K2, prismatic) in enumerate(self._steps):
             p = p + R @ po
             R = R @ Ro
-            if j.kind == "fixed":
-                continue
-            origins[i], axes[i] = p, R @ j.axis
-            if j.kind == "prismatic":
+            origins[i], axes[i] = p, R @ axis
+            if prismatic:
                 p = p + axes[i] * q[i]
             else:  # Rodrigues: exp(theta K) = I + sin(theta) K + (1 - cos(theta)) K^2
-                R = R @ (np.eye(3) + np.sin(q[i]) * K + (1.0 - np.cos(q[i])) * K2)
-            i += 1
-        return R, p, origins, axes
+                R = R @ (I3 + np.sin(q[i]) * K + (1.0 - np.cos(q[i])) * K2)
+        Rt, pt = self._tip
+        return R @ Rt, p + R @ pt, origins, axes
 
     def forward(self, q: np.ndarray) -> np.ndarray:
         """4x4 base_from_tip transform."""
@@ -115,10 +123,13 @@ class SerialChain:
     def position_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tip position (3,), d position / dq (3, dof)) in the base frame, analytically."""
         _, p, origins, axes = self._frames(q)
-        J = np.cross(axes, p - origins)
-        prismatic = np.array([j.kind == "prismatic" for j in self.joints if j.kind != "fixed"])
-        J[prismatic] = axes[prismatic]
-        return p, J.T
+        d = p - origins
+        a = axes
+        J = np.array([a[:, 1] * d[:, 2] - a[:, 2] * d[:, 1],
+                      a[:, 2] * d[:, 0] - a[:, 0] * d[:, 2],
+                      a[:, 0] * d[:, 1] - a[:, 1] * d[:, 0]])
+        J[:, self._prismatic] = axes[self._prismatic].T
+        return p, J
 
 
 def dls_step(J: np.ndarray, dx: np.ndarray, damping: float = 0.05, null_bias: np.ndarray | None = None) -> np.ndarray:
@@ -148,11 +159,17 @@ class DifferentialIK:
         self.rest = np.asarray(rest, float)
         self.damping, self.null_gain, self.iterations = damping, null_gain, iterations
 
+    def step(self, q: np.ndarray, target: np.ndarray, linearisation: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> np.ndarray:
+        """One damped-least-squares step from ``q`` toward ``target``; pass ``chain.position_jacobian(q)`` if known."""
+        q = np.asarray(q, dtype=np.float64)
+        p, J = linearisation if linearisation is not None else self.chain.position_jacobian(q)
+        q = q + dls_step(J, np.asarray(target) - p, self.damping, self.null_gain * (self.rest - q))
+        return np.clip(q, self.lower, self.upper)
+
     def solve(self, q: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Joint positions near ``q`` whose tip is closer to ``target`` (m, base frame), within joint limits."""
         q = np.asarray(q, dtype=np.float64).copy()
         for _ in range(self.iterations):
-            p, J = self.chain.position_jacobian(q)
-            q = q + dls_step(J, target - p, self.damping, self.null_gain * (self.rest - q))
-            q = np.clip(q, self.lower, self.upper)
+            q = self.step(q, target)
         return q

@@ -132,6 +132,8 @@ class MujocoBackend(Backend):
         self._nominal_mass = m.body_mass.copy()
         self._pd = isinstance(robot.actuators, PDActuators)
         self._nominal_kp = m.actuator_gainprm[:, 0].copy()
+        self._nominal_kd = -m.actuator_biasprm[:, 2].copy()
+        self._kinematics_stale = False
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._hfield_unit = m.hfield_data.copy() if m.nhfield else None
         mujoco.mj_forward(m, self.data)
@@ -175,6 +177,7 @@ class MujocoBackend(Backend):
         if self.robot.floating_base:
             q = self._free_q
             return d.qpos[q : q + 3].copy(), d.qpos[q + 3 : q + 7].copy()
+        d = self._fresh()
         return d.xpos[self._root].copy(), d.xquat[self._root].copy()
 
     def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +188,8 @@ class MujocoBackend(Backend):
 
     def body_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         i = self._id(mujoco.mjtObj.mjOBJ_BODY, name)
-        return self.data.xpos[i].copy(), self.data.xquat[i].copy()
+        d = self._fresh()
+        return d.xpos[i].copy(), d.xquat[i].copy()
 
     def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
         m, d = self.model, self.data
@@ -223,6 +227,14 @@ class MujocoBackend(Backend):
 
     def step(self, substeps: int) -> None:
         mujoco.mj_step(self.model, self.data, nstep=substeps)
+        # mj_step leaves body poses at the start of its last substep; refresh them on first read
+        self._kinematics_stale = True
+
+    def _fresh(self) -> mujoco.MjData:
+        if self._kinematics_stale:
+            mujoco.mj_kinematics(self.model, self.data)
+            self._kinematics_stale = False
+        return self.data
 
     def set_external_force(self, force_world, torque_world=None) -> None:
         self.data.xfrc_applied[self._root, :3] = force_world
@@ -317,9 +329,8 @@ class MujocoBackend(Backend):
         elif target == "joint_frictionloss":
             m.dof_frictionloss[self._dof_adr] = values
         elif target == "actuator_gain":
-            if self._pd:
-                ratio = values / np.maximum(m.actuator_gainprm[:, 0], 1e-12)
-                m.actuator_biasprm[:, 2] *= ratio  # damping scales with stiffness
+            if self._pd:  # damping scales with stiffness, always relative to nominal (no drift across resets)
+                m.actuator_biasprm[:, 2] = -self._nominal_kd * values / np.maximum(self._nominal_kp, 1e-12)
                 m.actuator_biasprm[:, 1] = -values
             m.actuator_gainprm[:, 0] = values
         elif target == "actuator_strength":

@@ -82,6 +82,7 @@ class PybulletBackend(Backend):
         self._pd = isinstance(act, PDActuators)
         if self._pd:
             self._kp, self._kd = act.kp.astype(float).copy(), act.kd.astype(float).copy()
+            self._nominal_kp, self._nominal_kd = self._kp.copy(), self._kd.copy()
             self._torque_limit = act.torque_limit.astype(float).copy()
             self._command = robot.default_joint_pos.astype(float).copy()
         elif isinstance(act, RotorActuators):
@@ -329,7 +330,7 @@ class PybulletBackend(Backend):
             self._frictionloss = values.copy()
         elif target == "actuator_gain":
             if self._pd:
-                self._kd = self._kd * values / np.maximum(self._kp, 1e-12)
+                self._kd = self._nominal_kd * values / np.maximum(self._nominal_kp, 1e-12)
                 self._kp = values.copy()
             else:
                 self._gain = values.copy()
@@ -344,9 +345,13 @@ class PybulletBackend(Backend):
             self._gravity = float(values[0])
             p.setGravity(0, 0, self._gravity)
         elif target == "terrain_roughness":
+            if float(values[0]) == self._terrain_roughness:
+                return  # rebuilding a heightfield costs ~0.2 s; only do it when the ground really changes
+            friction = p.getDynamicsInfo(self._ground, -1)[1]
             self._terrain_roughness = float(values[0])
             p.removeBody(self._ground)
             self._ground = self._make_ground()
+            p.changeDynamics(self._ground, -1, lateralFriction=friction)
         else:
             raise TetherError(f"backend pybullet cannot randomise {target!r}")
 

@@ -112,7 +112,7 @@ class Terrain:
         yy, xx = np.mgrid[0 : self.resolution, 0 : self.resolution] / (self.resolution - 1) * 2 - 1
         r = np.sqrt(xx**2 + yy**2) * self.size
         fine = fine * np.clip((r - 0.5) / 0.5, 0.0, 1.0)
-        return fine
+        return fine / max(fine.max(), 1e-9)  # peak exactly 1 so both engines scale it the same
 
 
 @dataclass(frozen=True)

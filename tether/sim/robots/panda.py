@@ -20,7 +20,7 @@ width to both finger targets.
 
 No armature: PyBullet cannot model reflected rotor inertia, and the engines must simulate the same arm.
 PD gains were chosen to hold a pose under gravity (static sag at the default pose: 0.015 rad on joint 2,
-0.013 on joint 4, 0.010 on joint 6) while staying stable for PyBullet's explicit per-substep torques at
+0.013 on joint 4, 0.006 on joint 6) while staying stable for PyBullet's explicit per-substep torques at
 500 Hz; with them the two engines track the same 1 s joint trajectory within 1 mrad
 (``tests/test_sim_arm.py``).
 """
@@ -53,7 +53,7 @@ TORQUE_LIMIT = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 FINGER_MAX = 0.04  # m per finger (0.08 m opening)
 FINGER_FORCE = 20.0  # N per finger (URDF effort; the hand's continuous grasp force is 70 N for both)
 
-# Arm start pose above the table: TCP at about (0.45, 0, 0.25) m, hand pointing down.
+# Arm start pose above the table: TCP at (0.53, 0, 0.22) m in the base frame, hand pointing straight down.
 DEFAULT_ARM_POS = np.array([0.0, 0.1, 0.0, -2.25, 0.0, 2.35, np.pi / 4])
 
 # Gains: chosen by a search that maximised the smallest modal damping ratio of the coupled 7-joint PD system
@@ -65,18 +65,26 @@ DEFAULT_ARM_POS = np.array([0.0, 0.1, 0.0, -2.25, 0.0, 2.35, np.pi / 4])
 ARM_KP = np.array([150.0, 2000.0, 500.0, 1500.0, 150.0, 400.0, 100.0])
 ARM_KD = np.array([25.0, 80.0, 1.5, 30.0, 2.0, 2.0, 1.5])
 FINGER_KP, FINGER_KD = 200.0, 2.0
-NOMINAL_DAMPING = 0.5  # N m s/rad viscous joint friction (order of the identified values of Gaz et al. 2019)
+NOMINAL_DAMPING = 0.5  # N m s/rad: modest viscous joint friction, a nominal for DR's joint_damping to scale
 
 # Menagerie franka_emika_panda inertials: mass, com xyz, (ixx iyy izz ixy ixz iyz).
 _INERTIALS = {
-    "panda_link0": (0.629769, (-0.041018, -0.00014, 0.049974), (0.00315, 0.00388, 0.004285, 8.2904e-7, 0.00015, 8.2299e-6)),
-    "panda_link1": (4.970684, (0.003875, 0.002081, -0.04762), (0.70337, 0.70661, 0.009117, -0.000139, 0.006772, 0.019169)),
-    "panda_link2": (0.646926, (-0.003141, -0.02872, 0.003495), (0.007962, 0.02811, 0.025995, -0.003925, 0.010254, 0.000704)),
-    "panda_link3": (3.228604, (0.027518, 0.039252, -0.066502), (0.037242, 0.036155, 0.01083, -0.004761, -0.011396, -0.012805)),
-    "panda_link4": (3.587895, (-0.05317, 0.104419, 0.027454), (0.025853, 0.019552, 0.028323, 0.007796, -0.001332, 0.008641)),
-    "panda_link5": (1.225946, (-0.011953, 0.041065, -0.038437), (0.035549, 0.029474, 0.008627, -0.002117, -0.004037, 0.000229)),
-    "panda_link6": (1.666555, (0.060149, -0.014117, -0.010517), (0.001964, 0.004354, 0.005433, 0.000109, -0.001158, 0.000341)),
-    "panda_link7": (0.735522, (0.010517, -0.004252, 0.061597), (0.012516, 0.010027, 0.004815, -0.000428, -0.001196, -0.000741)),
+    "panda_link0": (0.629769, (-0.041018, -0.00014, 0.049974),
+                     (0.00315, 0.00388, 0.004285, 8.2904e-7, 0.00015, 8.2299e-6)),
+    "panda_link1": (4.970684, (0.003875, 0.002081, -0.04762),
+                     (0.70337, 0.70661, 0.009117, -0.000139, 0.006772, 0.019169)),
+    "panda_link2": (0.646926, (-0.003141, -0.02872, 0.003495),
+                     (0.007962, 0.02811, 0.025995, -0.003925, 0.010254, 0.000704)),
+    "panda_link3": (3.228604, (0.027518, 0.039252, -0.066502),
+                     (0.037242, 0.036155, 0.01083, -0.004761, -0.011396, -0.012805)),
+    "panda_link4": (3.587895, (-0.05317, 0.104419, 0.027454),
+                     (0.025853, 0.019552, 0.028323, 0.007796, -0.001332, 0.008641)),
+    "panda_link5": (1.225946, (-0.011953, 0.041065, -0.038437),
+                     (0.035549, 0.029474, 0.008627, -0.002117, -0.004037, 0.000229)),
+    "panda_link6": (1.666555, (0.060149, -0.014117, -0.010517),
+                     (0.001964, 0.004354, 0.005433, 0.000109, -0.001158, 0.000341)),
+    "panda_link7": (0.735522, (0.010517, -0.004252, 0.061597),
+                     (0.012516, 0.010027, 0.004815, -0.000428, -0.001196, -0.000741)),
     "panda_hand": (0.73, (-0.01, 0.0, 0.03), (0.001, 0.0025, 0.0017, 0.0, 0.0, 0.0)),
     "panda_leftfinger": (0.015, (0.0, 0.0, 0.0), (2.375e-6, 2.375e-6, 7.5e-7, 0.0, 0.0, 0.0)),
     "panda_rightfinger": (0.015, (0.0, 0.0, 0.0), (2.375e-6, 2.375e-6, 7.5e-7, 0.0, 0.0, 0.0)),

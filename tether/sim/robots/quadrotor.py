@@ -6,7 +6,9 @@ coefficients (9.18e-7 and 1.03e-6 N per rad/s of rotor speed per m/s) are evalua
 giving a linear translational drag.
 
 Rotors are numbered M1..M4 clockwise from front-right in the body FLU frame: M1 (+x, -y), M2 (-x, -y),
-M3 (-x, +y), M4 (+x, +y); diagonal pairs spin the same way (M1, M3 clockwise seen from above).
+M3 (-x, +y), M4 (+x, +y); diagonal pairs spin the same way, with the directions of PX4's quad-X airframe
+(front-right and back-left counter-clockwise seen from above), so a motor-level policy maps onto a stock
+PX4 vehicle by rotor position without mirroring yaw.
 
 The rate controller has the structure and default gains of the Crazyflie firmware's attitude-rate PID
 (controller_pid: roll/pitch rate kp 250, ki 500, kd 2.5, i-limit 33.3; yaw rate kp 120, ki 16.7, i-limit
@@ -43,7 +45,7 @@ MAX_BODY_RATE = np.array([10.0, 10.0, 5.0])  # rad/s accepted by the rate contro
 
 _A = ARM / np.sqrt(2.0)
 ROTOR_POSITIONS = np.array([[_A, -_A, 0.0], [-_A, -_A, 0.0], [-_A, _A, 0.0], [_A, _A, 0.0]])
-ROTOR_SPIN = np.array([-1.0, 1.0, -1.0, 1.0])  # +1 counter-clockwise seen from above
+ROTOR_SPIN = np.array([1.0, -1.0, 1.0, -1.0])  # +1 counter-clockwise seen from above
 
 
 def mixer_matrix(ratio: float = KM / KF) -> np.ndarray:

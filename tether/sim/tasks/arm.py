@@ -61,6 +61,7 @@ class ArmTask(Task):
         self._width = 0.0
         self.target = np.zeros(3)
         self._steps = 0
+        self._base: tuple[Backend, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ contract
     def observation_fields(self) -> tuple[Field, ...]:
@@ -93,16 +94,18 @@ class ArmTask(Task):
         return np.concatenate([arm, [0.0]]) if self.gripper else arm
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _base_frame(sim: Backend) -> tuple[np.ndarray, np.ndarray]:
-        """(position, world_from_base rotation) of the arm's base link (by name: ``base_pose`` of a fixed-base
-        robot is the first moving body on MuJoCo)."""
+    def _base_frame(self, sim: Backend) -> tuple[np.ndarray, np.ndarray]:
+        """(position, world_from_base rotation) of the arm's base link, looked up by name (``base_pose`` of a
+        fixed-base robot is its first moving body on MuJoCo) once per backend: the base never moves."""
+        if self._base is not None and self._base[0] is sim:
+            return self._base[1], self._base[2]
         pos, (w, x, y, z) = sim.body_pose(P.BASE_BODY)
         R = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
             [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
             [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
         ])
+        self._base = (sim, pos, R)
         return pos, R
 
     def _to_base(self, sim: Backend, p_world: np.ndarray) -> np.ndarray:
@@ -127,13 +130,18 @@ class ArmTask(Task):
         sim.reset_state(self._full_command())
         self._steps = 0
 
-    def _ik_target(self, sim: Backend, delta: np.ndarray) -> np.ndarray:
-        """Commanded TCP position after a step ``delta``: in the workspace and within MAX_LEAD of the measured TCP."""
-        want = np.clip(self.chain.position(self._q_cmd) + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
+    def _ee_step_targets(self, sim: Backend, delta: np.ndarray) -> np.ndarray:
+        """Joint targets for a TCP step ``delta`` from the commanded pose: one IK step (the next control step
+        re-linearises, so its small error never accumulates), toward a point kept in the workspace and within
+        MAX_LEAD of the measured TCP."""
+        p, J = self.chain.position_jacobian(self._q_cmd)
+        want = np.clip(p + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
         ee = self.ee_pos(sim)
         lead = want - ee
         n = np.linalg.norm(lead)
-        return ee + lead * (MAX_LEAD / n) if n > MAX_LEAD else want
+        if n > MAX_LEAD:
+            want = ee + lead * (MAX_LEAD / n)
+        return self.ik.step(self._q_cmd, want, (p, J))
 
     # ------------------------------------------------------------------ actuation and observation
     def actuate(self, sim: Backend, action: np.ndarray, substeps: int) -> None:
@@ -142,9 +150,11 @@ class ArmTask(Task):
             desired = np.clip(action[:7], P.Q_LOW, P.Q_HIGH)
             rest = action[7:]
         else:
-            desired = self.ik.solve(self._q_cmd, self._ik_target(sim, action[:3]))
+            desired = self._ee_step_targets(sim, action[:3])
             rest = action[3:]
-        step = np.clip(desired - self._q_cmd, -self._max_joint_step, self._max_joint_step)
+        # Scale the whole joint step (rather than clipping joints one by one) so the TCP keeps its direction.
+        step = desired - self._q_cmd
+        step *= min(1.0, float(np.min(self._max_joint_step / np.maximum(np.abs(step), 1e-12))))
         self._q_cmd = self._q_cmd + step
         if self.gripper:
             self._width = float(np.clip(rest[0], 0.0, 2 * P.FINGER_MAX))
@@ -191,7 +201,9 @@ class Reach(ArmTask):
         return StepResult(-dist, False, success, {"distance": dist})
 
     def expert(self, sim: Backend) -> np.ndarray:
-        return self._expert_from_delta(0.5 * (self.target - self.ee_pos(sim)))
+        """A third of the remaining TCP error per step (capped at 5 cm): the measured TCP closes the loop, and a
+        full-gain step would ring against the PD's lag (and against 1-2 steps of DR latency)."""
+        return self._expert_from_delta(0.35 * (self.target - self.ee_pos(sim)))
 
 
 class Push(ArmTask):

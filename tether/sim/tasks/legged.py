@@ -17,6 +17,8 @@ and action rate, and a feet-air-time bonus, all scaled by the control period.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tether.contract import Field, IOContract
@@ -71,20 +73,23 @@ class TerrainHeight:
 
     def __init__(self, terrain: Terrain) -> None:
         h = terrain.heights()
-        self._h = h / max(float(h.max()), 1e-12)
+        self._h = (h / max(float(h.max()), 1e-12)).tolist()
         self._size = terrain.size
         self._n = terrain.resolution
 
     def __call__(self, x: float, y: float, roughness: float) -> float:
+        if roughness <= 0.0:
+            return 0.0
         n, s = self._n, self._size
-        u = np.clip((x + s) / (2 * s) * (n - 1), 0.0, n - 1 - 1e-9)
-        v = np.clip((y + s) / (2 * s) * (n - 1), 0.0, n - 1 - 1e-9)
+        top = n - 1 - 1e-9
+        u = min(max((x + s) / (2 * s) * (n - 1), 0.0), top)
+        v = min(max((y + s) / (2 * s) * (n - 1), 0.0), top)
         j, i = int(u), int(v)
         fu, fv = u - j, v - i
         h = self._h
-        z = (h[i, j] * (1 - fu) * (1 - fv) + h[i, j + 1] * fu * (1 - fv)
-             + h[i + 1, j] * (1 - fu) * fv + h[i + 1, j + 1] * fu * fv)
-        return float(z * roughness)
+        z = (h[i][j] * (1 - fu) * (1 - fv) + h[i][j + 1] * fu * (1 - fv)
+             + h[i + 1][j] * (1 - fu) * fv + h[i + 1][j + 1] * fu * fv)
+        return z * roughness
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -107,6 +112,11 @@ class LeggedTask(Task):
         super().__init__(robot, control_mode)
         self.command = np.zeros(3)
         self._default = robot.default_joint_pos.copy()
+        self._cos_max_tilt = float(np.cos(self.max_tilt))
+        self._episode = 0
+        self._rough = self.terrain.roughness
+        self._cache_key: tuple | None = None
+        self._cache: dict = {}
 
     def scene(self) -> Scene:
         return Scene(terrain=self.terrain)
@@ -130,14 +140,15 @@ class LeggedTask(Task):
     def _spawn(self, sim: Backend, rng: np.random.Generator, joint_noise: float) -> None:
         q = np.clip(self._default + rng.uniform(-joint_noise, joint_noise, self._default.shape),
                     self.robot.joint_lower, self.robot.joint_upper)
-        ground = self.ground(0.0, 0.0, self._roughness(sim))
+        self._episode += 1
+        self._rough = self._roughness(sim)  # DR changes it only at reset, before this runs
+        ground = self.ground(0.0, 0.0, self._rough)
         sim.set_command(q)
         sim.reset_state(q, base_pos=np.array([0.0, 0.0, self.robot.base_pos[2] + ground]),
                         base_quat=_yaw_quat(rng.uniform(-np.pi, np.pi)))
         self._prev_action = self._default.copy()
         self._prev_qd = np.zeros_like(self._default)
         self._steps = 0
-        self._fallen = False
 
     def _roughness(self, sim: Backend) -> float:
         return float(sim.get_param("terrain_roughness")[0])
@@ -146,40 +157,67 @@ class LeggedTask(Task):
         sim.set_command(action)
         sim.step(substeps)
 
+    def _state(self, sim: Backend) -> dict:
+        """Base pose, velocities and foot forces, read once per control step (observe, reward and the
+        privileged critic inputs all use them; the env asks for them in that order every step)."""
+        key = (id(sim), self._episode, sim.time)
+        if self._cache_key != key:
+            pos, quat = sim.base_pose()
+            lin, ang = sim.base_velocity()
+            R = quat_to_rotmat(quat)
+            self._cache = {"pos": pos, "R": R, "lin_body": R.T @ lin, "ang": ang, "feet": None, "height": None}
+            self._cache_key = key
+        return self._cache
+
+    def _feet(self, sim: Backend) -> np.ndarray:
+        st = self._state(sim)
+        if st["feet"] is None:
+            st["feet"] = sim.foot_contact_forces()
+        return st["feet"]
+
     def observe(self, sim: Backend) -> dict[str, np.ndarray]:
-        _, quat = sim.base_pose()
-        _, ang = sim.base_velocity()
+        st = self._state(sim)
         q, qd = sim.joint_state()
         return {
-            "base_ang_vel": ang,
-            "projected_gravity": quat_to_rotmat(quat).T @ np.array([0.0, 0.0, -1.0]),
+            "base_ang_vel": st["ang"],
+            "projected_gravity": -st["R"][2],  # R^T (0, 0, -1): world down in the body frame
             "command": self.command.copy(),
             "joint_pos": q,
             "joint_vel": qd,
         }
 
     def base_height(self, sim: Backend) -> float:
-        pos, _ = sim.base_pose()
-        return float(pos[2] - self.ground(pos[0], pos[1], self._roughness(sim)))
+        """Trunk origin above the ground directly under it (m)."""
+        st = self._state(sim)
+        if st["height"] is None:
+            pos = st["pos"]
+            st["height"] = float(pos[2]) - self.ground(float(pos[0]), float(pos[1]), self._rough)
+        return st["height"]
 
     def privileged(self, sim: Backend) -> dict[str, np.ndarray]:
-        _, quat = sim.base_pose()
-        lin, _ = sim.base_velocity()
+        st = self._state(sim)
         return {
-            "base_lin_vel": quat_to_rotmat(quat).T @ lin,
+            "base_lin_vel": st["lin_body"],
             "base_height": np.array([self.base_height(sim)]),
-            "foot_contact_force": sim.foot_contact_forces(),
+            "foot_contact_force": self._feet(sim),
         }
 
     def _fell(self, obs: dict[str, np.ndarray], height: float) -> bool:
-        tilt = np.arccos(np.clip(-obs["projected_gravity"][2], -1.0, 1.0))
-        return bool(height < self.fall_height or tilt > self.max_tilt)
+        return bool(height < self.fall_height or -obs["projected_gravity"][2] < self._cos_max_tilt)
+
+    def _action_rate(self, action: np.ndarray) -> float:
+        """Squared change of the normalised action since the last step (and remember this one)."""
+        c = self.contract
+        d = c.to_normalised(action) - c.to_normalised(self._prev_action)
+        rate = float(d @ d)
+        self._prev_action = np.asarray(action, dtype=float).copy()
+        return rate
 
     def _torque_estimate(self, obs: dict[str, np.ndarray], action: np.ndarray) -> np.ndarray:
         """Nominal PD torque at the end of the step (the true one depends on DR'd gains the task cannot see)."""
         act = self.robot.actuators
         tau = act.kp * (action - obs["joint_pos"]) - act.kd * obs["joint_vel"]
-        return np.clip(tau, -act.torque_limit, act.torque_limit)
+        return np.minimum(np.maximum(tau, -act.torque_limit), act.torque_limit)
 
 
 class Stand(LeggedTask):
@@ -207,12 +245,14 @@ class Stand(LeggedTask):
         err = abs(h - a1.STAND_HEIGHT)
         if self._steps * dt >= self.settle_seconds:
             self._max_height_error = max(self._max_height_error, err)
-        upright = float(np.sum(obs["projected_gravity"][:2] ** 2))
-        pose = float(np.sum((obs["joint_pos"] - self._default) ** 2))
-        a_rate = float(np.sum((self.contract.to_normalised(action) - self.contract.to_normalised(self._prev_action)) ** 2))
-        self._prev_action = np.asarray(action, dtype=float).copy()
-        reward = dt * (np.exp(-((err / 0.03) ** 2)) + 0.5 * np.exp(-upright / 0.02) + 0.3 * np.exp(-pose / 0.1)
-                       - 0.01 * a_rate - 0.001 * float(np.sum(obs["joint_vel"] ** 2))) - (1.0 if fell else 0.0)
+        g = obs["projected_gravity"]
+        upright = float(g[0] * g[0] + g[1] * g[1])
+        dq = obs["joint_pos"] - self._default
+        pose = float(dq @ dq)
+        qd = obs["joint_vel"]
+        a_rate = self._action_rate(action)
+        reward = dt * (math.exp(-((err / 0.03) ** 2)) + 0.5 * math.exp(-upright / 0.02) + 0.3 * math.exp(-pose / 0.1)
+                       - 0.01 * a_rate - 0.001 * float(qd @ qd)) - (1.0 if fell else 0.0)
         success = not fell and self._steps >= self.max_steps and self._max_height_error < self.height_tolerance
         return StepResult(float(reward), fell, bool(success),
                           {"base_height": h, "height_error": err, "fallen": fell})
@@ -243,11 +283,11 @@ class Velocity(LeggedTask):
         if np.linalg.norm(cmd[:2]) < 0.2:  # as legged_gym: tiny planar commands become "stand still"
             cmd[:2] = 0.0
         self.command = cmd
+        self._moving = float(np.linalg.norm(cmd[:2]) > 0.1)
         self._spawn(sim, rng, joint_noise=0.05)
         self._air_time = np.zeros(len(self.robot.feet))
         self._was_in_contact = np.ones(len(self.robot.feet), dtype=bool)
-        self._lin_errors: list[float] = []
-        self._yaw_errors: list[float] = []
+        self._error_sums = [0.0, 0.0, 0]  # planar speed error, yaw-rate error, steps counted
 
     def evaluate(self, sim, obs, action) -> StepResult:
         self._steps += 1
@@ -256,40 +296,44 @@ class Velocity(LeggedTask):
         v = priv["base_lin_vel"]
         h = float(priv["base_height"][0])
         fell = self._fell(obs, h)
-        lin_err2 = float(np.sum((self.command[:2] - v[:2]) ** 2))
+        ex, ey = float(self.command[0] - v[0]), float(self.command[1] - v[1])
+        lin_err2 = ex * ex + ey * ey
         yaw_err = float(self.command[2] - obs["base_ang_vel"][2])
+        lin_err = math.sqrt(lin_err2)
         if self._steps * dt > self.warmup_seconds:
-            self._lin_errors.append(np.sqrt(lin_err2))
-            self._yaw_errors.append(abs(yaw_err))
+            sums = self._error_sums
+            sums[0] += lin_err
+            sums[1] += abs(yaw_err)
+            sums[2] += 1
 
         contact = priv["foot_contact_force"] > CONTACT_THRESHOLD
         first_contact = contact & ~self._was_in_contact
         self._air_time += dt
-        air_bonus = float(np.sum((self._air_time - 0.5) * first_contact)) * float(np.linalg.norm(self.command[:2]) > 0.1)
+        air_bonus = float((self._air_time - 0.5) @ first_contact) * self._moving
         self._air_time[contact] = 0.0
         self._was_in_contact = contact
 
         qd = obs["joint_vel"]
         acc = (qd - self._prev_qd) / dt
         self._prev_qd = qd.copy()
-        a_rate = float(np.sum((self.contract.to_normalised(action) - self.contract.to_normalised(self._prev_action)) ** 2))
-        self._prev_action = np.asarray(action, dtype=float).copy()
+        a_rate = self._action_rate(action)
+        w_body = obs["base_ang_vel"]
+        tau = self._torque_estimate(obs, action)
         w = self.weights
         terms = {
-            "lin": np.exp(-lin_err2 / self.tracking_sigma),
-            "yaw": np.exp(-yaw_err**2 / self.tracking_sigma),
-            "lin_z": v[2] ** 2,
-            "ang_xy": float(np.sum(obs["base_ang_vel"][:2] ** 2)),
-            "torque": float(np.sum(self._torque_estimate(obs, action) ** 2)),
-            "dof_acc": float(np.sum(acc**2)),
+            "lin": math.exp(-lin_err2 / self.tracking_sigma),
+            "yaw": math.exp(-yaw_err * yaw_err / self.tracking_sigma),
+            "lin_z": float(v[2] * v[2]),
+            "ang_xy": float(w_body[0] * w_body[0] + w_body[1] * w_body[1]),
+            "torque": float(tau @ tau),
+            "dof_acc": float(acc @ acc),
             "action_rate": a_rate,
             "air_time": air_bonus,
         }
         reward = dt * sum(w[k] * terms[k] for k in w) - (1.0 if fell else 0.0)
         done = self._steps >= self.max_steps
-        success = bool(done and not fell and self._lin_errors
-                       and np.mean(self._lin_errors) < self.lin_tolerance
-                       and np.mean(self._yaw_errors) < self.yaw_tolerance)
+        lin_sum, yaw_sum, n = self._error_sums
+        success = bool(done and not fell and n > 0
+                       and lin_sum / n < self.lin_tolerance and yaw_sum / n < self.yaw_tolerance)
         return StepResult(float(reward), fell, success,
-                          {"base_height": h, "lin_vel_error": float(np.sqrt(lin_err2)), "yaw_rate_error": abs(yaw_err),
-                           "fallen": fell})
+                          {"base_height": h, "lin_vel_error": lin_err, "yaw_rate_error": abs(yaw_err), "fallen": fell})

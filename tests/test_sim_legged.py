@@ -1,0 +1,277 @@
+"""Unitree A1 on MuJoCo and PyBullet: it stands on its PD gains, feet carry its weight, rough ground is real,
+every legged DR term changes the model, and every legged env id passes Gymnasium's checker on both engines."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pybullet_data
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import tether.sim  # noqa: F401 - registers the ids
+from tether.errors import TetherError
+from tether.sim.backends import make_backend
+from tether.sim.randomization import BACKEND_TARGETS, DRTerm
+from tether.sim.robots import a1
+from tether.sim.tasks.legged import Velocity
+
+BACKENDS = ("mujoco", "pybullet")
+LEGGED_IDS = ("tether/LeggedStand-v0", "tether/LeggedVelocity-v0", "tether/LeggedVelocityRough-v0")
+G = 9.81
+# Trunk height band for "standing": the stance settles at 0.267 m on both engines; a collapsed A1 lies
+# below 0.15 m and a too-soft one sags through 0.24 m within a fraction of a second.
+STAND_BAND = (0.245, 0.29)
+
+
+def _run_stand(backend: str, dr, seconds: float = 2.0):
+    env = gym.make("tether/LeggedStand-v0", backend=backend, dr=dr)
+    env.reset(seed=0)
+    heights, tilts, info, terminated = [], [], {}, False
+    for _ in range(int(seconds * 50)):
+        obs, _, terminated, _, info = env.step(env.unwrapped.expert_action())
+        heights.append(info["base_height"])
+        tilts.append(np.arccos(np.clip(-obs[5], -1, 1)))  # projected_gravity z is obs[3:6][2]
+        if terminated:
+            break
+    env.close()
+    return np.array(heights), np.array(tilts), terminated, info
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a1_stands_on_default_pose_and_pd_gains(backend):
+    heights, tilts, terminated, _ = _run_stand(backend, "none")
+    assert not terminated
+    settled = heights[25:]  # after 0.5 s
+    assert STAND_BAND[0] < settled.min() and settled.max() < STAND_BAND[1], (settled.min(), settled.max())
+    assert abs(np.mean(settled) - a1.STAND_HEIGHT) < 0.01
+    assert tilts.max() < 0.1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("target", ["actuator_gain", "actuator_strength"])
+def test_a1_too_weak_pd_collapses(backend, target):
+    heights, _, terminated, info = _run_stand(backend, [DRTerm(target, "uniform", "scale", (0.05, 0.05))])
+    assert terminated and not info["success"]
+    assert heights[-1] < 0.15
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_standing_feet_carry_body_weight(backend):
+    spec = a1.a1()
+    task = Velocity(spec)
+    sim = make_backend(backend, spec, task.scene())
+    sim.reset_state(spec.default_joint_pos)
+    sim.set_command(spec.default_joint_pos)
+    sim.step(500)  # 1 s
+    weight = sim.get_param("body_mass").sum() * G
+    samples = []
+    for _ in range(25):
+        sim.step(2)
+        samples.append(sim.foot_contact_forces())
+    forces = np.mean(samples, axis=0)
+    assert abs(forces.sum() - weight) < 0.03 * weight, (forces, weight)
+    assert np.all(forces > 0.15 * weight) and np.all(forces < 0.35 * weight)
+    # Lifting the robot clear of the ground leaves no foot force.
+    sim.reset_state(spec.default_joint_pos, base_pos=np.array([0.0, 0.0, 1.0]))
+    sim.step(5)
+    assert np.all(sim.foot_contact_forces() == 0.0)
+    sim.close()
+
+
+def test_both_engines_stand_at_the_same_height():
+    mj, _, _, _ = _run_stand("mujoco", "none", 1.5)
+    pb, _, _, _ = _run_stand("pybullet", "none", 1.5)
+    assert abs(mj[-25:].mean() - pb[-25:].mean()) < 0.005
+
+
+# --------------------------------------------------------------------------- terrain
+def _engine_ground(sim, x: float, y: float) -> float:
+    """Ground height from the engine's own collision geometry (a ray cast straight down)."""
+    if sim.name == "mujoco":
+        geom = np.zeros(1, np.int32)
+        d = mujoco.mj_ray(sim.model, sim.data, np.array([x, y, 2.0]), np.array([0.0, 0.0, -1.0]), None, 1, -1, geom)
+        return 2.0 - d
+    return sim.p.rayTest([x, y, 2.0], [x, y, -1.0])[0][3][2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rough_terrain_is_real_ground_and_reproducible(backend):
+    spec = a1.a1()
+    pts = np.random.default_rng(0).uniform(-11.0, 11.0, (12, 2))
+    grounds = {}
+    for terrain, seed in (("flat", 0), ("rough", 0), ("rough", 0), ("rough", 1)):
+        task = Velocity(spec, terrain=terrain, terrain_seed=seed)
+        sim = make_backend(backend, spec, task.scene())
+        z = np.array([_engine_ground(sim, x, y) for x, y in pts])
+        # The task's engine-independent ground lookup (used for base height) agrees with the engine.
+        lookup = np.array([task.ground(x, y, task.terrain.roughness) for x, y in pts])
+        assert np.abs(z - lookup).max() < 1e-3
+        grounds.setdefault((terrain, seed), []).append(z)
+        sim.close()
+    flat, rough = grounds[("flat", 0)][0], grounds[("rough", 0)]
+    assert np.ptp(flat) < 1e-3
+    assert np.ptp(rough[0]) > 0.04
+    np.testing.assert_array_equal(rough[0], rough[1])  # same seed, same ground
+    assert np.abs(rough[0] - grounds[("rough", 1)][0]).max() > 0.01  # another seed, another ground
+
+
+def test_a1_stands_on_rough_terrain_spawn():
+    env = gym.make("tether/LeggedVelocityRough-v0", backend="mujoco")
+    env.reset(seed=3)
+    env.unwrapped.task.command = np.zeros(3)
+    for _ in range(50):
+        _, _, terminated, _, info = env.step(np.zeros(12, np.float32))
+        assert not terminated
+    assert STAND_BAND[0] < info["base_height"] < STAND_BAND[1]
+
+
+# --------------------------------------------------------------------------- domain randomisation
+def _preset_terms() -> list[DRTerm]:
+    seen, out = set(), []
+    for name in ("default", "wide"):
+        for t in a1.dr_presets()[name]:
+            if (t.target, t.select, t.operation) not in seen:
+                seen.add((t.target, t.select, t.operation))
+                out.append(t)
+    return out
+
+
+BACKEND_TERMS = [t for t in _preset_terms() if t.target in BACKEND_TARGETS]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_legged_backend_dr_term_changes_the_model_reproducibly(backend):
+    assert {t.target for t in BACKEND_TERMS} >= {"body_mass", "friction", "actuator_gain", "actuator_strength",
+                                                  "terrain_roughness"}
+    for term in BACKEND_TERMS:
+        env = gym.make("tether/LeggedVelocityRough-v0", backend=backend, dr=[term]).unwrapped
+        nominal = env.sim.get_param(term.target).copy()
+        sel = [env.sim.param_elements(term.target).index(s) for s in term.select] or slice(None)
+        env.reset(seed=0)
+        a = env.sim.get_param(term.target).copy()
+        env.reset(seed=1)
+        b = env.sim.get_param(term.target).copy()
+        env.reset(seed=0)
+        c = env.sim.get_param(term.target).copy()
+        assert not np.allclose(a[sel], nominal[sel]), term
+        assert not np.allclose(a[sel], b[sel]), term
+        np.testing.assert_array_equal(a, c, err_msg=str(term))
+        env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mass_gain_and_friction_dr_change_the_physics(backend):
+    def settle(dr):
+        env = gym.make("tether/LeggedStand-v0", backend=backend, dr=dr).unwrapped
+        env.reset(seed=0)
+        feet0 = np.array([env.sim.body_pose(f)[0][:2] for f in a1.FEET])
+        for _ in range(50):
+            _, _, _, _, info = env.step(np.zeros(12, np.float32))
+        slip = np.abs(np.array([env.sim.body_pose(f)[0][:2] for f in a1.FEET]) - feet0).max()
+        f = env.sim.foot_contact_forces().sum()
+        env.close()
+        return f, info["base_height"], slip
+
+    f0, h0, slip0 = settle("none")
+    f1, _, _ = settle([DRTerm("body_mass", "uniform", "add", (3.0, 3.0), select=(a1.BASE,))])
+    _, h2, _ = settle([DRTerm("actuator_gain", "uniform", "scale", (0.6, 0.6))])
+    _, _, slip3 = settle([DRTerm("friction", "uniform", "abs", (0.05, 0.05), select=("ground",))])
+    assert abs((f1 - f0) - 3.0 * G) < 0.1 * 3.0 * G  # 3 kg more trunk, ~29 N more on the feet
+    assert h2 < h0 - 0.01  # softer joints sag further
+    assert slip3 > slip0 + 0.015, (slip0, slip3)  # on near-ice the stance splays
+
+
+def test_env_side_dr_terms_act():
+    terms = {t.target: t for t in _preset_terms() if t.target not in BACKEND_TARGETS}
+    assert set(terms) == {"action_latency", "obs_noise", "obs_bias", "push"}
+
+    def first_obs(dr):
+        env = gym.make("tether/LeggedStand-v0", dr=dr)
+        obs, info = env.reset(seed=0)
+        return env, obs, info
+
+    _, clean, _ = first_obs("none")
+    for target in ("obs_noise", "obs_bias"):
+        _, noisy, _ = first_obs([terms[target]])
+        assert 0 < np.abs(noisy - clean).max() < 0.2, target
+    env = gym.make("tether/LeggedStand-v0", dr=[terms["action_latency"]])
+    lat = {env.reset(seed=s)[1]["latency_steps"] for s in range(12)}
+    assert lat == set(range(int(terms["action_latency"].range[1]) + 1))
+
+    # A push (60 N for 0.1 s on 12.5 kg: ~0.5 m/s) changes the trunk's velocity from the unpushed run's,
+    # and not before it starts at step 25 (interval 0.5 s).
+    push = DRTerm("push", "uniform", "abs", (60.0, 60.0), when="interval", interval_s=0.5)
+    vel = {}
+    for name, dr in (("none", "none"), ("push", [push])):
+        env = gym.make("tether/LeggedStand-v0", dr=dr)
+        env.reset(seed=0)
+        vel[name] = np.array([env.step(np.zeros(12, np.float32))[4]["privileged"][:2] for _ in range(35)])
+    gap = np.linalg.norm(vel["push"] - vel["none"], axis=1)
+    assert gap[:24].max() < 1e-9 and gap[25:].max() > 0.3, gap
+
+
+# --------------------------------------------------------------------------- tasks and contract
+def test_velocity_success_metric_fails_when_not_tracking():
+    """Standing still tracks a zero command (success) and misses a 0.8 m/s one (failure)."""
+    results = {}
+    for name, cmd in (("zero", np.zeros(3)), ("forward", np.array([0.8, 0.0, 0.0]))):
+        env = gym.make("tether/LeggedVelocity-v0")
+        env.reset(seed=0)
+        env.unwrapped.task.command = cmd
+        total, info = 0.0, {}
+        for _ in range(env.unwrapped.task.max_steps):
+            _, r, terminated, truncated, info = env.step(np.zeros(12, np.float32))
+            total += r
+            if terminated or truncated:
+                break
+        results[name] = (info["success"], total, truncated)
+    assert results["zero"][0] and results["zero"][2]
+    assert not results["forward"][0]
+    assert results["zero"][1] > results["forward"][1] + 2.0
+
+
+def test_legged_contract_and_action_mapping():
+    env = gym.make("tether/LeggedVelocity-v0")
+    c = env.unwrapped.contract
+    assert [f.name for f in c.observations] == ["base_ang_vel", "projected_gravity", "command", "joint_pos",
+                                                 "joint_vel", "last_action"]
+    assert c.obs_size == 45 and c.action_size == 12 and c.rate_hz == 50.0 and c.control_mode == "joint_position"
+    assert c.field("joint_pos").components == a1.JOINTS == c.field("joint_pos_target").components
+    np.testing.assert_allclose(c.to_physical(np.zeros(12)), a1.DEFAULT_JOINT_POS, atol=1e-12)
+    assert np.all(c.action_low >= a1.JOINT_LOWER - 1e-12) and np.all(c.action_high <= a1.JOINT_UPPER + 1e-12)
+    assert np.all(c.action_high - c.action_low > 1.0)
+    obs, info = env.reset(seed=0)
+    split = c.split_obs(obs)
+    np.testing.assert_allclose(split["projected_gravity"], [0, 0, -1], atol=1e-3)
+    assert info["privileged"].shape == (8,)
+    assert env.unwrapped.sim.robot.substeps == 10
+
+
+def test_unknown_terrain_is_a_one_line_error():
+    with pytest.raises(TetherError, match="unknown terrain 'icy'.*flat, rough"):
+        gym.make("tether/LeggedVelocity-v0", terrain="icy")
+
+
+def test_shipped_urdf_is_derived_from_pybullet_data():
+    source = Path(pybullet_data.getDataPath()) / "a1" / "a1.urdf"
+    assert a1.derive_urdf(source) == a1.URDF.read_text()
+    m = mujoco.MjSpec.from_file(str(a1.URDF)).compile()
+    lo = np.array([m.joint(j).range[0] for j in a1.JOINTS])
+    hi = np.array([m.joint(j).range[1] for j in a1.JOINTS])
+    np.testing.assert_allclose(lo, a1.JOINT_LOWER)
+    np.testing.assert_allclose(hi, a1.JOINT_UPPER)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("env_id", LEGGED_IDS)
+def test_check_env_legged(env_id, backend):
+    env = gym.make(env_id, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # open observation bounds are deliberate (see TetherEnv)
+        check_env(env.unwrapped, skip_render_check=True)
+    env.close()

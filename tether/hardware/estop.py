@@ -1,0 +1,34 @@
+"""Feeding the guard's e-stop from a ROS topic: a latched std_msgs/Bool (RELIABLE + TRANSIENT_LOCAL).
+
+Latched so a bridge that starts after the stop button was pressed still hears it (a late-joining
+transient-local reader gets the last sample). ``True`` latches the guard; ``False`` does nothing: releasing
+the button must not restart a robot, only an explicit ``CommandGuard.reset_estop()`` does (ros2-interop.md
+section 2.6, as twist_mux's ``e_stop`` lock). This is a software stop on top of, never instead of, the
+hardware e-stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.hardware.guard import CommandGuard
+
+DEFAULT_ESTOP_TOPIC = "/tether/estop"
+
+
+class EStopListener:
+    """Subscribes ``guard.on_estop_message`` to ``topic``; close() unsubscribes."""
+
+    def __init__(self, transport: Any, guard: CommandGuard, topic: str = DEFAULT_ESTOP_TOPIC,
+                 qos: Any = "latched") -> None:
+        self.guard = guard
+        self.topic = topic
+        self.received = 0
+        self._sub = transport.subscribe(topic, "std_msgs/msg/Bool", self._on_msg, qos)
+
+    def _on_msg(self, msg: Any) -> None:
+        self.received += 1
+        self.guard.on_estop_message(msg)
+
+    def close(self) -> None:
+        self._sub.close()

@@ -1,0 +1,464 @@
+"""ROS 2 over plain Cyclone DDS: a participant that ROS 2 nodes see and talk to, with no ROS installed.
+
+Wire contract (ros2-interop.md section 1): DDS topic ``rt/<ros name>``, type name
+``<pkg>::msg::dds_::<Name>_``, ``@final`` types so classic CDR (XCDR1, little endian, header ``00 01 00 00``),
+participant USER_DATA ``enclave=/;`` (how RMWs recognise a ROS participant) and endpoint USER_DATA
+``typehash=RIHS01_<sha256>;`` (what Jazzy+ RMWs parse into their graph cache).
+
+How bytes are sent: the payload is the rosbags CDR serialisation written unchanged with ``ddspy_write`` (the
+same call cyclonedds' own DataWriter uses after serialising), so the wire bytes are exactly what rosbags, and
+therefore a ROS 2 RMW, produces. A cyclonedds IdlStruct is still generated from the typestore definition for
+each type, because discovery needs the type name and Cyclone's XTypes type information; its own
+(de)serialiser is never used. Readers ``ddspy_take`` raw samples on one dispatch thread per transport
+(a WaitSet), skip ``valid_data=False`` notifications, and decode with the typestore.
+
+QoS mismatches arrive as DDS listener events (``on_requested_incompatible_qos`` /
+``on_offered_incompatible_qos``) and are recorded in ``transport.qos_incidents`` plus a logged warning.
+
+Discovery configuration: ``config=None`` uses ``CYCLONEDDS_URI`` if set (as ROS does); ``config="loopback"``
+(or :func:`loopback_config`) restricts the participant to 127.0.0.1 without multicast, using the same
+peer/participant-index scheme as ROS's ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so it finds and is found
+by localhost-only ROS nodes and never leaks onto the LAN in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tether.errors import TetherError
+from tether.ros import types as T
+from tether.ros._dispatch import DispatchingSubscription, pad4
+from tether.ros.qos import POLICY_NAMES, QoS, QosIncident, QosIncidentLog, resolve
+from tether.ros.transport import Publisher, Transport
+
+log = logging.getLogger("tether.ros.dds")
+
+
+def loopback_config(max_participants: int = 32, receive_buffer: str | None = None) -> str:
+    """Cyclone XML confining discovery and data to 127.0.0.1, unicast only (ROS LOCALHOST range).
+
+    ``receive_buffer`` (e.g. ``"4MB"``) raises the socket receive buffer, which large images need.
+    """
+    internal = (
+        f'<Internal><SocketReceiveBufferSize min="{receive_buffer}"/></Internal>' if receive_buffer else ""
+    )
+    return (
+        '<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
+        "<General><Interfaces><NetworkInterface address=\"127.0.0.1\"/></Interfaces>"
+        "<AllowMulticast>false</AllowMulticast></General>"
+        "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
+        f"<MaxAutoParticipantIndex>{int(max_participants)}</MaxAutoParticipantIndex>"
+        '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
+        f"{internal}</Domain></CycloneDDS>"
+    )
+
+
+def domain_id_from_env(domain_id: int | None) -> int:
+    """Explicit id, else ``ROS_DOMAIN_ID``, else 0 (ROS's rule)."""
+    if domain_id is None:
+        env = os.environ.get("ROS_DOMAIN_ID", "").strip()
+        if not env:
+            return 0
+        if not env.isdigit():
+            raise TetherError(f"ROS_DOMAIN_ID={env!r} is not a number; expected an integer in 0..232")
+        domain_id = int(env)
+    if not isinstance(domain_id, int) or not 0 <= domain_id <= 232:
+        raise TetherError(f"bad ROS domain id {domain_id!r}; expected an integer in 0..232")
+    return domain_id
+
+
+# ----------------------------------------------------------------------------- typestore -> IdlStruct
+
+
+_IDL_CACHE: dict[tuple[int, str], type] = {}
+_IDL_LOCK = threading.Lock()
+
+
+def _idl_base(typ: str, strlen: int) -> Any:
+    from cyclonedds.idl import types as it
+
+    if typ == "string":
+        return it.bounded_str[strlen] if strlen else str
+    if typ == "wstring":
+        raise TetherError("wstring fields are not supported on the Cyclone transport; expected string")
+    return {
+        "bool": bool,
+        "byte": it.byte,
+        "char": it.uint8,  # ROS char is uint8 (rosidl_adapter)
+        "int8": it.int8,
+        "uint8": it.uint8,
+        "int16": it.int16,
+        "uint16": it.uint16,
+        "int32": it.int32,
+        "uint32": it.uint32,
+        "int64": it.int64,
+        "uint64": it.uint64,
+        "float32": it.float32,
+        "float64": it.float64,
+    }[typ]
+
+
+def idl_struct(store: Any, msgtype: str) -> type:
+    """A cyclonedds IdlStruct class equivalent to ``msgtype`` with the ROS 2 DDS type name (cached)."""
+    from cyclonedds.idl import make_idl_struct
+    from cyclonedds.idl import types as it
+    from rosbags.interfaces import Nodetype
+
+    key = (id(store), msgtype)
+    with _IDL_LOCK:
+        if key in _IDL_CACHE:
+            return _IDL_CACHE[key]
+
+    def conv(desc: tuple[Any, Any]) -> Any:
+        node, arg = desc
+        if node == Nodetype.BASE:
+            return _idl_base(arg[0], arg[1])
+        if node == Nodetype.NAME:
+            return idl_struct(store, arg)
+        sub, n = arg
+        if node == Nodetype.ARRAY:
+            return it.array[conv(sub), n]
+        return it.sequence[conv(sub), n] if n else it.sequence[conv(sub)]
+
+    T.check_msgtype(store, msgtype)
+    fields = {name: conv(desc) for name, desc in store.fielddefs[msgtype][1]}
+    cls = make_idl_struct(msgtype.replace("/", "__") + "_", T.dds_typename(msgtype), fields)
+    with _IDL_LOCK:
+        _IDL_CACHE.setdefault(key, cls)
+        return _IDL_CACHE[key]
+
+
+# ---------------------------------------------------------------------------------------- domains
+
+_DOMAINS: dict[int, tuple[Any, str | None]] = {}
+_DOMAINS_LOCK = threading.Lock()
+
+
+def _ensure_domain(domain_id: int, config: str | None) -> None:
+    """Cyclone allows one configuration per domain id per process; keep it alive and reject a different one."""
+    if config is None:
+        return
+    from cyclonedds.domain import Domain
+
+    with _DOMAINS_LOCK:
+        if domain_id in _DOMAINS:
+            if _DOMAINS[domain_id][1] != config:
+                raise TetherError(
+                    f"Cyclone domain {domain_id} already configured differently in this process; "
+                    "expected the same config for every transport on one domain"
+                )
+            return
+        _DOMAINS[domain_id] = (Domain(domain_id, config), config)
+
+
+# ------------------------------------------------------------------------------------ endpoints
+
+
+@dataclass(frozen=True)
+class DiscoveredEndpoint:
+    """A reader or writer seen through DDS builtin discovery (what ``ros2 topic info -v`` would list)."""
+
+    topic_name: str  # DDS name, e.g. "rt/joint_states"
+    type_name: str  # DDS type, e.g. "sensor_msgs::msg::dds_::JointState_"
+    user_data: bytes
+    reliability: str  # "reliable" | "best_effort"
+    durability: str  # "volatile" | "transient_local" | other Cyclone names
+    participant_key: str
+
+
+class DdsPublisher(Publisher):
+    def __init__(self, transport: DdsTransport, topic: str, msgtype: str, qos: QoS, writer: Any) -> None:
+        self.topic = topic
+        self.msgtype = msgtype
+        self.qos = qos
+        self._t = transport
+        self._writer = writer
+        self.published = 0
+
+    def publish(self, msg: Any) -> None:
+        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
+
+    def publish_raw(self, data: bytes) -> None:
+        from cyclonedds._clayer import ddspy_write
+
+        if self._t.closed:
+            raise TetherError(f"publish on {self.topic} after the transport was closed; expected an open transport")
+        ret = ddspy_write(self._writer._ref, pad4(data))
+        if ret < 0:
+            why = " (Cyclone validates CDR on write: the bytes are malformed for this type)" if ret == -3 else ""
+            raise TetherError(f"DDS write of {len(data)} bytes on {self.topic} ({self.msgtype}) failed, code {ret}{why}")
+        self.published += 1
+
+    def matched(self) -> int:
+        return len(self._writer.get_matched_subscriptions())
+
+
+class DdsSubscription(DispatchingSubscription):
+    reader: Any = None
+    condition: Any = None
+
+    def matched(self) -> int:
+        return len(self.reader.get_matched_publications()) if self.reader is not None else 0
+
+
+class DdsTransport(Transport):
+    """Transport over Cyclone DDS; see the module docstring.
+
+    ``domain_id``: None -> ``ROS_DOMAIN_ID`` or 0. ``distro``: which typestore encodes messages and hashes
+    types. ``config``: None (``CYCLONEDDS_URI``/defaults), ``"loopback"``, or Cyclone XML / a file URL.
+    """
+
+    _TAKE_BATCH = 64
+
+    def __init__(
+        self,
+        domain_id: int | None = None,
+        distro: str = "humble",
+        config: str | None = None,
+        enclave: str = "/",
+    ) -> None:
+        from cyclonedds.core import GuardCondition, WaitSet
+        from cyclonedds.domain import DomainParticipant
+        from cyclonedds.qos import Policy, Qos
+
+        self.domain_id = domain_id_from_env(domain_id)
+        self.distro = distro
+        self.store = T.typestore(distro)
+        self.config = loopback_config() if config == "loopback" else config
+        _ensure_domain(self.domain_id, self.config)
+        self.participant = DomainParticipant(
+            self.domain_id, qos=Qos(Policy.Userdata(data=f"enclave={enclave};".encode()))
+        )
+        self.qos_incidents = QosIncidentLog()
+        self.closed = False
+        self._topics: dict[str, tuple[str, Any]] = {}
+        self._subs: dict[int, DdsSubscription] = {}
+        self._pubs: list[DdsPublisher] = []
+        self._lock = threading.RLock()
+        self._waitset = WaitSet(self.participant)
+        self._guard = GuardCondition(self.participant)
+        self._waitset.attach(self._guard)
+        self._thread = threading.Thread(target=self._run, name=f"tether-dds-{self.domain_id}", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------------------------- entities
+
+    def _topic(self, topic: str, msgtype: str) -> Any:
+        from cyclonedds.topic import Topic
+
+        T.check_topic(topic)
+        T.check_msgtype(self.store, msgtype)
+        with self._lock:
+            if topic in self._topics:
+                known, obj = self._topics[topic]
+                if known != msgtype:
+                    raise TetherError(
+                        f"topic {topic} already used with type {known} in this transport; expected {known}, "
+                        f"got {msgtype}"
+                    )
+                return obj
+            obj = Topic(self.participant, T.dds_topic(topic), idl_struct(self.store, msgtype))
+            self._topics[topic] = (msgtype, obj)
+            return obj
+
+    def _user_data(self, msgtype: str) -> bytes:
+        return f"typehash={T.rihs01(self.store, msgtype)};".encode()
+
+    def _incident(self, topic: str, side: str, qos: QoS, status: Any) -> None:
+        policy = POLICY_NAMES.get(int(status.last_policy_id), f"policy {status.last_policy_id}")
+        peer = "writer" if side == "reader" else "reader"
+        hint = ""
+        if policy == "RELIABILITY":
+            hint = (
+                " (a best_effort writer cannot serve a reliable reader: subscribe with qos='sensor_data')"
+                if side == "reader"
+                else " (this writer is best_effort and the remote reader wants reliable)"
+            )
+        elif policy == "DURABILITY":
+            hint = " (a transient_local reader needs a transient_local writer)"
+        reason = (
+            f"{policy}: local {side} ({qos.reliability}, {qos.durability}) is incompatible with a remote {peer}"
+            f"{hint}"
+        )
+        self.qos_incidents.report(QosIncident(topic, side, policy, int(status.total_count), reason))  # type: ignore[arg-type]
+
+    def publisher(self, topic: str, msgtype: str, qos: Any = "default") -> DdsPublisher:
+        from cyclonedds.core import Listener
+        from cyclonedds.pub import DataWriter
+
+        self._check_open()
+        q = resolve(qos)
+        tp = self._topic(topic, msgtype)
+        listener = Listener(on_offered_incompatible_qos=lambda _w, st: self._incident(topic, "writer", q, st))
+        writer = DataWriter(self.participant, tp, qos=q.to_cyclone(self._user_data(msgtype)), listener=listener)
+        pub = DdsPublisher(self, topic, msgtype, q, writer)
+        pub._listener = listener  # keep alive as long as the writer
+        with self._lock:
+            self._pubs.append(pub)
+        return pub
+
+    def subscribe(
+        self,
+        topic: str,
+        msgtype: str,
+        callback: Callable[..., None],
+        qos: Any = "default",
+        *,
+        raw: bool = False,
+        info: bool = False,
+    ) -> DdsSubscription:
+        from cyclonedds.core import InstanceState, Listener, ReadCondition, SampleState, ViewState
+        from cyclonedds.sub import DataReader
+
+        self._check_open()
+        q = resolve(qos)
+        tp = self._topic(topic, msgtype)
+        sub = DdsSubscription(topic, msgtype, callback, self.store, raw, info, on_close=self._close_sub)
+        listener = Listener(on_requested_incompatible_qos=lambda _r, st: self._incident(topic, "reader", q, st))
+        reader = DataReader(self.participant, tp, qos=q.to_cyclone(self._user_data(msgtype)), listener=listener)
+        cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
+        sub.reader, sub.condition, sub._listener = reader, cond, listener  # type: ignore[attr-defined]
+        with self._lock:
+            self._subs[id(sub)] = sub
+        self._waitset.attach(cond)
+        self._guard.set(True)  # wake the dispatcher: transient-local history may already be waiting
+        return sub
+
+    def _close_sub(self, sub: DispatchingSubscription) -> None:
+        with self._lock:
+            dsub = self._subs.pop(id(sub), None)
+            if dsub is None or self.closed:
+                return
+            try:
+                self._waitset.detach(dsub.condition)
+            except Exception:  # already detached by a concurrent close
+                pass
+            _delete(dsub.condition)
+            _delete(dsub.reader)
+            dsub.reader = dsub.condition = None
+
+    # ---------------------------------------------------------------------------------- dispatch
+
+    def _run(self) -> None:
+        from cyclonedds._clayer import ddspy_take
+        from cyclonedds.core import InstanceState, SampleState, ViewState
+        from cyclonedds.util import duration
+
+        mask = SampleState.Any | ViewState.Any | InstanceState.Any
+        while not self.closed:
+            try:
+                self._waitset.wait(duration(milliseconds=100))
+            except Exception:  # the waitset is deleted under us on close
+                if self.closed:
+                    return
+                raise
+            self._guard.set(False)
+            with self._lock:
+                subs = list(self._subs.values())
+            for sub in subs:
+                while True:
+                    with self._lock:
+                        if sub.closed or sub.reader is None or self.closed:
+                            break
+                        ret = ddspy_take(sub.reader._ref, mask, self._TAKE_BATCH)
+                    if isinstance(ret, int) or not ret:
+                        break
+                    for data, sinfo in ret:
+                        if sinfo.valid_data:
+                            sub.deliver(data, int(sinfo.source_timestamp))
+                    if len(ret) < self._TAKE_BATCH:
+                        break
+
+    # ---------------------------------------------------------------------------------- discovery
+
+    def discovered(self, kind: str = "publications", timeout: float = 0.5) -> list[DiscoveredEndpoint]:
+        """Endpoints seen through builtin discovery (``publications`` or ``subscriptions``), remote and local."""
+        from cyclonedds.builtin import (
+            BuiltinDataReader,
+            BuiltinTopicDcpsPublication,
+            BuiltinTopicDcpsSubscription,
+        )
+        from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState
+        from cyclonedds.util import duration
+
+        topics = {"publications": BuiltinTopicDcpsPublication, "subscriptions": BuiltinTopicDcpsSubscription}
+        if kind not in topics:
+            raise TetherError(f"unknown endpoint kind {kind!r}; expected one of {sorted(topics)}")
+        reader = BuiltinDataReader(self.participant, topics[kind])
+        try:
+            cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Alive)
+            seen: dict[str, DiscoveredEndpoint] = {}
+            for ep in reader.take_iter(condition=cond, timeout=duration(seconds=timeout)):
+                qos = ep.qos
+                ud = b""
+                rel, dur = "unknown", "unknown"
+                for p in qos:
+                    scope, name = getattr(p, "__scope__", ""), type(p).__name__.split(".")[-1]
+                    if scope == "Userdata":
+                        ud = p.data
+                    elif scope == "Reliability":
+                        rel = "reliable" if name == "Reliable" else "best_effort"
+                    elif scope == "Durability":
+                        dur = {"Volatile": "volatile", "TransientLocal": "transient_local"}.get(name, name.lower())
+                seen[str(ep.key)] = DiscoveredEndpoint(
+                    ep.topic_name, ep.type_name, ud, rel, dur, str(ep.participant_key)
+                )
+            return list(seen.values())
+        finally:
+            _delete(reader)
+
+    def discovered_participants(self, timeout: float = 0.5) -> dict[str, bytes]:
+        """Participant key -> USER_DATA for every participant seen (ROS ones carry ``enclave=/;``)."""
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
+        from cyclonedds.util import duration
+
+        reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsParticipant)
+        try:
+            cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Alive)
+            out: dict[str, bytes] = {}
+            for p in reader.take_iter(condition=cond, timeout=duration(seconds=timeout)):
+                ud = b""
+                for pol in p.qos:
+                    if getattr(pol, "__scope__", "") == "Userdata":
+                        ud = pol.data
+                out[str(p.key)] = ud
+            return out
+        finally:
+            _delete(reader)
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TetherError("transport is closed; expected an open transport")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for sub in self._subs.values():
+                sub._closed = True
+        self._guard.set(True)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+        _delete(self.participant)  # deletes every child entity (readers, writers, topics, waitset)
+
+
+def _delete(entity: Any) -> None:
+    from cyclonedds.core import Entity
+
+    if entity is None:
+        return
+    ref = getattr(entity, "_ref", None)
+    if ref is None:
+        return
+    if ref in Entity._entities:
+        del Entity._entities[ref]
+        entity._delete(ref)

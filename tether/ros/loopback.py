@@ -1,0 +1,184 @@
+"""In-process transport for unit tests of the hardware layer: a real CDR round trip without a network.
+
+Why not a plain callback bus: passing objects straight through would hide codec bugs (wrong dtype, wrong
+array length, a field the robot never fills). Here every publish serialises with the rosbags typestore and
+every subscriber decodes its own copy, the DDS QoS matching rule is applied (an incompatible pair is
+reported and gets nothing, as on a real wire), and transient-local writers replay their last ``depth``
+samples to late-joining transient-local readers. Delivery is synchronous on the publisher's thread, which
+keeps unit tests deterministic. Optional fault injection (``drop``) uses a seeded Generator.
+
+Transports with the same ``domain_id`` share one bus, like DDS participants on one domain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tether.errors import TetherError
+from tether.ros import types as T
+from tether.ros._dispatch import DispatchingSubscription
+from tether.ros.qos import QoS, QosIncident, QosIncidentLog, incompatibility, resolve
+from tether.ros.transport import Publisher, Transport
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.writers: dict[str, list[_LoopPublisher]] = {}
+        self.readers: dict[str, list[tuple[DispatchingSubscription, QoS, LoopbackTransport]]] = {}
+
+
+_BUSES: dict[int, _Bus] = {}
+_BUSES_LOCK = threading.Lock()
+
+
+def _bus(domain_id: int) -> _Bus:
+    with _BUSES_LOCK:
+        return _BUSES.setdefault(domain_id, _Bus())
+
+
+class _LoopPublisher(Publisher):
+    def __init__(self, transport: LoopbackTransport, topic: str, msgtype: str, qos: QoS) -> None:
+        self.topic = topic
+        self.msgtype = msgtype
+        self.qos = qos
+        self._t = transport
+        self.history: deque[tuple[bytes, int]] = deque(maxlen=qos.depth)
+        self.published = 0
+
+    def publish(self, msg: Any) -> None:
+        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
+
+    def publish_raw(self, data: bytes) -> None:
+        if self._t.closed:
+            raise TetherError(f"publish on {self.topic} after the transport was closed; expected an open transport")
+        now = time.time_ns()
+        self.published += 1
+        bus = self._t.bus
+        with bus.lock:
+            if self.qos.durability == "transient_local":
+                self.history.append((bytes(data), now))
+            readers = list(bus.readers.get(self.topic, []))
+        for sub, rqos, owner in readers:
+            if sub.msgtype != self.msgtype or incompatibility(self.qos, rqos) is not None:
+                continue
+            if owner.drop > 0 and owner.rng.random() < owner.drop:
+                continue
+            sub.deliver(data, now)
+
+    def matched(self) -> int:
+        with self._t.bus.lock:
+            return sum(
+                1
+                for sub, rqos, _ in self._t.bus.readers.get(self.topic, [])
+                if sub.msgtype == self.msgtype and incompatibility(self.qos, rqos) is None
+            )
+
+
+class LoopbackTransport(Transport):
+    """In-process Transport; see the module docstring. ``drop`` in [0, 1) drops received samples at random."""
+
+    def __init__(self, domain_id: int = 0, distro: str = "humble", drop: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= drop < 1.0:
+            raise TetherError(f"bad drop probability {drop!r}; expected 0 <= drop < 1")
+        self.domain_id = int(domain_id)
+        self.distro = distro
+        self.store = T.typestore(distro)
+        self.bus = _bus(self.domain_id)
+        self.drop = float(drop)
+        self.rng = np.random.default_rng(seed)
+        self.qos_incidents = QosIncidentLog()
+        self.closed = False
+        self._pubs: list[_LoopPublisher] = []
+        self._subs: list[DispatchingSubscription] = []
+
+    # The loopback has no discovery thread, so incompatibilities are checked when endpoints appear.
+    def _report_pair(self, w: _LoopPublisher, sub: DispatchingSubscription, rqos: QoS, reader_owner: LoopbackTransport) -> None:
+        if w.msgtype != sub.msgtype:
+            return
+        reason = incompatibility(w.qos, rqos)
+        if reason is None:
+            return
+        policy = reason.split(":")[0]
+        w._t.qos_incidents.report(QosIncident(w.topic, "writer", policy, 1, reason))
+        reader_owner.qos_incidents.report(QosIncident(sub.topic, "reader", policy, 1, reason))
+
+    def publisher(self, topic: str, msgtype: str, qos: Any = "default") -> Publisher:
+        self._check_open()
+        T.check_topic(topic)
+        T.check_msgtype(self.store, msgtype)
+        pub = _LoopPublisher(self, topic, msgtype, resolve(qos))
+        with self.bus.lock:
+            self.bus.writers.setdefault(topic, []).append(pub)
+            for sub, rqos, owner in self.bus.readers.get(topic, []):
+                self._report_pair(pub, sub, rqos, owner)
+        self._pubs.append(pub)
+        return pub
+
+    def subscribe(
+        self,
+        topic: str,
+        msgtype: str,
+        callback: Callable[..., None],
+        qos: Any = "default",
+        *,
+        raw: bool = False,
+        info: bool = False,
+    ) -> DispatchingSubscription:
+        self._check_open()
+        T.check_topic(topic)
+        T.check_msgtype(self.store, msgtype)
+        rqos = resolve(qos)
+        sub = DispatchingSubscription(topic, msgtype, callback, self.store, raw, info, on_close=self._remove_sub)
+        sub.matched = lambda: self._matched_writers(sub, rqos)  # type: ignore[method-assign]
+        with self.bus.lock:
+            self.bus.readers.setdefault(topic, []).append((sub, rqos, self))
+            writers = list(self.bus.writers.get(topic, []))
+        late: list[tuple[bytes, int]] = []
+        for w in writers:
+            self._report_pair(w, sub, rqos, self)
+            if (
+                w.msgtype == msgtype
+                and rqos.durability == "transient_local"
+                and incompatibility(w.qos, rqos) is None
+            ):
+                late.extend(w.history)
+        for data, ts in sorted(late, key=lambda x: x[1]):
+            sub.deliver(data, ts)
+        self._subs.append(sub)
+        return sub
+
+    def _matched_writers(self, sub: DispatchingSubscription, rqos: QoS) -> int:
+        with self.bus.lock:
+            return sum(
+                1
+                for w in self.bus.writers.get(sub.topic, [])
+                if w.msgtype == sub.msgtype and incompatibility(w.qos, rqos) is None
+            )
+
+    def _remove_sub(self, sub: DispatchingSubscription) -> None:
+        with self.bus.lock:
+            entries = self.bus.readers.get(sub.topic, [])
+            self.bus.readers[sub.topic] = [e for e in entries if e[0] is not sub]
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TetherError("transport is closed; expected an open transport")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        for sub in list(self._subs):
+            sub.close()
+        with self.bus.lock:
+            for pub in self._pubs:
+                lst = self.bus.writers.get(pub.topic, [])
+                if pub in lst:
+                    lst.remove(pub)
+        self.closed = True
