@@ -72,6 +72,11 @@ class Task(ABC):
         """Physical action that holds the robot still (used to pre-fill the latency queue)."""
         return np.zeros(self.contract.action_size)
 
+    def reward_from_obs(self, obs: dict[str, np.ndarray]) -> float:
+        """The task reward computed from observation fields alone (for data recorded on a real robot, where no
+        simulator state exists). Tasks whose reward needs hidden state do not provide it."""
+        raise TetherError(f"task {self.robot_name}/{self.name} cannot compute its reward from observations alone")
+
     def privileged(self, sim: Backend) -> dict[str, np.ndarray]:
         return {}
 

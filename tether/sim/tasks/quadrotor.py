@@ -127,6 +127,9 @@ class QuadrotorTask(Task):
         r = 1.0 - err - 0.05 * _norm(obs["base_ang_vel"]) - 0.05 * _norm(obs["base_lin_vel"])
         return float(r - (10.0 if crashed else 0.0))
 
+    def reward_from_obs(self, obs: dict[str, np.ndarray]) -> float:
+        return self._shaped_reward(obs, crashed=False)
+
     # ------------------------------------------------------------------ expert
     def expert(self, sim: Backend) -> np.ndarray:
         """Geometric position controller: PD on position to a desired force, tilt toward it, keep yaw at 0."""
