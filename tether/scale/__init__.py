@@ -1,0 +1,7 @@
+"""Scale-out backends: collect rollouts and run evaluations on other machines.
+
+Why a separate subpackage: the default Tether install runs on one machine with no cluster software; a Ray
+cluster is an opt-in (``tether train/eval --ray ADDRESS``). Nothing here imports ``ray`` at module level, so
+importing ``tether.scale`` (or anything that imports it) never starts or connects to a Ray process; only
+the functions that are handed an address do. See :mod:`tether.scale.ray_backend`.
+"""
