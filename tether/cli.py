@@ -17,6 +17,14 @@ from tether.errors import TetherError
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "tether.sim.commands",
+    "tether.calibration.commands",
+    "tether.data.commands",
+    "tether.policies.commands",
+    "tether.policies.hybrid.commands",
+    "tether.world_models.commands",
+    "tether.ros.bag_commands",
+    "tether.ros.commands",
+    "tether.pipeline.commands",
 )
 
 

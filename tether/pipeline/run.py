@@ -136,7 +136,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> D
     seconds = cfg.episode_seconds or _episode_seconds(cfg)
     params_file = cfg.out / "real_params.json"
     (cfg.out / "bags").mkdir(parents=True, exist_ok=True)
-    domain_id = cfg.domain_id if cfg.domain_id is not None else 40 + (os.getpid() % 50)
+    domain_id = cfg.domain_id if cfg.domain_id is not None else 60 + (os.getpid() % 40)
     out = Deployment([], [], [], [])
     for i in range(cfg.episodes):
         bag = cfg.out / "bags" / f"{tag}-{i}.mcap"

@@ -21,6 +21,9 @@ BACKENDS = ("mujoco", "pybullet")
 def add_serve_arguments(p: Any) -> None:
     p.add_argument("--robot", required=True, choices=ROBOTS, help="robot kind: arm (ros2_control), quadrotor "
                    "(PX4 uXRCE-DDS), legged (Unitree LowState/LowCmd)")
+    p.add_argument("--interface", default=None, choices=("ros2-control", "px4", "unitree"),
+                   help="which real stack to speak (default: arm ros2-control, quadrotor px4, legged unitree; "
+                   "legged also ros2-control: /joint_states + /imu/data)")
     p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--params", default=None, help="JSON: DR terms and parameter scales the policy never saw "
                    "(keys: dr, scale, goal, command, seed, env_id, bridge) or a bare list of DR terms")
@@ -73,6 +76,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--estop-topic", default="/tether/estop", help="latched std_msgs/Bool e-stop topic")
     p.add_argument("--episode", type=int, default=0, help="episode index written to /tether/episode")
     p.add_argument("--stats-json", default=None, metavar="FILE", help="write loop statistics as JSON")
+    p.add_argument("--transport", default="auto", choices=("auto", "cyclonedds", "rclpy"),
+                   help="auto: rclpy when a ROS 2 install is sourced, else Cyclone DDS")
     p.set_defaults(func=_deploy)
 
 

@@ -15,7 +15,8 @@ Recording: every state and command topic of the adapter is recorded raw (the byt
 "flat" topics ``tether.data`` converts exactly into a dataset: ``/tether/obs`` (policy observation vector,
 physical units), ``/tether/action`` (the command actually sent, physical units, after the guard),
 ``/tether/episode`` (UInt32), each with a parallel ``<topic>/stamp`` (builtin_interfaces/Time) on the
-control clock (start + k/rate for tick k, so the importer's grid reproduces the recorded pairs one to one),
+control clock (observation k at start + k/rate, its command half a period later, so the importer's grid
+reproduces the recorded (observation, command) pairs one to one),
 plus ``/tether/policy_action`` (the raw normalised policy output, NaNs included) and ``/tether/guard``
 (std_msgs/String: why the guard chose each command). The recorder commits every 0.5 s, so a deploy killed
 with SIGKILL still leaves a readable bag.
@@ -67,6 +68,8 @@ class DeployConfig:
     connect_timeout_s: float = 10.0
     estop_topic: str = "/tether/estop"
     episode: int = 0
+    transport: str = "auto"  # auto (rclpy when importable, else Cyclone DDS) | cyclonedds | rclpy
+    node_name: str = "tether_deploy"  # rclpy only
 
 
 @dataclass
@@ -76,11 +79,12 @@ class DeployResult:
     recorded: int
     bag: str | None
     adapter_rejected: dict[str, int]
+    qos_incidents: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = self.stats.as_dict()
         d.update(bag=self.bag, recorded=self.recorded, robot_checked=self.robot_info is not None,
-                 adapter_rejected=self.adapter_rejected)
+                 adapter_rejected=self.adapter_rejected, qos_incidents=self.qos_incidents)
         return d
 
 
@@ -165,18 +169,29 @@ class FlatRecorder:
             else obs
         vec = self.contract.flatten_obs(full)
         stamp_msg = self._time(sec=t // 10**9, nanosec=t % 10**9)
+        ta = t + self.period_ns // 2  # the command is sent during step k, after the observation that caused it
+        act_stamp = self._time(sec=ta // 10**9, nanosec=ta % 10**9)
         w = self.bag.write
         w("/tether/episode", "std_msgs/msg/UInt32", self._u32(data=self.episode))
         w("/tether/obs", "std_msgs/msg/Float64MultiArray", self._vec(vec))
         w("/tether/obs/stamp", "builtin_interfaces/msg/Time", stamp_msg)
         w("/tether/action", "std_msgs/msg/Float64MultiArray", self._vec(command))
-        w("/tether/action/stamp", "builtin_interfaces/msg/Time", stamp_msg)
+        w("/tether/action/stamp", "builtin_interfaces/msg/Time", act_stamp)
         w("/tether/policy_action", "std_msgs/msg/Float64MultiArray", self._vec(action))
         reason = self.loop.last_output.reason if self.loop is not None and self.loop.last_output else ""
         w("/tether/guard", "std_msgs/msg/String", self._str(data=reason))
         a = np.asarray(action, dtype=float).reshape(-1)
         self.last_action = np.where(np.isfinite(a), np.clip(a, -1.0, 1.0), 0.0)
         self.k += 1
+
+
+def _extra_record_topics(adapter: Any, cfg: DeployConfig) -> list[tuple[str, str]]:
+    """Topics worth having in the bag that the adapter does not subscribe to itself (mode changes, e-stop)."""
+    extra = [(cfg.estop_topic, "std_msgs/msg/Bool")]
+    odom = getattr(adapter, "t_odom", None)
+    if cfg.adapter == "px4" and odom:
+        extra.append((odom.replace("vehicle_odometry", "vehicle_status"), "px4_msgs/msg/VehicleStatus"))
+    return extra
 
 
 def _wait_first_state(robot: Any, timeout_s: float) -> None:
@@ -193,17 +208,34 @@ def _wait_first_state(robot: Any, timeout_s: float) -> None:
             time.sleep(0.01)
 
 
-def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True) -> DeployResult:
-    """Run a checkpoint on a robot; see the module docstring for the order of checks."""
+def open_transport(cfg: DeployConfig) -> Any:
+    """The wire: Cyclone DDS (no ROS needed) or rclpy (a sourced ROS 2 install; untested here)."""
+    from tether.ros.transport import make_transport, rclpy_available
+
+    kind = cfg.transport
+    if kind == "auto":
+        kind = "rclpy" if rclpy_available() else "cyclonedds"
+    if kind == "rclpy":
+        return make_transport("rclpy", node_name=cfg.node_name, distro=cfg.distro, domain_id=cfg.domain_id)
+    if kind != "cyclonedds":
+        raise TetherError(f"unknown transport {cfg.transport!r}; expected one of auto, cyclonedds, rclpy")
+    return make_transport("cyclonedds", domain_id=cfg.domain_id, distro=cfg.distro,
+                          config="loopback" if cfg.loopback else None)
+
+
+def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True,
+           transport: Any = None, stop: threading.Event | None = None) -> DeployResult:
+    """Run a checkpoint on a robot; see the module docstring for the order of checks. A ``transport`` given
+    by the caller (e.g. the ROS node's) is used and left open; otherwise one is opened and closed here.
+    Setting ``stop`` (from any thread) ends the loop after the current tick, like SIGINT."""
     import torch
 
-    import tether.ros.replay_policy  # noqa: F401  (registers the action_replay kind)
+    import tether.policies.replay  # noqa: F401  (registers the action_replay kind)
     from tether.hardware.adapters import ADAPTERS, make_adapter
     from tether.hardware.estop import EStopListener
     from tether.hardware.guard import CommandGuard, GuardConfig
     from tether.hardware.loop import ControlLoop
     from tether.policies.checkpoint import load_policy
-    from tether.ros.cyclonedds_transport import DdsTransport
     from tether.ros.recorder import BagRecorder
 
     torch.set_num_threads(1)
@@ -211,6 +243,9 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True)
         raise TetherError(f"unknown adapter {cfg.adapter!r}; expected one of {', '.join(ADAPTERS)}")
     if cfg.record is not None and Path(cfg.record).exists():
         raise TetherError(f"bag {cfg.record!r} already exists; expected a new path")
+    if cfg.record is not None and Path(cfg.record).suffix == ".bag":
+        raise TetherError(f"--record {cfg.record!r}: rosbag2 bags are directories and tools read a '.bag' name as "
+                          "ROS 1; expected a name like out.mcap")
     policy = load_policy(cfg.checkpoint)
     contract: IOContract = policy.contract
     rate = float(cfg.rate_hz or contract.rate_hz)
@@ -220,7 +255,8 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True)
     params = {**ADAPTER_DEFAULTS.get(cfg.adapter, {}), **cfg.params}
     params.setdefault("distro", cfg.distro)
     params.setdefault("connect_timeout_s", cfg.connect_timeout_s)
-    transport = DdsTransport(domain_id=cfg.domain_id, distro=cfg.distro, config="loopback" if cfg.loopback else None)
+    own_transport = transport is None
+    transport = open_transport(cfg) if own_transport else transport
     bag = adapter = estop = None
     info = None
     old_handlers: dict[int, Any] = {}
@@ -248,17 +284,27 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True)
         estop = EStopListener(transport, guard, cfg.estop_topic)
         if bag is not None:
             topics = [(t, m) for t, m, _ in adapter._subscriptions() + adapter._publishers()]
+            topics += _extra_record_topics(adapter, cfg)
             bag.record(transport, topics)
         adapter.connect()
         _wait_first_state(adapter, cfg.connect_timeout_s)
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old_handlers[sig] = signal.signal(sig, lambda _s, _f: loop.stop())
+        if stop is not None:
+            threading.Thread(target=lambda: (stop.wait(), loop.stop()), name="tether-deploy-stop",
+                             daemon=True).start()
+        where = f"domain {getattr(transport, 'domain_id', '?')}"
+        where += f", recording to {cfg.record}" if cfg.record else ""
         log(f"tether deploy: running {contract.robot}/{contract.task} ({contract.control_mode}) at {rate:g} Hz on "
-            f"{cfg.adapter}, domain {transport.domain_id}" + (f", recording to {cfg.record}" if cfg.record else ""))
+            f"{cfg.adapter}, {where}")
         stats = loop.run(duration_s=cfg.duration_s)
         rejected = dict(getattr(adapter, "rejected", {}))
-        return DeployResult(stats, info, bag.written if bag is not None else 0, cfg.record, rejected)
+        log_ = getattr(transport, "qos_incidents", None)
+        incidents = [f"{i.topic}: {i.reason}" for i in log_.items()] if log_ is not None else []
+        for line in incidents:  # already logged as warnings by the transport; repeated in the summary
+            log(f"tether deploy: QoS mismatch {line}")
+        return DeployResult(stats, info, bag.written if bag is not None else 0, cfg.record, rejected, incidents)
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
@@ -271,7 +317,8 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True)
             estop.close()
         if bag is not None:
             bag.close()
-        transport.close()
+        if own_transport:
+            transport.close()
 
 
 def run_cli(args: Any) -> int:
@@ -283,7 +330,7 @@ def run_cli(args: Any) -> int:
         record=args.record, domain_id=args.domain_id, loopback=args.loopback, distro=args.distro,
         params=parse_params(args.param), stale_periods=args.stale_periods, stale_action=args.stale_action,
         ramp_in_s=args.ramp_in, robot_info_timeout_s=args.robot_info_timeout, connect_timeout_s=args.connect_timeout,
-        estop_topic=args.estop_topic, episode=args.episode,
+        estop_topic=args.estop_topic, episode=args.episode, transport=args.transport,
     )
     result = deploy(cfg, log=_print)
     s = result.stats

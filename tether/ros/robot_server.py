@@ -135,19 +135,19 @@ def build_env(robot: str, backend: str, params: dict[str, Any]) -> Any:
     return env
 
 
-def robot_contracts(robot: str, backend: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The served robot's IOContract for every control mode a policy may use on it (for /tether/robot_info)."""
-    import gymnasium as gym
+def robot_contracts(robot: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The served robot's IOContract for every control mode a policy may use on it (for /tether/robot_info).
 
-    import tether.sim  # noqa: F401
+    Built from the robot spec and task alone (no physics backend), so it costs milliseconds."""
+    from tether.sim.registry import parse_env_id
+    from tether.sim.robots import make_robot
+    from tether.sim.tasks import make_task
 
     env_id = params.get("env_id", ROBOT_ENVS[robot][0])
-    out = {}
-    for mode in ROBOT_ENVS[robot][2]:
-        e = gym.make(env_id, backend=backend, control_mode=mode).unwrapped
-        out[mode] = e.contract.to_dict()
-        e.close()
-    return out
+    robot_name, task, kwargs = parse_env_id(env_id)
+    spec = make_robot(robot_name)
+    return {mode: make_task(robot_name, task, spec, control_mode=mode, **kwargs).contract.to_dict()
+            for mode in ROBOT_ENVS[robot][2]}
 
 
 class _DelayedSender:
@@ -201,8 +201,9 @@ class RobotServer:
         faults: Faults | None = None,
         rate_factor: float = 1.0,
         state_rate_hz: float | None = None,
+        interface: str | None = None,
     ) -> None:
-        from tether.ros.sim_robot_bridge import BRIDGES
+        from tether.ros.sim_robot_bridge import INTERFACES
 
         self.robot, self.backend = robot, backend
         self.params = dict(params or {})
@@ -229,8 +230,13 @@ class RobotServer:
             bridge_kw["goal"] = np.asarray(self.params["goal"], dtype=float)
         if "command" in self.params and robot == "legged":
             bridge_kw["command"] = np.asarray(self.params["command"], dtype=float)
+        choices = INTERFACES[robot]
+        interface = interface or next(iter(choices))
+        if interface not in choices:
+            raise TetherError(f"robot {robot!r} has no interface {interface!r}; expected one of {', '.join(choices)}")
+        self.interface = interface
         try:
-            self.bridge = BRIDGES[robot](self.env, self.store, noise=self._noise, **bridge_kw)
+            self.bridge = choices[interface](self.env, self.store, noise=self._noise, **bridge_kw)
         except TypeError as exc:
             raise TetherError(f"bad bridge options {sorted(bridge_kw)} for robot {robot!r}: {exc}") from None
         self.stats = ServerStats()
@@ -256,7 +262,8 @@ class RobotServer:
         return self.faults.drop > 0 and self._rng.random() < self.faults.drop
 
     def _on_command(self, topic: str) -> Any:
-        rng = np.random.default_rng(self.faults.seed + 1)  # the callback thread's own stream
+        # each subscription gets its own stream (callbacks run on the transport's thread, never the loop's)
+        rng = np.random.default_rng([self.faults.seed, 1 + len(self._subs)])
 
         def cb(msg: Any) -> None:
             f = self.faults
@@ -274,12 +281,13 @@ class RobotServer:
     def info(self) -> dict[str, Any]:
         return {
             "robot": self.robot,
+            "interface": self.interface,
             "backend": self.backend,
             "control_rate_hz": self.control_rate_hz,
             "state_rate_hz": self.state_rate_hz,
             "rate_factor": self.rate_factor,
             "joints": list(self.env.robot_spec.joints),
-            "contracts": robot_contracts(self.robot, self.backend, self.params),
+            "contracts": robot_contracts(self.robot, self.params),
             "faults": asdict(self.faults),
             "params": {k: v for k, v in self.params.items() if k != "dr"},
             "topics_out": [t for t, _, _ in self.bridge.outputs()],
@@ -324,7 +332,8 @@ class RobotServer:
                 pub.publish_raw(data)
             else:
                 self._sender.put(now + delay, pub, data)
-            self.stats.state_published += 1
+            if faulty:
+                self.stats.state_published += 1
 
     def step_once(self) -> None:
         """One state period: apply due commands, step physics, publish state (used by run and in-process tests)."""
@@ -397,7 +406,7 @@ def serve(args: Any) -> int:
     transport = DdsTransport(domain_id=args.domain_id, distro=args.distro,
                              config="loopback" if args.loopback else None)
     server = RobotServer(args.robot, transport, backend=args.backend, params=params, faults=faults,
-                         rate_factor=args.rate_factor, state_rate_hz=args.state_rate)
+                         rate_factor=args.rate_factor, state_rate_hz=args.state_rate, interface=args.interface)
 
     def _signal(_sig: int, _frame: Any) -> None:
         server.stop()
@@ -406,7 +415,8 @@ def serve(args: Any) -> int:
     signal.signal(signal.SIGINT, _signal)
 
     def ready() -> None:
-        print(f"tether robot serve: ready robot={args.robot} backend={args.backend} domain={transport.domain_id} "
+        print(f"tether robot serve: ready robot={args.robot} interface={server.interface} backend={args.backend} "
+              f"domain={transport.domain_id} "
               f"state_rate={server.state_rate_hz:g}Hz topics_out={[t for t, _, _ in server.bridge.outputs()]} "
               f"topics_in={[t for t, _, _ in server.bridge.inputs()]}", flush=True)
 

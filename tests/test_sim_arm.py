@@ -1,0 +1,249 @@
+"""Franka Panda robot and its reach/push tasks on MuJoCo and PyBullet: model, PD, IK, experts, DR, engine agreement."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import tether.sim  # noqa: F401  (registers the ids)
+from tether.errors import TetherError
+from tether.sim.backends import make_backend
+from tether.sim.env import TetherEnv
+from tether.sim.ik import DifferentialIK, SerialChain
+from tether.sim.randomization import BACKEND_TARGETS
+from tether.sim.robots import panda as P
+from tether.sim.robots.base import Scene
+
+ENGINES = ("mujoco", "pybullet")
+HOLD_TOL = 0.03  # rad: PD + gravity static sag at the default pose is <= 0.016 rad per joint
+AGREE_TOL = 0.01  # rad: MuJoCo vs PyBullet joint angles over a 1 s open-loop trajectory (measured ~1e-3)
+
+
+@pytest.fixture(scope="module")
+def robot():
+    return P.panda()
+
+
+@pytest.fixture(scope="module")
+def chain(robot):
+    return SerialChain(robot.model_path, P.BASE_BODY, P.EE_BODY)
+
+
+def test_resolved_urdf_has_real_meshes_limits_and_inertias(robot):
+    root = ET.fromstring(robot.model_path.read_text())
+    meshes = [m.get("filename") for m in root.iter("mesh")]
+    assert meshes and all("package://" not in m for m in meshes)
+    from pathlib import Path
+
+    assert all(Path(m).is_file() for m in meshes)
+    limits = {j.get("name"): j.find("limit") for j in root.iter("joint") if j.get("name") in P.ARM_JOINTS}
+    assert float(limits["panda_joint4"].get("upper")) == pytest.approx(-0.0698)
+    assert float(limits["panda_joint6"].get("lower")) == pytest.approx(-0.0175)
+    assert [float(limits[n].get("effort")) for n in P.ARM_JOINTS] == [87.0] * 4 + [12.0] * 3
+    # the pybullet_data placeholder inertia (0.1 kg m^2 on every axis) must be gone
+    diagonals = [tuple(float(i.get(k)) for k in ("ixx", "iyy", "izz")) for i in root.iter("inertia")]
+    assert (0.1, 0.1, 0.1) not in diagonals
+    masses = {l.get("name"): float(l.find("inertial/mass").get("value")) for l in root.iter("link")}
+    assert masses["panda_link7"] == pytest.approx(0.735522) and masses["panda_leftfinger"] == pytest.approx(0.015)
+    assert robot.joints[:7] == P.ARM_JOINTS and robot.substeps == 25
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_urdf_chain_forward_kinematics_matches_engine(engine, robot, chain):
+    sim = make_backend(engine, robot, Scene())
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        q = rng.uniform(robot.joint_lower, robot.joint_upper)
+        sim.reset_state(q)
+        np.testing.assert_allclose(chain.position(q[:7]), sim.body_pose(P.EE_BODY)[0], atol=1e-6)
+    sim.close()
+
+
+def test_position_jacobian_matches_mujoco_and_real_robot_fk(robot, chain):
+    sim = make_backend("mujoco", robot, Scene())
+    m, d = sim.model, sim.data
+    q = robot.default_joint_pos + np.r_[np.random.default_rng(0).uniform(-0.5, 0.5, 7), 0, 0]
+    sim.reset_state(q)
+    jacp = np.zeros((3, m.nv))
+    mujoco.mj_jacBody(m, d, jacp, None, mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, P.EE_BODY))
+    _, J = chain.position_jacobian(q[:7])
+    np.testing.assert_allclose(J, jacp[:, :7], atol=1e-9)
+    # the same TCP as the real-robot adapter's DH kinematics
+    from tether.hardware.kinematics import panda_fk
+
+    np.testing.assert_allclose(chain.position(q[:7]), panda_fk(q[:7]), atol=1e-6)
+
+
+def test_differential_ik_converges_and_respects_limits(chain):
+    ik = DifferentialIK(chain, P.Q_LOW, P.Q_HIGH, rest=P.DEFAULT_ARM_POS, iterations=1)
+    q = P.DEFAULT_ARM_POS.copy()
+    target = chain.position(q) + np.array([0.1, -0.15, 0.1])
+    for _ in range(40):
+        q = ik.solve(q, target)
+    assert np.linalg.norm(chain.position(q) - target) < 1e-3
+    assert np.all(q >= P.Q_LOW) and np.all(q <= P.Q_HIGH)
+    unreachable = np.array([2.0, 0.0, 0.5])
+    for _ in range(40):
+        q = ik.solve(q, unreachable)
+    assert np.all(np.isfinite(q)) and np.all(q >= P.Q_LOW) and np.all(q <= P.Q_HIGH)
+
+
+def _hold(engine: str, robot, seconds: float = 2.0, settled: bool = True) -> np.ndarray:
+    sim = make_backend(engine, robot, Scene())
+    sim.set_command(robot.default_joint_pos)
+    sim.reset_state(robot.default_joint_pos)
+    sim.step(int(seconds / robot.physics_dt))
+    q, qd = sim.joint_state()
+    sim.close()
+    if settled:
+        assert np.abs(qd[:7]).max() < 1e-2  # not drifting or ringing
+    return q - robot.default_joint_pos
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pd_holds_default_pose_under_gravity(engine, robot):
+    err = _hold(engine, robot)
+    assert np.abs(err[:7]).max() < HOLD_TOL
+    # gravity really acts: with a tenth of the stiffness the shoulder sags far beyond the tolerance
+    act = robot.actuators
+    soft = type(robot)(**{**robot.__dict__, "actuators": type(act)(act.kp * 0.1, act.kd * 0.3, act.torque_limit)})
+    assert np.abs(_hold(engine, soft, 1.0, settled=False)[:7]).max() > 3 * HOLD_TOL
+
+
+def test_mujoco_and_pybullet_agree_on_open_loop_trajectory(robot):
+    """Same joint targets for 1 s (a ramp away from the default pose, then hold) on both engines."""
+    goal = robot.default_joint_pos + np.r_[0.3, -0.2, 0.3, 0.3, 0.4, -0.3, 0.5, 0.03, 0.03]
+    trajs = {}
+    for engine in ENGINES:
+        sim = make_backend(engine, robot, Scene())
+        sim.set_command(robot.default_joint_pos)
+        sim.reset_state(robot.default_joint_pos)
+        traj = []
+        for k in range(20):
+            a = min(1.0, (k + 1) / 10)
+            sim.set_command(robot.default_joint_pos + a * (goal - robot.default_joint_pos))
+            sim.step(robot.substeps)
+            traj.append(np.r_[sim.joint_state()[0], sim.body_pose(P.EE_BODY)[0]])
+        trajs[engine] = np.array(traj)
+        sim.close()
+    diff = np.abs(trajs["mujoco"] - trajs["pybullet"])
+    assert diff[:, :7].max() < AGREE_TOL
+    assert diff[:, 9:].max() < 0.005  # TCP within 5 mm
+    # and the trajectory really moved (so agreement is not trivially at rest)
+    assert np.abs(trajs["mujoco"][-1, :7] - robot.default_joint_pos[:7]).max() > 0.25
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("eid", ["tether/ArmReach-v0", "tether/ArmPush-v0"])
+def test_check_env(eid, engine):
+    env = gym.make(eid, backend=engine)
+    check_env(env.unwrapped, skip_render_check=True)
+    c = env.unwrapped.contract
+    assert c.control_mode == "ee_delta_pose" and c.rate_hz == 20.0
+    assert c.field("joint_pos").components == P.ARM_JOINTS
+    env.close()
+
+
+@pytest.mark.parametrize("engine,task,episodes,need", [
+    ("mujoco", "reach", 5, 0.9), ("pybullet", "reach", 3, 0.9),
+    ("mujoco", "push", 5, 0.7), ("pybullet", "push", 3, 0.66),
+])
+def test_scripted_expert_succeeds(engine, task, episodes, need):
+    env = TetherEnv("arm", task, backend=engine)
+    wins = []
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, term, trunc, info = env.step(env.expert_action())
+            done = term or trunc
+        wins.append(info["success"])
+    env.close()
+    assert np.mean(wins) >= need, wins
+
+
+def test_expert_in_joint_position_mode_reaches():
+    env = TetherEnv("arm", "reach", control_mode="joint_position")
+    env.reset(seed=1)
+    for _ in range(env.task.max_steps):
+        _, _, _, _, info = env.step(env.expert_action())
+    assert info["success"] and info["distance"] < 0.03
+
+
+def test_zero_action_does_not_reach_and_ee_step_moves_tcp():
+    env = TetherEnv("arm", "reach")
+    env.reset(seed=0)
+    for _ in range(env.task.max_steps):
+        _, _, _, _, info = env.step(np.zeros(3))
+    assert not info["success"]  # the target is never at the start pose
+    env.reset(seed=0)
+    ee0 = env.task.ee_pos(env.sim)
+    for _ in range(4):
+        env.step(np.array([1.0, 0.0, 0.0]))  # +5 cm in x per step
+    for _ in range(10):
+        env.step(np.zeros(3))
+    moved = env.task.ee_pos(env.sim) - ee0
+    # at most 4 x 5 cm (less where the datasheet joint speed limits cap a step); z may sag up to ~2 cm more
+    # as the arm stretches out under gravity with PD (no gravity compensation)
+    assert 0.1 < moved[0] < 0.21 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.025
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gripper_action_opens_fingers(engine):
+    env = TetherEnv("arm", "reach", backend=engine, gripper=True)
+    assert env.contract.actions[-1].name == "gripper"
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(np.array([0.0, 0.0, 0.0, 1.0]))  # fully open: 8 cm
+    q, _ = env.sim.joint_state()
+    assert q[7:] == pytest.approx([0.04, 0.04], abs=3e-3)
+
+
+def test_bad_control_mode_is_a_clear_error():
+    with pytest.raises(TetherError, match="no control mode 'cartesian'.*ee_delta_pose, joint_position"):
+        TetherEnv("arm", "reach", control_mode="cartesian")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_dr_target_in_presets_changes_the_model(engine, robot):
+    terms = {t.target: t for preset in ("default", "wide") for t in robot.dr_presets[preset]}
+    env = TetherEnv("arm", "push", backend=engine, dr="wide")
+    nominal = {t: env.sim.get_param(t).copy() for t in terms if t in BACKEND_TARGETS}
+    latencies, biased = set(), False
+    for seed in range(4):
+        obs, info = env.reset(seed=seed)
+        latencies.add(info["latency_steps"])
+        clean = env.contract.flatten_obs(env.task.observe(env.sim))
+        biased |= not np.allclose(obs, clean, atol=1e-6)
+        for target in nominal:
+            assert not np.allclose(env.sim.get_param(target), nominal[target]), (engine, target)
+    assert latencies - {0} and latencies <= {0, 1, 2}
+    assert biased  # obs noise and bias reach the observation
+    assert set(terms) - set(nominal) <= {"action_latency", "obs_noise", "obs_bias"}
+    env.close()
+
+
+def test_reach_reward_falls_with_distance_and_success_needs_the_last_step():
+    env = TetherEnv("arm", "reach")
+    env.reset(seed=0)
+    task = env.task
+    target = task.target
+
+    def reward(d: float):
+        obs = {"ee_pos": target + np.array([d, 0.0, 0.0]), "target_pos": target}
+        return task.evaluate(env.sim, obs, np.zeros(3))
+
+    rewards = [reward(d).reward for d in (0.0, 0.01, 0.03, 0.1, 0.3, 0.6)]
+    assert all(a > b for a, b in zip(rewards, rewards[1:]))
+    assert rewards[0] == pytest.approx(task.precision_bonus) and rewards[-1] < -0.55
+    task._steps = 0
+    assert not reward(0.0).success  # only the final step of the episode counts
+    task._steps = task.max_steps - 1
+    assert reward(0.02).success
+    task._steps = task.max_steps - 1
+    assert not reward(0.04).success
