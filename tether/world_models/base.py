@@ -30,6 +30,23 @@ class WorldModel(Protocol):
         ...
 
 
+@runtime_checkable
+class PlanningModel(Protocol):
+    """What a sampling planner needs: score many action sequences from a few start states in one call.
+
+    Observation-space models (EnsembleWorldModel, TrueDynamics) and latent models (LatentWorldModel, which
+    has no ``step`` in observation space because it never reconstructs observations) both provide it.
+    """
+
+    obs_size: int
+    action_size: int
+
+    def plan_returns(self, obs: Any, seqs: Any, *, gamma: float = 0.99, reward_fn: Any = None, done_fn: Any = None,
+                     uncertainty_penalty: float = 0.0) -> Any:
+        """obs (B, obs) tensor, seqs (B, K, H, act) tensor -> discounted returns (B, K) tensor."""
+        ...
+
+
 @dataclass
 class Trajectory:
     """A batch of imagined rollouts, time-major: arrays are (H, B, ...).
@@ -69,12 +86,16 @@ def imagine(
     penalty: float = 0.0,
     max_uncertainty: float | None = None,
     deterministic: bool = False,
+    reward_fn: Any = None,
+    done_fn: Any = None,
 ) -> Trajectory:
     """Roll ``policy`` (anything with ``act(obs)``) through ``model`` from real start states, in one batch.
 
     ``penalty`` subtracts ``penalty * uncertainty`` from each reward (MOPO); ``max_uncertainty`` ends a
     rollout at the first step whose uncertainty exceeds it (truncation, as in MOReL-style halting), so
-    value targets are never built from states the model does not know.
+    value targets are never built from states the model does not know. ``reward_fn``/``done_fn`` (torch
+    functions of (obs, action, next_obs), see tether.world_models.rewards) replace the model's reward and
+    termination heads when the task's reward is known.
     """
     if horizon < 1:
         raise TetherError(f"imagination horizon {horizon}; expected >= 1")
@@ -87,7 +108,17 @@ def imagine(
     alive = np.ones(b, bool)
     for _ in range(horizon):
         action = np.asarray(policy.act(obs), np.float32)
+        if action.shape != (b, model.action_size):
+            raise TetherError(f"policy returned actions of shape {action.shape}; expected ({b}, {model.action_size})")
         nxt, rew, done, unc = model.step(obs, action, deterministic=deterministic)
+        if reward_fn is not None or done_fn is not None:
+            import torch
+
+            t_args = (torch.as_tensor(obs), torch.as_tensor(action), torch.as_tensor(np.asarray(nxt, np.float32)))
+            if reward_fn is not None:
+                rew = reward_fn(*t_args).numpy()
+            if done_fn is not None:
+                done = done_fn(*t_args).numpy()
         if max_uncertainty is not None:
             alive = alive & (unc <= max_uncertainty)
         for k, v in zip(keys, (obs, action, rew - penalty * unc, nxt, done, unc, alive.copy())):

@@ -101,7 +101,8 @@ class EnsembleWorldModel:
     def _targets(self, d: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([d["next_obs"] - d["obs"], d["reward"][:, None]], axis=1)
 
-    def fit(self, data: Mapping[str, np.ndarray], *, max_updates: int | None = None, verbose: bool = False) -> dict[str, float]:
+    def fit(self, data: Mapping[str, np.ndarray], *, max_updates: int | None = None,
+            verbose: bool = False) -> dict[str, float]:
         """Fit on all transitions (refitting from the current weights); returns held-out metrics."""
         d = _as_data(data)
         if d["obs"].shape[1] != self.obs_size or d["action"].shape[1] != self.action_size:
@@ -171,36 +172,116 @@ class EnsembleWorldModel:
         return ((mean - y_n) ** 2).mean(dim=(1, 2)).numpy()
 
     # ------------------------------------------------------------------ prediction
+    def _elite_heads(self, x: torch.Tensor, layers: list[tuple[str, object]] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised mean, bounded log-variance and done logit of the elites only: x (N, in) shared by all
+        elites, or (E, N, in) one batch per elite. Skipping the non-elite members is most of the speed-up."""
+        net = self.net
+        h = (x - net.in_mean) / net.in_std
+        if h.dim() == 2:
+            h = h.unsqueeze(0).expand(len(self.elite_idx), -1, -1)
+        for kind, m in layers or self._elite_layers():
+            h = torch.baddbmm(m[0], h, m[1]) if kind == "linear" else m(h)  # type: ignore[index, operator]
+        mean, raw, logit = h[..., : net.out], h[..., net.out : 2 * net.out], h[..., -1]
+        logvar = net.max_logvar - F.softplus(net.max_logvar - raw)
+        logvar = net.min_logvar + F.softplus(logvar - net.min_logvar)
+        return mean, logvar, logit
+
     @torch.no_grad()
     def predict(self, obs: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
         """Per-elite Gaussian predictions in physical units: mean/std of next_obs and reward, done prob."""
         net = self.net
         x = torch.as_tensor(np.concatenate([np.asarray(obs, np.float32), np.asarray(action, np.float32)], -1))
-        mean, logvar, logit = net(x)
-        e = torch.as_tensor(self.elite_idx)
-        mean, std_n, logit = mean[e], torch.exp(0.5 * logvar[e]), logit[e]
+        mean, logvar, logit = self._elite_heads(x)
+        std_n = torch.exp(0.5 * logvar)
         mean_p = mean * net.out_std + net.out_mean
         std_p = std_n * net.out_std
         disagreement = (mean - mean.mean(0, keepdim=True)).norm(dim=-1).max(0).values
         return {"mean": mean_p.numpy(), "std": std_p.numpy(), "done_prob": torch.sigmoid(logit).numpy(),
                 "disagreement": disagreement.numpy(), "aleatoric": std_n.norm(dim=-1).max(0).values.numpy()}
 
+    def _elite_layers(self) -> list[tuple[str, object]]:
+        """The elites' slices of every ensemble layer, so planning runs only the members it trusts."""
+        from tether.policies.networks import EnsembleLinear
+
+        e = torch.as_tensor(self.elite_idx, dtype=torch.long)
+        layers: list[tuple[str, object]] = []
+        for m in self.net.body.net:
+            if isinstance(m, EnsembleLinear):
+                layers.append(("linear", (m.bias.detach()[e], m.weight.detach()[e])))
+            else:
+                layers.append(("module", m))
+        return layers
+
+    @torch.no_grad()
+    def elite_step(self, obs: torch.Tensor, action: torch.Tensor,
+                   layers: list[tuple[str, object]] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean prediction of each elite for its own particles: obs (E, N, obs), action (E, N, act) tensors →
+        next_obs (E, N, obs), reward (E, N), done logit (E, N). One batched matmul per layer for all elites."""
+        net = self.net
+        h = (torch.cat([obs, action], -1) - net.in_mean) / net.in_std
+        for kind, m in layers or self._elite_layers():
+            h = torch.baddbmm(m[0], h, m[1]) if kind == "linear" else m(h)  # type: ignore[index, operator]
+        mean = h[..., : net.out] * net.out_std + net.out_mean  # the variance head is not needed to plan
+        return obs + mean[..., : self.obs_size], mean[..., self.obs_size], h[..., -1]
+
+    @torch.no_grad()
+    def plan_returns(self, obs: torch.Tensor, seqs: torch.Tensor, *, gamma: float = 0.99,
+                     reward_fn=None, done_fn=None, uncertainty_penalty: float = 0.0) -> torch.Tensor:
+        """Score action sequences for planning: obs (B, obs), seqs (B, K, H, act) → returns (B, K).
+
+        Every elite propagates its own copy of each candidate (PETS-style particles), the return is the
+        elites' average, and ``uncertainty_penalty`` × the particles' spread (in units of the typical
+        one-step change) is subtracted each step, so a plan that only works in one member's imagination
+        loses. ``reward_fn``/``done_fn`` (torch, (obs, act, next_obs)) replace the learned heads when the
+        task's reward is known.
+        """
+        b, k, h, _ = seqs.shape
+        layers = self._elite_layers()
+        e = len(self.elite_idx)
+        o = obs.to(torch.float32).repeat_interleave(k, 0).unsqueeze(0).expand(e, -1, -1)
+        total = torch.zeros(e, b * k)
+        alive = torch.ones(e, b * k)
+        scale = self.net.out_std[: self.obs_size]
+        acts = seqs.reshape(b * k, h, -1).to(torch.float32)
+        for t in range(h):
+            a = acts[:, t].unsqueeze(0).expand(e, -1, -1)
+            nxt, r, logit = self.elite_step(o, a, layers)
+            if reward_fn is not None:
+                r = reward_fn(o, a, nxt)
+            done = done_fn(o, a, nxt) if done_fn is not None else logit > 0
+            r = r * alive
+            if uncertainty_penalty and e > 1:
+                spread = ((nxt - nxt.mean(0, keepdim=True)) / scale).norm(dim=-1).max(0).values
+                r = r - uncertainty_penalty * spread
+            total += (gamma ** t) * r
+            alive = alive * (~done).to(alive.dtype)
+            o = nxt
+        return total.mean(0).reshape(b, k)
+
     def step(self, obs, action, *, deterministic: bool = False):
         obs = np.asarray(obs, np.float32)
         if obs.ndim != 2 or obs.shape[1] != self.obs_size:
             raise TetherError(f"obs has shape {obs.shape}; expected (B, {self.obs_size})")
-        p = self.predict(obs, action)
-        b = obs.shape[0]
-        if deterministic:
-            delta = p["mean"].mean(0)
-            done_p = p["done_prob"].mean(0)
-        else:
-            pick = self.rng.integers(0, len(self.elite_idx), size=b)
-            rows = np.arange(b)
-            delta = p["mean"][pick, rows] + p["std"][pick, rows] * self.rng.standard_normal((b, self.obs_size + 1))
-            done_p = p["done_prob"][pick, rows]
+        action = np.asarray(action, np.float32)
+        if action.shape != (obs.shape[0], self.action_size):
+            raise TetherError(f"action has shape {action.shape}; expected ({obs.shape[0]}, {self.action_size})")
+        net, b = self.net, obs.shape[0]
+        with torch.no_grad():
+            mean, logvar, logit = self._elite_heads(torch.as_tensor(np.concatenate([obs, action], -1)))
+            disagreement = (mean - mean.mean(0, keepdim=True)).norm(dim=-1).max(0).values
+            if deterministic:
+                delta_n, done_p = mean.mean(0), torch.sigmoid(logit).mean(0)
+            else:  # TS-1: each row follows one randomly chosen elite, sampled from its Gaussian
+                pick = torch.as_tensor(self.rng.integers(0, len(self.elite_idx), size=b))
+                rows = torch.arange(b)
+                eps = torch.as_tensor(self.rng.standard_normal((b, self.obs_size + 1)), dtype=torch.float32)
+                delta_n = mean[pick, rows] + torch.exp(0.5 * logvar[pick, rows]) * eps
+                done_p = torch.sigmoid(logit[pick, rows])
+            delta = (delta_n * net.out_std + net.out_mean).numpy()
         next_obs = obs + delta[:, : self.obs_size]
-        return next_obs.astype(np.float32), delta[:, -1].astype(np.float32), done_p > 0.5, p["disagreement"]
+        return (next_obs.astype(np.float32), delta[:, -1].astype(np.float32), done_p.numpy() > 0.5,
+                disagreement.numpy())
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -220,6 +301,7 @@ class EnsembleWorldModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> EnsembleWorldModel:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -229,7 +311,7 @@ class EnsembleWorldModel:
         try:
             meta = json.loads((directory / META).read_text())
             tensors = load_file(str(directory / WEIGHTS))
-        except (json.JSONDecodeError, OSError, RuntimeError, ValueError) as exc:
+        except (json.JSONDecodeError, OSError, RuntimeError, ValueError, SafetensorError) as exc:
             raise TetherError(f"world model {directory} is unreadable ({exc})") from None
         if meta.get("kind") != cls.kind:
             raise TetherError(f"world model {directory} is a {meta.get('kind')!r}; expected {cls.kind!r}")

@@ -1,0 +1,190 @@
+"""Ensemble world model on real QuadrotorHover transitions: accuracy vs baselines, uncertainty, imagination,
+checkpoints, MPPI hover, the CLI, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tether.errors import TetherError
+from tether.policies.envs import make_env
+from tether.world_models.base import PlanningModel, WorldModel, imagine
+from tether.world_models.collect import collect_transitions
+from tether.world_models.ensemble import EnsembleConfig, EnsembleWorldModel
+from tether.world_models.metrics import consecutive_windows, open_loop_errors
+from tether.world_models.planners import Planner, PlannerConfig
+
+ENV = "tether/QuadrotorHover-v0"
+HOVER_PLANNER = dict(method="mppi", horizon=20, samples=64, iterations=2, reward="quadrotor_hover",
+                     noise_std=[0.3, 0.5, 0.5, 0.3], smoothing=0.85, seed=0)
+
+
+@pytest.fixture(scope="module")
+def hover():
+    torch.set_num_threads(1)
+    env = make_env(ENV)
+    contract = env.unwrapped.contract
+    neutral = contract.to_normalised(env.unwrapped.task.neutral_action())
+    env.close()
+    train = collect_transitions(ENV, 6000, noise=(0.1, 0.6), seed=0)
+    test = collect_transitions(ENV, 1500, noise=(0.1, 0.6), seed=1)
+    model = EnsembleWorldModel(contract.obs_size, contract.action_size,
+                               EnsembleConfig(members=5, elites=3, hidden=(128, 128), max_updates=1500, seed=0))
+    metrics = model.fit(train)
+    return {"contract": contract, "neutral": neutral, "train": train, "test": test, "model": model,
+            "metrics": metrics}
+
+
+def test_ensemble_beats_constant_velocity(hover) -> None:
+    """Held-out data: 1-step and 10-step open-loop errors at most half the constant-velocity baseline's."""
+    assert isinstance(hover["model"], WorldModel) and isinstance(hover["model"], PlanningModel)
+    err = open_loop_errors(hover["model"], hover["test"], 10, contract=hover["contract"])
+    print(err)
+    assert err["mae_1"] < 0.5 * err["baseline_mae_1"], err
+    assert err["mae_10"] < 0.5 * err["baseline_mae_10"], err
+
+
+def test_uncertainty_is_higher_off_distribution(hover) -> None:
+    model, test = hover["model"], hover["test"]
+    rng = np.random.default_rng(0)
+    obs, act = test["obs"][:500], test["action"][:500]
+    inside = model.predict(obs, act)["disagreement"]
+    off = obs.copy()
+    s = hover["contract"].obs_slices
+    off[:, s["base_lin_vel"]] += rng.normal(0, 4, (500, 3))  # speeds and spins the expert never flew
+    off[:, s["base_ang_vel"]] += rng.normal(0, 10, (500, 3))
+    outside = model.predict(off, act)["disagreement"]
+    print("median disagreement in", np.median(inside), "off", np.median(outside))
+    assert np.median(outside) > 5 * np.median(inside)
+
+
+def test_step_and_imagine_penalty_truncation(hover) -> None:
+    model, test = hover["model"], hover["test"]
+    start = test["obs"][:32]
+
+    class Hold:
+        def act(self, obs):
+            return np.tile(hover["neutral"], (len(obs), 1)).astype(np.float32)
+
+    nxt, r, done, unc = model.step(start, Hold().act(start))
+    assert nxt.shape == start.shape and r.shape == done.shape == unc.shape == (32,)
+    plain = imagine(model, Hold(), start, 5, deterministic=True)
+    pen = imagine(model, Hold(), start, 5, deterministic=True, penalty=2.0)
+    np.testing.assert_allclose(pen.reward, plain.reward - 2.0 * plain.uncertainty, rtol=1e-5, atol=1e-5)
+    assert plain.obs.shape == (5, 32, start.shape[1]) and plain.alive.all()
+    # a threshold below every disagreement ends every rollout at its first step
+    cut = imagine(model, Hold(), start, 5, deterministic=True, max_uncertainty=float(plain.uncertainty.min()) / 2)
+    assert not cut.alive.any() and len(cut.transitions()["obs"]) == 0
+    # a threshold between keeps only the confident rollouts
+    thr = float(np.median(plain.uncertainty[0]))
+    mid = imagine(model, Hold(), start, 1, deterministic=True, max_uncertainty=thr)
+    assert mid.alive[0].sum() == (plain.uncertainty[0] <= thr).sum()
+
+
+def test_save_load_round_trip(hover, tmp_path) -> None:
+    model, test = hover["model"], hover["test"]
+    model.save(tmp_path / "wm")
+    loaded = EnsembleWorldModel.load(tmp_path / "wm")
+    a, b = model.predict(test["obs"][:64], test["action"][:64]), loaded.predict(test["obs"][:64], test["action"][:64])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(model.elite_idx, loaded.elite_idx)
+    (tmp_path / "wm" / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(TetherError, match="unreadable"):
+        EnsembleWorldModel.load(tmp_path / "wm")
+    with pytest.raises(TetherError, match="no world_model.json"):
+        EnsembleWorldModel.load(tmp_path / "missing")
+
+
+def test_mppi_over_learned_model_stabilises_hover(hover) -> None:
+    """From a perturbed start, MPPI over the fitted ensemble (known hover reward, learned dynamics) brings the
+    quadrotor to the set point and holds it; holding hover thrust open-loop from the same start drifts off."""
+    contract = hover["contract"]
+    planner = Planner(hover["model"], contract, PlannerConfig(**HOVER_PLANNER), neutral_action=hover["neutral"])
+
+    def fly(act, steps: int = 100):
+        env = make_env(ENV)
+        obs, _ = env.reset(seed=100)
+        errs, terminated = [], False
+        for _ in range(steps):
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            errs.append(float(np.linalg.norm(obs[contract.obs_slices["pos_error"]])))
+            if terminated or truncated:
+                break
+        env.close()
+        return np.array(errs), terminated
+
+    errs, crashed = fly(lambda o: planner.act(o[None])[0])
+    base, base_crashed = fly(lambda o: hover["neutral"])
+    print(f"MPPI: start {errs[0]:.3f} m, last 0.5 s {errs[-25:].mean():.3f} m; hold thrust: {base[-25:].mean():.3f} m")
+    assert not crashed and len(errs) == 100
+    assert errs[-25:].mean() < 0.12
+    assert errs[-25:].mean() < 0.5 * errs[0]
+    assert base_crashed or base[-25:].mean() > 2 * errs[-25:].mean()
+
+
+def test_cem_and_planner_checkpoint(hover, tmp_path) -> None:
+    from tether.policies.checkpoint import load_policy
+
+    contract, model = hover["contract"], hover["model"]
+    cfg = PlannerConfig(**{**HOVER_PLANNER, "method": "cem", "samples": 32, "horizon": 8})
+    planner = Planner(model, contract, cfg, neutral_action=hover["neutral"])
+    obs = hover["test"]["obs"][:3]
+    a = planner.act(obs)
+    assert a.shape == (3, 4) and np.all(np.abs(a) <= 1.0)
+    planner.save(tmp_path / "planner")
+    loaded = load_policy(tmp_path / "planner", contract)
+    fresh = Planner(model, contract, cfg, neutral_action=hover["neutral"])
+    np.testing.assert_allclose(loaded.act(obs), fresh.act(obs), atol=1e-6)
+    custom = Planner(model, contract, PlannerConfig(horizon=4, samples=8),
+                     reward_fn=lambda o, a, n: -n[..., 0].abs(), done_fn=None)
+    with pytest.raises(TetherError, match="custom reward_fn"):
+        custom.save(tmp_path / "custom")
+
+
+def test_bad_input(hover) -> None:
+    model, contract = hover["model"], hover["contract"]
+    with pytest.raises(TetherError, match="expected \\(B, 22\\)"):
+        model.step(np.zeros((2, 5)), np.zeros((2, 4)))
+    with pytest.raises(TetherError, match="action"):
+        model.step(np.zeros((2, 22)), np.zeros((2, 3)))
+    with pytest.raises(TetherError, match="elites=6"):
+        EnsembleWorldModel(22, 4, EnsembleConfig(members=5, elites=6))
+    with pytest.raises(TetherError, match="missing"):
+        model.fit({"obs": np.zeros((10, 22)), "action": np.zeros((10, 4))})
+    with pytest.raises(TetherError, match="expects 22 / 4"):
+        model.fit({k: np.zeros((10, 3)) for k in ("obs", "action", "next_obs")} | {"reward": np.zeros(10),
+                                                                                   "done": np.zeros(10)})
+    with pytest.raises(TetherError, match="unknown planner 'ilqr'"):
+        Planner(model, contract, PlannerConfig(method="ilqr"))
+    with pytest.raises(TetherError, match="unknown task reward 'fly'"):
+        Planner(model, contract, PlannerConfig(reward="fly"))
+    with pytest.raises(TetherError, match="noise_std has 3 values"):
+        Planner(model, contract, PlannerConfig(noise_std=[0.1, 0.2, 0.3]))
+    with pytest.raises(TetherError, match="horizon"):
+        imagine(model, Planner(model, contract), np.zeros((2, 22)), 0)
+    with pytest.raises(TetherError, match="expected \\(B, 22\\)"):
+        Planner(model, contract).act(np.zeros((2, 21)))
+    assert len(consecutive_windows(hover["test"], 10)) > 100
+
+
+def test_cli_fit_and_eval(tmp_path, capsys) -> None:
+    from tether.cli import main
+    from tether.data.demos import record_episodes
+
+    env = make_env(ENV)
+    record_episodes(env, tmp_path / "ds", 3, seed=0, max_steps=80)
+    env.close()
+    rc = main(["wm", "fit", str(tmp_path / "ds"), "--out", str(tmp_path / "wm"), "--members", "3", "--elites", "2",
+               "--hidden", "32,32", "--updates", "200"])
+    assert rc == 0 and (tmp_path / "wm" / "weights.safetensors").is_file()
+    rc = main(["wm", "eval", str(tmp_path / "wm"), str(tmp_path / "ds"), "--horizon", "5", "--json"])
+    assert rc == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"mae_1", "mae_5", "baseline_mae_5", "disagreement_median"} <= set(res)
+    assert main(["wm", "fit", str(tmp_path / "nope")]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+    assert main(["wm", "fit", str(tmp_path / "ds"), "--hidden", "a,b"]) == 2

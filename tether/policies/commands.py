@@ -1,0 +1,146 @@
+"""``tether train``, ``tether eval`` and ``tether export``: the policy lifecycle from the command line.
+
+Heavy imports (torch, gymnasium, the simulators) happen inside the handlers so ``tether --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    from tether.errors import TetherError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise TetherError(f"--set {item!r}; expected KEY=VALUE (e.g. --set num_envs=16)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from tether.policies.algos import available_algorithms
+
+    algos = available_algorithms()
+    p = subparsers.add_parser(
+        "train", help="train a policy in simulation (or from a dataset) and save a checkpoint",
+        description="Train a policy. Algorithms: " + "; ".join(f"{k}: {v}" if v else k for k, v in algos.items()),
+    )
+    p.add_argument("env_id", help="env id, e.g. tether/QuadrotorHover-v0 (or a Gymnasium Box env like Pendulum-v1)")
+    p.add_argument("--algo", required=True, help=f"training algorithm: {', '.join(algos)}")
+    p.add_argument("--dr", default=None, help="domain-randomisation preset: none, default, wide")
+    p.add_argument("--backend", default=None, help="physics backend: mujoco (default) or pybullet")
+    p.add_argument("--steps", type=int, default=None, help="env steps (online) or gradient steps (offline)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default runs/ALGO-ENV-sSEED)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default steps/5; 0 off)")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--dataset", default=None, help="dataset directory for offline / imitation algorithms")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="algorithm option override (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="collect PPO/SAC rollouts on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
+                        "default: this machine, no Ray")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser("eval", help="evaluate a checkpoint: success rate and return mean ± std")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("env_id", nargs="?", default=None, help="env id (default: the one the checkpoint was trained on)")
+    e.add_argument("--backend", default=None, help="physics backend: mujoco or pybullet")
+    e.add_argument("--dr", default=None, help="domain-randomisation preset for evaluation")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--video", type=Path, default=None, help="write an mp4 of the episodes")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the episodes on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
+                        "default: this machine, no Ray")
+    e.set_defaults(func=_eval)
+
+    x = subparsers.add_parser("export", help="export a checkpoint to ONNX with an enforced parity check")
+    x.add_argument("checkpoint", type=Path)
+    x.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    x.add_argument("--samples", type=int, default=256, help="random observations for the parity check")
+    x.add_argument("--atol", type=float, default=1e-4, help="max abs diff allowed between torch and onnxruntime")
+    x.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from tether.policies.algos import get_algorithm
+    from tether.policies.training import TrainSpec, run_training
+
+    torch.set_num_threads(args.threads)  # small RL nets: extra threads mostly add sync overhead
+    get_algorithm(args.algo)  # fail fast with the list of algorithms
+    out = args.out or Path("runs") / f"{args.algo}-{args.env_id.split('/')[-1]}-s{args.seed}"
+    spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
+                     backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                     config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress)
+    with _ray_rollouts(args.ray):
+        _, path = run_training(spec)
+    print(f"saved {path}")
+    print(f"logs: {out / 'metrics.csv'}, tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from tether.errors import TetherError
+    from tether.policies.checkpoint import load_checkpoint, load_policy
+    from tether.policies.evaluation import evaluate_policy
+
+    ckpt = load_checkpoint(args.checkpoint)
+    env_id = args.env_id or ckpt.extra.get("env_id") or ckpt.contract.metadata.get("env_id")
+    if not env_id:
+        raise TetherError(f"checkpoint {args.checkpoint} does not record its env; pass ENV_ID")
+    if args.ray:  # scale-out: episodes fanned out to a Ray cluster (tether.scale), same per-episode seeds
+        result = _ray_evaluate(args, env_id)
+    else:
+        policy = load_policy(args.checkpoint)
+        result = evaluate_policy(policy, env_id, episodes=args.episodes, seed=args.seed, backend=args.backend,
+                                 dr=args.dr, video=args.video)
+    if args.json:
+        print(json.dumps({"env_id": env_id, "episodes": args.episodes, "success_rate": result.success_rate,
+                          "return_mean": result.return_mean, "return_std": result.return_std,
+                          "length_mean": float(result.lengths.mean())}))
+    else:
+        print(f"{env_id} ({args.backend or 'default backend'}): {result.summary()}")
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
+# ---- --ray ADDRESS (tether.scale.ray_backend; imported only when the flag is given, so no Ray by default) ----
+def _ray_rollouts(address: str | None) -> Any:
+    """Context in which PPO/SAC build their env pool on the Ray cluster at ``address`` (no-op without one)."""
+    import contextlib
+
+    if not address:
+        return contextlib.nullcontext()
+    from tether.scale.ray_backend import use_ray
+
+    return use_ray(address)
+
+
+def _ray_evaluate(args: argparse.Namespace, env_id: str) -> Any:
+    from tether.errors import TetherError
+    from tether.scale.ray_backend import connected, evaluate
+
+    if args.video:
+        raise TetherError("--video records frames on this machine; expected either --video or --ray, not both")
+    with connected(args.ray):
+        return evaluate(args.checkpoint, env_id, args.episodes, args.ray, seed=args.seed, backend=args.backend,
+                        dr=args.dr)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tether.policies.export import export_onnx
+
+    export_onnx(args.checkpoint, args.onnx, parity_samples=args.samples, atol=args.atol)
+    return 0

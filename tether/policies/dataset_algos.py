@@ -1,0 +1,130 @@
+"""``tether train ENV --algo bc-diffusion|bc-flow|iql|dql|ofql --dataset DIR``: trainers that read a dataset.
+
+Why a separate module: the learners themselves take plain arrays (so tests and other areas can feed them from
+anywhere); this file is only the glue from a ``TrainSpec`` to them: open the dataset, check its contract
+against the env's (a dataset recorded with different fields or units must never be silently reinterpreted),
+split ``--set`` overrides into policy options and training options, and report progress to the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+
+_FIT_KEYS = ("batch_size", "lr", "weight_decay", "ema_decay")
+
+
+def _open(spec: Any) -> tuple[IOContract, Any]:
+    from tether.data.dataset import Dataset
+    from tether.policies.envs import env_contract, make_env
+
+    if not spec.dataset:
+        raise TetherError(f"--algo {spec.algo} trains from a dataset; pass --dataset DIR "
+                          f"(record one with `tether demos {spec.env_id}`)")
+    ds = Dataset(spec.dataset)
+    env = make_env(spec.env_id, backend=spec.backend, dr=spec.dr)
+    try:
+        contract = env_contract(env, spec.env_id)
+    finally:
+        env.close()
+    if ds.contract is not None:
+        ds.contract.check_compatible(contract, what="env")
+    if len(ds) == 0:
+        raise TetherError(f"dataset {spec.dataset} has no frames; expected recorded episodes")
+    return contract, ds
+
+
+def _episode_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations, actions and episode ids with each episode's frames contiguous and in time order."""
+    ep = np.asarray(ds.frames.get("episode_index", np.zeros(len(ds), np.int64)))
+    fr = np.asarray(ds.frames.get("frame_index", np.arange(len(ds))))
+    order = np.lexsort((fr, ep))
+    return ds.observations[order], ds.actions[order], ep[order]
+
+
+def _logger(run: Any, prefix: str = "train/") -> Any:
+    def log(step: int, metrics: dict[str, float]) -> None:
+        run.log(step, {k if "/" in k else prefix + k: v for k, v in metrics.items()})
+        run.advance(step)
+
+    return log
+
+
+def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
+    contract, ds = _open(spec)
+    overrides = dict(spec.config)
+    fit_kwargs = {k: overrides.pop(k) for k in _FIT_KEYS if k in overrides}
+    overrides.setdefault("seed", spec.seed)
+    policy = policy_cls(contract, overrides)
+    run.set_policy(policy)
+    obs, actions, episodes = _episode_arrays(ds)
+    policy.fit(obs, actions, episodes, steps=spec.steps or 5000, seed=spec.seed, log=_logger(run),
+               **{k: (float(v) if k != "batch_size" else int(v)) for k, v in fit_kwargs.items()})
+    policy.extra.update({"algo": spec.algo, "dataset": str(spec.dataset)})
+    return policy
+
+
+def train_bc_diffusion_cli(spec: Any, run: Any) -> Any:
+    from tether.policies.diffusion import DiffusionPolicy
+
+    return _train_bc(spec, run, DiffusionPolicy)
+
+
+def train_bc_flow_cli(spec: Any, run: Any) -> Any:
+    from tether.policies.flow import FlowPolicy
+
+    return _train_bc(spec, run, FlowPolicy)
+
+
+def _offline(spec: Any) -> tuple[IOContract, Any]:
+    from tether.policies.offline.common import OfflineData
+
+    contract, ds = _open(spec)
+    return contract, OfflineData.from_transitions(ds.to_transitions())
+
+
+def train_iql_cli(spec: Any, run: Any) -> Any:
+    from tether.policies.offline.iql import IQLConfig, train_iql
+    from tether.policies.rl.common import config_from_dict
+
+    contract, data = _offline(spec)
+    cfg = config_from_dict(IQLConfig, spec.config, "iql")
+    if spec.steps:
+        cfg.steps = int(spec.steps)
+    result = train_iql(contract, data, cfg, seed=spec.seed, log=_logger(run))
+    result.policy.extra.update({"algo": "iql", "dataset": str(spec.dataset)})
+    return result.policy
+
+
+def train_dql_cli(spec: Any, run: Any) -> Any:
+    from tether.policies.offline.dql import DQLConfig, train_dql
+    from tether.policies.rl.common import config_from_dict
+
+    contract, data = _offline(spec)
+    cfg = config_from_dict(DQLConfig, spec.config, "dql")
+    if spec.steps:
+        cfg.steps = int(spec.steps)
+    policy, _, _ = train_dql(contract, data, cfg, seed=spec.seed, log=_logger(run))
+    policy.extra.update({"algo": "dql", "dataset": str(spec.dataset)})
+    return policy
+
+
+def train_ofql_cli(spec: Any, run: Any) -> Any:
+    from tether.policies.offline.ofql import OFQLConfig, train_ofql
+    from tether.policies.rl.common import config_from_dict
+
+    contract, data = _offline(spec)
+    cfg = config_from_dict(OFQLConfig, spec.config, "ofql")
+    if spec.steps:
+        cfg.steps = int(spec.steps)
+    policy, _, _ = train_ofql(contract, data, cfg, seed=spec.seed, log=_logger(run))
+    policy.extra.update({"algo": "ofql", "dataset": str(spec.dataset)})
+    return policy
+
+
+__all__ = ["train_bc_diffusion_cli", "train_bc_flow_cli", "train_dql_cli",
+           "train_iql_cli", "train_ofql_cli"]

@@ -1,0 +1,194 @@
+"""Gaussian MLP policy: the actor that PPO and SAC train and that deploys as a plain deterministic MLP.
+
+Two flavours share one class because they differ only in how the Gaussian meets the [-1, 1] action box:
+- ``squash="tanh"`` + state-dependent log-std (SAC): a = tanh(u), log-prob corrected by the tanh Jacobian;
+- ``squash="clip"`` + state-independent log-std (PPO): the raw Gaussian sample is what PPO's ratio uses, the env
+  receives it clipped to [-1, 1].
+Deployment uses the deterministic path (tanh(mean) or clip(mean)) with the observation normaliser baked in, which
+is also what ``onnx_module`` exports.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+from tether.policies.checkpoint import Checkpoint, register_policy, save_checkpoint
+from tether.policies.networks import mlp, mlp_config
+from tether.policies.normalization import RunningNormalizer
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def default_gaussian_config(obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "obs_size": int(obs_size),
+        "action_size": int(action_size),
+        "net": mlp_config((256, 256), "relu", False),
+        "squash": "tanh",
+        "log_std": "state_dependent",
+        "log_std_init": 0.0,
+        "log_std_min": -5.0,
+        "log_std_max": 2.0,
+        "norm_clip": 10.0,
+        "head_scale": 0.01,
+    }
+    for k, v in overrides.items():
+        if k not in cfg:
+            raise TetherError(f"unknown Gaussian policy option {k!r}; expected one of {', '.join(cfg)}")
+        cfg[k] = v
+    return cfg
+
+
+class _Deterministic(nn.Module):
+    """obs → deterministic action; the export/latency path (normaliser included)."""
+
+    def __init__(self, policy: GaussianPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.policy.deterministic(obs)
+
+
+@register_policy("gaussian_mlp")
+class GaussianPolicy(nn.Module):
+    """Numpy-in/numpy-out Policy and torch actor at once (``act`` for robots, ``sample``/``log_prob`` for RL)."""
+
+    kind = "gaussian_mlp"
+
+    def __init__(self, contract: IOContract, config: dict[str, Any], *, dr_terms: list[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        cfg = default_gaussian_config(contract.obs_size, contract.action_size)
+        cfg.update(config)
+        if cfg["obs_size"] != contract.obs_size or cfg["action_size"] != contract.action_size:
+            raise TetherError(
+                f"Gaussian policy sizes obs={cfg['obs_size']} act={cfg['action_size']} do not match contract "
+                f"obs={contract.obs_size} act={contract.action_size}"
+            )
+        if cfg["squash"] not in ("tanh", "clip"):
+            raise TetherError(f"squash {cfg['squash']!r}; expected 'tanh' or 'clip'")
+        if cfg["log_std"] not in ("state_dependent", "state_independent"):
+            raise TetherError(f"log_std {cfg['log_std']!r}; expected 'state_dependent' or 'state_independent'")
+        self.contract = contract
+        self.config = cfg
+        self.dr_terms = dr_terms
+        self.extra: dict[str, Any] = dict(extra or {})
+        a = cfg["action_size"]
+        self.state_dependent = cfg["log_std"] == "state_dependent"
+        self.obs_norm = RunningNormalizer(cfg["obs_size"], clip=float(cfg["norm_clip"]))
+        self.net = mlp(cfg["obs_size"], 2 * a if self.state_dependent else a, cfg["net"]["hidden"],
+                       act=cfg["net"]["act"], layer_norm=cfg["net"]["layer_norm"], output_scale=cfg["head_scale"])
+        if not self.state_dependent:
+            self.log_std = nn.Parameter(torch.full((a,), float(cfg["log_std_init"])))
+        self.eval()
+
+    # ------------------------------------------------------------------ torch API (training)
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pre-squash mean, log_std), both (B, A); ``obs`` is in physical units (normalised here)."""
+        out = self.net(self.obs_norm(obs))
+        lo, hi = float(self.config["log_std_min"]), float(self.config["log_std_max"])
+        if self.state_dependent:
+            mean, log_std = out.chunk(2, dim=-1)
+            log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
+        else:
+            mean = out
+            log_std = self.log_std.clamp(lo, hi).expand_as(mean)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor, *, deterministic: bool = False,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log_prob). tanh: action in (-1,1). clip: the *raw* Gaussian sample (clip before the env)."""
+        mean, log_std = self.dist_params(obs)
+        std = log_std.exp()
+        if deterministic:
+            u = mean
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            u = mean + std * noise
+        logp = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * _LOG_2PI).sum(-1)
+        if self.config["squash"] == "tanh":
+            # log(1 - tanh(u)^2) written stably: 2 (log 2 - u - softplus(-2u))
+            logp = logp - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+            return torch.tanh(u), logp
+        return u, logp
+
+    def log_prob_entropy(self, obs: torch.Tensor, raw_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-prob of a raw (unsquashed, unclipped) action and the Gaussian entropy (PPO)."""
+        if self.config["squash"] == "tanh":
+            raise TetherError("log_prob_entropy is for squash='clip' (PPO) policies")
+        mean, log_std = self.dist_params(obs)
+        std = log_std.exp()
+        logp = (-0.5 * ((raw_action - mean) / std) ** 2 - log_std - 0.5 * _LOG_2PI).sum(-1)
+        entropy = (0.5 + 0.5 * _LOG_2PI + log_std).sum(-1)
+        return logp, entropy
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.dist_params(obs)
+        if self.config["squash"] == "tanh":
+            return torch.tanh(mean)
+        return torch.clamp(mean, -1.0, 1.0)
+
+    # ------------------------------------------------------------------ Policy protocol (numpy, deployment)
+    def _obs_tensor(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
+        arr = np.asarray(obs, dtype=np.float32)
+        single = arr.ndim == 1
+        if single:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.contract.obs_size:
+            raise TetherError(
+                f"observation has shape {np.shape(obs)}; expected (B, {self.contract.obs_size}) or "
+                f"({self.contract.obs_size},) for {self.contract.robot}/{self.contract.task}"
+            )
+        return torch.from_numpy(arr), single
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action in [-1, 1]: (B, obs) → (B, A) (a 1-D obs gives a 1-D action)."""
+        x, single = self._obs_tensor(obs)
+        with torch.inference_mode():
+            a = self.deterministic(x).numpy()
+        return a[0] if single else a
+
+    def sample_actions(self, obs: np.ndarray, num_samples: int, seed: int | None = None) -> np.ndarray:
+        """(B, obs) → (B, K, A) stochastic actions in [-1, 1] (V-GPS candidates)."""
+        x, single = self._obs_tensor(obs)
+        g = torch.Generator().manual_seed(int(seed if seed is not None else np.random.SeedSequence().entropy % 2**63))
+        with torch.inference_mode():
+            xb = x.repeat_interleave(num_samples, dim=0)
+            a, _ = self.sample(xb, generator=g)
+            if self.config["squash"] == "clip":
+                a = a.clamp(-1.0, 1.0)
+        out = a.reshape(x.shape[0], num_samples, -1).numpy()
+        return out[0] if single else out
+
+    def reset(self) -> None:
+        """Stateless: nothing to forget between episodes."""
+
+    def onnx_module(self) -> nn.Module:
+        return _Deterministic(self).eval()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: str | Path) -> Path:
+        return save_checkpoint(directory, kind=self.kind, tensors=self.state_dict(), config=self.config,
+                               contract=self.contract, dr_terms=self.dr_terms, extra=self.extra)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> GaussianPolicy:
+        policy = cls(ckpt.contract, ckpt.config, dr_terms=ckpt.dr_terms, extra=ckpt.extra)
+        ckpt.load_module(policy)
+        return policy.eval()
+
+    @classmethod
+    def load(cls, directory: str | Path, expected_contract: IOContract | None = None) -> GaussianPolicy:
+        from tether.policies.checkpoint import load_policy
+
+        return load_policy(directory, expected_contract, expected_kind=cls.kind)

@@ -1,0 +1,218 @@
+"""What the hybrid fine-tuners share: checked real transitions, env factories with explicit DR, actor warm starts.
+
+Why one place: H2O and RLPD take the same inputs (a policy to start from, real transitions, an env to interact
+with) and must refuse the same bad inputs the same way — an empty dataset, arrays that do not fit the policy's
+contract, un-normalised actions — with one line naming what was wrong, before any network is built.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tether.contract import ContractError, IOContract
+from tether.errors import TetherError
+
+REQUIRED_KEYS = ("obs", "action", "reward", "next_obs", "terminal")
+
+# progress(step, total, metrics): called every ``log_every`` env steps and once at the end
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+EnvLike = str | Callable[[], gym.Env]
+
+
+def check_transitions(tr: Mapping[str, Any], contract: IOContract, what: str = "real data") -> dict[str, np.ndarray]:
+    """float32 copies of ``tr`` after checking keys, emptiness, shapes against ``contract``, finiteness, range."""
+    if not isinstance(tr, Mapping):
+        raise TetherError(f"{what} is a {type(tr).__name__}; expected a dict of arrays with keys {list(REQUIRED_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if k not in tr]
+    if missing:
+        raise TetherError(f"{what} lacks {missing}; expected keys {list(REQUIRED_KEYS)}")
+    out = {k: np.asarray(tr[k], np.float32) for k in REQUIRED_KEYS}
+    n = len(out["obs"])
+    if n == 0:
+        raise TetherError(f"{what} is empty (0 transitions); expected at least one recorded transition")
+    o, a = contract.obs_size, contract.action_size
+    expect = {"obs": (n, o), "next_obs": (n, o), "action": (n, a), "reward": (n,), "terminal": (n,)}
+    for k, shape in expect.items():
+        if out[k].shape != shape:
+            raise TetherError(f"{what} {k} has shape {out[k].shape}; expected {shape} for the "
+                              f"{contract.robot}/{contract.task} contract (obs {o}, action {a})")
+        if not np.all(np.isfinite(out[k])):
+            raise TetherError(f"{what} {k} contains NaN/inf; expected finite values")
+    amax = float(np.abs(out["action"]).max())
+    if amax > 1.0 + 1e-4:
+        raise TetherError(f"{what} actions reach {amax:.3f}; expected normalised actions in [-1, 1]")
+    out["action"] = np.clip(out["action"], -1.0, 1.0)
+    return out
+
+
+def load_real(source: Any, contract: IOContract, *,
+              reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(checked transitions, provenance) from a dict of arrays, a Dataset, a dataset directory or a rosbag2.
+
+    The provenance goes into the fine-tuned checkpoint so it always says which real data shaped it.
+    """
+    if isinstance(source, Mapping):
+        tr = check_transitions(source, contract)
+        return tr, {"source": "arrays", "transitions": int(len(tr["obs"]))}
+    from tether.data.replay import load_transitions
+
+    if isinstance(source, (str, Path)) and not Path(source).exists():
+        raise TetherError(f"real data {source} does not exist; expected a dataset directory or a rosbag2 recording")
+    try:
+        raw = load_transitions(source, contract=contract, reward_fn=reward_fn)
+    except ContractError as exc:
+        raise TetherError(f"real data {source} does not fit the checkpoint: {exc}") from None
+    tr = check_transitions(raw, contract, what=f"real data {source}")
+    from tether.data.dataset import Dataset
+
+    path = source.root if isinstance(source, Dataset) else Path(source)
+    kind = "dataset" if (path / "meta" / "info.json").is_file() else "rosbag2"
+    prov: dict[str, Any] = {"source": str(path.resolve()), "kind": kind, "transitions": int(len(tr["obs"])),
+                            "reward_mean": float(tr["reward"].mean())}
+    if reward_fn is not None:
+        prov["reward"] = "recomputed"
+    return tr, prov
+
+
+def real_buffer(tr: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
+    from tether.policies.rl.sac import ReplayBuffer
+
+    return ReplayBuffer.from_arrays(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"], seed=seed)
+
+
+def env_factory(env: EnvLike, *, backend: str | None = None, dr: str | Sequence[Any] | None = None,
+                **kwargs: Any) -> Callable[[], gym.Env]:
+    """A factory for an env id (tether ids take ``backend`` and ``dr``: a preset name or a list of DR terms)."""
+    from tether.policies.envs import make_env
+
+    if isinstance(env, str):
+        if dr is not None and not isinstance(dr, str):
+            from tether.sim.randomization import DRTerm
+
+            dr = [t if isinstance(t, DRTerm) else DRTerm.from_dict(t) for t in dr]
+        return lambda: make_env(env, backend=backend, dr=dr, **kwargs)  # type: ignore[arg-type]
+    if callable(env):
+        return env
+    raise TetherError(f"env is a {type(env).__name__}; expected an env id string or a factory returning an env")
+
+
+def is_sac_actor(policy: Any) -> bool:
+    """A tanh-squashed, state-dependent Gaussian: the actor SAC/H2O/RLPD can keep training as is."""
+    from tether.policies.gaussian import GaussianPolicy
+
+    return (isinstance(policy, GaussianPolicy) and policy.config["squash"] == "tanh"
+            and policy.config["log_std"] == "state_dependent")
+
+
+def policy_states(factory: Callable[[], gym.Env], policy: Any, steps: int, *, seed: int = 0) -> np.ndarray:
+    """Observations the policy itself visits in ``factory``'s env (what a distilled copy must imitate on)."""
+    env = factory()
+    out = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        for _ in range(steps):
+            out.append(np.asarray(obs, np.float32))
+            obs, _, term, trunc, _ = env.step(np.asarray(policy.act(np.asarray(obs, np.float32)[None]))[0])
+            if term or trunc:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(out) if out else np.zeros((0, policy.contract.obs_size), np.float32)
+
+
+def warm_start_actor(sac: Any, policy: Any, states: np.ndarray, *, steps: int = 1000, seed: int = 0) -> str:
+    """Make ``sac.policy`` start where ``policy`` is; returns how ("weights" or "distilled").
+
+    A SAC-style actor is taken over as is (weights, observation normaliser, config), so fine-tuning starts from
+    exactly the deployed behaviour. Any other policy (PPO's clipped Gaussian, diffusion, flow) is distilled:
+    the fresh tanh actor regresses onto ``policy.act`` on ``states`` (real and simulated observations), with its
+    normaliser fitted to those states (or the parent's normaliser, when it has one). Targets are kept inside
+    ±0.98 so the tanh actor is not asked for saturated pre-activations, whose log-probabilities would swamp
+    SAC's entropy terms.
+    """
+    if policy.contract.obs_size != sac.contract.obs_size or policy.contract.action_size != sac.contract.action_size:
+        raise TetherError("policy and learner contracts differ in size; expected the checkpoint's contract")
+    if is_sac_actor(policy):
+        actor = copy.deepcopy(policy)
+        actor.extra = {}
+        sac.policy = actor
+        sac.actor_opt = torch.optim.Adam(actor.parameters(), lr=sac.cfg.lr)
+        return "weights"
+    states = np.asarray(states, np.float32)
+    target = np.clip(np.asarray(policy.act(states), np.float32), -0.98, 0.98)
+    actor = sac.policy
+    src_norm = getattr(policy, "obs_norm", None)
+    if src_norm is not None and getattr(src_norm, "size", -1) == actor.obs_norm.size and float(src_norm.count) > 0:
+        actor.obs_norm.load_state_dict(src_norm.state_dict())  # keep the parent's normalisation exactly
+        clip = float(src_norm.clip)
+    else:
+        actor.obs_norm.update(states)
+        clip = 10.0
+    actor.obs_norm.clip = clip
+    actor.config["norm_clip"] = clip  # saved with the checkpoint, so a reload normalises the same way
+    opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(states), torch.from_numpy(target)
+    actor.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (min(256, len(x)),), generator=gen)
+        mean, log_std = actor.dist_params(x[idx])
+        loss = ((torch.tanh(mean) - y[idx]) ** 2).mean() + 1e-3 * (log_std + 1.0).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    actor.eval()
+    sac.actor_opt = torch.optim.Adam(actor.parameters(), lr=sac.cfg.lr)
+    return "distilled"
+
+
+def critic_warmup(sac: Any, sample: Callable[[], dict[str, torch.Tensor]], updates: int) -> None:
+    """Policy evaluation only (actor and temperature frozen) before fine-tuning a loaded actor.
+
+    Why: a checkpoint carries only its actor. Letting a random critic steer that actor from the first update
+    undoes what simulation taught it (the offline-to-online "dip"); fitting Q to the loaded policy first avoids it.
+    """
+    if updates <= 0:
+        return
+    delay = sac.cfg.actor_delay
+    sac.cfg.actor_delay = 1 << 62  # SAC.update calls the actor step only when num_updates % actor_delay == 0
+    try:
+        for _ in range(updates):
+            sac.update(sample())
+    finally:
+        sac.cfg.actor_delay = delay
+
+
+class RunAdapter:
+    """Routes ``train_sac``'s run hooks (advance/log/maybe_evaluate/set_policy) to a progress callback."""
+
+    def __init__(self, total: int, progress: ProgressFn | None, offset: int = 0) -> None:
+        self.total, self.progress, self.offset = total, progress, offset
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    def set_policy(self, policy: Any) -> None:
+        self.policy = policy
+
+    def advance(self, step: int) -> None:
+        self.step = step
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self.history.append({"step": float(step), **metrics})
+        if self.progress is not None:
+            self.progress(step + self.offset, self.total, dict(metrics))
+
+    def maybe_evaluate(self, step: int, policy: Any = None) -> None:
+        return None
+
+
+__all__ = ["REQUIRED_KEYS", "ProgressFn", "RunAdapter", "check_transitions", "critic_warmup", "env_factory",
+           "is_sac_actor", "load_real", "policy_states", "real_buffer", "warm_start_actor"]

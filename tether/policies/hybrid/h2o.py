@@ -1,0 +1,348 @@
+"""H2O: dynamics-aware hybrid offline-and-online RL (Niu et al., 2022) on top of Tether's SAC learner.
+
+The setting is the sim-to-real one: a small fixed dataset from the real robot, and a simulator whose dynamics
+are close but wrong. Training on both at once, H2O trusts simulated transitions only where the simulator
+agrees with reality, measured by two real-vs-sim classifiers (as in the authors' ``SimpleSAC/sim2real_sac.py``):
+
+- ``d_sa(s, a)`` and ``d_sas(s, a, s')`` with logits ``l_sa`` and ``l_sa + l_adv``. With balanced batches,
+  ``l_adv = log P_real(s'|s, a) - log P_sim(s'|s, a)``: the dynamics log-ratio. Inputs get Gaussian noise
+  (0.1 in normalised units) so the classifiers do not separate the two buffers on irrelevant detail.
+- Critic loss = TD on real data + TD on simulated data weighted by the clipped ratio ``exp(l_adv)`` in
+  [1e-5, 1] (simulated transitions that reality would not produce stop teaching Q)
+  + ``cql_weight`` × (Σ_i ω_i logsumexp_a Q(s_i, a) over simulated states − mean Q on real data), where
+  ω ∝ u(s, a), the estimated KL(P_sim || P_real) from ``gap_samples`` next states drawn around the simulated
+  one. Q-values are pushed down where the simulator is least trustworthy and up on real data.
+- Actor and temperature: SAC on the states of both buffers.
+
+Small nets and single-threaded torch keep it CPU-sized; every random choice is seeded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+from tether.policies.hybrid.common import (
+    EnvLike,
+    ProgressFn,
+    critic_warmup,
+    env_factory,
+    real_buffer,
+    is_sac_actor,
+    policy_states,
+    warm_start_actor,
+)
+from tether.policies.networks import mlp, soft_update
+from tether.policies.normalization import RunningNormalizer
+from tether.policies.rl.common import config_to_dict, probe_env, set_action_bias
+from tether.policies.rl.envpool import EnvPool
+from tether.policies.rl.sac import SAC, Batch, ReplayBuffer, SACConfig, concat_batches
+
+
+@dataclass
+class H2OConfig:
+    batch_size: int = 256
+    real_ratio: float = 0.5  # share of each batch drawn from the real dataset
+    learning_starts: int = 1000  # sim steps of uniform random actions (0 when starting from a policy)
+    utd: int = 1
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    num_qs: int = 2
+    critic_layer_norm: bool = False
+    init_alpha: float = 0.1  # small: a loaded actor must not be pushed to maximum entropy first
+    autotune: bool = True
+    buffer_size: int = 1_000_000
+    # dynamics-gap classifiers
+    disc_hidden: tuple[int, ...] = (256, 256)
+    disc_lr: float = 3e-4
+    disc_noise: float = 0.1  # std of Gaussian input noise, in normalised units
+    disc_updates: int = 1  # classifier steps per critic step
+    clip_ratio: tuple[float, float] = (1e-5, 1.0)
+    # CQL-style penalty on simulated Q-values, weighted by the dynamics gap
+    cql_weight: float = 0.01
+    cql_temp: float = 1.0
+    cql_actions: int = 10  # sampled actions per kind (uniform, π(s), π(s')) in the log-sum-exp
+    gap_samples: int = 10  # next states drawn per simulated pair for the KL gap estimate
+    gap_noise: float = 0.1  # std of those draws around the simulated next state, in normalised units
+    critic_warmup: int = 1000  # critic-only updates on real data first (only when starting from a policy)
+    distill_states: int = 2000  # sim steps of a non-SAC parent policy whose states its distillation uses
+    init_neutral_action: bool = True
+
+    def sac_config(self) -> SACConfig:
+        return SACConfig(batch_size=self.batch_size, learning_starts=self.learning_starts, utd=self.utd,
+                         gamma=self.gamma, tau=self.tau, lr=self.lr, hidden=tuple(self.hidden),
+                         critic_hidden=tuple(self.critic_hidden), num_qs=self.num_qs, num_min_qs=self.num_qs,
+                         critic_layer_norm=self.critic_layer_norm, init_alpha=self.init_alpha,
+                         autotune=self.autotune, buffer_size=self.buffer_size)
+
+
+class DynamicsGapClassifier(nn.Module):
+    """Real-vs-sim classifiers on (s, a) and (s, a, s' - s); ``log_ratio`` is log P_real(s'|s,a)/P_sim(s'|s,a)."""
+
+    def __init__(self, obs_size: int, action_size: int, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        self.obs_norm = RunningNormalizer(obs_size)
+        self.delta_norm = RunningNormalizer(obs_size)
+        self.sa = mlp(obs_size + action_size, 1, hidden)
+        self.sas = mlp(2 * obs_size + action_size, 1, hidden)
+
+    def fit_normalisers(self, obs: np.ndarray, next_obs: np.ndarray) -> None:
+        self.obs_norm.update(obs)
+        self.delta_norm.update(next_obs - obs)
+
+    def _inputs(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.obs_norm(obs), self.delta_norm(next_obs - obs)
+
+    def logits(self, s: torch.Tensor, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(l_sa, l_adv) on normalised inputs (s, a, Δs)."""
+        l_sa = self.sa(torch.cat([s, a], -1)).squeeze(-1)
+        l_adv = self.sas(torch.cat([s, a, d], -1)).squeeze(-1)
+        return l_sa, l_adv
+
+    def loss(self, real: Batch, sim: Batch, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+        """BCE of both classifiers (real = 1) on noisy inputs; also returns the (s, a, s') accuracy."""
+        n_r = len(real["obs"])
+        s = torch.cat([real["obs"], sim["obs"]])
+        s2 = torch.cat([real["next_obs"], sim["next_obs"]])
+        a = torch.cat([real["action"], sim["action"]])
+        sn, dn = self._inputs(s, s2)
+        if noise > 0:
+            sn = sn + noise * torch.randn(sn.shape, generator=gen)
+            dn = dn + noise * torch.randn(dn.shape, generator=gen)
+            a = a + noise * torch.randn(a.shape, generator=gen)
+        label = torch.cat([torch.ones(n_r), torch.zeros(len(s) - n_r)])
+        l_sa, l_adv = self.logits(sn, a, dn)
+        # the (s,a,s') classifier is l_sa + l_adv; l_sa is detached there so l_adv learns only the dynamics part
+        loss = (F.binary_cross_entropy_with_logits(l_sa, label)
+                + F.binary_cross_entropy_with_logits(l_sa.detach() + l_adv, label))
+        acc = float(((l_sa + l_adv > 0).float() == label).float().mean())
+        return loss, acc
+
+    @torch.no_grad()
+    def log_ratio(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        sn, dn = self._inputs(obs, next_obs)
+        return self.logits(sn, action, dn)[1]
+
+    @torch.no_grad()
+    def kl_gap(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, samples: int, noise: float,
+               gen: torch.Generator) -> torch.Tensor:
+        """u(s, a) ≈ E_{s'~P_sim}[log P_sim/P_real], s' drawn around the simulated next state; clamped at 0."""
+        sn, dn = self._inputs(obs, next_obs)
+        b = len(obs)
+        dk = dn.unsqueeze(1) + noise * torch.randn((b, samples, dn.shape[1]), generator=gen)
+        sk = sn.unsqueeze(1).expand(b, samples, sn.shape[1])
+        ak = action.unsqueeze(1).expand(b, samples, action.shape[1])
+        _, l_adv = self.logits(sk.reshape(b * samples, -1), ak.reshape(b * samples, -1), dk.reshape(b * samples, -1))
+        return (-l_adv.reshape(b, samples)).mean(1).clamp(min=0.0)
+
+
+class H2O:
+    """The learner: a SAC actor/critic/temperature plus the dynamics-gap classifiers and the H2O critic loss."""
+
+    def __init__(self, contract: IOContract, config: H2OConfig | None = None, *, seed: int = 0) -> None:
+        self.cfg = cfg = config or H2OConfig()
+        if not 0.0 < cfg.real_ratio < 1.0:
+            raise TetherError(f"real_ratio={cfg.real_ratio}; expected a share strictly between 0 and 1")
+        lo, hi = cfg.clip_ratio
+        if not 0.0 < lo <= hi:
+            raise TetherError(f"clip_ratio={cfg.clip_ratio}; expected 0 < low <= high")
+        self.contract = contract
+        self.sac = SAC(contract, cfg.sac_config(), seed=seed)
+        self.gen = torch.Generator().manual_seed(seed + 7)
+        self.disc = DynamicsGapClassifier(contract.obs_size, contract.action_size, tuple(cfg.disc_hidden))
+        self.disc_opt = torch.optim.Adam(list(self.disc.sa.parameters()) + list(self.disc.sas.parameters()),
+                                         lr=cfg.disc_lr)
+        self.num_updates = 0
+
+    @property
+    def policy(self) -> Any:
+        return self.sac.policy
+
+    # ------------------------------------------------------------------ one step
+    def update(self, real: Batch, sim: Batch) -> dict[str, float]:
+        cfg, sac = self.cfg, self.sac
+        out: dict[str, float] = {}
+        for _ in range(cfg.disc_updates):
+            d_loss, acc = self.disc.loss(real, sim, cfg.disc_noise, self.gen)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+        out["h2o/disc_loss"], out["h2o/disc_acc"] = float(d_loss.detach()), acc
+
+        log_r = self.disc.log_ratio(sim["obs"], sim["action"], sim["next_obs"])
+        w_sim = log_r.exp().clamp(*cfg.clip_ratio)
+        u = self.disc.kl_gap(sim["obs"], sim["action"], sim["next_obs"], cfg.gap_samples, cfg.gap_noise, self.gen)
+        omega = u / u.sum().clamp(min=1e-8) if float(u.sum()) > 0 else torch.full_like(u, 1.0 / len(u))
+
+        batch = concat_batches(real, sim)
+        n_r = len(real["obs"])
+        alpha = sac.log_alpha.detach().exp()
+        norm = sac._norm
+        with torch.no_grad():
+            next_a, next_logp = sac.policy.sample(batch["next_obs"], generator=sac.gen)
+            tq = sac.q_target(norm(batch["next_obs"]), next_a).min(0).values - alpha * next_logp
+            y = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * tq
+        q = sac.q(norm(batch["obs"]), batch["action"])  # (N, B)
+        weight = torch.cat([torch.ones(n_r), w_sim])
+        td = ((q - y.unsqueeze(0)) ** 2 * weight.unsqueeze(0)).mean(1).sum()
+        penalty = self._cql_penalty(sim, q[:, :n_r], omega)
+        critic_loss = td + cfg.cql_weight * penalty
+        sac.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        sac.critic_opt.step()
+        soft_update(sac.q_target, sac.q, cfg.tau)
+        sac.num_updates += 1
+        self.num_updates += 1
+        out.update(sac.update_actor(batch["obs"]))
+        out.update({"train/critic_loss": float(td.detach()), "train/q_mean": float(q.detach().mean()),
+                    "h2o/cql_penalty": float(penalty.detach()), "h2o/sim_weight_mean": float(w_sim.mean()),
+                    "h2o/gap_mean": float(u.mean())})
+        return out
+
+    def _cql_penalty(self, sim: Batch, q_real: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        """Σ_i ω_i · T·logsumexp(Q(s_i, a)/T) over sampled actions, minus the mean real Q; summed over critics."""
+        cfg, sac = self.cfg, self.sac
+        s, s2 = sim["obs"], sim["next_obs"]
+        b, k, adim = len(s), cfg.cql_actions, self.contract.action_size
+        rep = lambda x: x.unsqueeze(1).expand(b, k, x.shape[-1]).reshape(b * k, -1)  # noqa: E731
+        s_rep, s2_rep = rep(s), rep(s2)
+        with torch.no_grad():
+            a_rand = torch.rand((b * k, adim), generator=self.gen) * 2.0 - 1.0
+            a_cur, logp_cur = sac.policy.sample(s_rep, generator=sac.gen)
+            a_next, logp_next = sac.policy.sample(s2_rep, generator=sac.gen)
+        log_unif = adim * math.log(0.5)
+        s_n = sac._norm(s_rep)
+        q_rand = sac.q(s_n, a_rand).reshape(-1, b, k) - log_unif
+        q_cur = sac.q(s_n, a_cur).reshape(-1, b, k) - logp_cur.reshape(1, b, k)
+        q_next = sac.q(s_n, a_next).reshape(-1, b, k) - logp_next.reshape(1, b, k)
+        cat = torch.cat([q_rand, q_cur, q_next], dim=2) / cfg.cql_temp
+        lse = torch.logsumexp(cat, dim=2) * cfg.cql_temp  # (N, B)
+        return ((lse * omega.unsqueeze(0)).sum(1) - q_real.mean(1)).sum()
+
+
+def train_h2o(
+    sim_env: EnvLike,
+    real: dict[str, np.ndarray],
+    total_steps: int,
+    config: H2OConfig | dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    policy: Any = None,
+    progress: ProgressFn | None = None,
+    log_every: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> H2O:
+    """Run H2O for ``total_steps`` simulator steps (``utd`` updates each) with the checked real transitions.
+
+    ``policy`` (a loaded checkpoint) starts the actor from what simulation already taught; otherwise the actor
+    starts fresh and the first ``learning_starts`` simulator steps use uniform random actions.
+    Returns the learner; ``.policy`` is the deployable GaussianPolicy, ``.sim_buffer`` the simulated data.
+    """
+    from tether.policies.hybrid.common import check_transitions
+    from tether.policies.rl.common import config_from_dict
+
+    cfg = config if isinstance(config, H2OConfig) else config_from_dict(H2OConfig, config, "H2O")
+    if total_steps < 1:
+        raise TetherError(f"steps={total_steps}; expected a positive number of simulator steps")
+    factory = env_factory(sim_env, **(env_kwargs or {}))
+    info = probe_env(factory)
+    contract = policy.contract if policy is not None else info.contract
+    contract.check_compatible(info.contract, what="simulator env")
+    real = check_transitions(real, contract)
+    agent = H2O(contract, cfg, seed=seed)
+    real_buf = real_buffer(real, seed=seed)
+    agent.disc.fit_normalisers(real["obs"], real["next_obs"])
+    warm = None
+    if policy is not None:
+        states = real["obs"] if is_sac_actor(policy) else np.concatenate(
+            [real["obs"], policy_states(factory, policy, cfg.distill_states, seed=seed)])
+        warm = warm_start_actor(agent.sac, policy, states, seed=seed)
+    elif cfg.init_neutral_action:
+        set_action_bias(agent.sac.policy, info.neutral_action)
+    sim_buf = ReplayBuffer(contract.obs_size, contract.action_size, min(cfg.buffer_size, total_steps + 1),
+                           seed=seed + 1)
+    pool = EnvPool([factory], seed=seed)
+    rng = np.random.default_rng(seed + 2)
+    starts = 0 if policy is not None else cfg.learning_starts
+    n_real = max(1, int(round(cfg.batch_size * cfg.real_ratio)))
+    n_sim = max(1, cfg.batch_size - n_real)
+    if policy is not None and cfg.critic_warmup > 0:
+        critic_warmup(agent.sac, lambda: real_buf.sample(cfg.batch_size), cfg.critic_warmup)
+    log_every = log_every or max(min(1000, total_steps // 10), 1)
+    obs, _ = pool.reset()
+    recent: list[float] = []
+    metrics: dict[str, float] = {}
+    t0 = time.perf_counter()
+    steps = 0
+    try:
+        while steps < total_steps:
+            if steps < starts:
+                action = rng.uniform(-1.0, 1.0, size=(1, contract.action_size)).astype(np.float32)
+            else:
+                action = agent.sac.act(obs)
+            res = pool.step(action)
+            sim_buf.add(obs, action, res.reward, res.final_obs, res.terminated)
+            obs = res.next_obs
+            steps += 1
+            recent.extend(e["return"] for e in res.finished)
+            if steps >= starts:
+                for _ in range(cfg.utd):
+                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim))
+            if progress is not None and (steps % log_every == 0 or steps == total_steps):
+                m = dict(metrics)
+                if recent:
+                    m["rollout/sim_return_mean"] = float(np.mean(recent))
+                    recent = []
+                m["time/elapsed_s"] = time.perf_counter() - t0
+                progress(steps, total_steps, m)
+    finally:
+        pool.close()
+    pol = agent.sac.policy
+    pol.dr_terms = info.dr_terms
+    pol.extra.update({"algo": "h2o", "h2o_config": config_to_dict(cfg), "sim_steps": steps,
+                      "gradient_updates": agent.num_updates, "actor_init": warm or "fresh"})
+    agent.sim_buffer = sim_buf  # type: ignore[attr-defined]
+    return agent
+
+
+
+
+def train_h2o_cli(spec: Any, run: Any) -> Any:
+    """``tether train SIM_ENV --algo h2o --dataset REAL``: H2O from scratch (``tether finetune`` starts from a
+    checkpoint)."""
+    from tether.policies.envs import env_contract, make_env
+    from tether.policies.hybrid.common import load_real
+
+    if not spec.dataset:
+        raise TetherError("--algo h2o needs the real data: pass --dataset DATASET_OR_BAG")
+    probe = make_env(spec.env_id, backend=spec.backend, dr=spec.dr)
+    try:
+        contract = env_contract(probe, spec.env_id)
+    finally:
+        probe.close()
+    real, prov = load_real(spec.dataset, contract)
+    total = spec.steps or 20_000
+
+    def progress(step: int, _total: int, metrics: dict[str, float]) -> None:
+        run.advance(step)
+        run.log(step, metrics)
+
+    agent = train_h2o(spec.env_id, real, total, spec.config, seed=spec.seed, progress=progress,
+                      env_kwargs={"backend": spec.backend, "dr": spec.dr})
+    agent.policy.extra["real_data"] = prov
+    return agent.policy
+
+
+__all__ = ["H2O", "H2OConfig", "DynamicsGapClassifier", "train_h2o", "train_h2o_cli"]

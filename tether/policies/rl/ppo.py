@@ -1,0 +1,290 @@
+"""PPO for sim training: vectorised envs, GAE, observation and reward normalisation, optional privileged critic.
+
+Why these choices: the clipped surrogate with GAE is the workhorse of sim-to-real locomotion and flight (legged
+gym, rsl_rl); observation normalisation lives *inside* the deployed policy (so the robot sees the training stats);
+the critic may read privileged simulator state (``info["privileged"]``: true masses, frictions, disturbances) that
+no robot provides — an asymmetric actor-critic, since the critic is discarded at deployment. Truncated episodes
+are bootstrapped with V(final observation), not treated as terminal, so time limits do not bias values.
+
+The normaliser statistics are frozen during a rollout and its update and refreshed after it, so the log-probs
+stored at collection are exactly those the first update epoch recomputes (ratio starts at 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+from tether.policies.gaussian import GaussianPolicy
+from tether.policies.networks import ValueNet, adam
+from tether.policies.normalization import RunningNormalizer
+from tether.policies.rl.common import (
+    EnvSource,
+    config_from_dict,
+    config_to_dict,
+    env_factory,
+    probe_env,
+    set_action_bias,
+)
+from tether.policies.rl.envpool import make_env_pool
+
+
+@dataclass
+class PPOConfig:
+    num_envs: int = 8
+    rollout_steps: int = 128  # per env, per iteration
+    epochs: int = 5
+    minibatch_size: int = 256
+    lr: float = 3e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    value_clip: float | None = None  # clip the value update to ±value_clip around the old value
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None  # stop the epoch loop early when the approximate KL exceeds this
+    hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float = -1.0
+    init_neutral_action: bool = True  # start the policy mean at the env's neutral action (hover thrust)
+    norm_obs: bool = True
+    norm_reward: bool = True
+    privileged_critic: bool = True  # use info["privileged"] in the critic when the env provides it
+
+
+class PPO:
+    """The learner: a Gaussian policy (clip-squashed), a value net, and one ``update(rollout)`` step."""
+
+    def __init__(self, contract: IOContract, config: PPOConfig | None = None, *, seed: int = 0,
+                 privileged_size: int = 0) -> None:
+        self.cfg = cfg = config or PPOConfig()
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.contract = contract
+        self.priv_size = privileged_size if cfg.privileged_critic else 0
+        self.policy = GaussianPolicy(contract, {
+            "net": {"hidden": list(cfg.hidden), "act": cfg.activation, "layer_norm": False},
+            "squash": "clip", "log_std": "state_independent", "log_std_init": cfg.log_std_init,
+            "head_scale": 0.01,
+        })
+        critic_in = contract.obs_size + self.priv_size
+        self.critic_norm = RunningNormalizer(critic_in)
+        self.critic = ValueNet(critic_in, cfg.critic_hidden, act=cfg.activation)
+        self.params = list(self.policy.parameters()) + list(self.critic.parameters())
+        self.opt = adam(self.params, cfg.lr, eps=1e-5)
+        self.ret_norm = RunningNormalizer(1)
+
+    def value(self, obs: torch.Tensor, priv: torch.Tensor | None) -> torch.Tensor:
+        x = obs if priv is None or self.priv_size == 0 else torch.cat([obs, priv], dim=-1)
+        return self.critic(self.critic_norm(x))
+
+    def update_normalizers(self, obs: np.ndarray, priv: np.ndarray | None) -> None:
+        if not self.cfg.norm_obs:
+            return
+        self.policy.obs_norm.update(obs)
+        self.critic_norm.update(obs if priv is None or self.priv_size == 0 else np.concatenate([obs, priv], -1))
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Clipped-surrogate epochs over one rollout: keys obs, priv?, raw_action, logp, value, adv, ret."""
+        cfg = self.cfg
+        n = batch["obs"].shape[0]
+        mb = min(cfg.minibatch_size, n)
+        stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": []}
+        priv = batch.get("priv")
+        self.policy.train()
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, generator=self.gen)
+            kl_stop = False
+            for start in range(0, n - mb + 1, mb):
+                idx = perm[start:start + mb]
+                obs = batch["obs"][idx]
+                newlogp, entropy = self.policy.log_prob_entropy(obs, batch["raw_action"][idx])
+                logratio = newlogp - batch["logp"][idx]
+                ratio = logratio.exp()
+                adv = batch["adv"][idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                v = self.value(obs, None if priv is None else priv[idx])
+                ret = batch["ret"][idx]
+                if cfg.value_clip is not None:
+                    old_v = batch["value"][idx]
+                    v_clipped = old_v + (v - old_v).clamp(-cfg.value_clip, cfg.value_clip)
+                    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((v - ret) ** 2).mean()
+                ent = entropy.mean()
+                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                self.opt.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean().item()
+                    stats["approx_kl"].append(approx_kl)
+                    stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip_coef).float().mean().item())
+                stats["pg_loss"].append(pg_loss.item())
+                stats["v_loss"].append(v_loss.item())
+                stats["entropy"].append(ent.item())
+                if cfg.target_kl is not None and approx_kl > 1.5 * cfg.target_kl:
+                    kl_stop = True
+                    break
+            if kl_stop:
+                break
+        self.policy.eval()
+        out = {f"train/{k}": float(np.mean(v)) for k, v in stats.items() if v}
+        out["train/updates"] = float(len(stats["pg_loss"]))
+        out["train/std"] = float(self.policy.log_std.detach().exp().mean())
+        return out
+
+
+def compute_gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
+                gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N) arrays → (advantages, returns). ``dones[t]`` marks that transition t ended its episode."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards)
+    last = np.zeros_like(last_value)
+    for t in reversed(range(T)):
+        next_v = last_value if t == T - 1 else values[t + 1]
+        nonterm = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_v * nonterm - values[t]
+        last = delta + gamma * lam * nonterm * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def train_ppo(
+    env: EnvSource,
+    total_steps: int,
+    config: PPOConfig | dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    run: Any = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> GaussianPolicy:
+    """Train and return the policy (its ``extra`` holds training stats). ``run`` is an optional TrainingRun."""
+    cfg = config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, config, "PPO")
+    if total_steps < cfg.num_envs * cfg.rollout_steps:
+        raise TetherError(f"PPO total_steps={total_steps}; expected >= num_envs*rollout_steps "
+                          f"= {cfg.num_envs * cfg.rollout_steps}")
+    factory = env_factory(env, **(env_kwargs or {}))
+    info = probe_env(factory)
+    contract, priv_size = info.contract, info.privileged_size
+    ppo = PPO(contract, cfg, seed=seed, privileged_size=priv_size)
+    policy = ppo.policy
+    policy.dr_terms = info.dr_terms
+    if cfg.init_neutral_action:
+        set_action_bias(policy, info.neutral_action)
+    if run is not None:
+        run.set_policy(policy)
+    pool = make_env_pool([factory] * cfg.num_envs, seed=seed, privileged_size=priv_size)
+    obs, priv = pool.reset()
+    ppo.update_normalizers(obs, priv)
+    N, T, A = cfg.num_envs, cfg.rollout_steps, contract.action_size
+    iterations = total_steps // (N * T)
+    disc_ret = np.zeros(N)
+    recent: list[dict[str, Any]] = []
+    steps = 0
+    t_env = t_update = 0.0
+    n_updates = 0
+    last_metrics: dict[str, float] = {}
+    try:
+        for it in range(iterations):
+            if cfg.anneal_lr:
+                for g in ppo.opt.param_groups:
+                    g["lr"] = cfg.lr * (1.0 - it / iterations)
+            b_obs = np.zeros((T, N, contract.obs_size), np.float32)
+            b_priv = np.zeros((T, N, ppo.priv_size), np.float32) if ppo.priv_size else None
+            b_raw = np.zeros((T, N, A), np.float32)
+            b_logp = np.zeros((T, N), np.float32)
+            b_val = np.zeros((T, N), np.float32)
+            b_rew = np.zeros((T, N), np.float32)
+            b_done = np.zeros((T, N), np.float32)
+            t0 = time.perf_counter()
+            for t in range(T):
+                with torch.inference_mode():
+                    obs_t = torch.from_numpy(obs)
+                    priv_t = None if priv is None or not ppo.priv_size else torch.from_numpy(priv)
+                    raw, logp = policy.sample(obs_t, generator=ppo.gen)
+                    val = ppo.value(obs_t, priv_t)
+                raw_np = raw.numpy()
+                res = pool.step(np.clip(raw_np, -1.0, 1.0))
+                rew = res.reward.astype(np.float64)
+                if cfg.norm_reward:
+                    disc_ret = disc_ret * cfg.gamma + rew
+                    ppo.ret_norm.update(disc_ret[:, None])
+                    rew = rew / np.sqrt(float(ppo.ret_norm.var[0]) + 1e-8)
+                trunc_only = res.truncated & ~res.terminated
+                if trunc_only.any():
+                    idx = np.nonzero(trunc_only)[0]
+                    with torch.inference_mode():
+                        fp = None if res.final_priv is None or not ppo.priv_size else torch.from_numpy(
+                            res.final_priv[idx])
+                        boot = ppo.value(torch.from_numpy(res.final_obs[idx]), fp).numpy()
+                    rew[idx] += cfg.gamma * boot
+                done = res.terminated | res.truncated
+                disc_ret[done] = 0.0
+                b_obs[t], b_raw[t], b_logp[t], b_val[t] = obs, raw_np, logp.numpy(), val.numpy()
+                if b_priv is not None:
+                    b_priv[t] = priv
+                b_rew[t], b_done[t] = rew, done
+                obs, priv = res.next_obs, res.next_priv
+                recent.extend(res.finished)
+            with torch.inference_mode():
+                last_v = ppo.value(torch.from_numpy(obs), None if priv is None or not ppo.priv_size
+                                   else torch.from_numpy(priv)).numpy()
+            adv, ret = compute_gae(b_rew, b_val, b_done, last_v, cfg.gamma, cfg.gae_lambda)
+            steps += N * T
+            t1 = time.perf_counter()
+            batch = {
+                "obs": torch.from_numpy(b_obs.reshape(T * N, -1)),
+                "raw_action": torch.from_numpy(b_raw.reshape(T * N, -1)),
+                "logp": torch.from_numpy(b_logp.reshape(-1)),
+                "value": torch.from_numpy(b_val.reshape(-1)),
+                "adv": torch.from_numpy(adv.reshape(-1).astype(np.float32)),
+                "ret": torch.from_numpy(ret.reshape(-1).astype(np.float32)),
+            }
+            if b_priv is not None:
+                batch["priv"] = torch.from_numpy(b_priv.reshape(T * N, -1))
+            metrics = ppo.update(batch)
+            last_metrics = metrics
+            ppo.update_normalizers(b_obs.reshape(T * N, -1), None if b_priv is None else b_priv.reshape(T * N, -1))
+            t2 = time.perf_counter()
+            t_env += t1 - t0
+            t_update += t2 - t1
+            n_updates += int(metrics["train/updates"])
+            if recent:
+                metrics["rollout/return_mean"] = float(np.mean([e["return"] for e in recent]))
+                metrics["rollout/length_mean"] = float(np.mean([e["length"] for e in recent]))
+                succ = [e["success"] for e in recent if e["success"] is not None]
+                if succ:
+                    metrics["rollout/success_rate"] = float(np.mean(succ))
+                recent = []
+            metrics["time/env_steps_per_s"] = steps / max(t_env, 1e-9)
+            metrics["time/updates_per_s"] = n_updates / max(t_update, 1e-9)
+            if run is not None:
+                run.advance(steps)
+                run.log(steps, metrics)
+                run.maybe_evaluate(steps, policy)
+    finally:
+        pool.close()
+        policy.extra.update({"algo": "ppo", "ppo_config": config_to_dict(cfg), "env_steps": steps,
+                             "final_v_loss": last_metrics.get("train/v_loss", float("nan")),
+                             "gradient_updates": n_updates, "env_time_s": t_env, "update_time_s": t_update})
+    return policy
+
+
+def train_ppo_cli(spec: Any, run: Any) -> GaussianPolicy:
+    """``tether train ENV --algo ppo`` entry (see tether.policies.algos)."""
+    steps = spec.steps or 200_000
+    return train_ppo(spec.env_id, steps, spec.config, seed=spec.seed, run=run,
+                     env_kwargs={"backend": spec.backend, "dr": spec.dr})
