@@ -236,7 +236,8 @@ def test_finetune_cli_round_trip(tmp_path, capsys) -> None:
     out = tmp_path / "ft"
     assert main(["finetune", str(run / "checkpoint"), "--real", str(tmp_path / "real"), "--algo", "h2o",
                  "--steps", "120", "--out", str(out), "--no-progress", "--set", "disc_hidden=[32,32]",
-                 "--set", "cql_actions=2", "--set", "gap_samples=2", "--set", "critic_warmup=10", *TINY[:2],
+                 "--set", "cql_actions=2", "--set", "gap_samples=2", "--set", "critic_warmup=10",
+                 "--set", "actor_freeze=30", "--set", "distill_states=50", *TINY[:2],
                  *TINY[4:]]) == 0
     ck = load_checkpoint(out / "checkpoint")
     assert ck.kind == "gaussian_mlp" and ck.contract == parent.contract

@@ -199,8 +199,16 @@ def finetune(cfg: PipelineConfig, checkpoint: Path, dataset: Path, log: Log) -> 
     log(f"[5/6] fine-tune with {cfg.finetune_algo.upper()}: real data + {cfg.env_id} (sim), "
         f"{cfg.finetune_steps:,} steps")
     out = cfg.out / "finetune"
+    shown = [0]
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        if step * 10 // max(total, 1) > shown[0] or step >= total:
+            shown[0] = step * 10 // max(total, 1)
+            ret = metrics.get("eval/return_mean", metrics.get("train/episode_return"))
+            log(f"      fine-tune {step:,}/{total:,} steps" + (f", return {ret:.1f}" if ret is not None else ""))
+
     run_finetune(checkpoint, Dataset(dataset).to_transitions(), sim_env=cfg.env_id, algo=cfg.finetune_algo,
-                 steps=cfg.finetune_steps, seed=cfg.seed, out=out)
+                 steps=cfg.finetune_steps, seed=cfg.seed, out=out, progress=progress)
     return out / "checkpoint"
 
 

@@ -78,6 +78,7 @@ class H2OConfig:
     gap_noise: float = 0.1  # std of those draws around the simulated next state, in normalised units
     critic_warmup: int = 1000  # critic-only updates on real data first (only when starting from a policy)
     distill_states: int = 2000  # sim steps of a non-SAC parent policy whose states its distillation uses
+    actor_freeze: int = 1000  # sim steps (starting from a policy) with H2O critic updates but a fixed actor
     init_neutral_action: bool = True
 
     def sac_config(self) -> SACConfig:
@@ -171,7 +172,8 @@ class H2O:
         return self.sac.policy
 
     # ------------------------------------------------------------------ one step
-    def update(self, real: Batch, sim: Batch) -> dict[str, float]:
+    def update(self, real: Batch, sim: Batch, *, train_actor: bool = True) -> dict[str, float]:
+        """Classifier step(s), H2O critic step, then (unless ``train_actor`` is False) SAC actor/α step."""
         cfg, sac = self.cfg, self.sac
         out: dict[str, float] = {}
         for _ in range(cfg.disc_updates):
@@ -205,7 +207,8 @@ class H2O:
         soft_update(sac.q_target, sac.q, cfg.tau)
         sac.num_updates += 1
         self.num_updates += 1
-        out.update(sac.update_actor(batch["obs"]))
+        if train_actor:
+            out.update(sac.update_actor(batch["obs"]))
         out.update({"train/critic_loss": float(td.detach()), "train/q_mean": float(q.detach().mean()),
                     "h2o/cql_penalty": float(penalty.detach()), "h2o/sim_weight_mean": float(w_sim.mean()),
                     "h2o/gap_mean": float(u.mean())})
@@ -276,6 +279,9 @@ def train_h2o(
     pool = EnvPool([factory], seed=seed)
     rng = np.random.default_rng(seed + 2)
     starts = 0 if policy is not None else cfg.learning_starts
+    # Why freeze: the fresh critics must first see the loaded actor's own simulated rollouts (weighted by the
+    # gap estimate) before they steer it; otherwise early actor steps undo what simulation taught it.
+    freeze = cfg.actor_freeze if policy is not None else 0
     n_real = max(1, int(round(cfg.batch_size * cfg.real_ratio)))
     n_sim = max(1, cfg.batch_size - n_real)
     if policy is not None and cfg.critic_warmup > 0:
@@ -299,7 +305,7 @@ def train_h2o(
             recent.extend(e["return"] for e in res.finished)
             if steps >= starts:
                 for _ in range(cfg.utd):
-                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim))
+                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim), train_actor=steps > freeze)
             if progress is not None and (steps % log_every == 0 or steps == total_steps):
                 m = dict(metrics)
                 if recent:
