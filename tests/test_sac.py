@@ -78,17 +78,21 @@ def test_bad_config_is_refused() -> None:
 
 @pytest.mark.slow
 def test_sac_learns_arm_reach() -> None:
+    """6k MuJoCo steps: the end effector finishes within a few cm of random targets (doing nothing: ~22 cm)."""
     env_id = "tether/ArmReach-v0"
     sac = train_sac(env_id, SAC_REACH_STEPS, SAC_REACH_CFG, seed=0)
     res = evaluate_policy(sac.policy, env_id, episodes=10, seed=321)
-    print("sac", res.summary())
-    # random actions score about -16 per episode, the scripted IK expert about -0.4
+    final_dist = res.extra["final_info_mean"]["distance"]
+    print("sac", res.summary(), f"final distance {final_dist:.3f} m")
+    # zero action: return -11.2, final distance 0.225 m; random actions: return -14 (same seeds).
+    # Seeds 0 / 1 at this budget: return -0.6 / +2.0, final distance 0.054 / 0.033 m, success 10% / 60%.
+    assert final_dist < SAC_REACH_DIST, res.summary()
     assert res.return_mean > SAC_REACH_RETURN, res.summary()
-    assert res.success_rate is not None and res.success_rate >= SAC_REACH_SUCCESS, res.summary()
+    assert res.success_rate is not None
 
 
 SAC_REACH_STEPS = 6000
 SAC_REACH_CFG = dict(hidden=(128, 128), critic_hidden=(128, 128), batch_size=128, learning_starts=500, gamma=0.9,
                      init_alpha=0.05, lr=1e-3)
 SAC_REACH_RETURN = -4.0
-SAC_REACH_SUCCESS = 0.1
+SAC_REACH_DIST = 0.08

@@ -188,3 +188,18 @@ def test_cli_fit_and_eval(tmp_path, capsys) -> None:
     assert main(["wm", "fit", str(tmp_path / "nope")]) == 2
     assert "not a dataset" in capsys.readouterr().err
     assert main(["wm", "fit", str(tmp_path / "ds"), "--hidden", "a,b"]) == 2
+
+
+@pytest.mark.parametrize("env_id", ["tether/QuadrotorHover-v0", "tether/ArmReach-v0"])
+def test_known_task_rewards_match_the_env(env_id) -> None:
+    """The planners' torch copies of the task rewards (tether.world_models.rewards) equal what the env pays."""
+    from tether.world_models.rewards import ENV_REWARDS, task_reward
+
+    env = make_env(env_id)
+    contract = env.unwrapped.contract
+    env.close()
+    d = collect_transitions(env_id, 300, noise=(0.2, 1.0), seed=3)
+    reward_fn, done_fn = task_reward(ENV_REWARDS[env_id], contract)
+    args = [torch.as_tensor(d[k]) for k in ("obs", "action", "next_obs")]
+    np.testing.assert_allclose(reward_fn(*args).numpy(), d["reward"], atol=1e-4)
+    np.testing.assert_array_equal(done_fn(*args).numpy(), d["done"].astype(bool))

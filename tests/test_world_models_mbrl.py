@@ -87,9 +87,11 @@ def test_edac_diversity_term_and_true_dynamics() -> None:
         model.step(np.zeros((2, 3)), np.zeros((2, 2)))
 
 
-SAC_REACH = dict(hidden=(128, 128), critic_hidden=(128, 128), batch_size=128, gamma=0.9, init_alpha=0.05)
-# tests/test_sac.py: SAC needs 5000 real steps to clear a return of -4 on ArmReach (random actions: about -16)
-SAC_REACH_STEPS, SAC_REACH_RETURN = 5000, -4.0
+SAC_REACH = dict(hidden=(128, 128), critic_hidden=(128, 128), batch_size=128, gamma=0.9, init_alpha=0.05, lr=1e-3)
+# tests/test_sac.py: SAC is given 6000 real steps to clear a return of -4 with >= 10 % success on ArmReach (random
+# actions score about -16); MBPO gets under a third of that
+SAC_REACH_STEPS, SAC_REACH_RETURN, SAC_REACH_SUCCESS = 6000, -4.0, 0.1
+MBPO_REACH_STEPS = 1666
 
 
 @pytest.mark.slow
@@ -97,13 +99,15 @@ def test_mbpo_reaches_sac_return_with_a_third_of_the_steps() -> None:
     from tether.policies.evaluation import evaluate_policy
 
     torch.set_num_threads(1)
-    steps = SAC_REACH_STEPS // 3
+    steps = MBPO_REACH_STEPS
+    assert steps <= SAC_REACH_STEPS // 3
     cfg = MBPOConfig(**MBPO_REACH)
     learner = train_mbpo("tether/ArmReach-v0", steps, cfg, seed=0)
     res = evaluate_policy(learner.policy, "tether/ArmReach-v0", episodes=10, seed=321)
     print("mbpo", steps, "steps:", res.summary())
     assert learner.buffer.size == steps  # real transitions used, no more
     assert res.return_mean > SAC_REACH_RETURN, res.summary()
+    assert res.success_rate is not None and res.success_rate >= SAC_REACH_SUCCESS, res.summary()
 
 
 MBPO_REACH = dict(sac=SAC_REACH, init_steps=200, model_train_every=250, model_updates=500, rollout_every=25,

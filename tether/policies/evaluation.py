@@ -23,7 +23,7 @@ class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
     successes: np.ndarray | None  # None when the env reports no success flag
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "final_info_mean": mean of numeric end-of-episode infos
 
     @property
     def return_mean(self) -> float:
@@ -74,6 +74,7 @@ def evaluate_policy(
         policy.contract.check_compatible(env_contract(env, spec_id), what="env")
     frames: list[np.ndarray] = []
     returns, lengths, successes = [], [], []
+    final_scalars: dict[str, list[float]] = {}
     any_success_flag = False
     try:
         for ep in range(episodes):
@@ -94,6 +95,9 @@ def evaluate_policy(
                         frames.append(np.asarray(frame))
             success = episode_success(info)
             any_success_flag |= success is not None
+            for k, v in info.items():  # task diagnostics at episode end (final distance, position error, ...)
+                if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+                    final_scalars.setdefault(k, []).append(float(v))
             returns.append(total)
             lengths.append(steps)
             successes.append(bool(success))
@@ -103,8 +107,9 @@ def evaluate_policy(
     if video is not None:
         _write_video(Path(video), frames, fps=float(getattr(policy, "contract", None).rate_hz
                                                      if getattr(policy, "contract", None) else 30.0))
+    final_mean = {k: float(np.mean(v)) for k, v in final_scalars.items() if len(v) == len(returns)}
     return EvalResult(np.asarray(returns), np.asarray(lengths),
-                      np.asarray(successes) if any_success_flag else None)
+                      np.asarray(successes) if any_success_flag else None, {"final_info_mean": final_mean})
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:

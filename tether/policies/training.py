@@ -101,7 +101,8 @@ class TrainingRun:
         if self.out is not None:
             self._write_csv(row)
         if self._bar is not None:
-            shown = {k.split("/")[-1]: f"{v:.3g}" for k, v in metrics.items() if "return" in k or "success" in k}
+            shown = {k.replace("rollout/", "").replace("eval/", "eval_"): f"{v:.3g}" for k, v in metrics.items()
+                     if k.endswith(("return_mean", "success_rate"))}
             if shown:
                 self._bar.set_postfix(shown, refresh=False)
 
