@@ -31,12 +31,13 @@ import numpy as np
 from tether.errors import TetherError
 
 Log = Callable[[str], None]
+ENGAGE_SECONDS = 2.0
 
 # Per robot: the task, the sim algorithm that trains it fastest, the adapter of the real robot, and the
 # parameters of the "real" robot that the policy never saw in training.
 ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 150_000, "adapter": "px4",
-                  "real": {"scale": {"body_mass": 1.25, "motor_time_constant": 1.6}}},
+    "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 100_000, "adapter": "px4",
+                  "real": {"scale": {"body_mass": 1.4, "motor_time_constant": 2.0}}},
     "arm": {"task": "reach", "algo": "sac", "train_steps": 30_000, "adapter": "arm-ros2-control",
             "real": {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}},
     "legged": {"task": "stand", "algo": "ppo", "train_steps": 100_000, "adapter": "unitree",
@@ -54,6 +55,7 @@ class PipelineConfig:
     real_backend: str = "pybullet"
     real: dict[str, Any] | None = None
     episodes: int = 4
+    latency_ms: float = 20.0  # one-way network delay to and from the served robot
     episode_seconds: float | None = None
     finetune_algo: str = "h2o"
     finetune_steps: int = 6000
@@ -120,7 +122,8 @@ def sim_success(cfg: PipelineConfig, checkpoint: Path) -> float:
 
 def _serve(cfg: PipelineConfig, params_file: Path, seed: int, domain_id: int, log_file: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tether.cli", "robot", "serve", "--robot", cfg.robot, "--backend", cfg.real_backend,
-           "--params", str(params_file), "--loopback", "--domain-id", str(domain_id), "--seed", str(seed)]
+           "--params", str(params_file), "--loopback", "--domain-id", str(domain_id), "--seed", str(seed),
+           "--latency", str(cfg.latency_ms)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(cmd, stdout=log_file.open("a"), stderr=subprocess.STDOUT, env=env)
 
@@ -171,7 +174,8 @@ def _episode_seconds(cfg: PipelineConfig) -> float:
     from tether.sim.robots import make_robot
     from tether.sim.tasks import make_task
 
-    return float(make_task(cfg.robot, cfg.task, make_robot(cfg.robot)).episode_seconds)
+    # the task's episode plus time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
+    return float(make_task(cfg.robot, cfg.task, make_robot(cfg.robot)).episode_seconds) + ENGAGE_SECONDS
 
 
 def real_dataset(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> Path:
@@ -232,7 +236,8 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     ckpt = timed("train", lambda: train(cfg, log))
     sim_before = timed("sim eval (before)", lambda: sim_success(cfg, ckpt))
     log(f"      sim success {sim_before:.0%}")
-    log(f"[2/6] serve a {cfg.real_backend} {cfg.robot} with unseen parameters {cfg.real['scale'] if 'scale' in cfg.real else cfg.real}")
+    log(f"[2/6] serve a {cfg.real_backend} {cfg.robot} with unseen parameters {cfg.real.get('scale', cfg.real)} "
+        f"and {cfg.latency_ms:g} ms latency each way")
     log(f"[3/6] deploy over ROS 2 DDS ({cfg.adapter}), {cfg.episodes} episodes, recording rosbag2 MCAP")
     before = timed("deploy (before)", lambda: deploy_phase(cfg, ckpt, "before", log))
     dataset = timed("dataset", lambda: real_dataset(cfg, ckpt, before.bags, log))

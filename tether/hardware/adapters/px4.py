@@ -185,6 +185,7 @@ class PX4Quadrotor(RosRobot):
         goal: Sequence[float] | None = None,
         max_motor_thrust_n: float | None = None,
         max_collective_thrust_n: float | None = None,
+        hover_thrust_n: float | None = None,
         motor_map: Sequence[int] = PX4_QUAD_X_MOTOR_MAP,
         heartbeat_hz: float = 10.0,
         auto_engage_after_s: float | None = None,
@@ -203,6 +204,9 @@ class PX4Quadrotor(RosRobot):
         self.max_motor_thrust_n = float(max_motor_thrust_n or (high.max() if self.mode == "motor_thrust" else 0.0))
         self.max_collective_thrust_n = float(
             max_collective_thrust_n or (high[0] if self.mode == "thrust_body_rates" else 0.0))
+        # Hold and ramp-in start from hover, never from zero thrust (which would drop the vehicle). Default: a
+        # Crazyflie 2.x (0.027 kg × 9.81); on a real vehicle pass its hover thrust (PX4: MPC_THR_HOVER × max).
+        self.hover_thrust_n = float(hover_thrust_n if hover_thrust_n is not None else 0.027 * 9.81)
         if len(motor_map) != 4 or len(set(motor_map)) != 4 or not all(0 <= m < N_PX4_MOTORS for m in motor_map):
             raise TetherError(f"motor_map {list(motor_map)}; expected 4 distinct PX4 motor indices in 0..11")
         self.motor_map = tuple(int(m) for m in motor_map)
@@ -227,6 +231,12 @@ class PX4Quadrotor(RosRobot):
 
     def _subscriptions(self) -> list[tuple[str, str, str]]:
         return [(self.t_odom, "px4_msgs/msg/VehicleOdometry", "px4_out"), *goal_subscription(self.goal_topic)]
+
+    def measured_command(self, obs: Any) -> np.ndarray:
+        """A multirotor's "current command" for hold and ramp-in is hover: hover thrust, zero body rates."""
+        if self.mode == "motor_thrust":
+            return np.full(4, self.hover_thrust_n / 4.0)
+        return np.array([self.hover_thrust_n, 0.0, 0.0, 0.0])
 
     def _publishers(self) -> list[tuple[str, str, str]]:
         return [(self.t_mode, "px4_msgs/msg/OffboardControlMode", "px4_in"),
