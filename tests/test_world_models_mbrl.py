@@ -92,6 +92,7 @@ SAC_REACH = dict(hidden=(128, 128), critic_hidden=(128, 128), batch_size=128, ga
 # actions score about -16); MBPO gets under a third of that
 SAC_REACH_STEPS, SAC_REACH_RETURN, SAC_REACH_SUCCESS = 6000, -4.0, 0.1
 MBPO_REACH_STEPS = 1666
+SAC_FINAL_RETURN = -1.0
 
 
 @pytest.mark.slow
@@ -108,6 +109,8 @@ def test_mbpo_reaches_sac_return_with_a_third_of_the_steps() -> None:
     assert learner.buffer.size == steps  # real transitions used, no more
     assert res.return_mean > SAC_REACH_RETURN, res.summary()
     assert res.success_rate is not None and res.success_rate >= SAC_REACH_SUCCESS, res.summary()
+    # and the return SAC itself ends at after all 6000 steps (benchmarks/world_model.py: -0.60; MBPO here: 3.35)
+    assert res.return_mean > SAC_FINAL_RETURN, res.summary()
 
 
 MBPO_REACH = dict(sac=SAC_REACH, init_steps=200, model_train_every=250, model_updates=500, rollout_every=25,

@@ -52,12 +52,16 @@ def quadrotor_hover(contract: IOContract) -> tuple[RewardFn, DoneFn]:
     return reward, done
 
 
-def arm_reach(contract: IOContract) -> tuple[RewardFn, DoneFn]:
-    """tether.sim.tasks.arm Reach: -|ee - target|; never terminates."""
+def arm_reach(contract: IOContract, precision_bonus: float = 0.2) -> tuple[RewardFn, DoneFn]:
+    """tether.sim.tasks.arm Reach: -d + bonus·(1 - tanh(d / 5 cm)), d = |ee - target|; never terminates.
+
+    ``precision_bonus`` is the task's ``Reach.precision_bonus`` (tests check this mirror against the env).
+    """
     ee, tg = _slice(contract, "ee_pos"), _slice(contract, "target_pos")
 
     def reward(obs: torch.Tensor, action: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return -(nxt[..., ee] - nxt[..., tg]).norm(dim=-1)
+        d = (nxt[..., ee] - nxt[..., tg]).norm(dim=-1)
+        return -d + precision_bonus * (1.0 - torch.tanh(d / 0.05))
 
     def done(obs: torch.Tensor, action: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
         return torch.zeros(nxt.shape[:-1], dtype=torch.bool)
