@@ -136,9 +136,10 @@ def test_arm_ros2_control_bag_converts_exactly(tmp_path: Path, storage, trajecto
                                    constants={"target_pos": [0.4, 0.0, 0.3]}, derived={"ee_pos": fk})
     ds = convert_bags([bag], contract, tmp_path / "ds", mapping)
     assert ds.num_episodes == 1
-    # t0 is the first command's receive time (3 ms after tick 0); grid ticks then sit 3 ms after each capture
+    # t0 is the first joint state (the first command, 3 ms later, is still before t1): the grid sits on the
+    # captures, k = 0..40 up to the last joint state; k=40 is the final obs
     obs, act = ds.observations, ds.actions
-    assert len(obs) == 39  # grid t0+k/20 s for k=0..39 fits before the last joint state; k=39 is the final obs
+    assert len(obs) == 40
     expected_obs = np.stack([_expected_obs(contract, k) for k in range(len(obs))])
     np.testing.assert_array_equal(obs, expected_obs)
     expected_act = contract.to_normalised(np.stack([cmd_of(k) for k in range(len(obs))]))
@@ -178,7 +179,7 @@ def test_flat_bag_with_parallel_stamps_and_reward(tmp_path: Path) -> None:
             _write(w, cr, stamp + 2_000_000, _f64array([reward[k]]))
     ds = convert_bags(bag, contract, tmp_path / "ds")
     m = len(ds)
-    assert m == n - 2  # grid starts at the first action (2 ms after obs 0); last obs is the final observation
+    assert m == n - 1  # grid starts at obs 0 (its action follows 2 ms later); last obs is the final observation
     np.testing.assert_array_equal(ds.observations, obs[:m])
     np.testing.assert_array_equal(ds.actions, contract.to_normalised(thrust[:m]))
     np.testing.assert_array_equal(ds.frames["next.reward"], reward[:m].astype(np.float32))
@@ -234,3 +235,51 @@ def test_stale_gap_splits_episodes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(eps[1].action, np.zeros((29, 4)))  # 4 N is mid-range → 0 normalised
     # without the staleness check the gap would be bridged into one long episode of held values
     assert [len(e.obs) for e in align_bag(bag, contract, "flat", max_stale_periods=None)] == [99]
+
+
+def test_flat_bag_late_stream_jitter_and_rounding_keep_pairs_one_to_one(tmp_path: Path) -> None:
+    """What a loaded machine does to a recording: the bag's log times jitter and jump over skipped slots, the
+    episode counter (no stamp topic, so stamped by log time) starts 1.5 periods late because its writer was
+    preempted, and the control-clock stamps are rounded to whole ns the other way from the importer's grid
+    (60 Hz: 16 666 666.67 ns). Every converted frame must still be one recorded (observation, command) pair."""
+    rate = 60.0
+    contract = IOContract(
+        robot="quadrotor", task="hover", observations=(Field.make("pos_error", 3, "m", "world"),),
+        actions=(Field.make("motor_thrust", 4, "N", low=0.0, high=8.0),), control_mode="motor_thrust",
+        rate_hz=rate,
+    )
+    rng = np.random.default_rng(7)
+    n = 40
+    obs = np.column_stack([np.arange(n, dtype=float), rng.normal(size=(n, 2))])
+    thrust = rng.uniform(0, 8, size=(n, 4))
+    period = 1e9 / rate
+    stamp = [T0 + int(np.ceil(k * period)) for k in range(n)]  # up to 1 ns after the importer's grid point
+    log = T0 + np.cumsum(rng.uniform(0.3, 1.7, size=n) * period).astype(np.int64)  # jittered wall clock
+    log[12:] += int(3 * period)  # an overrun: three slots skipped, no tick recorded for them
+    bag = tmp_path / "loaded"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        ce = w.add_connection("/tether/episode", "std_msgs/msg/UInt32", typestore=TS)
+        co = w.add_connection("/tether/obs", "std_msgs/msg/Float64MultiArray", typestore=TS)
+        cs = w.add_connection("/tether/obs/stamp", "builtin_interfaces/msg/Time", typestore=TS)
+        ca = w.add_connection("/tether/action", "std_msgs/msg/Float64MultiArray", typestore=TS)
+        cas = w.add_connection("/tether/action/stamp", "builtin_interfaces/msg/Time", typestore=TS)
+        late = T0 + int(1.5 * period)
+        for k in range(n):
+            t = int(log[k])
+            if k >= 2:  # the preempted episode writer's first message lands after tick 1 was logged
+                _write(w, ce, t, T["std_msgs/msg/UInt32"](data=0))
+            elif k == 1:
+                _write(w, ce, max(t, late), T["std_msgs/msg/UInt32"](data=0))
+            _write(w, co, t, _f64array(obs[k]))
+            _write(w, cs, t, _time(stamp[k]))
+            _write(w, ca, t + 1, _f64array(thrust[k]))
+            _write(w, cas, t + 1, _time(stamp[k] + int(period) // 2))
+    eps = align_bag(bag, contract, "flat")
+    assert len(eps) == 1
+    ep = eps[0]
+    first = int(ep.obs[0, 0])  # the first observation at or after the episode counter's first (late) sample
+    assert first == 2
+    np.testing.assert_array_equal(ep.obs, obs[first:n - 1])  # every tick after it, none doubled or dropped
+    np.testing.assert_allclose(contract.to_physical(ep.action), thrust[first:n - 1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ep.final_obs, obs[n - 1])
+    np.testing.assert_array_equal(ep.stamps_ns - stamp[first], np.round(np.arange(len(ep.obs)) * period))

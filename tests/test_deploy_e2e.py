@@ -54,9 +54,19 @@ WIRE = {
 SECONDS = 3.0
 
 
+class _Servers(dict):
+    """Served robots started on first use: under ``pytest -n 2`` the module's cases are split across workers,
+    and starting every robot in every worker put two robots on each DDS domain (and spent CPU on idle ones)."""
+
+    def __missing__(self, case: str) -> ServedRobot:
+        args = CASES[case][2]
+        proc = self[case] = ServedRobot(args[1], DOMAINS[case], *args[2:])
+        return proc
+
+
 @pytest.fixture(scope="module")
 def servers():
-    procs = {case: ServedRobot(args[1], DOMAINS[case], *args[2:]) for case, (_, _, args) in CASES.items()}
+    procs = _Servers()
     yield procs
     for p in procs.values():
         p.stop()
@@ -118,6 +128,7 @@ def test_deploy_end_to_end(robot, servers, tmp_path, capsys):
     from tether.cli import main
     from tether.data.rosbag_import import align_bag
 
+    server = servers[robot]  # boots in its own process while the checkpoint is made
     env_id, adapter, _ = CASES[robot]
     domain = DOMAINS[robot]
     ckpt = make_gaussian_checkpoint(tmp_path / "ckpt", env_id, seed=3)
@@ -129,7 +140,7 @@ def test_deploy_end_to_end(robot, servers, tmp_path, capsys):
         for topic, msgtype in WIRE[robot]["robot"] + WIRE[robot]["deploy"]:
             probe.listen(topic, msgtype)
         probe.watch_discovery()
-        servers[robot].wait_ready()
+        server.wait_ready()
         bag, stats_file = tmp_path / "run.mcap", tmp_path / "stats.json"
         args = [str(ckpt), "--adapter", adapter, "--loopback", "--domain-id", str(domain), "--record", str(bag),
                 "--stats-json", str(stats_file)]
@@ -182,7 +193,7 @@ def test_deploy_end_to_end(robot, servers, tmp_path, capsys):
             statuses = [store.deserialize_cdr(d, "px4_msgs/msg/VehicleStatus")
                         for _, d in probe.raw["/fmu/out/vehicle_status"]]
             seen = {(s.nav_state, s.arming_state) for s in statuses}
-            assert (14, 2) in seen, (seen, servers[robot].lines[-3:])  # offboard was reached
+            assert (14, 2) in seen, (seen, server.lines[-3:])  # offboard was reached
     finally:
         probe.close()
 
@@ -205,6 +216,62 @@ def test_deploy_end_to_end(robot, servers, tmp_path, capsys):
     assert len(episodes) == 1
     ep = episodes[0]
     n = len(ep.obs)
-    assert n >= stats["ticks"] - 2
+    assert n == stats["ticks"] - 1  # every tick is a frame (the last one's observation is the final obs)
     np.testing.assert_allclose(ep.obs, np.array(obs_rec[:n]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(contract.to_physical(ep.action), act_rec_arr[:n], rtol=0, atol=1e-9)
+
+
+class _PreemptedBag:
+    """A BagRecorder seen through a thread that loses the CPU: chosen writes start only after a pause (what a
+    loaded machine does between the recorder taking a time and the write), on the real recorder."""
+
+    def __init__(self, bag, pauses: dict[tuple[int, str], float], recorder_ref: list) -> None:
+        self.bag, self.store, self.pauses, self.ref = bag, bag.store, pauses, recorder_ref
+
+    def write(self, topic: str, *args, **kwargs) -> None:
+        pause = self.pauses.get((self.ref[0].k, topic))
+        if pause:
+            time.sleep(pause)
+        self.bag.write(topic, *args, **kwargs)
+
+
+def test_flat_recorder_pairs_survive_preemption_and_skipped_slots(tmp_path):
+    """FlatRecorder into a real MCAP bag at 60 Hz (a period that is no whole number of ns) while writes are
+    delayed by more than a period and the loop skips slots between ticks: the importer must give back every
+    recorded (observation, command) pair, in order, one frame per tick."""
+    from tether.contract import Field, IOContract
+    from tether.data.rosbag_import import align_bag
+    from tether.ros.deploy import FlatRecorder
+    from tether.ros.recorder import BagRecorder
+
+    rate = 60.0
+    contract = IOContract(
+        robot="legged", task="stand",
+        observations=(Field.make("joint_pos", 2, "rad"), Field.make("last_action", 2, "")),
+        actions=(Field.make("joint_pos_target", 2, "rad", low=-1.0, high=1.0),), control_mode="joint_position",
+        rate_hz=rate,
+    )
+    period = 1.0 / rate
+    ref: list = []
+    pauses = {(0, "/tether/episode"): 2.5 * period, (0, "/tether/obs"): 1.2 * period,
+              (5, "/tether/action/stamp"): 1.5 * period}
+    bag = BagRecorder(tmp_path / "flat.mcap")
+    flat = FlatRecorder(_PreemptedBag(bag, pauses, ref), contract, rate)
+    ref.append(flat)
+    rng = np.random.default_rng(11)
+    n = 24
+    q = rng.normal(size=(n, 2))
+    actions = rng.uniform(-1, 1, size=(n, 2))
+    commands = contract.to_physical(actions)
+    try:
+        for k in range(n):
+            flat.on_tick({"joint_pos": q[k]}, actions[k], commands[k], 0.0)
+            if k in (3, 9):  # an overrun: the loop skips slots before the next tick
+                time.sleep(3.2 * period)
+    finally:
+        bag.close()
+    expected_obs = np.column_stack([q, np.vstack([np.zeros(2), actions[:-1]])])  # last_action = previous action
+    (ep,) = align_bag(tmp_path / "flat.mcap", contract, "flat")
+    np.testing.assert_array_equal(ep.obs, expected_obs[:n - 1])
+    np.testing.assert_allclose(contract.to_physical(ep.action), commands[:n - 1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ep.final_obs, expected_obs[n - 1])

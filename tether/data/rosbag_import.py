@@ -18,11 +18,14 @@ A *topic mapping* says which topic and message attribute feeds each contract fie
   the aligned fields (e.g. forward kinematics), otherwise the conversion names them and stops.
 
 Alignment, and why: streams are stamped by ``header.stamp`` (capture time; a zero stamp or no header falls
-back to the bag time) and resampled with a zero-order hold onto the grid ``t_k = t0 + k/rate`` where ``t0``
-is the latest first stamp of any stream (so every stream has a value) and the grid ends at the earliest last
-stamp. Observation k is the latest sample at or before ``t_k``; action k is the latest command before
-``t_{k+1}`` — the command in force during step k, which arrives after the observation that caused it by the
-loop's latency. With stamps on the control clock this reproduces the recorded pairs exactly.
+back to the bag time) and resampled with a zero-order hold onto the grid ``t_k = t0 + k/rate``. ``t0`` is the
+first observation at or after the time from which every stream has a value (observations and the episode
+counter at ``t0``, commands and rewards before ``t1``): the grid takes its phase from the observations, so
+one stream that starts late cannot shift the pairs. The grid ends at the earliest last observation stamp.
+Observation k is the latest sample at or before ``t_k`` (within 1 µs: writers round k/rate to whole ns
+differently); action k is the latest command before ``t_{k+1}`` — the command in force during step k, which
+arrives after the observation that caused it by the loop's latency. With stamps on the control clock (as
+``tether deploy`` writes them) this reproduces the recorded pairs exactly.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ FLAT_OBS_TOPIC = "/tether/obs"
 FLAT_ACTION_TOPIC = "/tether/action"
 FLAT_REWARD_TOPIC = "/tether/reward"
 FLAT_EPISODE_TOPIC = "/tether/episode"
+STAMP_TOL_NS = 1_000  # stamps this close after a grid point count as on it
 JOINT_STATE_ATTRS = {"joint_pos": "position", "joint_vel": "velocity", "joint_effort": "effort"}
 
 
@@ -444,22 +448,36 @@ def align_bag(
     if problems:
         raise BagMappingError(f"cannot convert {paths[0]} with mapping {m.name!r}: " + "; ".join(problems))
 
-    t0 = max(int(s.stamps[0]) for s in streams.values())
+    period_ns = 1e9 / rate
+    # Where every stream has a value: observations and the episode counter are sampled at t_k, commands and
+    # rewards just before t_{k+1} (a command may follow the first observation by up to a period).
+    sampled_late = {"action", "reward"}
+    ready = max(int(s.stamps[0]) - (int(np.ceil(period_ns)) - 1 if lab in sampled_late else 0)
+                for (lab, _), s in streams.items())
+    # The grid's phase comes from the observations themselves: t0 is the first observation at or after
+    # `ready`, not `ready` itself. One late first sample on any other stream (the wall-clock stamp of a
+    # preempted writer) would otherwise move the origin past observation 1 and shift every pair by a step.
+    anchor = max((s for (lab, _), s in streams.items() if lab == "obs"), key=lambda s: int(s.stamps[0]))
+    first = int(np.searchsorted(anchor.stamps, ready - STAMP_TOL_NS, side="left"))
     t_end = min(int(s.stamps[-1]) for (lab, _), s in streams.items() if lab == "obs")
-    if t_end < t0:
-        raise BagMappingError(f"streams in {paths[0]} do not overlap in time (latest start {t0} ns after earliest end "
-                              f"{t_end} ns)")
-    n_grid = int(np.floor((t_end - t0) * rate / 1e9 + 1e-9)) + 1
-    grid = t0 + np.round(np.arange(n_grid + 1) * (1e9 / rate)).astype(np.int64)
+    if first >= len(anchor.stamps) or int(anchor.stamps[first]) > t_end:
+        raise BagMappingError(f"streams in {paths[0]} do not overlap in time (every stream has a value only from "
+                              f"{ready} ns, after the last observation at {t_end} ns)")
+    t0 = int(anchor.stamps[first])
+    n_grid = int(np.floor((t_end + STAMP_TOL_NS - t0) * rate / 1e9 + 1e-9)) + 1
+    grid = t0 + np.round(np.arange(n_grid + 1) * period_ns).astype(np.int64)
     if n_grid < 2:
         raise BagMappingError(f"bag {paths[0]} spans less than two control periods at {rate:g} Hz")
     stale_ns = np.inf if max_stale_periods is None else max_stale_periods * 1e9 / rate
 
-    def zoh(s: _Stream, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Held values at ``at`` and how old each held sample is (ns)."""
-        idx = np.clip(np.searchsorted(s.stamps, at, side="right") - 1, 0, None)
-        return s.values[idx], at - s.stamps[idx]
+    def zoh(s: _Stream, at: np.ndarray, tol: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Held values at ``at`` (a sample up to ``tol`` ns after a point counts as at it) and how old each
+        held sample is (ns)."""
+        idx = np.clip(np.searchsorted(s.stamps, at + tol, side="right") - 1, 0, None)
+        return s.values[idx], np.maximum(at - s.stamps[idx], 0)
 
+    # observations: a stamp within STAMP_TOL_NS after a grid point is on it (writers round k/rate to whole ns
+    # differently); commands: the latest before the next grid point
     obs_at, act_at = grid[:n_grid], grid[1:n_grid + 1] - 1
     obs_parts: dict[str, np.ndarray] = {}
     act_parts: dict[str, np.ndarray] = {}
@@ -467,7 +485,7 @@ def align_bag(
     ok_act = np.ones(n_grid, bool)
     for (lab, name), s in streams.items():
         if lab == "obs":
-            obs_parts[name], age = zoh(s, obs_at)
+            obs_parts[name], age = zoh(s, obs_at, STAMP_TOL_NS)
             ok_obs &= age <= stale_ns
         elif lab == "action":
             act_parts[name], age = zoh(s, act_at)
@@ -496,7 +514,7 @@ def align_bag(
         act = contract.to_normalised(act)
     reward = (zoh(streams[("reward", "reward")], act_at)[0][:, 0]
               if ("reward", "reward") in streams else np.zeros(n_grid))
-    epi = (zoh(streams[("episode", "episode")], obs_at)[0][:, 0]
+    epi = (zoh(streams[("episode", "episode")], obs_at, STAMP_TOL_NS)[0][:, 0]
            if ("episode", "episode") in streams else np.zeros(n_grid))
     # frame k is usable when its observation and action are fresh and the next observation (its successor)
     # is fresh and belongs to the same episode; maximal runs of usable frames are episodes

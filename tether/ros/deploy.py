@@ -15,8 +15,9 @@ Recording: every state and command topic of the adapter is recorded raw (the byt
 "flat" topics ``tether.data`` converts exactly into a dataset: ``/tether/obs`` (policy observation vector,
 physical units), ``/tether/action`` (the command actually sent, physical units, after the guard),
 ``/tether/episode`` (UInt32), each with a parallel ``<topic>/stamp`` (builtin_interfaces/Time) on the
-control clock (observation k at start + k/rate, its command half a period later, so the importer's grid
-reproduces the recorded (observation, command) pairs one to one),
+control clock (observation and episode of tick k at start + k/rate, its command half a period later, counted
+in ticks run, so the importer's grid reproduces the recorded (observation, command) pairs one to one however
+late the loop ran; see FlatRecorder),
 plus ``/tether/policy_action`` (the raw normalised policy output, NaNs included) and ``/tether/guard``
 (std_msgs/String: why the guard chose each command). The recorder commits every 0.5 s, so a deploy killed
 with SIGKILL still leaves a readable bag.
@@ -141,12 +142,21 @@ def wait_robot_info(transport: Any, timeout_s: float) -> dict[str, Any] | None:
 
 
 class FlatRecorder:
-    """Writes the flat dataset topics (and the guard's reasons) for each tick into a BagRecorder."""
+    """Writes the flat dataset topics (and the guard's reasons) for each tick into a BagRecorder.
+
+    Every flat topic - ``/tether/episode`` included - gets its ``<topic>/stamp`` from the control clock, never
+    from the wall clock at write time: under CPU load the thread can be preempted between taking the start
+    time and writing, and one stream starting more than half a period late moved the importer's grid origin
+    and paired every observation with the next tick's command (more than a period: dropped frames). Tick k is
+    stamped ``start + round(k * 1e9/rate)`` (the importer's grid formula, so no rounding drift at rates whose
+    period is not a whole number of ns), counted in ticks actually run: a slot skipped after an overrun
+    observed and sent nothing, so it is no frame of the dataset (the loop's stats count skipped slots; the
+    bag's log times keep the wall clock)."""
 
     def __init__(self, bag: Any, contract: IOContract, rate_hz: float, episode: int = 0) -> None:
         self.bag, self.contract = bag, contract
         self.store = bag.store
-        self.period_ns = int(round(1e9 / rate_hz))
+        self.period_ns = 1e9 / float(rate_hz)  # float on purpose: the same arithmetic as the importer's grid
         self.t0_ns: int | None = None
         self.k = 0
         self.episode = int(episode)
@@ -161,22 +171,30 @@ class FlatRecorder:
     def _vec(self, v: np.ndarray) -> Any:
         return self._arr(layout=self._layout, data=np.asarray(v, dtype=np.float64).reshape(-1))
 
+    def _stamp(self, t: int) -> Any:
+        return self._time(sec=t // 10**9, nanosec=t % 10**9)
+
+    def stamp_ns(self, k: int) -> int:
+        """Control-clock stamp of observation k (the grid point the importer samples it at)."""
+        assert self.t0_ns is not None
+        return self.t0_ns + int(round(k * self.period_ns))
+
     def on_tick(self, obs: dict[str, np.ndarray], action: np.ndarray, command: np.ndarray, stamp: float) -> None:
         if self.t0_ns is None:
             self.t0_ns = time.time_ns()
-        t = self.t0_ns + self.k * self.period_ns
+        t = self.stamp_ns(self.k)
+        # the command is sent during step k, after the observation that caused it and before observation k+1
+        ta = t + (self.stamp_ns(self.k + 1) - t) // 2
         full = {**obs, "last_action": self.last_action} if self.needs_last_action and "last_action" not in obs \
             else obs
         vec = self.contract.flatten_obs(full)
-        stamp_msg = self._time(sec=t // 10**9, nanosec=t % 10**9)
-        ta = t + self.period_ns // 2  # the command is sent during step k, after the observation that caused it
-        act_stamp = self._time(sec=ta // 10**9, nanosec=ta % 10**9)
         w = self.bag.write
         w("/tether/episode", "std_msgs/msg/UInt32", self._u32(data=self.episode))
+        w("/tether/episode/stamp", "builtin_interfaces/msg/Time", self._stamp(t))
         w("/tether/obs", "std_msgs/msg/Float64MultiArray", self._vec(vec))
-        w("/tether/obs/stamp", "builtin_interfaces/msg/Time", stamp_msg)
+        w("/tether/obs/stamp", "builtin_interfaces/msg/Time", self._stamp(t))
         w("/tether/action", "std_msgs/msg/Float64MultiArray", self._vec(command))
-        w("/tether/action/stamp", "builtin_interfaces/msg/Time", act_stamp)
+        w("/tether/action/stamp", "builtin_interfaces/msg/Time", self._stamp(ta))
         w("/tether/policy_action", "std_msgs/msg/Float64MultiArray", self._vec(action))
         reason = self.loop.last_output.reason if self.loop is not None and self.loop.last_output else ""
         w("/tether/guard", "std_msgs/msg/String", self._str(data=reason))
