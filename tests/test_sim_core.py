@@ -287,3 +287,18 @@ def test_gym_make_works_directly():
     env = gym.make("tether/QuadrotorHover-v0")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (22,)
+
+
+def test_interval_terms_redraw_physics_mid_episode_and_keep_reset_draws():
+    terms = [DRTerm("body_mass", "uniform", "scale", (0.8, 1.2), when="interval", interval_s=0.2),
+             DRTerm("motor_time_constant", "uniform", "scale", (1.5, 2.0))]
+    env = TetherEnv("quadrotor", "hover", dr=terms)
+    env.reset(seed=4)
+    tau = env.sim.get_param("motor_time_constant").copy()
+    masses = [env.sim.get_param("body_mass").copy()]
+    for _ in range(31):  # redraws at 0.2, 0.4 and 0.6 s of simulated time
+        env.step(env.expert_action())
+        if not np.allclose(env.sim.get_param("body_mass"), masses[-1]):
+            masses.append(env.sim.get_param("body_mass").copy())
+    assert len(masses) == 4
+    np.testing.assert_array_equal(env.sim.get_param("motor_time_constant"), tau)  # reset draw kept

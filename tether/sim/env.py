@@ -104,6 +104,7 @@ class TetherEnv(gym.Env):
         else:
             applied = a
         self._maybe_push()
+        self._dr.on_step(self.np_random, self._t, self.robot_spec.control_rate_hz)
         physical = self.contract.to_physical(applied)
         self.task.actuate(self.sim, physical, self._substeps)
         self.last_action = a

@@ -176,19 +176,31 @@ class Randomizer:
                 self._index[i] = np.arange(len(names))
             if t.target not in self._nominal:
                 self._nominal[t.target] = backend.get_param(t.target).copy()
+        self._current = {k: v.copy() for k, v in self._nominal.items()}
+        self._interval = [i for i, t in enumerate(self.terms) if t.target in BACKEND_TARGETS and t.when == "interval"]
         self._started = False
 
-    def _apply_backend(self, rng: np.random.Generator, when: tuple[str, ...]) -> None:
-        values = {k: v.copy() for k, v in self._nominal.items()}
-        touched = False
+    def _apply_backend(self, rng: np.random.Generator, when: tuple[str, ...],
+                       only: set[int] | None = None) -> None:
+        """Redraw the terms active ``when`` (or just the terms ``only``), each from the nominal values,
+        keeping whatever the other terms drew for this episode."""
+        values = {k: v.copy() for k, v in self._current.items()} if only else \
+            {k: v.copy() for k, v in self._nominal.items()}
+        touched: set[str] = set()
         for i, t in enumerate(self.terms):
-            if t.target in BACKEND_TARGETS and t.when in when:
+            if t.target in BACKEND_TARGETS and t.when in when and (only is None or i in only):
                 idx = self._index[i]
-                values[t.target][idx] = t.apply(values[t.target][idx], t.sample(rng, len(idx)))
-                touched = True
-        if touched:
-            for target, v in values.items():
-                self.backend.set_param(target, v)
+                values[t.target][idx] = t.apply(self._nominal[t.target][idx], t.sample(rng, len(idx)))
+                touched.add(t.target)
+        for target in touched if only else values:
+            self.backend.set_param(target, values[target])
+        self._current = values
+
+    def on_step(self, rng: np.random.Generator, step: int, rate_hz: float) -> None:
+        """Redraw physical ``interval`` terms every ``interval_s`` of simulated time within an episode."""
+        due = {i for i in self._interval if step % max(1, int(round(self.terms[i].interval_s * rate_hz))) == 0}
+        if step > 0 and due:
+            self._apply_backend(rng, ("interval",), only=due)
 
     def on_reset(self, rng: np.random.Generator) -> EpisodeDR:
         if not self._started:
