@@ -237,7 +237,7 @@ def test_finetune_cli_round_trip(tmp_path, capsys) -> None:
     assert main(["finetune", str(run / "checkpoint"), "--real", str(tmp_path / "real"), "--algo", "h2o",
                  "--steps", "120", "--out", str(out), "--no-progress", "--set", "disc_hidden=[32,32]",
                  "--set", "cql_actions=2", "--set", "gap_samples=2", "--set", "critic_warmup=10",
-                 "--set", "actor_freeze=30", "--set", "distill_states=50", *TINY[:2],
+                 "--set", "actor_freeze=30", "--set", "distill_states=50", "--set", "select_every=0", *TINY[:2],
                  *TINY[4:]]) == 0
     ck = load_checkpoint(out / "checkpoint")
     assert ck.kind == "gaussian_mlp" and ck.contract == parent.contract
@@ -332,3 +332,100 @@ def test_non_sac_checkpoints_are_distilled_into_the_fine_tuning_actor(real_data)
     assert err < 0.1, err
     torch.testing.assert_close(sac.policy.obs_norm.mean, parent.obs_norm.mean)
     assert sac.policy.config["norm_clip"] == parent.config["norm_clip"]
+
+
+
+# A perturbed-dynamics quadrotor: the checkpoint is trained in MuJoCo under the default DR preset; the "real"
+# robot is PyBullet, 25 % heavier, with motors twice as slow and one step of action latency (the robot the
+# pipeline serves is of this kind). The checkpoint hovers there but sags far below the set point.
+GUARD_MARGIN = 0.01  # share of the parent's real return the fine-tuned policy may lose (evaluation is seeded)
+
+
+def _quad_real_terms():
+    from tether.sim.randomization import DRTerm
+
+    return [DRTerm("body_mass", "uniform", "scale", (1.25, 1.25)),
+            DRTerm("motor_time_constant", "uniform", "scale", (2.0, 2.0)),
+            DRTerm("action_latency", "uniform", "abs", (1, 1))]
+
+
+def _quad_parent():
+    """A PPO-style (clipped Gaussian, tanh MLP, observation normaliser) hover policy cloned from the scripted
+    expert in MuJoCo under default DR: the kind of checkpoint `tether train --algo ppo` writes, in seconds."""
+    from tether.policies.envs import make_env
+    from tether.policies.gaussian import GaussianPolicy
+
+    env = make_env(QUAD, dr="default")
+    rng = np.random.default_rng(0)
+    obs_l, act_l = [], []
+    for ep in range(12):
+        o, _ = env.reset(seed=ep)
+        for _ in range(200):
+            a = env.unwrapped.expert_action()
+            obs_l.append(o)
+            act_l.append(a)
+            o, _, te, tr, _ = env.step(np.clip(a + 0.1 * rng.normal(size=a.shape), -1, 1).astype(np.float32))
+            if te or tr:
+                break
+    contract, terms = env.unwrapped.contract, [t.to_dict() for t in env.unwrapped.dr_terms]
+    env.close()
+    x, y = torch.tensor(np.array(obs_l)), torch.tensor(np.array(act_l))
+    torch.manual_seed(0)
+    pol = GaussianPolicy(contract, {"net": {"hidden": [64, 64], "act": "tanh", "layer_norm": False},
+                                    "squash": "clip", "log_std": "state_independent", "log_std_init": -1.0},
+                         dr_terms=terms, extra={"algo": "bc", "env_id": QUAD})
+    pol.obs_norm.update(x.numpy())
+    opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        i = torch.randint(0, len(x), (256,), generator=gen)
+        loss = ((pol.dist_params(x[i])[0] - y[i]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return pol.eval()
+
+
+@pytest.mark.slow
+def test_h2o_finetuning_of_a_quadrotor_checkpoint_does_not_degrade_it_on_the_real_robot(tmp_path) -> None:
+    """finetune()'s checkpoint defaults on the sim-to-real hover gap: 500 real transitions, H2O with the MuJoCo
+    simulator. Unguarded, the actor steps the critic asks for lower the real return (measured on a PPO hover
+    checkpoint: 202 -> 170-197), and a distilled copy of this parent alone drops it from 143 to 88; the
+    BC-anchored actor plus the held-out real-data selection (falling back to the parent itself) must not lose
+    more than GUARD_MARGIN of it, and the record must say how the policy was chosen. (H2O did not raise the
+    return in this setting; see benchmarks/RESULTS.md.)"""
+    from tether.policies.envs import make_env
+    from tether.policies.evaluation import evaluate_policy
+
+    torch.set_num_threads(1)
+    parent = _quad_parent()
+    real_terms = _quad_real_terms()
+    env = make_env(QUAD, backend="pybullet", dr=real_terms)
+    out: dict[str, list] = {k: [] for k in KEYS}
+    for ep in range(2):
+        o, _ = env.reset(seed=100 + ep)
+        for _ in range(250):
+            a = parent.act(o)
+            o2, r, te, tr, _ = env.step(a)
+            for k, v in zip(KEYS, (o, a, r, o2, te)):
+                out[k].append(v)
+            o = o2
+            if te or tr:
+                break
+    env.close()
+    real = {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+    def real_eval(pol):
+        return evaluate_policy(pol, QUAD, episodes=4, seed=500, backend="pybullet", dr=real_terms)
+
+    before = real_eval(parent)
+    parent.save(tmp_path / "parent")
+    tuned = finetune(tmp_path / "parent", real, QUAD, algo="h2o", steps=1200, seed=0,
+                     config={"critic_warmup": 400, "actor_freeze": 400, "freeze_max": 600, "select_every": 200})
+    after = real_eval(tuned)
+    sel = tuned.extra["selection"]
+    print(f"real return {before.return_mean:.2f} -> {after.return_mean:.2f}; selection {sel}")
+    assert after.return_mean >= before.return_mean * (1.0 - GUARD_MARGIN), (before.return_mean, after.return_mean)
+    assert sel["held_out"] == 100 and sel["chosen"] in {"parent", "final"} | {f"step {s}" for s in range(1201)}
+    assert len(sel["scores"]) >= 2  # snapshots after the actor was unfrozen, and the final actor
+    assert tuned.extra["actor_init"] == "distilled" and 400 <= tuned.extra["actor_unfrozen_at"] <= 600

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON for the served robot's hidden parameters (robot serve --params format)")
     p.add_argument("--episodes", type=int, default=4, help="episodes on the served robot per deploy phase")
     p.add_argument("--finetune-algo", default="h2o", choices=("h2o", "rlpd"))
-    p.add_argument("--finetune-steps", type=int, default=6000)
+    p.add_argument("--finetune-steps", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)

@@ -58,7 +58,7 @@ class PipelineConfig:
     latency_ms: float = 20.0  # one-way network delay to and from the served robot
     episode_seconds: float | None = None
     finetune_algo: str = "h2o"
-    finetune_steps: int = 6000
+    finetune_steps: int = 4000
     sim_eval_episodes: int = 10
     seed: int = 0
     domain_id: int | None = None

@@ -104,7 +104,8 @@ def finetune(
     - ``sim_env``: env id or factory; default: the env the checkpoint was trained on. For ``h2o`` it is the
       simulator; for ``rlpd`` the env to interact with unless ``online_env`` (e.g. the robot) is given.
     - ``dr``: DR for a tether ``sim_env`` id: preset name or terms; default: the checkpoint's own DR terms.
-    - ``steps``: env steps (default 20 000 for h2o, 5 000 for rlpd); ``config``: algorithm overrides.
+    - ``steps``: env steps (default 6 000 for h2o, 5 000 for rlpd); ``config``: algorithm overrides on top of
+      ``h2o.FINETUNE_DEFAULTS`` (conservative: BC-anchored actor, critic warm-up, held-out real selection).
     - ``out``: write ``out/checkpoint`` plus ``metrics.csv`` and TensorBoard logs.
     - ``progress(step, total, metrics)`` is called as training goes.
     """
@@ -137,11 +138,11 @@ def finetune(
     t0 = time.perf_counter()
     try:
         if algo == "h2o":
-            from tether.policies.hybrid.h2o import train_h2o
+            from tether.policies.hybrid.h2o import FINETUNE_DEFAULTS, train_h2o
 
-            n = steps or 20_000
-            agent = train_h2o(env, tr, n, dict(config or {}), seed=seed, policy=policy, progress=logger,
-                              env_kwargs=env_kwargs)
+            n = steps or 6_000
+            agent = train_h2o(env, tr, n, {**FINETUNE_DEFAULTS, **dict(config or {})}, seed=seed, policy=policy,
+                              progress=logger, env_kwargs=env_kwargs)
             new = agent.policy
             online_desc = env_desc
         else:

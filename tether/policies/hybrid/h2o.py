@@ -14,11 +14,19 @@ agrees with reality, measured by two real-vs-sim classifiers (as in the authors'
   one. Q-values are pushed down where the simulator is least trustworthy and up on real data.
 - Actor and temperature: SAC on the states of both buffers.
 
+Fine-tuning a loaded checkpoint (``FINETUNE_DEFAULTS``, what ``finetune()`` uses) adds guards, because a fresh
+critic steering a good actor mostly undoes it: critic warm-up on real data, then H2O critic updates with the actor
+frozen until the TD loss settles; a TD3+BC-style actor loss anchored to the start actor with a low learning rate;
+small Gaussian exploration noise in the simulator; and a final choice between actor snapshots and the parent by
+the critic's value on a held-out tail of the real data (never the test episodes), with a margin and a cap on how
+far the mean action may move. When no snapshot clears it, the parent itself comes back unchanged.
+
 Small nets and single-threaded torch keep it CPU-sized; every random choice is seeded.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -80,6 +88,16 @@ class H2OConfig:
     distill_states: int = 2000  # sim steps of a non-SAC parent policy whose states its distillation uses
     actor_freeze: int = 1000  # sim steps (starting from a policy) with H2O critic updates but a fixed actor
     init_neutral_action: bool = True
+    # Conservative fine-tuning of a loaded policy (finetune() turns these on; see FINETUNE_DEFAULTS):
+    actor_lr: float | None = None  # None: lr
+    bc_weight: float = 0.0  # > 0: TD3+BC-style actor loss, Q/|Q| + bc_weight·‖μ(s) − μ_start(s)‖²
+    explore_noise: float | None = None  # std of Gaussian noise on the deterministic action in sim (None: π samples)
+    freeze_td_tol: float = 0.0  # > 0: after actor_freeze, keep the actor frozen until the TD loss settles ...
+    freeze_max: int = 0  # ... (relative change of its running mean below this tol), at most this many steps
+    holdout: float = 0.0  # share of the real data (its tail) kept out of training for the final selection
+    select_every: int = 0  # > 0: snapshot the actor every so many steps; return the best on the held-out data
+    select_margin: float = 0.0  # a snapshot must beat the start policy's held-out score by this much
+    select_max_shift: float = 0.0  # ... and move the mean action (RMS, held-out states) at most this much (0: any)
 
     def sac_config(self) -> SACConfig:
         return SACConfig(batch_size=self.batch_size, learning_starts=self.learning_starts, utd=self.utd,
@@ -87,6 +105,22 @@ class H2OConfig:
                          critic_hidden=tuple(self.critic_hidden), num_qs=self.num_qs, num_min_qs=self.num_qs,
                          critic_layer_norm=self.critic_layer_norm, init_alpha=self.init_alpha,
                          autotune=self.autotune, buffer_size=self.buffer_size)
+
+
+# What ``finetune()`` uses when H2O starts from a checkpoint (user config overrides each key). Why these values,
+# measured on a PPO hover checkpoint vs a heavier, slower, 2-step-latency PyBullet quadrotor (benchmarks/RESULTS.md):
+# 256-unit nets and 10×3 CQL actions cost ~0.2 s per step on one core, 64-unit nets ~10 ms; the fresh critic needs
+# real-data warm-up and a frozen actor until its TD loss settles; the CQL penalty at 0.01 dragged Q below zero
+# (0.001 does not); every actor step the critic asked for lowered the real return, so the actor moves slowly,
+# is anchored to the start (TD3+BC weight 2.5) and is kept only if the critic prefers it on held-out real states by
+# 2 % of |Q| while moving the mean action by at most 0.05 (RMS); otherwise the parent itself comes back.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "hidden": (64, 64), "critic_hidden": (64, 64), "disc_hidden": (64, 64), "batch_size": 128,
+    "cql_actions": 4, "gap_samples": 4, "cql_weight": 0.001, "gamma": 0.95,
+    "autotune": False, "init_alpha": 0.01, "actor_lr": 3e-5, "bc_weight": 2.5, "explore_noise": 0.1,
+    "critic_warmup": 2000, "actor_freeze": 1000, "freeze_td_tol": 0.05, "freeze_max": 2000,
+    "holdout": 0.2, "select_every": 500, "select_margin": 0.02, "select_max_shift": 0.05,
+}
 
 
 class DynamicsGapClassifier(nn.Module):
@@ -166,10 +200,47 @@ class H2O:
         self.disc_opt = torch.optim.Adam(list(self.disc.sa.parameters()) + list(self.disc.sas.parameters()),
                                          lr=cfg.disc_lr)
         self.num_updates = 0
+        self.reference: Any = None  # the start actor, frozen: the behaviour the BC term anchors to
 
     @property
     def policy(self) -> Any:
         return self.sac.policy
+
+    def set_reference(self, actor: Any) -> None:
+        """Anchor the actor to (a frozen copy of) ``actor`` and give it its own learning rate."""
+        self.reference = copy.deepcopy(actor).requires_grad_(False).eval()
+        lr = self.cfg.actor_lr if self.cfg.actor_lr is not None else self.cfg.lr
+        self.sac.actor_opt = torch.optim.Adam(self.sac.policy.parameters(), lr=lr)
+
+    def update_actor_bc(self, obs: torch.Tensor) -> dict[str, float]:
+        """TD3+BC-style step: maximise (Q − α log π)/mean|Q| while staying near the start actor's mean action.
+
+        Why: a fresh critic is only trustworthy near the data; dividing by |Q| makes the trade-off independent of
+        the reward scale, and the BC term keeps the deployable mean where the starting policy was except where Q
+        consistently says otherwise (Fujimoto & Gu, 2021). α is not tuned here: entropy is not the goal.
+        """
+        sac = self.sac
+        alpha = sac.log_alpha.detach().exp()
+        sac.q.requires_grad_(False)
+        a, logp = sac.policy.sample(obs, generator=sac.gen)
+        qa = sac.q(sac._norm(obs), a).min(0).values
+        scale = qa.detach().abs().mean().clamp(min=1e-3)
+        with torch.no_grad():
+            ref = self.reference.deterministic(obs)
+        bc = ((sac.policy.deterministic(obs) - ref) ** 2).sum(-1).mean()
+        actor_loss = (alpha * logp - qa).mean() / scale + self.cfg.bc_weight * bc
+        sac.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        sac.actor_opt.step()
+        sac.q.requires_grad_(True)
+        return {"train/actor_loss": float(actor_loss.detach()), "train/entropy": float(-logp.detach().mean()),
+                "train/alpha": sac.alpha, "h2o/bc_mse": float(bc.detach())}
+
+    @torch.no_grad()
+    def value_of(self, actor: Any, obs: torch.Tensor) -> float:
+        """Mean over ``obs`` of min_i Q_i(s, μ(s)): how good the critic thinks ``actor``'s deterministic action is."""
+        a = actor.deterministic(obs)
+        return float(self.sac.q(self.sac._norm(obs), a).min(0).values.mean())
 
     # ------------------------------------------------------------------ one step
     def update(self, real: Batch, sim: Batch, *, train_actor: bool = True) -> dict[str, float]:
@@ -208,7 +279,8 @@ class H2O:
         sac.num_updates += 1
         self.num_updates += 1
         if train_actor:
-            out.update(sac.update_actor(batch["obs"]))
+            out.update(sac.update_actor(batch["obs"]) if self.reference is None or cfg.bc_weight <= 0
+                       else self.update_actor_bc(batch["obs"]))
         out.update({"train/critic_loss": float(td.detach()), "train/q_mean": float(q.detach().mean()),
                     "h2o/cql_penalty": float(penalty.detach()), "h2o/sim_weight_mean": float(w_sim.mean()),
                     "h2o/gap_mean": float(u.mean())})
@@ -233,6 +305,57 @@ class H2O:
         cat = torch.cat([q_rand, q_cur, q_next], dim=2) / cfg.cql_temp
         lse = torch.logsumexp(cat, dim=2) * cfg.cql_temp  # (N, B)
         return ((lse * omega.unsqueeze(0)).sum(1) - q_real.mean(1)).sum()
+
+
+def _unfreeze_step(cfg: H2OConfig, steps: int, total: int, freeze: int, window: list[float],
+                   prev: float | None) -> int | None:
+    """``steps`` when the actor may start moving: after ``actor_freeze`` steps and, with ``freeze_td_tol``, once
+    the TD loss's 200-step mean changes by less than that share (the critic has caught up), at most
+    ``freeze_max`` steps and half the run in all (a short run still trains its actor)."""
+    if steps < freeze:
+        return None
+    if cfg.freeze_td_tol <= 0 or steps >= max(min(cfg.freeze_max, total // 2), freeze):
+        return steps
+    if prev is not None and len(window) >= 200:
+        cur = float(np.mean(window))
+        if abs(cur - prev) <= cfg.freeze_td_tol * max(abs(prev), 1e-8):
+            return steps
+    return None
+
+
+def _select(agent: H2O, held: dict[str, np.ndarray], snapshots: list[tuple[int, dict[str, torch.Tensor]]],
+            margin: float, max_shift: float = 0.0) -> dict[str, Any]:
+    """Keep the snapshot the final critic values most on held-out real states, or go back to the start actor.
+
+    Why: the test episodes must never choose the policy, and the simulated return says nothing about the robot.
+    The held-out real states were seen by neither the critic, the classifiers nor the actor; a snapshot replaces
+    the start only if its value there beats the start's by ``margin`` (a share of |Q|), so an update that
+    the critic cannot support on real states is undone.
+    """
+    obs = torch.from_numpy(np.ascontiguousarray(held["obs"]))
+    start = agent.value_of(agent.reference, obs)
+    final_state = copy.deepcopy(agent.sac.policy.state_dict())
+    best_step, best_val, best_state = -1, start, None
+    scores = []
+    with torch.no_grad():
+        ref_a = agent.reference.deterministic(obs)
+    for step, state in snapshots + [(-2, final_state)]:
+        agent.sac.policy.load_state_dict(state)
+        val = agent.value_of(agent.sac.policy, obs)
+        with torch.no_grad():
+            shift = float((agent.sac.policy.deterministic(obs) - ref_a).pow(2).sum(-1).mean().sqrt())
+        scores.append([step, val, shift])
+        if val > best_val and val > start + margin * abs(start) and (max_shift <= 0 or shift <= max_shift):
+            best_step, best_val, best_state = step, val, state
+    if best_state is None:
+        agent.sac.policy.load_state_dict(agent.reference.state_dict())
+        chosen = "start"
+    else:
+        agent.sac.policy.load_state_dict(best_state)
+        chosen = "final" if best_step == -2 else f"step {best_step}"
+    agent.snapshots = snapshots  # type: ignore[attr-defined]
+    return {"chosen": chosen, "start_value": start, "best_value": best_val, "held_out": int(len(obs)),
+            "scores": scores}
 
 
 def train_h2o(
@@ -264,14 +387,21 @@ def train_h2o(
     contract = policy.contract if policy is not None else info.contract
     contract.check_compatible(info.contract, what="simulator env")
     real = check_transitions(real, contract)
+    if not 0.0 <= cfg.holdout < 0.5:
+        raise TetherError(f"holdout={cfg.holdout}; expected a share of the real data in [0, 0.5)")
+    n_hold = int(len(real["obs"]) * cfg.holdout) if cfg.select_every > 0 else 0
+    # the tail (the latest recording) is held out whole, not shuffled: neighbouring steps are near-duplicates
+    held = {k: v[len(v) - n_hold:] for k, v in real.items()} if n_hold > 0 else None
+    train_real = {k: v[: len(v) - n_hold] for k, v in real.items()} if n_hold > 0 else real
     agent = H2O(contract, cfg, seed=seed)
-    real_buf = real_buffer(real, seed=seed)
-    agent.disc.fit_normalisers(real["obs"], real["next_obs"])
+    real_buf = real_buffer(train_real, seed=seed)
+    agent.disc.fit_normalisers(train_real["obs"], train_real["next_obs"])
     warm = None
     if policy is not None:
         states = real["obs"] if is_sac_actor(policy) else np.concatenate(
             [real["obs"], policy_states(factory, policy, cfg.distill_states, seed=seed)])
         warm = warm_start_actor(agent.sac, policy, states, seed=seed)
+        agent.set_reference(agent.sac.policy)
     elif cfg.init_neutral_action:
         set_action_bias(agent.sac.policy, info.neutral_action)
     sim_buf = ReplayBuffer(contract.obs_size, contract.action_size, min(cfg.buffer_size, total_steps + 1),
@@ -290,12 +420,20 @@ def train_h2o(
     obs, _ = pool.reset()
     recent: list[float] = []
     metrics: dict[str, float] = {}
+    snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
+    td_window: list[float] = []
+    td_prev: float | None = None
+    unfrozen_at: int | None = None if freeze > 0 else 0
     t0 = time.perf_counter()
     steps = 0
     try:
         while steps < total_steps:
             if steps < starts:
                 action = rng.uniform(-1.0, 1.0, size=(1, contract.action_size)).astype(np.float32)
+            elif cfg.explore_noise is not None:
+                mean = agent.sac.policy.act(np.asarray(obs, np.float32))
+                action = np.clip(mean + cfg.explore_noise * rng.standard_normal(mean.shape), -1.0, 1.0)
+                action = action.astype(np.float32)
             else:
                 action = agent.sac.act(obs)
             res = pool.step(action)
@@ -304,21 +442,40 @@ def train_h2o(
             steps += 1
             recent.extend(e["return"] for e in res.finished)
             if steps >= starts:
+                train_actor = unfrozen_at is not None
                 for _ in range(cfg.utd):
-                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim), train_actor=steps > freeze)
+                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim), train_actor=train_actor)
+                if unfrozen_at is None:
+                    td_window.append(metrics["train/critic_loss"])
+            if unfrozen_at is None:
+                unfrozen_at = _unfreeze_step(cfg, steps, total_steps, freeze, td_window, td_prev)
+                if len(td_window) >= 200:
+                    td_prev, td_window = float(np.mean(td_window)), []
+            elif cfg.select_every > 0 and held is not None and (steps - unfrozen_at) % cfg.select_every == 0:
+                snapshots.append((steps, copy.deepcopy(agent.sac.policy.state_dict())))
             if progress is not None and (steps % log_every == 0 or steps == total_steps):
                 m = dict(metrics)
                 if recent:
                     m["rollout/sim_return_mean"] = float(np.mean(recent))
                     recent = []
                 m["time/elapsed_s"] = time.perf_counter() - t0
+                m["h2o/actor_frozen"] = float(unfrozen_at is None)
                 progress(steps, total_steps, m)
     finally:
         pool.close()
+    selection = None
+    if held is not None and agent.reference is not None:
+        selection = _select(agent, held, snapshots, cfg.select_margin, cfg.select_max_shift)
+    if selection is not None and selection["chosen"] == "start" and warm == "distilled":
+        # the distilled copy is only as good as the distillation; falling back means the parent itself
+        agent.sac.policy = copy.deepcopy(policy)
+        agent.sac.policy.extra = dict(getattr(policy, "extra", {}) or {})
+        selection["chosen"] = "parent"
     pol = agent.sac.policy
     pol.dr_terms = info.dr_terms
     pol.extra.update({"algo": "h2o", "h2o_config": config_to_dict(cfg), "sim_steps": steps,
-                      "gradient_updates": agent.num_updates, "actor_init": warm or "fresh"})
+                      "gradient_updates": agent.num_updates, "actor_init": warm or "fresh",
+                      "actor_unfrozen_at": unfrozen_at, "selection": selection})
     agent.sim_buffer = sim_buf  # type: ignore[attr-defined]
     return agent
 
@@ -351,4 +508,4 @@ def train_h2o_cli(spec: Any, run: Any) -> Any:
     return agent.policy
 
 
-__all__ = ["H2O", "H2OConfig", "DynamicsGapClassifier", "train_h2o", "train_h2o_cli"]
+__all__ = ["FINETUNE_DEFAULTS", "H2O", "H2OConfig", "DynamicsGapClassifier", "train_h2o", "train_h2o_cli"]
