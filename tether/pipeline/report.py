@@ -88,6 +88,10 @@ def write_report(cfg: Any, summary: dict[str, Any], before: Any, after: Any) -> 
         f"(`{cfg.real}`), recorded {len(before.bags)} episodes, fine-tuned with {cfg.finetune_algo.upper()} on "
         f"that data plus the simulator, and deployed again.",
         "",
+        *([f"Fine-tuning kept the sim-trained policy: no {cfg.finetune_algo.upper()} update beat it on the held-out "
+           "slice of the real data, so the \"after\" deployment runs the same weights."]
+          if summary.get("finetune_selection") == "parent" else []),
+        "",
         "| | before fine-tuning | after fine-tuning |",
         "|---|---|---|",
         f"| sim success (MuJoCo) | {summary['sim_success_before']:.0%} | {summary['sim_success_after']:.0%} |",

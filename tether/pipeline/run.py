@@ -245,7 +245,13 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     sim_after = timed("sim eval (after)", lambda: sim_success(cfg, tuned))
     log(f"[6/6] deploy the fine-tuned policy again")
     after = timed("deploy (after)", lambda: deploy_phase(cfg, tuned, "after", log))
+    from tether.policies.checkpoint import load_checkpoint
+
+    selection = (load_checkpoint(tuned).extra.get("selection") or {}).get("chosen")
+    if selection == "parent":
+        log("      fine-tuning found no update that beat the sim policy on held-out real data: kept the sim policy")
     summary = {
+        "finetune_selection": selection,
         "robot": cfg.robot, "task": cfg.task, "env_id": cfg.env_id, "algo": cfg.algo,
         "sim_success_before": sim_before, "sim_success_after": sim_after,
         "served_success_before": before.success_rate, "served_success_after": after.success_rate,
