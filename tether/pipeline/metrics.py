@@ -23,18 +23,22 @@ class EpisodeScore:
 
 
 def _hover(contract: IOContract, obs: np.ndarray) -> EpisodeScore:
+    from tether.sim.tasks.quadrotor import Hover
+
     f = contract.split_obs(obs)
     err = np.linalg.norm(f["pos_error"], axis=-1)
     tail = err[-max(1, int(contract.rate_hz)) :]
-    crashed = bool(np.any(err > 2.0))
-    return EpisodeScore(err, bool(not crashed and tail.mean() < 0.1), float(tail.mean()))
+    crashed = bool(np.any(err > Hover.max_error))
+    return EpisodeScore(err, bool(not crashed and tail.mean() < Hover.success_radius), float(tail.mean()))
 
 
 def _reach(contract: IOContract, obs: np.ndarray) -> EpisodeScore:
+    from tether.sim.tasks.arm import Reach
+
     f = contract.split_obs(obs)
     err = np.linalg.norm(f["target_pos"] - f["ee_pos"], axis=-1)
     tail = err[-max(1, int(contract.rate_hz // 2)) :]
-    return EpisodeScore(err, bool(tail.mean() < 0.03), float(tail.mean()))
+    return EpisodeScore(err, bool(err[-1] < Reach.success_radius), float(tail.mean()))  # the task's rule: last step
 
 
 def _stand(contract: IOContract, obs: np.ndarray) -> EpisodeScore:

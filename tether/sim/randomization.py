@@ -198,8 +198,10 @@ class Randomizer:
 
     def on_step(self, rng: np.random.Generator, step: int, rate_hz: float) -> None:
         """Redraw physical ``interval`` terms every ``interval_s`` of simulated time within an episode."""
+        if not self._interval or step == 0:
+            return
         due = {i for i in self._interval if step % max(1, int(round(self.terms[i].interval_s * rate_hz))) == 0}
-        if step > 0 and due:
+        if due:
             self._apply_backend(rng, ("interval",), only=due)
 
     def on_reset(self, rng: np.random.Generator) -> EpisodeDR:

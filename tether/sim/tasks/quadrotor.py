@@ -10,6 +10,7 @@ carries); per-motor thrust is the alternative.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import mujoco
 import numpy as np
@@ -63,6 +64,7 @@ class QuadrotorTask(Task):
     def __init__(self, robot, control_mode=None) -> None:
         super().__init__(robot, control_mode)
         self.rate_controller = cf.RateController(robot.actuators.max_thrust)
+        self._expert_rc = cf.RateController(robot.actuators.max_thrust)  # the expert's own stateful inner loop
         self.goal = np.array([0.0, 0.0, 1.0])
 
     def scene(self) -> Scene:
@@ -146,9 +148,6 @@ class QuadrotorTask(Task):
         rates = np.clip(rates, -cf.MAX_BODY_RATE, cf.MAX_BODY_RATE)
         thrust = float(np.clip(thrust, 0.0, 4 * self.robot.actuators.max_thrust))
         if self.control_mode == "motor_thrust":
-            # Use the onboard controller as the expert's inner loop; it is stateful, so keep a private copy.
-            if not hasattr(self, "_expert_rc"):
-                self._expert_rc = cf.RateController(self.robot.actuators.max_thrust)
             return self._expert_rc(thrust, rates, obs["base_ang_vel"], self.robot.physics_dt * self.robot.substeps)
         return np.concatenate([[thrust], rates])
 
@@ -164,15 +163,14 @@ class Hover(QuadrotorTask):
         self.goal = np.array([0.0, 0.0, 1.0])
         sim.set_object_pose(GOAL_MARKER, self.goal)
         self._spawn(sim, rng, self.goal, 0.3)
-        self._recent: list[float] = []
+        self._recent: deque[float] = deque(maxlen=int(self.robot.control_rate_hz))
         self._steps = 0
 
     def evaluate(self, sim, obs, action) -> StepResult:
         crashed = self._crashed(obs, sim)
         err = _norm(obs["pos_error"])
         self._steps += 1
-        window = int(self.robot.control_rate_hz)
-        self._recent = (self._recent + [err])[-window:]
+        self._recent.append(err)
         success = (not crashed and self._steps >= self.max_steps
                    and float(np.mean(self._recent)) < self.success_radius)
         return StepResult(self._shaped_reward(obs, crashed), crashed, success, {"position_error": err})
