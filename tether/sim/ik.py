@@ -95,56 +95,61 @@ class SerialChain:
         return len(self.joint_names)
 
     def _frames(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(tip rotation, tip position, joint origins (dof, 3), joint axes (dof, 3)), all in the base frame."""
-        q = np.asarray(q, dtype=np.float64).reshape(-1)
-        if q.shape != (self.dof,):
-            raise TetherError(f"chain has {self.dof} joints {list(self.joint_names)}; got {q.size} positions")
-        R, p = np.eye(3), np.zeros(3)
-        origins, axes = np.empty((self.dof, 3)), np.empty((self.dof, 3))
+        """(tip rotation (..., 3, 3), tip position (..., 3), joint origins (..., dof, 3), joint axes (..., dof, 3)),
+        all in the base frame; ``q`` is (dof,) or batched (N, dof)."""
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape[-1:] != (self.dof,) or q.ndim > 2:
+            raise TetherError(f"chain has {self.dof} joints {list(self.joint_names)}; got positions of shape "
+                              f"{q.shape}")
+        lead = q.shape[:-1]
+        R = np.broadcast_to(np.eye(3), (*lead, 3, 3))
+        p = np.zeros((*lead, 3))
+        origins, axes = np.empty((*lead, self.dof, 3)), np.empty((*lead, self.dof, 3))
         I3 = np.eye(3)
         for i, (Ro, po, axis, K, K2, prismatic) in enumerate(self._steps):
             p = p + R @ po
             R = R @ Ro
-            origins[i], axes[i] = p, R @ axis
+            origins[..., i, :], axes[..., i, :] = p, R @ axis
+            qi = q[..., i, None, None]
             if prismatic:
-                p = p + axes[i] * q[i]
+                p = p + axes[..., i, :] * q[..., i, None]
             else:  # Rodrigues: exp(theta K) = I + sin(theta) K + (1 - cos(theta)) K^2
-                R = R @ (I3 + np.sin(q[i]) * K + (1.0 - np.cos(q[i])) * K2)
+                R = R @ (I3 + np.sin(qi) * K + (1.0 - np.cos(qi)) * K2)
         Rt, pt = self._tip
         return R @ Rt, p + R @ pt, origins, axes
 
     def forward(self, q: np.ndarray) -> np.ndarray:
-        """4x4 base_from_tip transform."""
+        """4x4 base_from_tip transform ((..., 4, 4) for batched ``q``)."""
         R, p, _, _ = self._frames(q)
-        T = np.eye(4)
-        T[:3, :3], T[:3, 3] = R, p
+        T = np.zeros((*R.shape[:-2], 4, 4))
+        T[..., :3, :3], T[..., :3, 3], T[..., 3, 3] = R, p, 1.0
         return T
 
     def position(self, q: np.ndarray) -> np.ndarray:
         return self._frames(q)[1]
 
     def position_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(tip position (3,), d position / dq (3, dof)) in the base frame, analytically."""
+        """(tip position (..., 3), d position / dq (..., 3, dof)) in the base frame, analytically."""
         _, p, origins, axes = self._frames(q)
-        d = p - origins
-        a = axes
-        J = np.array([a[:, 1] * d[:, 2] - a[:, 2] * d[:, 1],
-                      a[:, 2] * d[:, 0] - a[:, 0] * d[:, 2],
-                      a[:, 0] * d[:, 1] - a[:, 1] * d[:, 0]])
-        J[:, self._prismatic] = axes[self._prismatic].T
-        return p, J
+        J = np.cross(axes, p[..., None, :] - origins)  # (..., dof, 3): axis x (tip - origin)
+        J[..., self._prismatic, :] = axes[..., self._prismatic, :]
+        return p, np.swapaxes(J, -1, -2)
 
 
 def dls_step(J: np.ndarray, dx: np.ndarray, damping: float = 0.05, null_bias: np.ndarray | None = None) -> np.ndarray:
     """Joint step for a task-space step ``dx``: Jᵀ(JJᵀ + λ²I)⁻¹dx, plus ``null_bias`` projected into J's null space.
 
-    The damping ``λ`` (m) bounds joint speed near singularities at the price of a small tracking lag.
+    Batched over leading axes (J (..., m, n), dx (..., m)). The damping ``λ`` (m) bounds joint speed near
+    singularities at the price of a small tracking lag.
     """
-    JJt = J @ J.T + damping**2 * np.eye(J.shape[0])
-    J_pinv = J.T @ np.linalg.inv(JJt)
-    dq = J_pinv @ np.asarray(dx, dtype=np.float64)
+    J = np.asarray(J, dtype=np.float64)
+    Jt = np.swapaxes(J, -1, -2)
+    JJt = J @ Jt + damping**2 * np.eye(J.shape[-2])
+    J_pinv = Jt @ np.linalg.inv(JJt)
+    dq = (J_pinv @ np.asarray(dx, dtype=np.float64)[..., None])[..., 0]
     if null_bias is not None:
-        dq = dq + (np.eye(J.shape[1]) - J_pinv @ J) @ null_bias
+        nb = np.asarray(null_bias, dtype=np.float64)[..., None]
+        dq = dq + (nb - J_pinv @ (J @ nb))[..., 0]
     return dq
 
 

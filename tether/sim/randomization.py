@@ -141,23 +141,41 @@ def terms_from_json(text: str) -> list[DRTerm]:
 
 @dataclass
 class EpisodeDR:
-    """What the env applies around the policy for one episode."""
+    """What the env applies around the policy, per world of a batch of ``n`` (redrawn at each world's reset)."""
 
-    latency_steps: int = 0
-    obs_noise_std: float = 0.0
-    obs_bias: np.ndarray | None = None
+    n: int
+    obs_size: int
+    latency_steps: np.ndarray = field(init=False)  # (n,) whole control steps
+    obs_noise_std: np.ndarray = field(init=False)  # (n,)
+    obs_bias: np.ndarray = field(init=False)  # (n, obs_size)
     push_terms: list[DRTerm] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.latency_steps = np.zeros(self.n, dtype=np.int64)
+        self.obs_noise_std = np.zeros(self.n)
+        self.obs_bias = np.zeros((self.n, self.obs_size))
+
+
+def max_latency_steps(terms: Sequence[DRTerm]) -> int:
+    """The longest action delay any term can draw (sizes the batched latency queue)."""
+    return max((int(round(t.range[1])) for t in terms if t.target == "action_latency"), default=0)
 
 
 class Randomizer:
-    """Applies a list of DR terms to one backend, reproducibly from the env's generator."""
+    """Applies a list of DR terms to the worlds of a batch, each world from its own generator.
+
+    Physical terms are written per world into the backend (``startup`` once per world, then ``reset`` and
+    ``interval`` terms redrawn from that world's startup values at each of its resets, and ``interval``
+    terms again every ``interval_s`` within an episode); the env-side terms (latency, noise, bias, pushes)
+    are drawn into :class:`EpisodeDR`.
+    """
 
     def __init__(self, terms: Sequence[DRTerm], backend, obs_size: int) -> None:
         self.terms = list(terms)
         self.backend = backend
-        self.obs_size = obs_size
-        self._nominal: dict[str, np.ndarray] = {}
+        n = backend.n
         self._index: dict[int, np.ndarray] = {}
+        nominal: dict[str, np.ndarray] = {}
         for i, t in enumerate(self.terms):
             if t.target not in BACKEND_TARGETS:
                 continue
@@ -174,52 +192,64 @@ class Randomizer:
                 self._index[i] = np.array([names.index(s) for s in t.select])
             else:
                 self._index[i] = np.arange(len(names))
-            if t.target not in self._nominal:
-                self._nominal[t.target] = backend.get_param(t.target).copy()
+            if t.target not in nominal:
+                nominal[t.target] = backend.get_param(t.target, 0).copy()
+        # per world: the values reset-time terms perturb (the startup draw once it happened), and the current ones
+        self._nominal = {k: np.tile(v, (n,) + (1,) * v.ndim) for k, v in nominal.items()}
         self._current = {k: v.copy() for k, v in self._nominal.items()}
         self._interval = [i for i, t in enumerate(self.terms) if t.target in BACKEND_TARGETS and t.when == "interval"]
-        self._started = False
+        self._periods = {i: self.terms[i].interval_s for i in self._interval}
+        self._started = np.zeros(n, dtype=bool)
+        self.episode = EpisodeDR(n, obs_size, push_terms=[t for t in self.terms if t.target == "push"])
 
-    def _apply_backend(self, rng: np.random.Generator, when: tuple[str, ...],
+    def _apply_backend(self, w: int, rng: np.random.Generator, when: tuple[str, ...],
                        only: set[int] | None = None) -> None:
-        """Redraw the terms active ``when`` (or just the terms ``only``), each from the nominal values,
+        """Redraw world ``w``'s terms active ``when`` (or just the terms ``only``), each from the nominal values,
         keeping whatever the other terms drew for this episode."""
-        values = {k: v.copy() for k, v in self._current.items()} if only else \
-            {k: v.copy() for k, v in self._nominal.items()}
+        values = {k: v[w].copy() for k, v in (self._current if only else self._nominal).items()}
         touched: set[str] = set()
         for i, t in enumerate(self.terms):
             if t.target in BACKEND_TARGETS and t.when in when and (only is None or i in only):
                 idx = self._index[i]
-                values[t.target][idx] = t.apply(self._nominal[t.target][idx], t.sample(rng, len(idx)))
+                values[t.target][idx] = t.apply(self._nominal[t.target][w][idx], t.sample(rng, len(idx)))
                 touched.add(t.target)
         for target in touched if only else values:
-            self.backend.set_param(target, values[target])
-        self._current = values
+            self.backend.set_param(target, values[target], w)
+            self._current[target][w] = values[target]
 
-    def on_step(self, rng: np.random.Generator, step: int, rate_hz: float) -> None:
-        """Redraw physical ``interval`` terms every ``interval_s`` of simulated time within an episode."""
-        if not self._interval or step == 0:
+    def on_step(self, steps: np.ndarray, rngs: Sequence[np.random.Generator], rate_hz: float) -> None:
+        """Redraw physical ``interval`` terms every ``interval_s`` of simulated time within each world's episode."""
+        if not self._interval:
             return
-        due = {i for i in self._interval if step % max(1, int(round(self.terms[i].interval_s * rate_hz))) == 0}
-        if due:
-            self._apply_backend(rng, ("interval",), only=due)
+        changed = False
+        for w in np.nonzero(steps > 0)[0]:
+            due = {i for i in self._interval if steps[w] % max(1, int(round(self._periods[i] * rate_hz))) == 0}
+            if due:
+                self._apply_backend(int(w), rngs[w], ("interval",), only=due)
+                changed = True
+        if changed:
+            self.backend.commit_params()
 
-    def on_reset(self, rng: np.random.Generator) -> EpisodeDR:
-        if not self._started:
-            self._apply_backend(rng, ("startup",))
-            # startup values become the nominal that reset-time terms perturb
-            self._nominal = {k: self.backend.get_param(k).copy() for k in self._nominal}
-            self._started = True
-        self._apply_backend(rng, ("reset", "interval"))
-        ep = EpisodeDR()
-        for t in self.terms:
-            if t.target == "action_latency":
-                lo, hi = t.range
-                ep.latency_steps = int(rng.integers(int(round(lo)), int(round(hi)) + 1))
-            elif t.target == "obs_noise":
-                ep.obs_noise_std = float(t.sample(rng, 1)[0])
-            elif t.target == "obs_bias":
-                ep.obs_bias = t.apply(np.zeros(self.obs_size), t.sample(rng, self.obs_size))
-            elif t.target == "push":
-                ep.push_terms.append(t)
-        return ep
+    def on_reset(self, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        """Draw worlds ``ids``' parameters for a new episode (``rngs[k]`` is world ids[k]'s generator)."""
+        ep = self.episode
+        for w, rng in zip(ids, rngs):
+            w = int(w)
+            if not self._started[w]:
+                self._apply_backend(w, rng, ("startup",))
+                # startup values become the nominal that reset-time terms perturb
+                for k in self._nominal:
+                    self._nominal[k][w] = self._current[k][w]
+                self._started[w] = True
+            self._apply_backend(w, rng, ("reset", "interval"))
+            ep.latency_steps[w], ep.obs_noise_std[w], ep.obs_bias[w] = 0, 0.0, 0.0
+            for t in self.terms:
+                if t.target == "action_latency":
+                    lo, hi = t.range
+                    ep.latency_steps[w] = int(rng.integers(int(round(lo)), int(round(hi)) + 1))
+                elif t.target == "obs_noise":
+                    ep.obs_noise_std[w] = float(t.sample(rng, 1)[0])
+                elif t.target == "obs_bias":
+                    ep.obs_bias[w] = t.apply(np.zeros(ep.obs_size), t.sample(rng, ep.obs_size))
+        if self._nominal:
+            self.backend.commit_params()

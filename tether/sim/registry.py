@@ -27,6 +27,7 @@ def register_all() -> None:
     for eid, (robot, task, kwargs) in all_env_ids().items():
         if eid not in gym.registry:
             gym.register(id=eid, entry_point="tether.sim.env:TetherEnv",
+                         vector_entry_point="tether.sim.vector:vector_entry_point",
                          kwargs={"robot": robot, "task": task, **kwargs}, disable_env_checker=True)
 
 

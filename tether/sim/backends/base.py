@@ -98,3 +98,86 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional override
         pass
+
+
+class BatchBackend(ABC):
+    """N worlds of one robot and scene, stepped together: the interface of the batched simulation core.
+
+    Every state array has a leading world axis; writes that concern some worlds take their indices
+    ``ids`` (an int array) and values with a matching leading axis. Physical parameters are per world, so
+    domain randomisation draws differ between worlds; after a round of ``set_param`` calls,
+    ``commit_params()`` makes them take effect. Rotor robots with ``scene.onboard == "rate_controller"``
+    take [collective thrust, body rates] commands, which the onboard controller turns into rotor thrusts
+    at the physics rate.
+    """
+
+    name: str = ""
+
+    def __init__(self, robot: RobotSpec, scene: Scene, n: int) -> None:
+        self.robot = robot
+        self.scene = scene
+        self.n = int(n)
+
+    # ------------------------------------------------------------------ state (N, ...)
+    @abstractmethod
+    def reset_state(self, ids: np.ndarray, joint_pos: np.ndarray, joint_vel: np.ndarray | None = None,
+                    base_pos: np.ndarray | None = None, base_quat: np.ndarray | None = None,
+                    base_lin_vel: np.ndarray | None = None, base_ang_vel: np.ndarray | None = None) -> None:
+        """Teleport the robots of worlds ``ids``; actuator state (motor lag, onboard controller) is reset."""
+
+    @abstractmethod
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, velocities), each (N, n_joints), of ``robot.joints`` in that order."""
+
+    @abstractmethod
+    def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position (N, 3) world m, quaternion (N, 4) w,x,y,z world_from_body)."""
+
+    @abstractmethod
+    def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        """(linear velocity (N, 3) world m/s, angular velocity (N, 3) body rad/s)."""
+
+    @abstractmethod
+    def body_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """World (position (N, 3), quaternion (N, 4) w,x,y,z) of a robot link or scene object."""
+
+    @abstractmethod
+    def set_object_pose(self, name: str, ids: np.ndarray, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
+        """Place a scene object in worlds ``ids`` and zero its velocity."""
+
+    @abstractmethod
+    def foot_contact_forces(self) -> np.ndarray:
+        """Normal contact force (N, n_feet) on each of ``robot.feet``."""
+
+    @abstractmethod
+    def set_command(self, command: np.ndarray) -> None:
+        """(N, n_command) commands in physical units, held until changed."""
+
+    @abstractmethod
+    def step(self, substeps: int) -> None:
+        """Advance every world ``substeps`` physics steps holding the current commands."""
+
+    @abstractmethod
+    def set_external_force(self, ids: np.ndarray, force_world: np.ndarray) -> None:
+        """Force (k, 3) N on the robot base of worlds ``ids``, held until changed (pushes); zeros to clear."""
+
+    # ------------------------------------------------------------------ per-world parameters
+    @abstractmethod
+    def param_elements(self, target: str) -> list[str]: ...
+
+    @abstractmethod
+    def get_param(self, target: str, world: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def set_param(self, target: str, values: np.ndarray, world: int) -> None: ...
+
+    def commit_params(self) -> None:  # noqa: B027 - optional override
+        """Make the parameters written since the last commit take effect."""
+
+    # ------------------------------------------------------------------ output
+    @abstractmethod
+    def render(self, world: int = 0, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
+        """Offscreen RGB image (H, W, 3) uint8 of one world."""
+
+    def close(self) -> None:  # noqa: B027 - optional override
+        pass

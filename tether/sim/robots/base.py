@@ -117,5 +117,13 @@ class Terrain:
 
 @dataclass(frozen=True)
 class Scene:
+    """What a task adds to the robot's world.
+
+    ``onboard``: a controller that runs on the robot at the physics rate between the policy's command and the
+    actuators (``"rate_controller"``: the quadrotor's body-rate PID). The batched MuJoCo core runs it inside
+    ``mj_step``; other backends run it per substep in numpy. None: commands go straight to the actuators.
+    """
+
     objects: tuple[SceneObject, ...] = ()
     terrain: Terrain = Terrain()
+    onboard: str | None = None

@@ -55,35 +55,54 @@ def mixer_matrix(ratio: float = KM / KF) -> np.ndarray:
 
 
 class RateController:
-    """Crazyflie-firmware-style body-rate PID at the physics rate, followed by exact thrust allocation."""
+    """Crazyflie-firmware-style body-rate PID at the physics rate, followed by exact thrust allocation.
+
+    Batched: the controller state has a leading axis of ``n`` vehicles and every call takes (n,) thrusts and
+    (n, 3) rates; 1-D inputs (one vehicle) give a (4,) output. This numpy version is the reference: the MuJoCo
+    batched core runs the same arithmetic inside ``mj_step`` (``tether/sim/native/ratectl.c``, a physics
+    callback reading :meth:`parameters`), and a test holds the two to 1e-12.
+    """
 
     KP = np.array([250.0, 250.0, 120.0])
     KI = np.array([500.0, 500.0, 16.7])
     KD = np.array([2.5, 2.5, 0.0])
     I_LIMIT = np.array([33.3, 33.3, 166.7])
 
-    def __init__(self, max_thrust: float = MAX_THRUST) -> None:
-        self.max_thrust = max_thrust
+    def __init__(self, max_thrust: float = MAX_THRUST, n: int = 1) -> None:
+        self.max_thrust = float(max_thrust)
+        self.n = int(n)
         # firmware command units (per deg/s of error) -> N m of body torque, through its power distribution
-        pwm_to_n = max_thrust / 65535.0
-        self._cmd_to_torque = np.array(
+        pwm_to_n = self.max_thrust / 65535.0
+        self.cmd_to_torque = np.array(
             [2.0 * pwm_to_n * _A, 2.0 * pwm_to_n * _A, 4.0 * pwm_to_n * (KM / KF)]
         )
-        self._alloc = np.linalg.pinv(mixer_matrix())
-        self.reset()
+        self.alloc = np.linalg.pinv(mixer_matrix())
+        self.integral = np.zeros((self.n, 3))
+        self.prev_error = np.zeros((self.n, 3))
 
-    def reset(self) -> None:
-        self._integral = np.zeros(3)
-        self._prev_error = np.zeros(3)
+    def reset(self, ids: np.ndarray | None = None) -> None:
+        """Zero the integrator and derivative memory of vehicles ``ids`` (all if None)."""
+        sel = slice(None) if ids is None else ids
+        self.integral[sel] = 0.0
+        self.prev_error[sel] = 0.0
 
-    def __call__(self, collective_thrust: float, rates_des: np.ndarray, rates: np.ndarray, dt: float) -> np.ndarray:
-        err = np.degrees(np.asarray(rates_des) - np.asarray(rates))
-        self._integral = np.clip(self._integral + err * dt, -self.I_LIMIT, self.I_LIMIT)
-        deriv = (err - self._prev_error) / dt
-        self._prev_error = err
-        cmd = self.KP * err + self.KI * self._integral + self.KD * deriv
-        wrench = np.concatenate([[collective_thrust], cmd * self._cmd_to_torque])
-        return np.clip(self._alloc @ wrench, 0.0, self.max_thrust)
+    def parameters(self) -> np.ndarray:
+        """The constants the C twin reads, in its order: kp, ki, kd, i_limit, cmd_to_torque (3 each),
+        the 4x4 allocation matrix (row-major) and the per-rotor thrust ceiling."""
+        return np.concatenate([self.KP, self.KI, self.KD, self.I_LIMIT, self.cmd_to_torque,
+                               self.alloc.reshape(-1), [self.max_thrust]])
+
+    def __call__(self, collective_thrust, rates_des, rates, dt: float) -> np.ndarray:
+        single = np.ndim(rates) == 1
+        thrust = np.reshape(np.asarray(collective_thrust, dtype=np.float64), (-1, 1))
+        err = np.degrees(np.reshape(rates_des, (-1, 3)) - np.reshape(rates, (-1, 3)))
+        self.integral = np.clip(self.integral + err * dt, -self.I_LIMIT, self.I_LIMIT)
+        deriv = (err - self.prev_error) / dt
+        self.prev_error = err
+        cmd = self.KP * err + self.KI * self.integral + self.KD * deriv
+        wrench = np.concatenate([thrust, cmd * self.cmd_to_torque], axis=1)
+        out = np.clip(wrench @ self.alloc.T, 0.0, self.max_thrust)
+        return out[0] if single else out
 
 
 def dr_presets() -> dict[str, list[DRTerm]]:

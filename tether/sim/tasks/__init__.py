@@ -24,8 +24,13 @@ def task_names(robot: str) -> list[str]:
     return [t for (r, t) in TASKS if r == robot]
 
 
-def make_task(robot: str, task: str, spec: RobotSpec, **kwargs):
+def task_class(robot: str, task: str):
     if (robot, task) not in TASKS:
         raise TetherError(f"unknown task {task!r} for robot {robot}; expected one of {', '.join(task_names(robot))}")
     module, attr = TASKS[(robot, task)].split(":")
-    return getattr(importlib.import_module(module), attr)(spec, **kwargs)
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_task(robot: str, task: str, spec: RobotSpec, n: int = 1, **kwargs):
+    """The task over a batch of ``n`` worlds (``kwargs``: control_mode and the task's own options)."""
+    return task_class(robot, task)(spec, n, **kwargs)

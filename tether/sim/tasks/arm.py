@@ -23,14 +23,17 @@ the real robot's controller requires. An optional ``gripper`` action field (open
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from tether.contract import Field, IOContract
-from tether.sim.backends.base import Backend
+from tether.sim.backends.base import BatchBackend
 from tether.sim.ik import DifferentialIK, SerialChain
 from tether.sim.robots import panda as P
 from tether.sim.robots.base import Scene, SceneObject
-from tether.sim.tasks.base import StepResult, Task
+from tether.sim.tasks.base import Task, array_namespace, norm, require
+from tether.sim.tasks.quadrotor import quat_to_rotmat
 
 EE_STEP = 0.05  # m per axis per control step in ee_delta_pose mode
 MAX_LEAD = 0.10  # m the commanded TCP may lead the measured one
@@ -47,22 +50,53 @@ def _position_field(name: str) -> Field:
     return Field.make(name, 3, "m", "base", (-1.5, -1.5, -0.5), (1.5, 1.5, 1.5), XYZ)
 
 
+class CartesianStepController:
+    """Turns end-effector steps into joint position targets: the arm's ``ee_delta_pose`` controller.
+
+    One definition, used by the simulated arm and by the real arm's ros2_control adapter, so a policy meets
+    the same controller on both. It integrates on the *commanded* joint positions (a PD arm under gravity sits
+    below its target, and re-linearising at the measured pose would let that sag accumulate into drift), takes
+    one damped-least-squares step toward the commanded TCP plus the step (clipped to the workspace and kept
+    within ``MAX_LEAD`` of the measured TCP, so pressing on the table cannot wind up), and scales the whole
+    joint step so no joint exceeds its speed limit over a control period. Batched: ``q_cmd`` is (N, 7).
+    """
+
+    def __init__(self, urdf, n: int, rate_hz: float) -> None:
+        self.chain = SerialChain(urdf, P.BASE_BODY, P.EE_BODY)
+        self.ik = DifferentialIK(self.chain, P.Q_LOW, P.Q_HIGH, rest=P.DEFAULT_ARM_POS)
+        self.max_joint_step = P.VELOCITY_LIMIT / rate_hz
+        self.q_cmd = np.tile(P.DEFAULT_ARM_POS, (int(n), 1))
+
+    def ee_targets(self, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
+        """Joint targets (N, 7) one IK step toward the commanded TCP moved by ``delta`` (N, 3)."""
+        p, J = self.chain.position_jacobian(self.q_cmd)
+        want = np.clip(p + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
+        lead = want - ee_measured
+        n = np.linalg.norm(lead, axis=-1, keepdims=True)
+        want = np.where(n > MAX_LEAD, ee_measured + lead * (MAX_LEAD / np.maximum(n, 1e-12)), want)
+        return self.ik.step(self.q_cmd, want, (p, J))
+
+    def command(self, desired: np.ndarray) -> np.ndarray:
+        """Move the commanded joints toward ``desired`` (N, 7) within the joint speed limits; return them."""
+        step = desired - self.q_cmd
+        scale = np.min(self.max_joint_step / np.maximum(np.abs(step), 1e-12), axis=-1, keepdims=True)
+        self.q_cmd = self.q_cmd + step * np.minimum(1.0, scale)
+        return self.q_cmd.copy()
+
+
 class ArmTask(Task):
     robot_name = "arm"
     control_modes = ("ee_delta_pose", "joint_position")
     start_noise = 0.1  # rad, uniform per arm joint around the default pose
 
-    def __init__(self, robot, control_mode: str | None = None, gripper: bool = False) -> None:
+    def __init__(self, robot, n: int = 1, control_mode: str | None = None, gripper: bool = False) -> None:
         self.gripper = bool(gripper)
-        super().__init__(robot, control_mode)
-        self.chain = SerialChain(robot.model_path, P.BASE_BODY, P.EE_BODY)
-        self.ik = DifferentialIK(self.chain, P.Q_LOW, P.Q_HIGH, rest=P.DEFAULT_ARM_POS)
-        self._max_joint_step = P.VELOCITY_LIMIT / robot.control_rate_hz
-        self._q_cmd = P.DEFAULT_ARM_POS.copy()
-        self._width = 0.0
-        self.target = np.zeros(3)
-        self._steps = 0
-        self._base: tuple[Backend, np.ndarray, np.ndarray] | None = None
+        super().__init__(robot, n, control_mode)
+        self.controller = CartesianStepController(robot.model_path, self.n, robot.control_rate_hz)
+        self.chain = self.controller.chain
+        self.width = np.zeros(self.n)
+        self.target = np.zeros((self.n, 3))
+        self._base: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ contract
     def observation_fields(self) -> tuple[Field, ...]:
@@ -94,88 +128,67 @@ class ArmTask(Task):
         arm = P.DEFAULT_ARM_POS.copy() if self.control_mode == "joint_position" else np.zeros(3)
         return np.concatenate([arm, [0.0]]) if self.gripper else arm
 
-    # ------------------------------------------------------------------ helpers
-    def _base_frame(self, sim: Backend) -> tuple[np.ndarray, np.ndarray]:
-        """(position, world_from_base rotation) of the arm's base link, looked up by name (``base_pose`` of a
-        fixed-base robot is its first moving body on MuJoCo) once per backend: the base never moves."""
-        if self._base is not None and self._base[0] is sim:
-            return self._base[1], self._base[2]
-        pos, (w, x, y, z) = sim.body_pose(P.BASE_BODY)
-        R = np.array([
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ])
-        self._base = (sim, pos, R)
-        return pos, R
+    # ------------------------------------------------------------------ frames
+    def _base_frame(self, sim: BatchBackend) -> tuple[np.ndarray, np.ndarray]:
+        """(position, world_from_base rotation) of the arm's base link, looked up once: it never moves."""
+        if self._base is None:
+            pos, quat = sim.body_pose(P.BASE_BODY)
+            self._base = (pos[0], quat_to_rotmat(quat[0]))
+        return self._base
 
-    def _to_base(self, sim: Backend, p_world: np.ndarray) -> np.ndarray:
+    def to_base(self, sim: BatchBackend, p_world: np.ndarray) -> np.ndarray:
         pos, R = self._base_frame(sim)
-        return R.T @ (np.asarray(p_world) - pos)
+        return (np.asarray(p_world) - pos) @ R
 
-    def _to_world(self, sim: Backend, p_base: np.ndarray) -> np.ndarray:
+    def to_world(self, sim: BatchBackend, p_base: np.ndarray) -> np.ndarray:
         pos, R = self._base_frame(sim)
-        return pos + R @ np.asarray(p_base)
+        return pos + np.asarray(p_base) @ R.T
 
-    def ee_pos(self, sim: Backend) -> np.ndarray:
-        return self._to_base(sim, sim.body_pose(P.EE_BODY)[0])
+    def ee_pos(self, sim: BatchBackend) -> np.ndarray:
+        return self.to_base(sim, sim.body_pose(P.EE_BODY)[0])
 
-    def _full_command(self) -> np.ndarray:
-        return np.concatenate([self._q_cmd, [self._width / 2, self._width / 2]])
+    # ------------------------------------------------------------------ episode, actuation, observation
+    def _full_command(self, ids=slice(None)) -> np.ndarray:
+        w = self.width[ids, None] / 2
+        return np.concatenate([self.controller.q_cmd[ids], w, w], axis=-1)
 
-    def _start_arm(self, sim: Backend, rng: np.random.Generator) -> None:
-        q0 = P.DEFAULT_ARM_POS + rng.uniform(-self.start_noise, self.start_noise, 7)
-        self._q_cmd = np.clip(q0, P.Q_LOW, P.Q_HIGH)
-        self._width = 0.0
-        sim.set_command(self._full_command())
-        sim.reset_state(self._full_command())
-        self._steps = 0
+    def _start_arm(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        q0 = np.stack([P.DEFAULT_ARM_POS + rng.uniform(-self.start_noise, self.start_noise, 7) for rng in rngs])
+        self.controller.q_cmd[ids] = np.clip(q0, P.Q_LOW, P.Q_HIGH)
+        self.width[ids] = 0.0
+        sim.reset_state(ids, self._full_command(ids))
+        self.steps[ids] = 0
 
-    def _ee_step_targets(self, sim: Backend, delta: np.ndarray) -> np.ndarray:
-        """Joint targets for a TCP step ``delta`` from the commanded pose: one IK step (the next control step
-        re-linearises, so its small error never accumulates), toward a point kept in the workspace and within
-        MAX_LEAD of the measured TCP."""
-        p, J = self.chain.position_jacobian(self._q_cmd)
-        want = np.clip(p + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
-        ee = self.ee_pos(sim)
-        lead = want - ee
-        n = np.linalg.norm(lead)
-        if n > MAX_LEAD:
-            want = ee + lead * (MAX_LEAD / n)
-        return self.ik.step(self._q_cmd, want, (p, J))
-
-    # ------------------------------------------------------------------ actuation and observation
-    def actuate(self, sim: Backend, action: np.ndarray, substeps: int) -> None:
+    def actuate(self, sim: BatchBackend, action: np.ndarray, substeps: int) -> None:
         action = np.asarray(action, dtype=np.float64)
         if self.control_mode == "joint_position":
-            desired = np.clip(action[:7], P.Q_LOW, P.Q_HIGH)
-            rest = action[7:]
+            desired = np.clip(action[:, :7], P.Q_LOW, P.Q_HIGH)
+            rest = action[:, 7:]
         else:
-            desired = self._ee_step_targets(sim, action[:3])
-            rest = action[3:]
-        # Scale the whole joint step (rather than clipping joints one by one) so the TCP keeps its direction.
-        step = desired - self._q_cmd
-        step *= min(1.0, float(np.min(self._max_joint_step / np.maximum(np.abs(step), 1e-12))))
-        self._q_cmd = self._q_cmd + step
+            desired = self.controller.ee_targets(action[:, :3], self.ee_pos(sim))
+            rest = action[:, 3:]
+        self.controller.command(desired)
         if self.gripper:
-            self._width = float(np.clip(rest[0], 0.0, 2 * P.FINGER_MAX))
+            self.width = np.clip(rest[:, 0], 0.0, 2 * P.FINGER_MAX)
         sim.set_command(self._full_command())
         sim.step(substeps)
 
-    def observe(self, sim: Backend) -> dict[str, np.ndarray]:
+    def observe(self, sim: BatchBackend) -> dict[str, np.ndarray]:
         q, qd = sim.joint_state()
-        return {"joint_pos": q[:7], "joint_vel": qd[:7], "ee_pos": self.ee_pos(sim), "target_pos": self.target.copy()}
+        return {"joint_pos": q[:, :7], "joint_vel": qd[:, :7], "ee_pos": self.ee_pos(sim),
+                "target_pos": self.target.copy()}
 
     # ------------------------------------------------------------------ expert plumbing
     def _expert_from_delta(self, delta: np.ndarray) -> np.ndarray:
-        """Express a TCP step in this task's control mode (joint mode: the IK target the delta mode would use)."""
+        """Express TCP steps (N, 3) in this task's control mode (joint mode: the IK target delta mode would use)."""
         delta = np.clip(delta, -EE_STEP, EE_STEP)
         if self.control_mode == "joint_position":
-            want = np.clip(self.chain.position(self._q_cmd) + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
-            arm = self.ik.solve(self._q_cmd, want)
+            q = self.controller.q_cmd
+            want = np.clip(self.chain.position(q) + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
+            arm = self.controller.ik.solve(q, want)
         else:
             arm = delta
-        return np.concatenate([arm, [0.0]]) if self.gripper else arm
+        return np.concatenate([arm, np.zeros((len(arm), 1))], axis=1) if self.gripper else arm
 
 
 class Reach(ArmTask):
@@ -186,31 +199,34 @@ class Reach(ArmTask):
     success_radius = 0.03
     target_low = np.array([0.3, -0.25, 0.05])
     target_high = np.array([0.65, 0.25, 0.45])
+    precision_bonus = 0.2  # reward at zero distance; its slope (4 per m) sharpens the last few centimetres
 
     def scene(self) -> Scene:
         return Scene(objects=(SceneObject(TARGET, "marker", (0.02,), rgba=(0.1, 0.8, 0.2, 0.6)),))
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        self._start_arm(sim, rng)
-        self.target = rng.uniform(self.target_low, self.target_high)
-        sim.set_object_pose(TARGET, self._to_world(sim, self.target))
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        self._start_arm(sim, ids, rngs)
+        self.target[ids] = np.stack([rng.uniform(self.target_low, self.target_high) for rng in rngs])
+        sim.set_object_pose(TARGET, ids, self.to_world(sim, self.target[ids]))
 
-    precision_bonus = 0.2  # reward at zero distance; its slope (4 per m) sharpens the last few centimetres
-
-    def evaluate(self, sim, obs, action) -> StepResult:
-        """Reward: -distance plus a bonus that is steep within ~5 cm of the target.
+    def objective(self, prev, action, fields, ctx=None):
+        """Reward: -distance plus a bonus that is steep within ~5 cm of the target; never terminates.
 
         Plain -distance has the same slope everywhere, so the last centimetres, where success is decided,
         carry little signal; with the bonus SAC (20 fixed eval episodes, seed 0) went from 45 % / 65 % to
         75 % / 80 % success at 25k / 30k env steps.
         """
-        self._steps += 1
-        dist = float(np.linalg.norm(obs["ee_pos"] - obs["target_pos"]))
-        success = self._steps >= self.max_steps and dist < self.success_radius
-        reward = -dist + self.precision_bonus * (1.0 - np.tanh(dist / 0.05))
-        return StepResult(float(reward), False, success, {"distance": dist})
+        require(fields, ("ee_pos", "target_pos"), "arm/reach")
+        xp = array_namespace(fields["ee_pos"])
+        d = norm(fields["ee_pos"] - fields["target_pos"])
+        reward = -d + self.precision_bonus * (1.0 - xp.tanh(d / 0.05))
+        return reward, d < 0.0, {"distance": d}  # never terminates (d < 0 is all-False, numpy or torch)
 
-    def expert(self, sim: Backend) -> np.ndarray:
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        d = np.asarray(metrics["distance"])
+        return bool(len(d) and not terminated and d[-1] < self.success_radius)
+
+    def expert(self, sim: BatchBackend) -> np.ndarray:
         """A third of the remaining TCP error per step (capped at 5 cm): the measured TCP closes the loop, and a
         full-gain step would ring against the PD's lag (and against 1-2 steps of DR latency)."""
         return self._expert_from_delta(0.35 * (self.target - self.ee_pos(sim)))
@@ -246,46 +262,55 @@ class Push(ArmTask):
     def observation_fields(self) -> tuple[Field, ...]:
         return super().observation_fields() + (_position_field("cube_pos"), _position_field("goal_pos"))
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        self._start_arm(sim, rng)
-        cube = rng.uniform(self.cube_low, self.cube_high)
-        for _ in range(100):
-            angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.2)
-            goal = cube + dist * np.array([np.cos(angle), np.sin(angle)])
-            if np.all(goal >= self.goal_low) and np.all(goal <= self.goal_high):
-                break
-        self.target = np.array([goal[0], goal[1], CUBE_HALF])
-        yaw = rng.uniform(-np.pi / 4, np.pi / 4)
-        sim.set_object_pose(CUBE, self._to_world(sim, np.array([cube[0], cube[1], CUBE_HALF])),
-                            np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]))
-        sim.set_object_pose(GOAL, self._to_world(sim, self.target))
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        self._start_arm(sim, ids, rngs)
+        cubes, quats = np.empty((len(ids), 3)), np.empty((len(ids), 4))
+        for k, rng in enumerate(rngs):
+            cube = rng.uniform(self.cube_low, self.cube_high)
+            for _ in range(100):
+                angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.2)
+                goal = cube + dist * np.array([np.cos(angle), np.sin(angle)])
+                if np.all(goal >= self.goal_low) and np.all(goal <= self.goal_high):
+                    break
+            self.target[ids[k]] = [goal[0], goal[1], CUBE_HALF]
+            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+            cubes[k] = [cube[0], cube[1], CUBE_HALF]
+            quats[k] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        sim.set_object_pose(CUBE, ids, self.to_world(sim, cubes), quats)
+        sim.set_object_pose(GOAL, ids, self.to_world(sim, self.target[ids]))
 
-    def cube_pos(self, sim: Backend) -> np.ndarray:
-        return self._to_base(sim, sim.body_pose(CUBE)[0])
+    def cube_pos(self, sim: BatchBackend) -> np.ndarray:
+        return self.to_base(sim, sim.body_pose(CUBE)[0])
 
-    def observe(self, sim: Backend) -> dict[str, np.ndarray]:
+    def observe(self, sim: BatchBackend) -> dict[str, np.ndarray]:
         obs = super().observe(sim)
         obs["cube_pos"] = self.cube_pos(sim)
         obs["goal_pos"] = self.target.copy()
         return obs
 
-    def evaluate(self, sim, obs, action) -> StepResult:
-        self._steps += 1
-        cube, goal, ee = obs["cube_pos"], obs["goal_pos"], obs["ee_pos"]
-        dist = float(np.linalg.norm((cube - goal)[:2]))
-        reach = float(np.linalg.norm(ee - cube))
-        lost = bool(np.linalg.norm(cube[:2]) > 1.0 or cube[2] < -0.05)
-        reward = -dist - 0.2 * reach - (10.0 if lost else 0.0)
-        success = not lost and self._steps >= self.max_steps and dist < self.success_radius
-        return StepResult(reward, lost, success, {"distance": dist, "ee_cube_distance": reach})
+    def objective(self, prev, action, fields, ctx=None):
+        require(fields, ("cube_pos", "goal_pos", "ee_pos"), "arm/push")
+        cube, goal, ee = fields["cube_pos"], fields["goal_pos"], fields["ee_pos"]
+        dist = norm((cube - goal)[..., :2])
+        reach = norm(ee - cube)
+        lost = (norm(cube[..., :2]) > 1.0) | (cube[..., 2] < -0.05)
+        return -dist - 0.2 * reach - 10.0 * lost, lost, {"distance": dist, "ee_cube_distance": reach}
 
-    def expert(self, sim: Backend) -> np.ndarray:
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        d = np.asarray(metrics["distance"])
+        return bool(len(d) and not terminated and d[-1] < self.success_radius)
+
+    def expert(self, sim: BatchBackend) -> np.ndarray:
+        ee, cube = self.ee_pos(sim), self.cube_pos(sim)
+        delta = np.stack([self._push_step(ee[i], cube[i], self.target[i]) for i in range(self.n)])
+        return self._expert_from_delta(delta)
+
+    def _push_step(self, ee: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Get behind the cube (over it, not through it), drop to mid-height, push along cube→goal; stop near it.
 
         Moves are half the remaining error per step: the measured TCP closes the loop and the arm's own PD
         lags a control step, so a full-gain step would overshoot and ring.
         """
-        ee, cube, goal = self.ee_pos(sim), self.cube_pos(sim), self.target
         to_goal = (goal - cube)[:2]
         away = (ee - cube)[:2]
         clearance = float(np.linalg.norm(away))
@@ -300,9 +325,9 @@ class Push(ArmTask):
                 if behind > CUBE_HALF and float(np.linalg.norm(away + behind * u)) < 0.02:
                     dest = None  # lined up behind the cube: keep pushing
             if dest is not None:
-                return self._expert_from_delta(0.5 * (dest - ee))
+                return 0.5 * (dest - ee)
         if np.linalg.norm(to_goal) < self.stop_radius:
-            return self._expert_from_delta(np.array([0.0, 0.0, 0.5 * (self.travel_height - ee[2])]))
+            return np.array([0.0, 0.0, 0.5 * (self.travel_height - ee[2])])
         u = to_goal / np.linalg.norm(to_goal)
         behind = -float(away @ u)  # distance of the TCP behind the cube centre along the push direction
         lateral = float(np.linalg.norm(away + behind * u))
@@ -312,7 +337,7 @@ class Push(ArmTask):
             speed = float(np.clip(0.5 * np.linalg.norm(to_goal), 0.005, 0.02))
             aim = np.append(cube[:2] + u * 0.03, self.push_height)
             step = aim - ee
-            return self._expert_from_delta(step * min(1.0, speed / max(np.linalg.norm(step), 1e-9)))
+            return step * min(1.0, speed / max(np.linalg.norm(step), 1e-9))
         pre = np.append(cube[:2] - u * (CUBE_HALF + 0.035), self.push_height)
         off_xy = float(np.linalg.norm((pre - ee)[:2]))
         if off_xy > 0.015:
@@ -320,5 +345,5 @@ class Push(ArmTask):
                 dest = np.append(ee[:2], self.travel_height)  # lift before moving around the cube
             else:
                 dest = np.append(pre[:2], self.travel_height if off_xy > 0.03 else ee[2])
-            return self._expert_from_delta(0.5 * (dest - ee))
-        return self._expert_from_delta(0.5 * (pre - ee))  # above the pre-push point: descend
+            return 0.5 * (dest - ee)
+        return 0.5 * (pre - ee)  # above the pre-push point: descend

@@ -10,6 +10,10 @@ Ground: every legged task stands on a heightfield (12 m half-extent, 1 m bump wa
 One kind of ground for both keeps the ``terrain_roughness`` DR term meaningful on every legged env (it
 scales the nominal roughness, so flat stays flat) and the terrain is a pure function of its seed.
 
+The trunk height the stand task scores is the simulator's (privileged) where it exists; on recorded robot
+data without it, :func:`kinematic_base_height` estimates it from joint angles and the IMU's gravity vector
+(the lowest foot stands on the ground), so the same objective scores a real run.
+
 Velocity-tracking reward follows legged_gym (Rudin et al. 2022): exponential tracking kernels on body
 planar velocity and yaw rate, penalties on vertical and roll/pitch velocity, torques, joint accelerations
 and action rate, and a feet-air-time bonus, all scaled by the control period.
@@ -18,15 +22,17 @@ and action rate, and a feet-air-time bonus, all scaled by the control period.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from tether.contract import Field, IOContract
 from tether.errors import TetherError
-from tether.sim.backends.base import Backend
+from tether.sim.backends.base import BatchBackend
+from tether.sim.ik import SerialChain
 from tether.sim.robots import a1
 from tether.sim.robots.base import Scene, Terrain
-from tether.sim.tasks.base import StepResult, Task
+from tether.sim.tasks.base import Fields, Task, array_namespace, const, require
 from tether.sim.tasks.quadrotor import quat_to_rotmat
 
 TERRAIN_ROUGHNESS = {"flat": 0.0, "rough": 0.08}  # m peak-to-peak bumps
@@ -35,6 +41,7 @@ TERRAIN_RESOLUTION = 192  # samples per side: 12.5 cm spacing, bumps ~1 m apart
 COMMAND_LIMITS = np.array([1.0, 0.6, 1.0])  # |vx| m/s, |vy| m/s, |yaw rate| rad/s
 JOINT_VEL_LIMIT = {"hip": 52.4, "upper": 28.6, "lower": 28.6}  # URDF, rad/s
 CONTACT_THRESHOLD = 1.0  # N of normal force for a foot to count as touching
+TOE_RADIUS = 0.02  # m, the toes' collision spheres
 
 
 def legged_observation_fields(joints: tuple[str, ...] = a1.JOINTS) -> tuple[Field, ...]:
@@ -60,11 +67,12 @@ def legged_privileged_fields() -> tuple[Field, ...]:
         Field.make("base_lin_vel", 3, "m/s", "body", -5.0, 5.0, ("x", "y", "z")),
         Field.make("base_height", 1, "m", "terrain", 0.0, 1.0),
         Field.make("foot_contact_force", 4, "N", "", 0.0, 500.0, a1.FEET),
+        Field.make("feet_air_time", 4, "s", "", 0.0, 60.0, a1.FEET),
     )
 
 
 class TerrainHeight:
-    """Ground height under a point, from the terrain's own samples (engine-independent).
+    """Ground height under points, from the terrain's own samples (engine-independent, batched).
 
     Engines normalise heightfield samples to [0, 1] and scale them by the current roughness (MuJoCo
     does the normalising itself), rows along y and columns along x, so bilinear interpolation of the
@@ -73,27 +81,57 @@ class TerrainHeight:
 
     def __init__(self, terrain: Terrain) -> None:
         h = terrain.heights()
-        self._h = (h / max(float(h.max()), 1e-12)).tolist()
+        self._h = h / max(float(h.max()), 1e-12)
         self._size = terrain.size
         self._n = terrain.resolution
 
-    def __call__(self, x: float, y: float, roughness: float) -> float:
-        if roughness <= 0.0:
-            return 0.0
+    def __call__(self, x: np.ndarray, y: np.ndarray, roughness: np.ndarray) -> np.ndarray:
+        x, y, roughness = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(roughness, float))
         n, s = self._n, self._size
         top = n - 1 - 1e-9
-        u = min(max((x + s) / (2 * s) * (n - 1), 0.0), top)
-        v = min(max((y + s) / (2 * s) * (n - 1), 0.0), top)
-        j, i = int(u), int(v)
+        u = np.clip((x + s) / (2 * s) * (n - 1), 0.0, top)
+        v = np.clip((y + s) / (2 * s) * (n - 1), 0.0, top)
+        j, i = u.astype(int), v.astype(int)
         fu, fv = u - j, v - i
         h = self._h
-        z = (h[i][j] * (1 - fu) * (1 - fv) + h[i][j + 1] * fu * (1 - fv)
-             + h[i + 1][j] * (1 - fu) * fv + h[i + 1][j + 1] * fu * fv)
-        return z * roughness
+        z = (h[i, j] * (1 - fu) * (1 - fv) + h[i, j + 1] * fu * (1 - fv)
+             + h[i + 1, j] * (1 - fu) * fv + h[i + 1, j + 1] * fu * fv)
+        return np.where(roughness > 0.0, z * roughness, 0.0)
 
 
-def _yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+class LegKinematics:
+    """Toe positions in the trunk frame from joint angles: the A1's four legs as chains of its own URDF."""
+
+    def __init__(self, urdf=a1.URDF) -> None:
+        self.chains = [SerialChain(urdf, a1.BASE, toe) for toe in a1.FEET]
+
+    def toes(self, joint_pos: np.ndarray) -> np.ndarray:
+        """(..., 4, 3) toe centres in the trunk frame for (..., 12) joint angles."""
+        q = np.asarray(joint_pos, dtype=np.float64)
+        return np.stack([c.position(q[..., 3 * k : 3 * k + 3]) for k, c in enumerate(self.chains)], axis=-2)
+
+
+_LEGS: LegKinematics | None = None
+
+
+def kinematic_base_height(joint_pos: np.ndarray, projected_gravity: np.ndarray) -> np.ndarray:
+    """Trunk origin height above the ground under the lowest foot, from what a real robot measures.
+
+    The lowest toe (along the IMU's gravity direction) is taken to stand on the ground; the trunk origin sits
+    its depth below the origin plus the toe radius above it. Exact on flat ground with a foot down.
+    """
+    global _LEGS
+    if _LEGS is None:
+        _LEGS = LegKinematics()
+    g = np.asarray(projected_gravity, dtype=np.float64)
+    g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-9)
+    depth = np.einsum("...kj,...j->...k", _LEGS.toes(joint_pos), g)  # toe depth below the origin, per foot
+    return depth.max(axis=-1) + TOE_RADIUS
+
+
+def _yaw_quat(yaw: np.ndarray) -> np.ndarray:
+    yaw = np.asarray(yaw, dtype=np.float64)
+    return np.stack([np.cos(yaw / 2), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2)], axis=-1)
 
 
 class LeggedTask(Task):
@@ -102,21 +140,22 @@ class LeggedTask(Task):
     fall_height = 0.15  # trunk origin above the ground under it (m); standing is 0.267
     max_tilt = 1.0  # rad between body z and world z
 
-    def __init__(self, robot, control_mode=None, terrain: str = "flat", terrain_seed: int = 0) -> None:
+    def __init__(self, robot, n: int = 1, control_mode: str | None = None, terrain: str = "flat",
+                 terrain_seed: int = 0) -> None:
         if terrain not in TERRAIN_ROUGHNESS:
             raise TetherError(f"unknown terrain {terrain!r}; expected one of {', '.join(TERRAIN_ROUGHNESS)}")
         self.terrain_name = terrain
         self.terrain = Terrain(kind="heightfield", size=TERRAIN_SIZE, resolution=TERRAIN_RESOLUTION,
                                roughness=TERRAIN_ROUGHNESS[terrain], seed=int(terrain_seed))
         self.ground = TerrainHeight(self.terrain)
-        super().__init__(robot, control_mode)
-        self.command = np.zeros(3)
+        super().__init__(robot, n, control_mode)
+        self.command = np.zeros((self.n, 3))
         self._default = robot.default_joint_pos.copy()
         self._cos_max_tilt = float(np.cos(self.max_tilt))
-        self._episode = 0
-        self._rough = self.terrain.roughness
-        self._cache_key: tuple | None = None
-        self._cache: dict = {}
+        self._rough = np.full(self.n, self.terrain.roughness)
+        self.air_time = np.zeros((self.n, len(robot.feet)))
+        act = robot.actuators
+        self._kp, self._kd, self._tau_max = act.kp, act.kd, act.torque_limit
 
     def scene(self) -> Scene:
         return Scene(terrain=self.terrain)
@@ -137,87 +176,80 @@ class LeggedTask(Task):
         return self._default.copy()
 
     # ------------------------------------------------------------------ episode
-    def _spawn(self, sim: Backend, rng: np.random.Generator, joint_noise: float) -> None:
-        q = np.clip(self._default + rng.uniform(-joint_noise, joint_noise, self._default.shape),
-                    self.robot.joint_lower, self.robot.joint_upper)
-        self._episode += 1
-        self._rough = self._roughness(sim)  # DR changes it only at reset, before this runs
-        ground = self.ground(0.0, 0.0, self._rough)
-        sim.set_command(q)
-        sim.reset_state(q, base_pos=np.array([0.0, 0.0, self.robot.base_pos[2] + ground]),
-                        base_quat=_yaw_quat(rng.uniform(-np.pi, np.pi)))
-        self._prev_action = self._default.copy()
-        self._prev_qd = np.zeros_like(self._default)
-        self._steps = 0
+    def _spawn(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator],
+               joint_noise: float) -> None:
+        q = np.stack([self._default + rng.uniform(-joint_noise, joint_noise, self._default.shape) for rng in rngs])
+        q = np.clip(q, self.robot.joint_lower, self.robot.joint_upper)
+        yaw = np.array([rng.uniform(-np.pi, np.pi) for rng in rngs])
+        # DR changes the roughness only at reset, before this runs
+        self._rough[ids] = [float(sim.get_param("terrain_roughness", int(i))[0]) for i in ids]
+        ground = self.ground(np.zeros(len(ids)), np.zeros(len(ids)), self._rough[ids])
+        base = np.zeros((len(ids), 3))
+        base[:, 2] = self.robot.base_pos[2] + ground
+        sim.reset_state(ids, q, base_pos=base, base_quat=_yaw_quat(yaw))
+        self.air_time[ids] = 0.0
+        self.steps[ids] = 0
 
-    def _roughness(self, sim: Backend) -> float:
-        return float(sim.get_param("terrain_roughness")[0])
-
-    def actuate(self, sim: Backend, action: np.ndarray, substeps: int) -> None:
+    def actuate(self, sim: BatchBackend, action: np.ndarray, substeps: int) -> None:
         sim.set_command(action)
         sim.step(substeps)
+        touching = sim.foot_contact_forces() > CONTACT_THRESHOLD
+        self.air_time = (self.air_time + self.dt) * ~touching
 
-    def _state(self, sim: Backend) -> dict:
-        """Base pose, velocities and foot forces, read once per control step (observe, reward and the
-        privileged critic inputs all use them; the env asks for them in that order every step)."""
-        key = (id(sim), self._episode, sim.time)
-        if self._cache_key != key:
-            pos, quat = sim.base_pose()
-            lin, ang = sim.base_velocity()
-            R = quat_to_rotmat(quat)
-            self._cache = {"pos": pos, "R": R, "lin_body": R.T @ lin, "ang": ang, "feet": None, "height": None}
-            self._cache_key = key
-        return self._cache
-
-    def _feet(self, sim: Backend) -> np.ndarray:
-        st = self._state(sim)
-        if st["feet"] is None:
-            st["feet"] = sim.foot_contact_forces()
-        return st["feet"]
-
-    def observe(self, sim: Backend) -> dict[str, np.ndarray]:
-        st = self._state(sim)
+    def observe(self, sim: BatchBackend) -> dict[str, np.ndarray]:
+        _, quat = sim.base_pose()
+        lin, ang = sim.base_velocity()
+        self._R = quat_to_rotmat(quat)
+        self._lin_world = lin
         q, qd = sim.joint_state()
         return {
-            "base_ang_vel": st["ang"],
-            "projected_gravity": -st["R"][2],  # R^T (0, 0, -1): world down in the body frame
+            "base_ang_vel": ang,
+            "projected_gravity": -self._R[:, 2, :],  # R^T (0, 0, -1): world down in the body frame
             "command": self.command.copy(),
             "joint_pos": q,
             "joint_vel": qd,
         }
 
-    def base_height(self, sim: Backend) -> float:
-        """Trunk origin above the ground directly under it (m)."""
-        st = self._state(sim)
-        if st["height"] is None:
-            pos = st["pos"]
-            st["height"] = float(pos[2]) - self.ground(float(pos[0]), float(pos[1]), self._rough)
-        return st["height"]
+    def base_height(self, sim: BatchBackend) -> np.ndarray:
+        """Trunk origin above the ground directly under it (m), (N,)."""
+        pos, _ = sim.base_pose()
+        return pos[:, 2] - self.ground(pos[:, 0], pos[:, 1], self._rough)
 
-    def privileged(self, sim: Backend) -> dict[str, np.ndarray]:
-        st = self._state(sim)
+    def privileged(self, sim: BatchBackend) -> dict[str, np.ndarray]:
+        lin, _ = sim.base_velocity()
+        _, quat = sim.base_pose()
+        R = quat_to_rotmat(quat)
         return {
-            "base_lin_vel": st["lin_body"],
-            "base_height": np.array([self.base_height(sim)]),
-            "foot_contact_force": self._feet(sim),
+            "base_lin_vel": np.einsum("nji,nj->ni", R, lin),
+            "base_height": self.base_height(sim)[:, None],
+            "foot_contact_force": sim.foot_contact_forces(),
+            "feet_air_time": self.air_time.copy(),
         }
 
-    def _fell(self, obs: dict[str, np.ndarray], height: float) -> bool:
-        return bool(height < self.fall_height or -obs["projected_gravity"][2] < self._cos_max_tilt)
+    # ------------------------------------------------------------------ objective pieces
+    def _height(self, fields: Fields):
+        if "base_height" in fields:
+            return fields["base_height"][..., 0]
+        require(fields, ("joint_pos", "projected_gravity"), f"legged/{self.name}")
+        return kinematic_base_height(fields["joint_pos"], fields["projected_gravity"])
 
-    def _action_rate(self, action: np.ndarray) -> float:
-        """Squared change of the normalised action since the last step (and remember this one)."""
-        c = self.contract
-        d = c.to_normalised(action) - c.to_normalised(self._prev_action)
-        rate = float(d @ d)
-        self._prev_action = np.asarray(action, dtype=float).copy()
-        return rate
+    def _fell(self, fields: Fields, height):
+        return (height < self.fall_height) | (-fields["projected_gravity"][..., 2] < self._cos_max_tilt)
 
-    def _torque_estimate(self, obs: dict[str, np.ndarray], action: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _action_rate(prev: Fields, fields: Fields):
+        """Squared change of the normalised action the policy emitted, from the last_action fields."""
+        if "last_action" not in fields or "last_action" not in prev:
+            return 0.0
+        d = fields["last_action"] - prev["last_action"]
+        return (d * d).sum(-1)
+
+    def torque_estimate(self, action, fields: Fields):
         """Nominal PD torque at the end of the step (the true one depends on DR'd gains the task cannot see)."""
-        act = self.robot.actuators
-        tau = act.kp * (action - obs["joint_pos"]) - act.kd * obs["joint_vel"]
-        return np.minimum(np.maximum(tau, -act.torque_limit), act.torque_limit)
+        q = fields["joint_pos"]
+        tau = const(q, self._kp) * (action - q) - const(q, self._kd) * fields["joint_vel"]
+        limit = const(q, self._tau_max)
+        return array_namespace(q).clip(tau, -limit, limit)
 
 
 class Stand(LeggedTask):
@@ -232,34 +264,33 @@ class Stand(LeggedTask):
     height_tolerance = 0.05
     settle_seconds = 0.5
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        self.command = np.zeros(3)
-        self._spawn(sim, rng, joint_noise=0.05)
-        self._max_height_error = 0.0
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        self.command[ids] = 0.0
+        self._spawn(sim, ids, rngs, joint_noise=0.05)
 
-    def evaluate(self, sim, obs, action) -> StepResult:
-        self._steps += 1
-        dt = 1.0 / self.robot.control_rate_hz
-        h = self.base_height(sim)
-        fell = self._fell(obs, h)
-        err = abs(h - a1.STAND_HEIGHT)
-        if self._steps * dt >= self.settle_seconds:
-            self._max_height_error = max(self._max_height_error, err)
-        g = obs["projected_gravity"]
-        upright = float(g[0] * g[0] + g[1] * g[1])
-        dq = obs["joint_pos"] - self._default
-        pose = float(dq @ dq)
-        qd = obs["joint_vel"]
-        a_rate = self._action_rate(action)
-        reward = dt * (math.exp(-((err / 0.03) ** 2)) + 0.5 * math.exp(-upright / 0.02) + 0.3 * math.exp(-pose / 0.1)
-                       - 0.01 * a_rate - 0.001 * float(qd @ qd)) - (1.0 if fell else 0.0)
-        success = not fell and self._steps >= self.max_steps and self._max_height_error < self.height_tolerance
-        return StepResult(float(reward), fell, bool(success),
-                          {"base_height": h, "height_error": err, "fallen": fell})
+    def objective(self, prev, action, fields, ctx=None):
+        xp = array_namespace(fields["joint_pos"])
+        h = self._height(fields)
+        fell = self._fell(fields, h)
+        err = xp.abs(h - a1.STAND_HEIGHT)
+        g = fields["projected_gravity"]
+        upright = g[..., 0] ** 2 + g[..., 1] ** 2
+        dq = fields["joint_pos"] - const(fields["joint_pos"], self._default)
+        pose = (dq * dq).sum(-1)
+        qd = fields["joint_vel"]
+        reward = self.dt * (xp.exp(-((err / 0.03) ** 2)) + 0.5 * xp.exp(-upright / 0.02) + 0.3 * xp.exp(-pose / 0.1)
+                            - 0.01 * self._action_rate(prev, fields) - 0.001 * (qd * qd).sum(-1)) - 1.0 * fell
+        return reward, fell, {"height_error": err, "fallen": fell}
 
-    def expert(self, sim: Backend) -> np.ndarray:
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        err = np.asarray(metrics["height_error"], dtype=np.float64)
+        settle = int(round(self.settle_seconds * self.robot.control_rate_hz))
+        after = err[max(0, settle - 1):]
+        return bool(len(err) and not np.any(metrics["fallen"]) and (len(after) == 0 or after.max() < self.height_tolerance))
+
+    def expert(self, sim: BatchBackend) -> np.ndarray:
         """Hold the default stance: the PD gains alone keep the A1 standing."""
-        return self._default.copy()
+        return np.tile(self._default, (self.n, 1))
 
 
 class Velocity(LeggedTask):
@@ -278,62 +309,45 @@ class Velocity(LeggedTask):
     weights = {"lin": 1.0, "yaw": 0.5, "lin_z": -2.0, "ang_xy": -0.05, "torque": -2e-4, "dof_acc": -2.5e-7,
                "action_rate": -0.01, "air_time": 1.0}
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        cmd = rng.uniform(-COMMAND_LIMITS, COMMAND_LIMITS)
-        if np.linalg.norm(cmd[:2]) < 0.2:  # as legged_gym: tiny planar commands become "stand still"
-            cmd[:2] = 0.0
-        self.command = cmd
-        self._moving = float(np.linalg.norm(cmd[:2]) > 0.1)
-        self._spawn(sim, rng, joint_noise=0.05)
-        self._air_time = np.zeros(len(self.robot.feet))
-        self._was_in_contact = np.ones(len(self.robot.feet), dtype=bool)
-        self._error_sums = [0.0, 0.0, 0]  # planar speed error, yaw-rate error, steps counted
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        cmd = np.stack([rng.uniform(-COMMAND_LIMITS, COMMAND_LIMITS) for rng in rngs])
+        still = np.linalg.norm(cmd[:, :2], axis=1) < 0.2  # as legged_gym: tiny planar commands become "stand still"
+        cmd[still, :2] = 0.0
+        self.command[ids] = cmd
+        self._spawn(sim, ids, rngs, joint_noise=0.05)
 
-    def evaluate(self, sim, obs, action) -> StepResult:
-        self._steps += 1
-        dt = 1.0 / self.robot.control_rate_hz
-        priv = self.privileged(sim)
-        v = priv["base_lin_vel"]
-        h = float(priv["base_height"][0])
-        fell = self._fell(obs, h)
-        ex, ey = float(self.command[0] - v[0]), float(self.command[1] - v[1])
-        lin_err2 = ex * ex + ey * ey
-        yaw_err = float(self.command[2] - obs["base_ang_vel"][2])
-        lin_err = math.sqrt(lin_err2)
-        if self._steps * dt > self.warmup_seconds:
-            sums = self._error_sums
-            sums[0] += lin_err
-            sums[1] += abs(yaw_err)
-            sums[2] += 1
-
-        contact = priv["foot_contact_force"] > CONTACT_THRESHOLD
-        first_contact = contact & ~self._was_in_contact
-        self._air_time += dt
-        air_bonus = float((self._air_time - 0.5) @ first_contact) * self._moving
-        self._air_time[contact] = 0.0
-        self._was_in_contact = contact
-
-        qd = obs["joint_vel"]
-        acc = (qd - self._prev_qd) / dt
-        self._prev_qd = qd.copy()
-        a_rate = self._action_rate(action)
-        w_body = obs["base_ang_vel"]
-        tau = self._torque_estimate(obs, action)
+    def objective(self, prev, action, fields, ctx=None):
+        require(fields, ("base_lin_vel", "foot_contact_force", "feet_air_time"), "legged/velocity")
+        xp = array_namespace(fields["joint_pos"])
+        dt = self.dt
+        v, cmd, w_body = fields["base_lin_vel"], fields["command"], fields["base_ang_vel"]
+        h = self._height(fields)
+        fell = self._fell(fields, h)
+        lin_err2 = (cmd[..., 0] - v[..., 0]) ** 2 + (cmd[..., 1] - v[..., 1]) ** 2
+        yaw_err = cmd[..., 2] - w_body[..., 2]
+        contact = fields["foot_contact_force"] > CONTACT_THRESHOLD
+        first = contact & ~(prev["foot_contact_force"] > CONTACT_THRESHOLD)
+        moving = ((cmd[..., :2] ** 2).sum(-1) > 0.01) * 1.0
+        air = ((prev["feet_air_time"] + dt - 0.5) * first).sum(-1) * moving
+        acc = (fields["joint_vel"] - prev["joint_vel"]) / dt
+        tau = self.torque_estimate(action, fields)
         w = self.weights
         terms = {
-            "lin": math.exp(-lin_err2 / self.tracking_sigma),
-            "yaw": math.exp(-yaw_err * yaw_err / self.tracking_sigma),
-            "lin_z": float(v[2] * v[2]),
-            "ang_xy": float(w_body[0] * w_body[0] + w_body[1] * w_body[1]),
-            "torque": float(tau @ tau),
-            "dof_acc": float(acc @ acc),
-            "action_rate": a_rate,
-            "air_time": air_bonus,
+            "lin": xp.exp(-lin_err2 / self.tracking_sigma),
+            "yaw": xp.exp(-yaw_err * yaw_err / self.tracking_sigma),
+            "lin_z": v[..., 2] ** 2,
+            "ang_xy": w_body[..., 0] ** 2 + w_body[..., 1] ** 2,
+            "torque": (tau * tau).sum(-1),
+            "dof_acc": (acc * acc).sum(-1),
+            "action_rate": self._action_rate(prev, fields),
+            "air_time": air,
         }
-        reward = dt * sum(w[k] * terms[k] for k in w) - (1.0 if fell else 0.0)
-        done = self._steps >= self.max_steps
-        lin_sum, yaw_sum, n = self._error_sums
-        success = bool(done and not fell and n > 0
-                       and lin_sum / n < self.lin_tolerance and yaw_sum / n < self.yaw_tolerance)
-        return StepResult(float(reward), fell, success,
-                          {"base_height": h, "lin_vel_error": lin_err, "yaw_rate_error": abs(yaw_err), "fallen": fell})
+        reward = dt * sum(w[k] * terms[k] for k in w) - 1.0 * fell
+        return reward, fell, {"lin_vel_error": lin_err2 ** 0.5, "yaw_rate_error": xp.abs(yaw_err), "fallen": fell}
+
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        warm = int(round(self.warmup_seconds * self.robot.control_rate_hz))
+        lin = np.asarray(metrics["lin_vel_error"])[warm:]
+        yaw = np.asarray(metrics["yaw_rate_error"])[warm:]
+        return bool(len(lin) and not np.any(metrics["fallen"]) and lin.mean() < self.lin_tolerance
+                    and yaw.mean() < self.yaw_tolerance)

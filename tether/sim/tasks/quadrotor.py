@@ -4,35 +4,39 @@ Both read the same observation (position error to the current goal, attitude as 
 linear velocity, body rates, last action), which is what a PX4 odometry message provides once converted
 to ENU/FLU, so a policy trained here deploys through the PX4 adapter unchanged. The default control mode
 is collective thrust + body rates through the onboard rate controller (what PX4's vehicle_rates_setpoint
-carries); per-motor thrust is the alternative.
+carries; it runs inside the physics, see ``Scene.onboard``); per-motor thrust is the alternative.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import mujoco
 import numpy as np
 
 from tether.contract import Field, IOContract
-from tether.sim.backends.base import Backend
+from tether.sim.backends.base import BatchBackend
 from tether.sim.robots import quadrotor as cf
 from tether.sim.robots.base import Scene, SceneObject
-from tether.sim.tasks.base import StepResult, Task
+from tether.sim.tasks.base import Fields, Task, norm, require
 
 GOAL_MARKER = "goal"
+CRASH_HEIGHT = 0.03  # m
+MAX_ERROR = 2.0  # m from the goal
+MAX_TILT = 1.4  # rad
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) -> 3x3 world_from_body (MuJoCo's C routine: this runs every control step)."""
-    mat = np.empty(9)
-    mujoco.mju_quat2Mat(mat, np.asarray(q, dtype=np.float64))
-    return mat.reshape(3, 3)
-
-
-def _norm(v: np.ndarray) -> float:
-    return math.sqrt(float(v @ v))
+    """(w, x, y, z) -> world_from_body rotation: (4,) -> (3, 3), or (N, 4) -> (N, 3, 3)."""
+    q = np.asarray(q, dtype=np.float64)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    R = np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], axis=-1)
+    return R.reshape(*q.shape[:-1], 3, 3)
 
 
 def quadrotor_observation_fields() -> tuple[Field, ...]:
@@ -54,21 +58,35 @@ def quadrotor_action_fields(control_mode: str, max_thrust: float = cf.MAX_THRUST
     )
 
 
+def flight_objective(fields: Fields, goal_z: Any = 1.0) -> tuple[Any, Any, Any]:
+    """(shaped reward, crashed, position error) shared by every quadrotor task.
+
+    Reward 1 - |e| - 0.05 |omega| - 0.05 |v|, and -10 on a crash: |e| > 2 m, tilt > 1.4 rad, or height
+    (goal height - e_z) under 3 cm.
+    """
+    require(fields, ("pos_error", "base_rotmat", "base_lin_vel", "base_ang_vel"), "quadrotor")
+    e = fields["pos_error"]
+    err = norm(e)
+    crashed = (err > MAX_ERROR) | (fields["base_rotmat"][..., 8] < math.cos(MAX_TILT)) | (goal_z - e[..., 2] < CRASH_HEIGHT)
+    reward = 1.0 - err - 0.05 * norm(fields["base_ang_vel"]) - 0.05 * norm(fields["base_lin_vel"]) - 10.0 * crashed
+    return reward, crashed, err
+
+
 class QuadrotorTask(Task):
     robot_name = "quadrotor"
     control_modes = ("thrust_body_rates", "motor_thrust")
-    crash_height = 0.03
-    max_error = 2.0
-    max_tilt = 1.4  # rad
+    spawn_spread = 0.3  # m around the spawn point
+    spawn_tilt = 0.2  # rad
 
-    def __init__(self, robot, control_mode=None) -> None:
-        super().__init__(robot, control_mode)
-        self.rate_controller = cf.RateController(robot.actuators.max_thrust)
-        self._expert_rc = cf.RateController(robot.actuators.max_thrust)  # the expert's own stateful inner loop
-        self.goal = np.array([0.0, 0.0, 1.0])
+    def __init__(self, robot, n: int = 1, control_mode: str | None = None) -> None:
+        super().__init__(robot, n, control_mode)
+        self.goal = np.tile([0.0, 0.0, 1.0], (self.n, 1))
+        self._expert_rc = cf.RateController(robot.actuators.max_thrust, n=self.n)  # the expert's own inner loop
 
     def scene(self) -> Scene:
-        return Scene(objects=(SceneObject(GOAL_MARKER, "marker", (0.02,), rgba=(0.1, 0.8, 0.2, 0.6)),))
+        onboard = "rate_controller" if self.control_mode == "thrust_body_rates" else None
+        return Scene(objects=(SceneObject(GOAL_MARKER, "marker", (0.02,), rgba=(0.1, 0.8, 0.2, 0.6)),),
+                     onboard=onboard)
 
     def build_contract(self) -> IOContract:
         return IOContract(
@@ -86,123 +104,134 @@ class QuadrotorTask(Task):
         return np.array([4 * cf.HOVER_THRUST, 0.0, 0.0, 0.0])
 
     # ------------------------------------------------------------------ episode
-    def _spawn(self, sim: Backend, rng: np.random.Generator, goal: np.ndarray, spread: float) -> None:
-        pos = goal + rng.uniform(-spread, spread, 3)
-        pos[2] = max(pos[2], 0.3)
-        axis = rng.normal(size=3)
-        angle = rng.uniform(0, 0.2)
-        quat = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis / np.linalg.norm(axis)])
-        sim.set_command(np.full(4, cf.HOVER_THRUST))
-        sim.reset_state(np.zeros(0), base_pos=pos, base_quat=quat,
-                        base_lin_vel=rng.uniform(-0.2, 0.2, 3), base_ang_vel=rng.uniform(-0.2, 0.2, 3))
-        self.rate_controller.reset()
+    def _spawn(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator], centre: np.ndarray,
+               spread: float) -> None:
+        k = len(ids)
+        pos, quat = np.empty((k, 3)), np.empty((k, 4))
+        lin, ang = np.empty((k, 3)), np.empty((k, 3))
+        for j, rng in enumerate(rngs):
+            pos[j] = centre + rng.uniform(-spread, spread, 3)
+            axis = rng.normal(size=3)
+            angle = rng.uniform(0, self.spawn_tilt)
+            quat[j] = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis / np.linalg.norm(axis)])
+            lin[j], ang[j] = rng.uniform(-0.2, 0.2, 3), rng.uniform(-0.2, 0.2, 3)
+        pos[:, 2] = np.maximum(pos[:, 2], 0.3)
+        command = np.zeros((sim.n, self.contract.action_size))
+        command[:] = self.neutral_action()
+        sim.set_command(command)  # rotors start settled at hover thrust
+        sim.reset_state(ids, np.zeros((k, 0)), base_pos=pos, base_quat=quat, base_lin_vel=lin, base_ang_vel=ang)
+        self._expert_rc.reset(ids)
+        self.steps[ids] = 0
 
-    def actuate(self, sim: Backend, action: np.ndarray, substeps: int) -> None:
-        if self.control_mode == "motor_thrust":
-            sim.set_command(action)
-            sim.step(substeps)
-            return
-        dt = self.robot.physics_dt
-        for _ in range(substeps):
-            _, rates = sim.base_velocity()
-            sim.set_command(self.rate_controller(action[0], action[1:4], rates, dt))
-            sim.step(1)
+    def _set_goal(self, sim: BatchBackend, ids: np.ndarray, goal: np.ndarray) -> None:
+        self.goal[ids] = goal
+        sim.set_object_pose(GOAL_MARKER, ids, goal)
 
-    def observe(self, sim: Backend) -> dict[str, np.ndarray]:
+    def actuate(self, sim: BatchBackend, action: np.ndarray, substeps: int) -> None:
+        sim.set_command(action)
+        sim.step(substeps)
+
+    def observe(self, sim: BatchBackend) -> dict[str, np.ndarray]:
         pos, quat = sim.base_pose()
         lin, ang = sim.base_velocity()
         return {
             "pos_error": self.goal - pos,
-            "base_rotmat": quat_to_rotmat(quat).reshape(9),
+            "base_rotmat": quat_to_rotmat(quat).reshape(-1, 9),
             "base_lin_vel": lin,
             "base_ang_vel": ang,
         }
 
-    def _crashed(self, obs: dict[str, np.ndarray], sim: Backend) -> bool:
-        pos, _ = sim.base_pose()
-        tilt = np.arccos(np.clip(obs["base_rotmat"][8], -1.0, 1.0))
-        return bool(pos[2] < self.crash_height or _norm(obs["pos_error"]) > self.max_error
-                    or tilt > self.max_tilt)
-
-    def _shaped_reward(self, obs: dict[str, np.ndarray], crashed: bool) -> float:
-        err = _norm(obs["pos_error"])
-        r = 1.0 - err - 0.05 * _norm(obs["base_ang_vel"]) - 0.05 * _norm(obs["base_lin_vel"])
-        return float(r - (10.0 if crashed else 0.0))
-
-    def reward_from_obs(self, obs: dict[str, np.ndarray]) -> float:
-        return self._shaped_reward(obs, crashed=False)
+    def context(self) -> dict[str, np.ndarray]:
+        return {"goal_z": self.goal[:, 2]}
 
     # ------------------------------------------------------------------ expert
-    def expert(self, sim: Backend) -> np.ndarray:
+    def expert(self, sim: BatchBackend) -> np.ndarray:
         """Geometric position controller: PD on position to a desired force, tilt toward it, keep yaw at 0."""
         obs = self.observe(sim)
-        R = obs["base_rotmat"].reshape(3, 3)
+        R = obs["base_rotmat"].reshape(-1, 3, 3)
         a_des = 6.0 * obs["pos_error"] - 4.0 * obs["base_lin_vel"] + np.array([0.0, 0.0, cf.GRAVITY])
-        a_des[:2] = np.clip(a_des[:2], -5.0, 5.0)
-        thrust = cf.MASS * float(a_des @ R[:, 2])
-        z_des = a_des / np.linalg.norm(a_des)
-        e_world = np.cross(R[:, 2], z_des)
-        yaw = np.arctan2(R[1, 0], R[0, 0])
-        rates = 12.0 * (R.T @ e_world)
-        rates[2] = -2.0 * yaw
+        a_des[:, :2] = np.clip(a_des[:, :2], -5.0, 5.0)
+        z_body = R[:, :, 2]
+        thrust = cf.MASS * np.einsum("ni,ni->n", a_des, z_body)
+        z_des = a_des / np.linalg.norm(a_des, axis=1, keepdims=True)
+        e_world = np.cross(z_body, z_des)
+        yaw = np.arctan2(R[:, 1, 0], R[:, 0, 0])
+        rates = 12.0 * np.einsum("nji,nj->ni", R, e_world)
+        rates[:, 2] = -2.0 * yaw
         rates = np.clip(rates, -cf.MAX_BODY_RATE, cf.MAX_BODY_RATE)
-        thrust = float(np.clip(thrust, 0.0, 4 * self.robot.actuators.max_thrust))
+        thrust = np.clip(thrust, 0.0, 4 * self.robot.actuators.max_thrust)
         if self.control_mode == "motor_thrust":
             return self._expert_rc(thrust, rates, obs["base_ang_vel"], self.robot.physics_dt * self.robot.substeps)
-        return np.concatenate([[thrust], rates])
+        return np.concatenate([thrust[:, None], rates], axis=1)
 
 
 class Hover(QuadrotorTask):
-    """Hold a set point 1 m up for 5 s from a perturbed start. Success: mean error < 0.1 m in the last second."""
+    """Hold a set point 1 m up for 5 s from a perturbed start. Success: no crash, and the mean position error
+    over the last second is under 0.1 m."""
 
     name = "hover"
     episode_seconds = 5.0
     success_radius = 0.1
+    max_error = MAX_ERROR
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        self.goal = np.array([0.0, 0.0, 1.0])
-        sim.set_object_pose(GOAL_MARKER, self.goal)
-        self._spawn(sim, rng, self.goal, 0.3)
-        self._recent: deque[float] = deque(maxlen=int(self.robot.control_rate_hz))
-        self._steps = 0
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        self._set_goal(sim, ids, np.array([0.0, 0.0, 1.0]))
+        self._spawn(sim, ids, rngs, np.array([0.0, 0.0, 1.0]), self.spawn_spread)
 
-    def evaluate(self, sim, obs, action) -> StepResult:
-        crashed = self._crashed(obs, sim)
-        err = _norm(obs["pos_error"])
-        self._steps += 1
-        self._recent.append(err)
-        success = (not crashed and self._steps >= self.max_steps
-                   and float(np.mean(self._recent)) < self.success_radius)
-        return StepResult(self._shaped_reward(obs, crashed), crashed, success, {"position_error": err})
+    def objective(self, prev, action, fields, ctx=None):
+        goal_z = 1.0 if ctx is None else ctx.get("goal_z", 1.0)
+        reward, crashed, err = flight_objective(fields, goal_z)
+        return reward, crashed, {"position_error": err, "crashed": crashed}
+
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        err = np.asarray(metrics["position_error"], dtype=np.float64)
+        tail = err[-max(1, int(round(self.robot.control_rate_hz))):]
+        return bool(len(err) and not np.any(metrics["crashed"]) and tail.mean() < self.success_radius)
 
 
 class Waypoint(QuadrotorTask):
-    """Visit 4 random waypoints (within 0.15 m each) in order inside 12 s. Success: all visited."""
+    """Visit 4 random waypoints (within 0.15 m each) in order inside 12 s. Success: all visited, no crash."""
 
     name = "waypoint"
     episode_seconds = 12.0
     reach_radius = 0.15
     n_waypoints = 4
 
-    def reset(self, sim: Backend, rng: np.random.Generator) -> None:
-        self.waypoints = np.column_stack([rng.uniform(-0.8, 0.8, self.n_waypoints),
-                                          rng.uniform(-0.8, 0.8, self.n_waypoints),
-                                          rng.uniform(0.6, 1.4, self.n_waypoints)])
-        self.index = 0
-        self.goal = self.waypoints[0].copy()
-        sim.set_object_pose(GOAL_MARKER, self.goal)
-        self._spawn(sim, rng, np.array([0.0, 0.0, 1.0]), 0.1)
+    def __init__(self, robot, n: int = 1, control_mode: str | None = None) -> None:
+        super().__init__(robot, n, control_mode)
+        self.waypoints = np.zeros((self.n, self.n_waypoints, 3))
+        self.index = np.zeros(self.n, dtype=np.int64)
 
-    def evaluate(self, sim, obs, action) -> StepResult:
-        crashed = self._crashed(obs, sim)
-        err = _norm(obs["pos_error"])
-        reward = self._shaped_reward(obs, crashed)
-        if err < self.reach_radius and self.index < self.n_waypoints:
-            self.index += 1
-            reward += 10.0
-            if self.index < self.n_waypoints:
-                self.goal = self.waypoints[self.index].copy()
-                sim.set_object_pose(GOAL_MARKER, self.goal)
-        done = self.index >= self.n_waypoints
-        return StepResult(reward, crashed or done, done and not crashed,
-                          {"position_error": err, "waypoints_reached": self.index})
+    def reset(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        for j, rng in zip(ids, rngs):
+            self.waypoints[j] = np.column_stack([rng.uniform(-0.8, 0.8, self.n_waypoints),
+                                                 rng.uniform(-0.8, 0.8, self.n_waypoints),
+                                                 rng.uniform(0.6, 1.4, self.n_waypoints)])
+        self.index[ids] = 0
+        self._set_goal(sim, ids, self.waypoints[ids, 0])
+        self._spawn(sim, ids, rngs, np.array([0.0, 0.0, 1.0]), 0.1)
+
+    def context(self) -> dict[str, np.ndarray]:
+        return {"goal_z": self.goal[:, 2], "last_waypoint": self.index >= self.n_waypoints - 1}
+
+    def objective(self, prev, action, fields, ctx=None):
+        ctx = ctx or {}
+        reward, crashed, err = flight_objective(fields, ctx.get("goal_z", 1.0))
+        reached = err < self.reach_radius
+        finished = reached & ctx["last_waypoint"] if "last_waypoint" in ctx else reached & False
+        return reward + 10.0 * reached, crashed | finished, {"position_error": err, "crashed": crashed,
+                                                             "reached": reached}
+
+    def evaluate(self, sim, prev, fields, action):
+        out = super().evaluate(sim, prev, fields, action)
+        hit = np.nonzero(out.metrics["reached"] & (self.index < self.n_waypoints))[0]
+        self.index[hit] += 1
+        move = hit[self.index[hit] < self.n_waypoints]
+        if len(move):
+            self._set_goal(sim, move, self.waypoints[move, self.index[move]])
+        out.metrics["waypoints_reached"] = self.index.astype(np.float64)
+        return out
+
+    def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
+        reached = np.asarray(metrics.get("waypoints_reached", np.cumsum(metrics["reached"])))
+        return bool(len(reached) and not np.any(metrics["crashed"]) and reached[-1] >= self.n_waypoints)
