@@ -182,12 +182,12 @@ def test_zero_action_does_not_reach_and_ee_step_moves_tcp():
         _, _, _, _, info = env.step(np.zeros(3))
     assert not info["success"]  # the target is never at the start pose
     env.reset(seed=0)
-    ee0 = env.task.ee_pos(env.sim)
+    ee0 = env.task.ee_pos(env.core.sim)[0]
     for _ in range(4):
         env.step(np.array([1.0, 0.0, 0.0]))  # +5 cm in x per step
     for _ in range(10):
         env.step(np.zeros(3))
-    moved = env.task.ee_pos(env.sim) - ee0
+    moved = env.task.ee_pos(env.core.sim)[0] - ee0
     # at most 4 x 5 cm (less where the datasheet joint speed limits cap a step); z may sag up to ~2 cm more
     # as the arm stretches out under gravity with PD (no gravity compensation)
     assert 0.1 < moved[0] < 0.21 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.025
@@ -218,7 +218,7 @@ def test_every_dr_target_in_presets_changes_the_model(engine, robot):
     for seed in range(4):
         obs, info = env.reset(seed=seed)
         latencies.add(info["latency_steps"])
-        clean = env.contract.flatten_obs(env.task.observe(env.sim))
+        clean = env.contract.flatten_obs(env.task.observe(env.core.sim))[0]
         biased |= not np.allclose(obs, clean, atol=1e-6)
         for target in nominal:
             assert not np.allclose(env.sim.get_param(target), nominal[target]), (engine, target)
@@ -232,18 +232,18 @@ def test_reach_reward_falls_with_distance_and_success_needs_the_last_step():
     env = TetherEnv("arm", "reach")
     env.reset(seed=0)
     task = env.task
-    target = task.target
+    target = task.target[0]
 
     def reward(d: float):
-        obs = {"ee_pos": target + np.array([d, 0.0, 0.0]), "target_pos": target}
-        return task.evaluate(env.sim, obs, np.zeros(3))
+        fields = {"ee_pos": target + np.array([d, 0.0, 0.0]), "target_pos": target}
+        r, _, metrics = task.objective({}, np.zeros(3), fields)
+        return float(r), metrics
 
-    rewards = [reward(d).reward for d in (0.0, 0.01, 0.03, 0.1, 0.3, 0.6)]
+    rewards = [reward(d)[0] for d in (0.0, 0.01, 0.03, 0.1, 0.3, 0.6)]
     assert all(a > b for a, b in zip(rewards, rewards[1:]))
     assert rewards[0] == pytest.approx(task.precision_bonus) and rewards[-1] < -0.55
-    task._steps = 0
-    assert not reward(0.0).success  # only the final step of the episode counts
-    task._steps = task.max_steps - 1
-    assert reward(0.02).success
-    task._steps = task.max_steps - 1
-    assert not reward(0.04).success
+    episode = [reward(d)[1]["distance"] for d in np.linspace(0.3, 0.0, task.max_steps)]
+    assert task.success({"distance": np.array(episode)}, False)
+    # only the final step of the episode counts
+    assert not task.success({"distance": np.array(episode[:-1] + [reward(0.04)[1]["distance"]])}, False)
+    assert task.success({"distance": np.array(episode[:-1] + [reward(0.02)[1]["distance"]])}, False)

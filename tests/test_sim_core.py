@@ -16,7 +16,7 @@ from tether.sim.env import TetherEnv
 from tether.sim.randomization import DRTerm, Randomizer, terms_from_json, terms_to_json
 from tether.sim.robots import make_robot
 from tether.sim.robots import quadrotor as cf
-from tether.sim.vector import make_vector_env
+from tether.sim.vector import make_vec
 
 BACKENDS = ("mujoco", "pybullet")
 QUAD_IDS = ("tether/QuadrotorHover-v0", "tether/QuadrotorWaypoint-v0")
@@ -27,7 +27,7 @@ def _fly(env: TetherEnv, thrust: np.ndarray, steps: int) -> np.ndarray:
     sim.set_command(thrust)
     sim.reset_state(np.zeros(0), base_pos=np.array([0.0, 0.0, 1.0]))
     for _ in range(steps):
-        env.task.actuate(sim, thrust, env.robot_spec.substeps)
+        env.task.actuate(env.core.sim, np.atleast_2d(thrust), env.robot_spec.substeps)
     return sim.base_pose()[0]
 
 
@@ -51,7 +51,7 @@ def test_mujoco_and_pybullet_agree_on_open_loop_quadrotor_trajectory():
         out = []
         for i in range(25):  # 0.5 s: a roll/pitch doublet then a climb
             u = cf.HOVER_THRUST * (np.array([1.05, 1.0, 0.97, 1.0]) if i < 10 else np.full(4, 1.02))
-            env.task.actuate(sim, u, env.robot_spec.substeps)
+            env.task.actuate(env.core.sim, np.atleast_2d(u), env.robot_spec.substeps)
             pos, quat = sim.base_pose()
             out.append(np.concatenate([pos, quat]))
         trajs[backend] = np.array(out)
@@ -107,10 +107,9 @@ def test_rate_controller_tracks_a_body_rate_step():
     sim = env.sim
     sim.set_command(np.full(4, cf.HOVER_THRUST))
     sim.reset_state(np.zeros(0), base_pos=np.array([0.0, 0.0, 1.0]))
-    env.task.rate_controller.reset()
     cmd = np.array([4 * cf.HOVER_THRUST, 2.0, 0.0, 0.0])  # 2 rad/s roll rate
     for _ in range(5):  # 0.1 s
-        env.task.actuate(sim, cmd, env.robot_spec.substeps)
+        env.task.actuate(env.core.sim, np.atleast_2d(cmd), env.robot_spec.substeps)
     _, rates = sim.base_velocity()
     assert abs(rates[0] - 2.0) < 0.3 and abs(rates[1]) < 0.3
 
@@ -223,7 +222,7 @@ def test_invalid_dr_terms_are_refused_with_a_clear_message(kwargs, fragment):
 def test_dr_select_rejects_unknown_elements():
     env = TetherEnv("quadrotor", "hover")
     with pytest.raises(TetherError, match="unknown elements"):
-        Randomizer([DRTerm("body_mass", select=("wing",))], env.sim, env.contract.obs_size)
+        Randomizer([DRTerm("body_mass", select=("wing",))], env.core.sim, env.contract.obs_size)
 
 
 @pytest.mark.parametrize(
@@ -247,8 +246,8 @@ def test_bad_names_give_one_line_errors_listing_valid_ones(call, fragment):
 # ---------------------------------------------------------------------------------------------- vector env
 def test_vector_env_workers_match_in_process_and_autoreset():
     results = []
-    for workers in (0, 2):
-        venv = make_vector_env("tether/QuadrotorHover-v0", 4, num_workers=workers, dr="default")
+    for executor in ("inprocess", "processes"):
+        venv = make_vec("tether/QuadrotorHover-v0", 4, executor=executor, dr="default")
         obs, _ = venv.reset(seed=10)
         trace, finals = [obs], 0
         for _ in range(260):  # past one 250-step episode

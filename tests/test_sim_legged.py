@@ -123,7 +123,7 @@ def test_rough_terrain_is_real_ground_and_reproducible(backend):
 def test_a1_stands_on_rough_terrain_spawn():
     env = gym.make("tether/LeggedVelocityRough-v0", backend="mujoco")
     env.reset(seed=3)
-    env.unwrapped.task.command = np.zeros(3)
+    env.unwrapped.task.command[:] = np.zeros(3)
     for _ in range(50):
         _, _, terminated, _, info = env.step(np.zeros(12, np.float32))
         assert not terminated
@@ -222,7 +222,7 @@ def test_velocity_success_metric_fails_when_not_tracking():
     for name, cmd in (("zero", np.zeros(3)), ("forward", np.array([0.8, 0.0, 0.0]))):
         env = gym.make("tether/LeggedVelocity-v0")
         env.reset(seed=0)
-        env.unwrapped.task.command = cmd
+        env.unwrapped.task.command[:] = cmd
         total, info = 0.0, {}
         for _ in range(env.unwrapped.task.max_steps):
             _, r, terminated, truncated, info = env.step(np.zeros(12, np.float32))
@@ -248,7 +248,9 @@ def test_legged_contract_and_action_mapping():
     obs, info = env.reset(seed=0)
     split = c.split_obs(obs)
     np.testing.assert_allclose(split["projected_gravity"], [0, 0, -1], atol=1e-3)
-    assert info["privileged"].shape == (8,)
+    # critic-only: base velocity (3), height (1), foot forces (4) and feet air time (4, for the gait reward)
+    assert [f.name for f in c.privileged] == ["base_lin_vel", "base_height", "foot_contact_force", "feet_air_time"]
+    assert info["privileged"].shape == (12,)
     assert env.unwrapped.sim.robot.substeps == 10
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
+from tether.sim.backends.base import WorldView
 from tether.sim.core import SimCore, resolve_dr  # noqa: F401  (resolve_dr: re-exported for callers)
 from tether.sim.randomization import DRTerm
 
@@ -38,7 +39,7 @@ class TetherEnv(gym.Env):
         self.task = self.core.task
         self.contract = self.core.contract
         self.dr_terms = self.core.dr_terms
-        self.sim = self.core.sim
+        self.sim = WorldView(self.core.sim, 0)  # the single-world view of the batch of one
         self.render_mode = render_mode
         self.render_size = render_size
         self.metadata = {**self.metadata, "render_fps": int(self.robot_spec.control_rate_hz)}

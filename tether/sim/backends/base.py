@@ -181,3 +181,79 @@ class BatchBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional override
         pass
+
+
+class WorldView(Backend):
+    """One world of a batch seen through the single-world :class:`Backend` interface.
+
+    For code that drives one robot (served robots, tests, tools): reads return that world's row, writes go
+    to it alone, parameter writes take effect at once.
+    """
+
+    def __init__(self, batch: BatchBackend, world: int = 0) -> None:
+        super().__init__(batch.robot, batch.scene)
+        self.batch, self.world = batch, int(world)
+        self.name = batch.name
+        self._ids = np.array([self.world])
+
+    def reset_state(self, joint_pos, joint_vel=None, base_pos=None, base_quat=None, base_lin_vel=None,
+                    base_ang_vel=None) -> None:
+        def row(x):
+            return None if x is None else np.asarray(x, dtype=np.float64)[None]
+
+        self.batch.reset_state(self._ids, row(joint_pos), row(joint_vel), row(base_pos), row(base_quat),
+                               row(base_lin_vel), row(base_ang_vel))
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        q, qd = self.batch.joint_state()
+        return q[self.world].copy(), qd[self.world].copy()
+
+    def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        p, q = self.batch.base_pose()
+        return p[self.world], q[self.world]
+
+    def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        v, w = self.batch.base_velocity()
+        return v[self.world], w[self.world]
+
+    def body_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        p, q = self.batch.body_pose(name)
+        return p[self.world], q[self.world]
+
+    def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
+        self.batch.set_object_pose(name, self._ids, np.asarray(pos)[None], None if quat is None else np.asarray(quat)[None])
+
+    def foot_contact_forces(self) -> np.ndarray:
+        return self.batch.foot_contact_forces()[self.world].copy()
+
+    def set_command(self, command: np.ndarray) -> None:
+        if self.batch.n != 1:
+            raise TypeError("set_command on one world of a larger batch; command the batch instead")
+        self.batch.set_command(np.asarray(command, dtype=np.float64)[None])
+
+    def step(self, substeps: int) -> None:
+        if self.batch.n != 1:
+            raise TypeError("step on one world of a larger batch; step the batch instead")
+        self.batch.step(substeps)
+
+    def set_external_force(self, force_world: np.ndarray, torque_world: np.ndarray | None = None) -> None:
+        if torque_world is not None and np.any(torque_world):
+            raise TypeError("the batched core applies forces only; got a torque")
+        self.batch.set_external_force(self._ids, np.asarray(force_world)[None])
+
+    @property
+    def time(self) -> float:
+        return float(np.asarray(self.batch.time)[self.world])
+
+    def param_elements(self, target: str) -> list[str]:
+        return self.batch.param_elements(target)
+
+    def get_param(self, target: str) -> np.ndarray:
+        return self.batch.get_param(target, self.world)
+
+    def set_param(self, target: str, values: np.ndarray) -> None:
+        self.batch.set_param(target, values, self.world)
+        self.batch.commit_params()
+
+    def render(self, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
+        return self.batch.render(self.world, width, height, camera)

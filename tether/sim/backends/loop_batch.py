@@ -37,10 +37,12 @@ class LoopBatch(BatchBackend):
     # ------------------------------------------------------------------ state
     def reset_state(self, ids, joint_pos, joint_vel=None, base_pos=None, base_quat=None,
                     base_lin_vel=None, base_ang_vel=None) -> None:
-        def row(x, k):
-            return None if x is None else np.asarray(x)[k]
-
         ids = np.asarray(ids, dtype=int)
+
+        def row(x, k):
+            return None if x is None else np.broadcast_to(np.asarray(x, dtype=np.float64),
+                                                          (len(ids), np.shape(x)[-1]))[k]
+
         for k, i in enumerate(ids):
             if self._rates:  # rotors settled at the allocation of the thrust setpoint
                 self.worlds[i].set_command(np.clip(self._command[i, 0] * self._rc.alloc[:, 0], 0, self._rc.max_thrust))
@@ -62,8 +64,11 @@ class LoopBatch(BatchBackend):
         return self._stack(lambda w: w.body_pose(name))
 
     def set_object_pose(self, name, ids, pos, quat=None) -> None:
-        for k, i in enumerate(np.asarray(ids, dtype=int)):
-            self.worlds[i].set_object_pose(name, np.asarray(pos)[k], None if quat is None else np.asarray(quat)[k])
+        ids = np.asarray(ids, dtype=int)
+        pos = np.broadcast_to(np.asarray(pos, dtype=np.float64), (len(ids), 3))
+        quat = None if quat is None else np.broadcast_to(np.asarray(quat, dtype=np.float64), (len(ids), 4))
+        for k, i in enumerate(ids):
+            self.worlds[i].set_object_pose(name, pos[k], None if quat is None else quat[k])
 
     def foot_contact_forces(self) -> np.ndarray:
         return np.stack([w.foot_contact_forces() for w in self.worlds])
@@ -90,8 +95,10 @@ class LoopBatch(BatchBackend):
                 w.step(1)
 
     def set_external_force(self, ids, force_world) -> None:
-        for k, i in enumerate(np.asarray(ids, dtype=int)):
-            self.worlds[i].set_external_force(np.asarray(force_world)[k])
+        ids = np.asarray(ids, dtype=int)
+        force = np.broadcast_to(np.asarray(force_world, dtype=np.float64), (len(ids), 3))
+        for k, i in enumerate(ids):
+            self.worlds[i].set_external_force(force[k])
 
     @property
     def time(self) -> np.ndarray:

@@ -166,6 +166,8 @@ class PybulletBackend(Backend):
             self._command = np.asarray(joint_pos, dtype=float).copy()
         else:
             self._thrust = np.clip(self._command, 0.0, self._max_thrust)
+        # contacts of the old pose would otherwise be reported until the next step
+        self.p.performCollisionDetection()
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._jidx:

@@ -280,7 +280,7 @@ class Stand(LeggedTask):
         qd = fields["joint_vel"]
         reward = self.dt * (xp.exp(-((err / 0.03) ** 2)) + 0.5 * xp.exp(-upright / 0.02) + 0.3 * xp.exp(-pose / 0.1)
                             - 0.01 * self._action_rate(prev, fields) - 0.001 * (qd * qd).sum(-1)) - 1.0 * fell
-        return reward, fell, {"height_error": err, "fallen": fell}
+        return reward, fell, {"height_error": err, "fallen": fell, "base_height": h}
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         err = np.asarray(metrics["height_error"], dtype=np.float64)
@@ -317,7 +317,8 @@ class Velocity(LeggedTask):
         self._spawn(sim, ids, rngs, joint_noise=0.05)
 
     def objective(self, prev, action, fields, ctx=None):
-        require(fields, ("base_lin_vel", "foot_contact_force", "feet_air_time"), "legged/velocity")
+        require(fields, ("base_lin_vel", "foot_contact_force"), "legged/velocity")
+        require(prev, ("feet_air_time", "joint_vel"), "legged/velocity")
         xp = array_namespace(fields["joint_pos"])
         dt = self.dt
         v, cmd, w_body = fields["base_lin_vel"], fields["command"], fields["base_ang_vel"]
@@ -325,8 +326,8 @@ class Velocity(LeggedTask):
         fell = self._fell(fields, h)
         lin_err2 = (cmd[..., 0] - v[..., 0]) ** 2 + (cmd[..., 1] - v[..., 1]) ** 2
         yaw_err = cmd[..., 2] - w_body[..., 2]
-        contact = fields["foot_contact_force"] > CONTACT_THRESHOLD
-        first = contact & ~(prev["foot_contact_force"] > CONTACT_THRESHOLD)
+        # a touchdown: in contact now after time in the air (air time is 0 while a foot is down, and at reset)
+        first = (fields["foot_contact_force"] > CONTACT_THRESHOLD) & (prev["feet_air_time"] > 0)
         moving = ((cmd[..., :2] ** 2).sum(-1) > 0.01) * 1.0
         air = ((prev["feet_air_time"] + dt - 0.5) * first).sum(-1) * moving
         acc = (fields["joint_vel"] - prev["joint_vel"]) / dt
@@ -343,7 +344,8 @@ class Velocity(LeggedTask):
             "air_time": air,
         }
         reward = dt * sum(w[k] * terms[k] for k in w) - 1.0 * fell
-        return reward, fell, {"lin_vel_error": lin_err2 ** 0.5, "yaw_rate_error": xp.abs(yaw_err), "fallen": fell}
+        return reward, fell, {"lin_vel_error": lin_err2 ** 0.5, "yaw_rate_error": xp.abs(yaw_err), "fallen": fell,
+                              "base_height": h}
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         warm = int(round(self.warmup_seconds * self.robot.control_rate_hz))
