@@ -12,7 +12,8 @@ import pytest
 import tether.sim
 from tether.cli import main
 from tether.data.dataset import Dataset
-from tether.data.replay import load_transitions, to_replay_buffer
+from tether.data.replay import load_transitions
+from tether.policies.buffers import ReplayBuffer
 from tether.data.rosbag_export import write_flat_bag
 
 ENV = "tether/QuadrotorHover-v0"
@@ -69,7 +70,7 @@ def test_info_convert_roundtrip_and_replay(demos: Path, tmp_path: Path, capsys: 
         np.testing.assert_array_equal(a.final_observation, b.final_observation)
 
     # the replay buffer sees the same transitions, terminal only where the env terminated
-    buf = to_replay_buffer(tmp_path / "back", seed=0)
+    buf = ReplayBuffer.from_transitions(tmp_path / "back", seed=0)
     tr = load_transitions(demos)
     assert len(buf) == len(tr["obs"]) == 80
     np.testing.assert_allclose(buf.arrays()["next_obs"], tr["next_obs"], rtol=1e-6)

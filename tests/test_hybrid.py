@@ -177,8 +177,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, real_data, sim_policy) -> None
         finetune(sim_policy, tmp_path / "nope", sim_env, steps=10)
     with pytest.raises(TetherError, match="does not record the env"):
         finetune(sim_policy, good, None, steps=10)
-    with pytest.raises(TetherError, match="real_ratio"):
-        train_h2o(sim_env, good, 10, {"real_ratio": 1.0})
+    with pytest.raises(TetherError, match="offline_ratio"):
+        train_h2o(sim_env, good, 10, {"offline_ratio": 1.0})
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tether.errors import TetherError
-from tether.pipeline.metrics import score
+from tether.sim.tasks.scoring import score_episode as score
 from tether.sim.env import TetherEnv
 
 
@@ -30,10 +30,12 @@ def test_hover_metric_scores_a_recorded_run_like_the_sim_task():
 
 
 def test_metric_refuses_unknown_tasks_and_empty_runs():
-    env = TetherEnv("quadrotor", "waypoint")
-    with pytest.raises(TetherError, match="no recorded-run metric"):
-        score(env.contract, np.zeros((3, env.contract.obs_size)))
-    with pytest.raises(TetherError, match="no observations"):
+    from dataclasses import replace
+
+    contract = replace(TetherEnv("quadrotor", "hover").contract, task="backflip")
+    with pytest.raises(TetherError, match="no task quadrotor/backflip to score"):
+        score(contract, np.zeros((3, contract.obs_size)))
+    with pytest.raises(TetherError, match="expected at least two control steps"):
         score(TetherEnv("quadrotor", "hover").contract, np.zeros((0, 22)))
 
 

@@ -9,7 +9,8 @@ import torch
 from tether.contract import Field, IOContract
 from tether.errors import TetherError
 from tether.policies.evaluation import evaluate_policy
-from tether.policies.rl.sac import SAC, ReplayBuffer, SACConfig, concat_batches, train_sac
+from tether.policies.buffers import ReplayBuffer, concat_batches
+from tether.policies.rl.sac import SAC, SACConfig, train_sac
 
 
 def _contract(obs: int = 3, act: int = 1) -> IOContract:

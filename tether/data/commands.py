@@ -74,10 +74,10 @@ def load_contract(path: str | Path) -> Any:
 
 
 def _demos(args: argparse.Namespace) -> int:
-    import tether.sim
     from tether.data.demos import record_episodes
+    from tether.sim.registry import parse_env_id
 
-    env = tether.sim.make(args.env_id, backend=args.backend, dr=args.dr)
+    parse_env_id(args.env_id)  # one-line error for an unknown id before anything is written
     meta = {"source": "demos", "env_id": args.env_id, "backend": args.backend, "dr": args.dr, "seed": args.seed,
             "policy": "expert"}
 
@@ -85,11 +85,8 @@ def _demos(args: argparse.Namespace) -> int:
         print(f"episode {ep + 1}/{args.episodes}: {steps} steps, return {ret:.2f}, "
               f"{'success' if success else 'no success'}", flush=True)
 
-    try:
-        ds = record_episodes(env, args.out, args.episodes, seed=args.seed, max_steps=args.max_steps,
-                             metadata=meta, progress=progress)
-    finally:
-        env.close()
+    ds = record_episodes(args.env_id, args.out, args.episodes, seed=args.seed, max_steps=args.max_steps,
+                         metadata=meta, progress=progress, env_kwargs={"backend": args.backend, "dr": args.dr})
     print(ds.summary())
     return 0
 

@@ -29,43 +29,80 @@ def record_episodes(
     metadata: dict[str, Any] | None = None,
     append: bool = False,
     progress: Callable[[int, int, float, bool], None] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    batch: int = 8,
 ) -> Any:
-    """Roll out ``episodes`` episodes (reset seeds ``seed, seed+1, ...``) and write them to ``out``.
+    """Roll out ``episodes`` episodes (episode ``k`` from reset seed ``seed + k``) and write them to ``out``.
 
-    ``act(obs) -> normalised action``; None uses ``env.unwrapped.expert_action()``. ``max_steps`` cuts an
-    episode short (recorded as a time limit). Returns the written Dataset.
+    ``env``: a ``tether/`` id (its episodes run ``batch`` at a time on the batched core, ``env_kwargs`` such as
+    backend and dr), or an env object (one episode at a time). ``act(obs batch) -> normalised actions``; None
+    uses the task's scripted expert. ``max_steps`` cuts an episode short (recorded as a time limit). Episodes
+    are written in seed order. Returns the written Dataset.
     """
     from tether.data.dataset import Dataset, DatasetWriter, _component_names
+    from tether.sim.vector import make_vec
 
     if episodes < 1:
         raise TetherError(f"episodes is {episodes}; expected >= 1")
-    base = env.unwrapped
-    contract = base.contract
-    if act is None and not hasattr(base, "expert_action"):
-        raise TetherError(f"env {getattr(env, 'spec', None) and env.spec.id} has no expert_action(); pass a policy")
+    if isinstance(env, str):
+        n = max(1, min(int(batch), episodes))
+        make = lambda k: make_vec(env, k, autoreset=False, **(env_kwargs or {}))  # noqa: E731
+    else:
+        if act is None and not hasattr(env.unwrapped, "expert_action"):
+            raise TetherError(f"env {getattr(env, 'spec', None) and env.spec.id} has no expert_action(); "
+                              "pass a policy")
+        n = 1
+        make = lambda k: make_vec(lambda: env, 1)  # noqa: E731
+    venv = make(n)
+    contract = venv.contract if venv.contract is not None else env.unwrapped.contract
     feats = {}
     if contract.privileged:
         feats[PRIVILEGED_KEY] = {"dtype": "float32", "shape": [contract.privileged_size],
                                  "names": _component_names(contract.privileged)}
-    with DatasetWriter(out, contract, contract.rate_hz, features=feats, metadata=metadata, append=append) as w:
-        for ep in range(episodes):
-            obs, info = env.reset(seed=seed + ep)
-            ret, steps, success = 0.0, 0, False
-            while True:
-                a = base.expert_action() if act is None else np.asarray(act(obs), dtype=np.float64).reshape(-1)
-                extra = {}
-                if feats:
-                    extra[PRIVILEGED_KEY] = info.get("privileged", np.zeros(contract.privileged_size))
-                nxt, r, term, trunc, info = env.step(a)
-                steps += 1
-                ret += float(r)
-                cut = max_steps is not None and steps >= max_steps
-                w.add_frame(obs, a, float(r), done=bool(term), truncated=bool(trunc or cut), **extra)
-                obs = nxt
-                if term or trunc or cut:
-                    success = bool(info.get("success", info.get("is_success", False)))
-                    break
-            w.end_episode(success=success, final_obs=obs)
-            if progress is not None:
-                progress(ep, steps, ret, success)
+    done_eps = 0
+    try:
+        with DatasetWriter(out, contract, contract.rate_hz, features=feats, metadata=metadata, append=append) as w:
+            while done_eps < episodes:
+                k = min(n, episodes - done_eps)
+                if k != venv.num_envs:
+                    venv.close()
+                    venv = make(k)
+                for ep in _run_round(venv, act, seed + done_eps, max_steps, bool(feats)):
+                    for frame in ep["frames"]:
+                        w.add_frame(*frame[:3], done=frame[3], truncated=frame[4],
+                                    **({PRIVILEGED_KEY: frame[5]} if feats else {}))
+                    w.end_episode(success=ep["success"], final_obs=ep["final_obs"])
+                    if progress is not None:
+                        progress(done_eps, len(ep["frames"]), ep["return"], ep["success"])
+                    done_eps += 1
+    finally:
+        if isinstance(env, str):
+            venv.close()
     return Dataset(out)
+
+
+def _run_round(venv: Any, act: Callable[[np.ndarray], np.ndarray] | None, seed: int, max_steps: int | None,
+               privileged: bool) -> list[dict[str, Any]]:
+    """One episode per env of ``venv``: its frames (obs, action, reward, terminated, truncated, privileged)."""
+    n = venv.num_envs
+    obs, priv = venv.reset_batch(seed)
+    eps = [{"frames": [], "return": 0.0, "success": False, "final_obs": None} for _ in range(n)]
+    live = np.ones(n, dtype=bool)
+    steps = 0
+    while live.any():
+        a = venv.expert_action() if act is None else np.asarray(act(obs), dtype=np.float64).reshape(n, -1)
+        res = venv.step_batch(a)
+        steps += 1
+        cut = max_steps is not None and steps >= max_steps
+        for i in np.nonzero(live)[0]:
+            ended = bool(res.terminated[i] or res.truncated[i] or cut)
+            p = None if not privileged else (priv[i] if priv is not None else np.zeros(venv.privileged_size))
+            eps[i]["frames"].append((obs[i], a[i], float(res.reward[i]), bool(res.terminated[i]),
+                                     bool(res.truncated[i] or cut), p))
+            eps[i]["return"] += float(res.reward[i])
+            if ended:
+                eps[i]["success"] = bool(res.success[i])
+                eps[i]["final_obs"] = res.final_obs[i]
+                live[i] = False
+        obs, priv = res.obs, res.privileged
+    return eps

@@ -1,8 +1,8 @@
 """Datasets and bags → replay-buffer arrays, for offline RL and hybrid (offline + online) fine-tuning.
 
-The buffer itself is SAC's (``tether.policies.rl.sac.ReplayBuffer``) so every learner samples real and
-simulated data the same way; it is imported lazily because it pulls in torch. Time-limit endings bootstrap
-(``terminal`` false), true terminals do not — the distinction ``Dataset.to_transitions`` keeps.
+The buffers live with the learners (``tether.policies.buffers.ReplayBuffer.from_transitions`` reads what this
+module loads). Time-limit endings bootstrap (``terminal`` false), true terminals do not — the distinction
+``Dataset.to_transitions`` keeps.
 """
 
 from __future__ import annotations
@@ -58,21 +58,3 @@ def concat_transitions(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.n
     if not parts:
         raise TetherError("no transitions to concatenate")
     return {k: np.concatenate([p[k] for p in parts]) for k in TRANSITION_KEYS}
-
-
-def to_replay_buffer(source: Any, *, capacity: int | None = None, seed: int = 0,
-                     contract: IOContract | None = None, buffer: Any = None,
-                     reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None) -> Any:
-    """Fill SAC's ReplayBuffer (new, or ``buffer`` if given) from a dataset, path, bag or transitions dict."""
-    tr = source if isinstance(source, dict) else load_transitions(source, contract=contract, reward_fn=reward_fn)
-    missing = [k for k in ("obs", "action", "reward", "next_obs", "terminal") if k not in tr]
-    if missing:
-        raise TetherError(f"transitions lack {missing}; expected keys {list(TRANSITION_KEYS)}")
-    if buffer is None:
-        from tether.policies.rl.sac import ReplayBuffer
-
-        return ReplayBuffer.from_arrays(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"],
-                                        capacity=capacity, seed=seed)
-    if len(tr["obs"]):
-        buffer.add(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"])
-    return buffer

@@ -28,7 +28,7 @@ def write_report(cfg: Any, summary: dict[str, Any], before: Any, after: Any) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tether.pipeline.metrics import error_label
+    from tether.sim.tasks.scoring import error_label
     from tether.policies.checkpoint import load_checkpoint
 
     out = Path(cfg.out)

@@ -130,7 +130,7 @@ def _serve(cfg: PipelineConfig, params_file: Path, seed: int, domain_id: int, lo
 
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> Deployment:
     """Run ``cfg.episodes`` episodes of ``checkpoint`` on freshly started served robots, recording each."""
-    from tether.pipeline.metrics import score
+    from tether.sim.tasks.scoring import score_episode
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig, deploy
     from tether.ros.recorder import read_bag
@@ -158,7 +158,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> D
             except subprocess.TimeoutExpired:
                 server.kill()
         obs = np.array([np.asarray(m.msg.data) for m in read_bag(bag, topics=["/tether/obs"])])
-        s = score(contract, obs)
+        s = score_episode(contract, obs)
         out.bags.append(bag)
         out.errors.append(s.error)
         out.successes.append(s.success)
@@ -181,14 +181,12 @@ def _episode_seconds(cfg: PipelineConfig) -> float:
 def real_dataset(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> Path:
     from tether.data.rosbag_import import convert_bags
     from tether.policies.checkpoint import load_checkpoint
-    from tether.sim.robots import make_robot
-    from tether.sim.tasks import make_task
+    from tether.sim.tasks.scoring import transition_rewards
 
     contract = load_checkpoint(checkpoint).contract
-    task = make_task(cfg.robot, cfg.task, make_robot(cfg.robot), control_mode=contract.control_mode)
 
     def reward_fn(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
-        return np.array([task.reward_from_obs(contract.split_obs(o)) for o in next_obs])
+        return transition_rewards(contract, obs, action, next_obs)
 
     out = cfg.out / "data" / "real"
     ds = convert_bags(bags, contract, out, mapping="flat", reward_fn=reward_fn, task=f"{cfg.robot}/{cfg.task}")

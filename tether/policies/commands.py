@@ -82,8 +82,10 @@ def _train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.algo}-{args.env_id.split('/')[-1]}-s{args.seed}"
     spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
                      backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                     config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress)
-    with _ray_rollouts(args.ray):
+                     config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
+                     executor="ray" if args.ray else "inprocess",
+                     executor_options={"address": args.ray} if args.ray else {})
+    with _ray_connection(args.ray):
         _, path = run_training(spec)
     print(f"saved {path}")
     print(f"logs: {out / 'metrics.csv'}, tensorboard --logdir {out / 'tb'}")
@@ -116,21 +118,22 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- --ray ADDRESS (tether.scale.ray_backend; imported only when the flag is given, so no Ray by default) ----
-def _ray_rollouts(address: str | None) -> Any:
-    """Context in which PPO/SAC build their env pool on the Ray cluster at ``address`` (no-op without one)."""
+# ---- --ray ADDRESS (tether.scale; imported only when the flag is given, so no Ray by default) ----
+def _ray_connection(address: str | None) -> Any:
+    """Connected to the Ray cluster at ``address`` for the block (no-op without one)."""
     import contextlib
 
     if not address:
         return contextlib.nullcontext()
-    from tether.scale.ray_backend import use_ray
+    from tether.scale.cluster import connected
 
-    return use_ray(address)
+    return connected(address)
 
 
 def _ray_evaluate(args: argparse.Namespace, env_id: str) -> Any:
     from tether.errors import TetherError
-    from tether.scale.ray_backend import connected, evaluate
+    from tether.scale.cluster import connected
+    from tether.scale.remote_eval import evaluate
 
     if args.video:
         raise TetherError("--video records frames on this machine; expected either --video or --ray, not both")

@@ -15,7 +15,6 @@ import gymnasium as gym
 import numpy as np
 
 from tether.errors import TetherError
-from tether.policies.envs import env_contract, episode_success, make_env
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,9 @@ class EvalResult:
         return m
 
 
+MAX_BATCH = 32  # episodes evaluated side by side in one batch
+
+
 def evaluate_policy(
     policy: Any,
     env: str | gym.Env,
@@ -57,59 +59,86 @@ def evaluate_policy(
     episodes: int = 10,
     seed: int = 0,
     backend: str | None = None,
-    dr: str | None = None,
+    dr: Any = None,
     video: str | Path | None = None,
     check_contract: bool = True,
     env_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Run ``episodes`` episodes with ``policy.act`` (deterministic); seeds are ``seed, seed+1, ...``."""
+    """Run ``episodes`` episodes with ``policy.act`` (deterministic); episode ``k`` starts from seed ``seed + k``.
+
+    Episodes run side by side on the batched envs (up to ``MAX_BATCH`` at once, one episode per env), so the
+    policy sees batched observations; a video shows the first episode.
+    """
+    from tether.policies.rl.common import make_vec_env
+
     if episodes < 1:
         raise TetherError(f"episodes={episodes}; expected >= 1")
-    own_env = isinstance(env, str)
-    if own_env:
-        env = make_env(env, backend=backend, dr=dr, render_mode="rgb_array" if video else None, **(env_kwargs or {}))
-    assert isinstance(env, gym.Env)
-    if check_contract and getattr(policy, "contract", None) is not None:
-        spec_id = env.spec.id if env.spec is not None else None
-        policy.contract.check_compatible(env_contract(env, spec_id), what="env")
-    frames: list[np.ndarray] = []
+    if isinstance(env, gym.Env):  # an env object: its episodes one after another
+        source: Any = lambda: env  # noqa: E731
+        kwargs: dict[str, Any] = {}
+    else:
+        source = env
+        kwargs = {"backend": backend, "dr": dr, "autoreset": False, **(env_kwargs or {})}
     returns, lengths, successes = [], [], []
-    final_scalars: dict[str, list[float]] = {}
-    any_success_flag = False
-    try:
-        for ep in range(episodes):
-            obs, info = env.reset(seed=seed + ep)
-            if hasattr(policy, "reset"):
-                policy.reset()
-            total, steps, done = 0.0, 0, False
-            success: bool | None = None
-            while not done:
-                action = np.asarray(policy.act(np.asarray(obs, dtype=np.float32)[None]))[0]
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                steps += 1
-                done = bool(terminated or truncated)
-                if video is not None:
-                    frame = env.render()
-                    if frame is not None:
-                        frames.append(np.asarray(frame))
-            success = episode_success(info)
-            any_success_flag |= success is not None
-            for k, v in info.items():  # task diagnostics at episode end (final distance, position error, ...)
-                if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
-                    final_scalars.setdefault(k, []).append(float(v))
-            returns.append(total)
-            lengths.append(steps)
-            successes.append(bool(success))
-    finally:
-        if own_env:
-            env.close()
+    final: dict[str, list[float]] = {}
+    frames: list[np.ndarray] = []
+    flag = False
+    done_eps = 0
+    while done_eps < episodes:
+        n = min(MAX_BATCH, episodes - done_eps) if not isinstance(env, gym.Env) else 1
+        venv, info = make_vec_env(source, n, **kwargs)
+        try:
+            if check_contract and getattr(policy, "contract", None) is not None:
+                policy.contract.check_compatible(info.contract, what="env")
+            r, l, s, f = _run_batch(policy, venv, seed + done_eps, frames if video is not None and done_eps == 0
+                                    else None)
+        finally:
+            if not isinstance(env, gym.Env):
+                venv.close()
+        flag |= venv.reports_success
+        returns += r
+        lengths += l
+        successes += s
+        for k, v in f.items():
+            final.setdefault(k, []).extend(v)
+        done_eps += n
     if video is not None:
         _write_video(Path(video), frames, fps=float(getattr(policy, "contract", None).rate_hz
                                                      if getattr(policy, "contract", None) else 30.0))
-    final_mean = {k: float(np.mean(v)) for k, v in final_scalars.items() if len(v) == len(returns)}
-    return EvalResult(np.asarray(returns), np.asarray(lengths),
-                      np.asarray(successes) if any_success_flag else None, {"final_info_mean": final_mean})
+    final_mean = {k: float(np.mean(v)) for k, v in final.items() if len(v) == len(returns)}
+    return EvalResult(np.asarray(returns), np.asarray(lengths), np.asarray(successes) if flag else None,
+                      {"final_info_mean": final_mean})
+
+
+def _run_batch(policy: Any, venv: Any, seed: int, frames: list[np.ndarray] | None
+               ) -> tuple[list[float], list[int], list[bool], dict[str, list[float]]]:
+    """One episode per env of ``venv``: returns, lengths, successes, end-of-episode task metrics."""
+    n = venv.num_envs
+    obs, _ = venv.reset_batch(seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
+    total, length = np.zeros(n), np.zeros(n, dtype=np.int64)
+    success = np.zeros(n, dtype=bool)
+    live = np.ones(n, dtype=bool)
+    final: dict[str, np.ndarray] = {}
+    while live.any():
+        action = np.asarray(policy.act(np.asarray(obs, dtype=np.float32)), dtype=np.float32)
+        res = venv.step_batch(action)
+        total += np.where(live, res.reward, 0.0)
+        length += live
+        if frames is not None and live[0]:
+            frame = venv.render(0)
+            if frame is not None:
+                frames.append(np.asarray(frame))
+        ended = live & res.done
+        for i in np.nonzero(ended)[0]:
+            success[i] = res.success[i]
+            for k, v in res.metrics.items():
+                final.setdefault(k, np.full(n, np.nan))[i] = float(v[i])
+        live &= ~res.done
+        obs = res.obs
+    numeric = {k: v.tolist() for k, v in final.items() if v.dtype.kind == "f"}
+    return total.tolist(), length.tolist(), success.tolist(), numeric
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:

@@ -38,6 +38,8 @@ class TrainSpec:
     config: dict[str, Any] = field(default_factory=dict)  # algorithm overrides (--set key=value)
     dataset: str | None = None  # offline/imitation algorithms: dataset path
     progress: bool = True
+    executor: str = "inprocess"  # where online trainers' batched envs run (tether.sim.vector executors)
+    executor_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"address": RAY_ADDRESS}
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -121,7 +121,8 @@ class SimCore:
         if seeds is not None:
             if len(seeds) != self.n:
                 raise TetherError(f"reset got {len(seeds)} seeds for {self.n} worlds")
-            self._rngs = [np.random.default_rng(s) for s in seeds]
+            # a world given no seed keeps drawing from its generator
+            self._rngs = [self._rngs[i] if s is None else np.random.default_rng(s) for i, s in enumerate(seeds)]
         ids = np.arange(self.n)
         obs, priv = self._reset(ids)
         self._started = True

@@ -166,6 +166,7 @@ class GymLoop:
         self._ret = np.zeros(self.n)
         self._len = np.zeros(self.n, dtype=np.int64)
         self._priv_size = int(getattr(getattr(self.envs[0].unwrapped, "contract", None), "privileged_size", 0) or 0)
+        self.reports_success = False  # whether any episode end carried a success flag
 
     def _priv(self, info: dict) -> np.ndarray:
         p = info.get("privileged")
@@ -192,7 +193,9 @@ class GymLoop:
             self._ret[i] += float(r)
             self._len[i] += 1
             if te or tr:
-                success[i] = bool(np.asarray(info.get("is_success", info.get("success", False))).item())
+                flag = info.get("is_success", info.get("success"))
+                self.reports_success |= flag is not None
+                success[i] = bool(np.asarray(flag).item()) if flag is not None else False
                 ep_ret[i], ep_len[i] = self._ret[i], self._len[i]
                 self._ret[i], self._len[i] = 0.0, 0
                 o, info = env.reset()
@@ -253,6 +256,11 @@ class VecEnv(VectorEnv):
 
     def expert_action(self) -> np.ndarray:
         return np.asarray(self.executor.call("expert_action"), dtype=np.float32)
+
+    @property
+    def reports_success(self) -> bool:
+        """Whether episode ends carry the task's success (always for tether envs)."""
+        return bool(getattr(self.executor, "reports_success", True))
 
     # ------------------------------------------------------------------ Gymnasium VectorEnv
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):

@@ -23,47 +23,52 @@ def collect_transitions(
     noise: tuple[float, float] = (0.0, 0.0),
     seed: int = 0,
     env_kwargs: dict | None = None,
+    num_envs: int = 1,
 ) -> dict[str, np.ndarray]:
-    """``steps`` transitions (obs, action, reward, next_obs, done, timeout) from ``env_id``.
+    """``steps`` transitions (obs, action, reward, next_obs, done, timeout) from ``env_id``, collected on
+    ``num_envs`` batched envs; each env's transitions stay contiguous and in time order (so multi-step windows
+    are real trajectories), one env after another.
 
     ``policy`` is "expert" (the env's scripted expert), "random" (uniform actions) or a callable
-    obs (obs_size,) -> normalised action. Each episode draws a noise scale uniformly from ``noise`` (a
+    obs batch (N, obs_size) -> normalised actions. Each episode draws a noise scale uniformly from ``noise`` (a
     range of Gaussian std in normalised action units) added to every action, then clipped to [-1, 1].
     """
-    from tether.policies.envs import make_env
+    from tether.policies.rl.common import make_vec_env
 
     if steps < 1:
         raise TetherError(f"collect steps={steps}; expected >= 1")
     if isinstance(policy, str) and policy not in ("expert", "random"):
         raise TetherError(f"collect policy {policy!r}; expected 'expert', 'random' or a callable")
-    env = make_env(env_id, **(env_kwargs or {}))
+    n = max(1, min(int(num_envs), steps))
+    venv, info = make_vec_env(env_id, n, **(env_kwargs or {}))
     rng = np.random.default_rng(seed)
-    base = env.unwrapped
-    if policy == "expert" and not hasattr(base, "expert_action"):
-        env.close()
-        raise TetherError(f"env {env_id} has no scripted expert; pass policy='random' or a callable")
-    a_size = env.action_space.shape[0]
+    a_size = info.contract.action_size
     keys = ("obs", "action", "reward", "next_obs", "done", "timeout")
     out: dict[str, list] = {k: [] for k in keys}
     try:
-        obs, _ = env.reset(seed=seed)
-        sigma = rng.uniform(*noise)
-        for _ in range(steps):
+        obs, _ = venv.reset_batch(seed)
+        sigma = rng.uniform(*noise, size=n)
+        while len(out["obs"]) * n < steps:
             if policy == "expert":
-                a = np.asarray(base.expert_action(), np.float64)
+                a = venv.expert_action().astype(np.float64)
             elif policy == "random":
-                a = rng.uniform(-1.0, 1.0, a_size)
+                a = rng.uniform(-1.0, 1.0, (n, a_size))
             else:
-                a = np.asarray(policy(obs), np.float64).reshape(a_size)
-            a = np.clip(a + sigma * rng.standard_normal(a_size), -1.0, 1.0).astype(np.float32)
-            nxt, r, term, trunc, _ = env.step(a)
-            for k, v in zip(keys, (obs, a, r, nxt, term, trunc and not term)):
+                a = np.asarray(policy(obs), np.float64).reshape(n, a_size)
+            a = np.clip(a + sigma[:, None] * rng.standard_normal((n, a_size)), -1.0, 1.0).astype(np.float32)
+            res = venv.step_batch(a)
+            for k, v in zip(keys, (obs, a, res.reward, res.final_obs, res.terminated,
+                                   res.truncated & ~res.terminated)):
                 out[k].append(v)
-            obs = nxt
-            if term or trunc:
-                obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
-                sigma = rng.uniform(*noise)
+            done = res.done
+            sigma[done] = rng.uniform(*noise, size=int(done.sum()))
+            obs = res.obs
+    except TetherError as exc:
+        if policy == "expert" and "no scripted expert" in str(exc):
+            raise TetherError(f"env {env_id} has no scripted expert; pass policy='random' or a callable") from None
+        raise
     finally:
-        env.close()
-    res = {k: np.asarray(v, np.float32) for k, v in out.items()}
-    return res
+        venv.close()
+    # (T, N, ...) -> (N*T, ...) with each env's steps contiguous, then cut to ``steps``
+    return {k: np.swapaxes(np.asarray(v, np.float32), 0, 1).reshape(-1, *np.shape(v[0])[1:])[:steps]
+            for k, v in out.items()}

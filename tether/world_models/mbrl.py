@@ -29,8 +29,10 @@ import torch
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.networks import soft_update
-from tether.policies.rl.common import config_from_dict, config_to_dict, env_factory, probe_env, set_action_bias
-from tether.policies.rl.sac import SAC, Batch, ReplayBuffer, SACConfig, concat_batches
+from tether.policies.buffers import Batch, ReplayBuffer, concat_batches, mix
+from tether.policies.rl.common import config_from_dict, config_to_dict, make_vec_env, set_action_bias
+from tether.policies.rl.offpolicy import episode_metrics, run_offpolicy
+from tether.policies.rl.sac import SAC, SACConfig
 from tether.world_models.base import Trajectory, imagine
 from tether.world_models.ensemble import EnsembleConfig, EnsembleWorldModel, _as_data
 from tether.world_models.rewards import task_reward
@@ -109,17 +111,6 @@ def _sac_config(overrides: Mapping[str, Any] | SACConfig | None, defaults: Mappi
     return config_from_dict(SACConfig, {**defaults, **dict(overrides or {})}, "SAC")
 
 
-def _batch(buffers: list[tuple[ReplayBuffer, float]], batch_size: int) -> Batch:
-    """A batch drawn from several buffers in fixed shares (empty buffers give their share to the others)."""
-    live = [(b, w) for b, w in buffers if len(b) > 0 and w > 0]
-    if not live:
-        raise TetherError("no transitions to train on: every buffer is empty")
-    total = sum(w for _, w in live)
-    counts = [int(round(batch_size * w / total)) for _, w in live]
-    counts[-1] = batch_size - sum(counts[:-1])
-    return concat_batches(*[b.sample(c) for (b, _), c in zip(live, counts) if c > 0])
-
-
 def _add_rollout(buffer: ReplayBuffer, traj: Trajectory) -> int:
     tr = traj.transitions()
     if len(tr["obs"]):
@@ -194,8 +185,8 @@ def train_offline_mbrl(
                            max_uncertainty=cfg.max_uncertainty, reward_fn=reward_fn, done_fn=done_fn)
             _add_rollout(imagined, traj)
             learner.last_rollout = traj
-        metrics = learner.update(_batch([(real, cfg.dataset_ratio), (imagined, 1.0 - cfg.dataset_ratio)],
-                                        sac_cfg.batch_size))
+        sources = [(real, cfg.dataset_ratio), (imagined, 1.0 - cfg.dataset_ratio)]
+        metrics = learner.update(concat_batches(*mix(sources, sac_cfg.batch_size)))
         if run is not None and (step + 1) % max(updates // 20, 1) == 0:
             run.advance(step + 1)
             run.log(step + 1, metrics)
@@ -240,8 +231,7 @@ def train_mbpo(
     cfg = config or MBPOConfig()
     if total_steps < 1:
         raise TetherError(f"MBPO total_steps={total_steps}; expected >= 1")
-    factory = env_factory(env, **(env_kwargs or {}))
-    info = probe_env(factory)
+    venv, info = make_vec_env(env, 1, **(env_kwargs or {}))
     contract = info.contract
     sac_cfg = _sac_config(cfg.sac, {})
     learner = EnsembleSAC(contract, sac_cfg, seed=seed)
@@ -256,50 +246,38 @@ def train_mbpo(
     rng = np.random.default_rng(seed + 2)
     if run is not None:
         run.set_policy(learner.policy)
-    env_ = factory()
-    obs, _ = env_.reset(seed=seed)
-    ep_ret, returns, metrics = 0.0, [], {}
-    t_model = t_sac = 0.0
+    timing = {"model": 0.0}
+
+    def observe(obs, action, res, stats) -> None:
+        """Refit the model and refill the imagined buffer on MBPO's schedule (before this step's updates)."""
+        step = stats.steps + len(obs)
+        if step < cfg.init_steps:
+            return
+        t0 = time.perf_counter()
+        if step == cfg.init_steps or step % cfg.model_train_every == 0:
+            model.fit(real.arrays(), max_updates=cfg.model_updates)
+        if step % cfg.rollout_every == 0 or step == cfg.init_steps:
+            start = real.obs[rng.integers(0, len(real), cfg.rollout_batch)]
+            traj = imagine(model, learner, start, cfg.rollout_length, penalty=cfg.penalty,
+                           max_uncertainty=cfg.max_uncertainty, reward_fn=reward_fn, done_fn=done_fn)
+            _add_rollout(imagined, traj)
+        timing["model"] += time.perf_counter() - t0
+
+    def log(stats, finished) -> None:
+        run.advance(stats.steps)
+        run.log(stats.steps, episode_metrics(stats, finished))
+        run.maybe_evaluate(stats.steps, learner.policy)
+
+    sources = [(real, cfg.real_ratio), (imagined, 1.0 - cfg.real_ratio)]
     try:
-        for step in range(1, total_steps + 1):
-            if step <= cfg.init_steps:
-                action = rng.uniform(-1, 1, contract.action_size).astype(np.float32)
-            else:
-                action = learner.act(obs[None])[0]
-            nxt, r, term, trunc, _ = env_.step(action)
-            real.add(obs, action, r, nxt, term)
-            ep_ret += float(r)
-            obs = nxt
-            if term or trunc:
-                returns.append(ep_ret)
-                ep_ret = 0.0
-                obs, _ = env_.reset(seed=int(rng.integers(1 << 31)))
-            if step < cfg.init_steps:
-                continue
-            t0 = time.perf_counter()
-            if step == cfg.init_steps or step % cfg.model_train_every == 0:
-                model.fit(real.arrays(), max_updates=cfg.model_updates)
-            if step % cfg.rollout_every == 0 or step == cfg.init_steps:
-                start = real.obs[rng.integers(0, len(real), cfg.rollout_batch)]
-                traj = imagine(model, learner, start, cfg.rollout_length, penalty=cfg.penalty,
-                               max_uncertainty=cfg.max_uncertainty, reward_fn=reward_fn, done_fn=done_fn)
-                _add_rollout(imagined, traj)
-            t1 = time.perf_counter()
-            for _ in range(cfg.utd):
-                metrics = learner.update(_batch([(real, cfg.real_ratio), (imagined, 1.0 - cfg.real_ratio)],
-                                                sac_cfg.batch_size))
-            t_model += t1 - t0
-            t_sac += time.perf_counter() - t1
-            if run is not None:
-                run.advance(step)
-                if step % max(total_steps // 10, 1) == 0:
-                    m = dict(metrics)
-                    if returns:
-                        m["rollout/return_mean"] = float(np.mean(returns[-5:]))
-                    run.log(step, m)
-                run.maybe_evaluate(step, learner.policy)
+        stats = run_offpolicy(venv, total_steps, act=learner.act, buffer=real, seed=seed,
+                              learn=lambda: learner.update(concat_batches(*mix(sources, sac_cfg.batch_size))),
+                              learning_starts=cfg.init_steps, utd=cfg.utd, observe=observe,
+                              log=log if run is not None else None, log_every=max(total_steps // 10, 1))
     finally:
-        env_.close()
+        venv.close()
+    returns = [e["return"] for e in stats.episodes]
+    t_model, t_sac = timing["model"], stats.update_time_s
     learner.policy.extra.update({"algo": "mbpo", "env_steps": total_steps, "model_time_s": t_model,
                                  "sac_time_s": t_sac, "sac_config": config_to_dict(sac_cfg)})
     learner.model, learner.buffer, learner.episode_returns = model, real, returns

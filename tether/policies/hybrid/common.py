@@ -83,25 +83,9 @@ def load_real(source: Any, contract: IOContract, *,
 
 
 def real_buffer(tr: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
-    from tether.policies.rl.sac import ReplayBuffer
+    from tether.policies.buffers import ReplayBuffer
 
     return ReplayBuffer.from_arrays(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"], seed=seed)
-
-
-def env_factory(env: EnvLike, *, backend: str | None = None, dr: str | Sequence[Any] | None = None,
-                **kwargs: Any) -> Callable[[], gym.Env]:
-    """A factory for an env id (tether ids take ``backend`` and ``dr``: a preset name or a list of DR terms)."""
-    from tether.policies.envs import make_env
-
-    if isinstance(env, str):
-        if dr is not None and not isinstance(dr, str):
-            from tether.sim.randomization import DRTerm
-
-            dr = [t if isinstance(t, DRTerm) else DRTerm.from_dict(t) for t in dr]
-        return lambda: make_env(env, backend=backend, dr=dr, **kwargs)  # type: ignore[arg-type]
-    if callable(env):
-        return env
-    raise TetherError(f"env is a {type(env).__name__}; expected an env id string or a factory returning an env")
 
 
 def is_sac_actor(policy: Any) -> bool:
@@ -112,19 +96,20 @@ def is_sac_actor(policy: Any) -> bool:
             and policy.config["log_std"] == "state_dependent")
 
 
-def policy_states(factory: Callable[[], gym.Env], policy: Any, steps: int, *, seed: int = 0) -> np.ndarray:
-    """Observations the policy itself visits in ``factory``'s env (what a distilled copy must imitate on)."""
-    env = factory()
+def policy_states(env: EnvLike, policy: Any, steps: int, *, seed: int = 0,
+                  env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Observations the policy itself visits in ``env`` (what a distilled copy must imitate on)."""
+    from tether.policies.rl.common import make_vec_env
+
+    venv, _ = make_vec_env(env, 1, **dict(env_kwargs or {}))
     out = []
     try:
-        obs, _ = env.reset(seed=seed)
+        obs, _ = venv.reset_batch(seed)
         for _ in range(steps):
-            out.append(np.asarray(obs, np.float32))
-            obs, _, term, trunc, _ = env.step(np.asarray(policy.act(np.asarray(obs, np.float32)[None]))[0])
-            if term or trunc:
-                obs, _ = env.reset()
+            out.append(obs[0].copy())
+            obs = venv.step_batch(np.asarray(policy.act(obs), np.float32)).obs
     finally:
-        env.close()
+        venv.close()
     return np.stack(out) if out else np.zeros((0, policy.contract.obs_size), np.float32)
 
 
@@ -214,5 +199,5 @@ class RunAdapter:
         return None
 
 
-__all__ = ["REQUIRED_KEYS", "ProgressFn", "RunAdapter", "check_transitions", "critic_warmup", "env_factory",
+__all__ = ["REQUIRED_KEYS", "ProgressFn", "RunAdapter", "check_transitions", "critic_warmup",
            "is_sac_actor", "load_real", "policy_states", "real_buffer", "warm_start_actor"]

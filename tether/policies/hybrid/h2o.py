@@ -43,7 +43,6 @@ from tether.policies.hybrid.common import (
     EnvLike,
     ProgressFn,
     critic_warmup,
-    env_factory,
     real_buffer,
     is_sac_actor,
     policy_states,
@@ -51,27 +50,19 @@ from tether.policies.hybrid.common import (
 )
 from tether.policies.networks import mlp, soft_update
 from tether.policies.normalization import RunningNormalizer
-from tether.policies.rl.common import config_to_dict, probe_env, set_action_bias
-from tether.policies.rl.envpool import EnvPool
-from tether.policies.rl.sac import SAC, Batch, ReplayBuffer, SACConfig, concat_batches
+from tether.policies.buffers import Batch, ReplayBuffer, concat_batches
+from tether.policies.rl.common import config_to_dict, make_vec_env, set_action_bias
+from tether.policies.rl.offpolicy import run_offpolicy
+from tether.policies.rl.sac import SAC, SACConfig
 
 
 @dataclass
-class H2OConfig:
-    batch_size: int = 256
-    real_ratio: float = 0.5  # share of each batch drawn from the real dataset
-    learning_starts: int = 1000  # sim steps of uniform random actions (0 when starting from a policy)
-    utd: int = 1
-    gamma: float = 0.99
-    tau: float = 0.005
-    lr: float = 3e-4
-    hidden: tuple[int, ...] = (256, 256)
-    critic_hidden: tuple[int, ...] = (256, 256)
-    num_qs: int = 2
-    critic_layer_norm: bool = False
+class H2OConfig(SACConfig):
+    """SACConfig (learner, buffer, ``offline_ratio``: the share of each batch drawn from the real data) with
+    H2O's defaults and its own pieces: the dynamics-gap classifiers, the gap-weighted CQL penalty, and the
+    guards used when fine-tuning a loaded policy."""
+
     init_alpha: float = 0.1  # small: a loaded actor must not be pushed to maximum entropy first
-    autotune: bool = True
-    buffer_size: int = 1_000_000
     # dynamics-gap classifiers
     disc_hidden: tuple[int, ...] = (256, 256)
     disc_lr: float = 3e-4
@@ -87,7 +78,6 @@ class H2OConfig:
     critic_warmup: int = 1000  # critic-only updates on real data first (only when starting from a policy)
     distill_states: int = 2000  # sim steps of a non-SAC parent policy whose states its distillation uses
     actor_freeze: int = 1000  # sim steps (starting from a policy) with H2O critic updates but a fixed actor
-    init_neutral_action: bool = True
     # Conservative fine-tuning of a loaded policy (finetune() turns these on; see FINETUNE_DEFAULTS):
     actor_lr: float | None = None  # None: lr
     bc_weight: float = 0.0  # > 0: TD3+BC-style actor loss, Q/|Q| + bc_weight·‖μ(s) − μ_start(s)‖²
@@ -98,13 +88,6 @@ class H2OConfig:
     select_every: int = 0  # > 0: snapshot the actor every so many steps; return the best on the held-out data
     select_margin: float = 0.0  # a snapshot must beat the start policy's held-out score by this much
     select_max_shift: float = 0.0  # ... and move the mean action (RMS, held-out states) at most this much (0: any)
-
-    def sac_config(self) -> SACConfig:
-        return SACConfig(batch_size=self.batch_size, learning_starts=self.learning_starts, utd=self.utd,
-                         gamma=self.gamma, tau=self.tau, lr=self.lr, hidden=tuple(self.hidden),
-                         critic_hidden=tuple(self.critic_hidden), num_qs=self.num_qs, num_min_qs=self.num_qs,
-                         critic_layer_norm=self.critic_layer_norm, init_alpha=self.init_alpha,
-                         autotune=self.autotune, buffer_size=self.buffer_size)
 
 
 # What ``finetune()`` uses when H2O starts from a checkpoint (user config overrides each key). Why these values,
@@ -188,13 +171,14 @@ class H2O:
 
     def __init__(self, contract: IOContract, config: H2OConfig | None = None, *, seed: int = 0) -> None:
         self.cfg = cfg = config or H2OConfig()
-        if not 0.0 < cfg.real_ratio < 1.0:
-            raise TetherError(f"real_ratio={cfg.real_ratio}; expected a share strictly between 0 and 1")
+        if not 0.0 < cfg.offline_ratio < 1.0:
+            raise TetherError(f"offline_ratio={cfg.offline_ratio}; expected a share of real data strictly between "
+                              "0 and 1")
         lo, hi = cfg.clip_ratio
         if not 0.0 < lo <= hi:
             raise TetherError(f"clip_ratio={cfg.clip_ratio}; expected 0 < low <= high")
         self.contract = contract
-        self.sac = SAC(contract, cfg.sac_config(), seed=seed)
+        self.sac = SAC(contract, cfg, seed=seed)
         self.gen = torch.Generator().manual_seed(seed + 7)
         self.disc = DynamicsGapClassifier(contract.obs_size, contract.action_size, tuple(cfg.disc_hidden))
         self.disc_opt = torch.optim.Adam(list(self.disc.sa.parameters()) + list(self.disc.sas.parameters()),
@@ -382,8 +366,7 @@ def train_h2o(
     cfg = config if isinstance(config, H2OConfig) else config_from_dict(H2OConfig, config, "H2O")
     if total_steps < 1:
         raise TetherError(f"steps={total_steps}; expected a positive number of simulator steps")
-    factory = env_factory(sim_env, **(env_kwargs or {}))
-    info = probe_env(factory)
+    venv, info = make_vec_env(sim_env, 1, **(env_kwargs or {}))
     contract = policy.contract if policy is not None else info.contract
     contract.check_compatible(info.contract, what="simulator env")
     real = check_transitions(real, contract)
@@ -399,70 +382,65 @@ def train_h2o(
     warm = None
     if policy is not None:
         states = real["obs"] if is_sac_actor(policy) else np.concatenate(
-            [real["obs"], policy_states(factory, policy, cfg.distill_states, seed=seed)])
+            [real["obs"], policy_states(sim_env, policy, cfg.distill_states, seed=seed, env_kwargs=env_kwargs)])
         warm = warm_start_actor(agent.sac, policy, states, seed=seed)
         agent.set_reference(agent.sac.policy)
     elif cfg.init_neutral_action:
         set_action_bias(agent.sac.policy, info.neutral_action)
     sim_buf = ReplayBuffer(contract.obs_size, contract.action_size, min(cfg.buffer_size, total_steps + 1),
                            seed=seed + 1)
-    pool = EnvPool([factory], seed=seed)
     rng = np.random.default_rng(seed + 2)
     starts = 0 if policy is not None else cfg.learning_starts
     # Why freeze: the fresh critics must first see the loaded actor's own simulated rollouts (weighted by the
     # gap estimate) before they steer it; otherwise early actor steps undo what simulation taught it.
     freeze = cfg.actor_freeze if policy is not None else 0
-    n_real = max(1, int(round(cfg.batch_size * cfg.real_ratio)))
+    n_real = max(1, int(round(cfg.batch_size * cfg.offline_ratio)))
     n_sim = max(1, cfg.batch_size - n_real)
     if policy is not None and cfg.critic_warmup > 0:
         critic_warmup(agent.sac, lambda: real_buf.sample(cfg.batch_size), cfg.critic_warmup)
-    log_every = log_every or max(min(1000, total_steps // 10), 1)
-    obs, _ = pool.reset()
-    recent: list[float] = []
-    metrics: dict[str, float] = {}
     snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
-    td_window: list[float] = []
-    td_prev: float | None = None
-    unfrozen_at: int | None = None if freeze > 0 else 0
+    state: dict[str, Any] = {"td_window": [], "td_prev": None, "unfrozen_at": None if freeze > 0 else 0}
     t0 = time.perf_counter()
-    steps = 0
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if cfg.explore_noise is None:
+            return agent.sac.act(obs)
+        mean = agent.sac.policy.act(np.asarray(obs, np.float32))
+        return np.clip(mean + cfg.explore_noise * rng.standard_normal(mean.shape), -1.0, 1.0)
+
+    def learn() -> dict[str, float]:
+        metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim),
+                               train_actor=state["unfrozen_at"] is not None)
+        if state["unfrozen_at"] is None:
+            state["td_window"].append(metrics["train/critic_loss"])
+        return metrics
+
+    def observe(obs, action, res, stats) -> None:
+        steps = stats.steps + len(obs)
+        if state["unfrozen_at"] is None:
+            state["unfrozen_at"] = _unfreeze_step(cfg, steps, total_steps, freeze, state["td_window"],
+                                                  state["td_prev"])
+            if len(state["td_window"]) >= 200:
+                state["td_prev"], state["td_window"] = float(np.mean(state["td_window"])), []
+        elif cfg.select_every > 0 and held is not None and (steps - state["unfrozen_at"]) % cfg.select_every == 0:
+            snapshots.append((steps, copy.deepcopy(agent.sac.policy.state_dict())))
+
+    def log(stats, finished) -> None:
+        m = dict(stats.metrics)
+        if finished:
+            m["rollout/sim_return_mean"] = float(np.mean([e["return"] for e in finished]))
+        m["time/elapsed_s"] = time.perf_counter() - t0
+        m["h2o/actor_frozen"] = float(state["unfrozen_at"] is None)
+        progress(stats.steps, total_steps, m)
+
     try:
-        while steps < total_steps:
-            if steps < starts:
-                action = rng.uniform(-1.0, 1.0, size=(1, contract.action_size)).astype(np.float32)
-            elif cfg.explore_noise is not None:
-                mean = agent.sac.policy.act(np.asarray(obs, np.float32))
-                action = np.clip(mean + cfg.explore_noise * rng.standard_normal(mean.shape), -1.0, 1.0)
-                action = action.astype(np.float32)
-            else:
-                action = agent.sac.act(obs)
-            res = pool.step(action)
-            sim_buf.add(obs, action, res.reward, res.final_obs, res.terminated)
-            obs = res.next_obs
-            steps += 1
-            recent.extend(e["return"] for e in res.finished)
-            if steps >= starts:
-                train_actor = unfrozen_at is not None
-                for _ in range(cfg.utd):
-                    metrics = agent.update(real_buf.sample(n_real), sim_buf.sample(n_sim), train_actor=train_actor)
-                if unfrozen_at is None:
-                    td_window.append(metrics["train/critic_loss"])
-            if unfrozen_at is None:
-                unfrozen_at = _unfreeze_step(cfg, steps, total_steps, freeze, td_window, td_prev)
-                if len(td_window) >= 200:
-                    td_prev, td_window = float(np.mean(td_window)), []
-            elif cfg.select_every > 0 and held is not None and (steps - unfrozen_at) % cfg.select_every == 0:
-                snapshots.append((steps, copy.deepcopy(agent.sac.policy.state_dict())))
-            if progress is not None and (steps % log_every == 0 or steps == total_steps):
-                m = dict(metrics)
-                if recent:
-                    m["rollout/sim_return_mean"] = float(np.mean(recent))
-                    recent = []
-                m["time/elapsed_s"] = time.perf_counter() - t0
-                m["h2o/actor_frozen"] = float(unfrozen_at is None)
-                progress(steps, total_steps, m)
+        stats = run_offpolicy(venv, total_steps, act=act, learn=learn, buffer=sim_buf, seed=seed,
+                              learning_starts=starts, utd=cfg.utd, observe=observe,
+                              log=log if progress is not None else None,
+                              log_every=log_every or max(min(1000, total_steps // 10), 1))
     finally:
-        pool.close()
+        venv.close()
+    steps, unfrozen_at = stats.steps, state["unfrozen_at"]
     selection = None
     if held is not None and agent.reference is not None:
         selection = _select(agent, held, snapshots, cfg.select_margin, cfg.select_max_shift)

@@ -23,13 +23,12 @@ from tether.policies.hybrid.common import (
     RunAdapter,
     check_transitions,
     critic_warmup,
-    env_factory,
     real_buffer,
     is_sac_actor,
     policy_states,
     warm_start_actor,
 )
-from tether.policies.rl.common import config_from_dict, config_to_dict, probe_env, set_action_bias
+from tether.policies.rl.common import config_from_dict, config_to_dict, env_factory, probe_env, set_action_bias
 from tether.policies.rl.sac import SAC, SACConfig, train_sac
 
 
@@ -82,7 +81,7 @@ def train_rlpd(
     warm = None
     if policy is not None:
         states = real["obs"] if is_sac_actor(policy) else np.concatenate(
-            [real["obs"], policy_states(factory, policy, cfg.distill_states, seed=seed)])
+            [real["obs"], policy_states(env, policy, cfg.distill_states, seed=seed, env_kwargs=env_kwargs)])
         warm = warm_start_actor(sac, policy, states, seed=seed)
     elif cfg.init_neutral_action:
         set_action_bias(sac.policy, info.neutral_action)
@@ -92,7 +91,8 @@ def train_rlpd(
     run = RunAdapter(total_steps, progress)
     # agent= makes train_sac learn from the first step; a fresh actor keeps its random-action phase through
     # learning_starts only when there is no prior data, which RLPD always has.
-    sac = train_sac(factory, total_steps, sac_cfg, seed=seed, run=run, agent=sac, offline_buffer=offline)
+    sac = train_sac(env, total_steps, sac_cfg, seed=seed, run=run, agent=sac, offline_buffer=offline,
+                    env_kwargs=env_kwargs)
     sac.policy.extra.update({"algo": "rlpd", "rlpd_config": config_to_dict(cfg), "actor_init": warm or "fresh"})
     return sac
 

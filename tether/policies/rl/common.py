@@ -64,6 +64,31 @@ class EnvInfo:
     neutral_action: np.ndarray | None  # normalised action that holds the robot still (hover thrust, PD hold)
 
 
+def make_vec_env(env: EnvSource, num_envs: int, *, executor: str = "inprocess",
+                 executor_options: Mapping[str, Any] | None = None, **env_kwargs: Any) -> tuple[Any, EnvInfo]:
+    """The batched envs a trainer steps (``tether.sim.vector``) and what it needs to know about them.
+
+    ``tether/`` ids run on the batched core (executor by name: in-process, processes, Ray); plain Gymnasium
+    ids and factories run through the same vector API one env at a time.
+    """
+    from tether.sim.vector import make_vec
+
+    options = dict(executor_options or {})
+    autoreset = env_kwargs.pop("autoreset", True)  # plain envs always autoreset; callers ignore what follows
+    if isinstance(env, str) and env.startswith("tether/"):
+        kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
+        venv = make_vec(env, num_envs, executor=executor, autoreset=autoreset, **kwargs, **options)
+        contract = venv.contract
+        neutral = venv.neutral_action
+    else:
+        venv = make_vec(env_factory(env, **env_kwargs), num_envs)
+        probe = venv.executor.envs[0]
+        contract = env_contract(probe, env if isinstance(env, str) else None)
+        neutral = neutral_action_of(probe, contract)
+    dr = _jsonable_terms(venv.dr_terms) if venv.dr_terms is not None else dr_terms_of(venv.executor.envs[0])
+    return venv, EnvInfo(contract, contract.privileged_size, dr, neutral)
+
+
 def probe_env(factory: Callable[[], gym.Env]) -> EnvInfo:
     """Contract, privileged obs size, DR terms and neutral action of the env a factory builds."""
     env = factory()

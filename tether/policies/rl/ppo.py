@@ -25,15 +25,7 @@ from tether.errors import TetherError
 from tether.policies.gaussian import GaussianPolicy
 from tether.policies.networks import ValueNet, adam
 from tether.policies.normalization import RunningNormalizer
-from tether.policies.rl.common import (
-    EnvSource,
-    config_from_dict,
-    config_to_dict,
-    env_factory,
-    probe_env,
-    set_action_bias,
-)
-from tether.policies.rl.envpool import make_env_pool
+from tether.policies.rl.common import EnvSource, config_from_dict, config_to_dict, make_vec_env, set_action_bias
 
 
 @dataclass
@@ -171,14 +163,20 @@ def train_ppo(
     seed: int = 0,
     run: Any = None,
     env_kwargs: dict[str, Any] | None = None,
+    executor: str = "inprocess",
+    executor_options: dict[str, Any] | None = None,
 ) -> GaussianPolicy:
-    """Train and return the policy (its ``extra`` holds training stats). ``run`` is an optional TrainingRun."""
+    """Train and return the policy (its ``extra`` holds training stats). ``run`` is an optional TrainingRun.
+
+    ``executor`` / ``executor_options``: where the batched envs run (``tether.sim.vector``: in-process,
+    processes, Ray with ``{"address": ...}``).
+    """
     cfg = config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, config, "PPO")
     if total_steps < cfg.num_envs * cfg.rollout_steps:
         raise TetherError(f"PPO total_steps={total_steps}; expected >= num_envs*rollout_steps "
                           f"= {cfg.num_envs * cfg.rollout_steps}")
-    factory = env_factory(env, **(env_kwargs or {}))
-    info = probe_env(factory)
+    venv, info = make_vec_env(env, cfg.num_envs, executor=executor, executor_options=executor_options,
+                              **(env_kwargs or {}))
     contract, priv_size = info.contract, info.privileged_size
     ppo = PPO(contract, cfg, seed=seed, privileged_size=priv_size)
     policy = ppo.policy
@@ -187,8 +185,7 @@ def train_ppo(
         set_action_bias(policy, info.neutral_action)
     if run is not None:
         run.set_policy(policy)
-    pool = make_env_pool([factory] * cfg.num_envs, seed=seed, privileged_size=priv_size)
-    obs, priv = pool.reset()
+    obs, priv = venv.reset_batch(seed)
     ppo.update_normalizers(obs, priv)
     N, T, A = cfg.num_envs, cfg.rollout_steps, contract.action_size
     iterations = total_steps // (N * T)
@@ -218,7 +215,7 @@ def train_ppo(
                     raw, logp = policy.sample(obs_t, generator=ppo.gen)
                     val = ppo.value(obs_t, priv_t)
                 raw_np = raw.numpy()
-                res = pool.step(np.clip(raw_np, -1.0, 1.0))
+                res = venv.step_batch(np.clip(raw_np, -1.0, 1.0))
                 rew = res.reward.astype(np.float64)
                 if cfg.norm_reward:
                     disc_ret = disc_ret * cfg.gamma + rew
@@ -228,8 +225,8 @@ def train_ppo(
                 if trunc_only.any():
                     idx = np.nonzero(trunc_only)[0]
                     with torch.inference_mode():
-                        fp = None if res.final_priv is None or not ppo.priv_size else torch.from_numpy(
-                            res.final_priv[idx])
+                        fp = None if res.final_privileged is None or not ppo.priv_size else torch.from_numpy(
+                            res.final_privileged[idx])
                         boot = ppo.value(torch.from_numpy(res.final_obs[idx]), fp).numpy()
                     rew[idx] += cfg.gamma * boot
                 done = res.terminated | res.truncated
@@ -238,8 +235,8 @@ def train_ppo(
                 if b_priv is not None:
                     b_priv[t] = priv
                 b_rew[t], b_done[t] = rew, done
-                obs, priv = res.next_obs, res.next_priv
-                recent.extend(res.finished)
+                obs, priv = res.obs, res.privileged
+                recent.extend(res.finished())
             with torch.inference_mode():
                 last_v = ppo.value(torch.from_numpy(obs), None if priv is None or not ppo.priv_size
                                    else torch.from_numpy(priv)).numpy()
@@ -277,7 +274,7 @@ def train_ppo(
                 run.log(steps, metrics)
                 run.maybe_evaluate(steps, policy)
     finally:
-        pool.close()
+        venv.close()
         policy.extra.update({"algo": "ppo", "ppo_config": config_to_dict(cfg), "env_steps": steps,
                              "final_v_loss": last_metrics.get("train/v_loss", float("nan")),
                              "gradient_updates": n_updates, "env_time_s": t_env, "update_time_s": t_update})
@@ -288,4 +285,5 @@ def train_ppo_cli(spec: Any, run: Any) -> GaussianPolicy:
     """``tether train ENV --algo ppo`` entry (see tether.policies.algos)."""
     steps = spec.steps or 200_000
     return train_ppo(spec.env_id, steps, spec.config, seed=spec.seed, run=run,
-                     env_kwargs={"backend": spec.backend, "dr": spec.dr})
+                     env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
+                     executor_options=spec.executor_options)

@@ -10,7 +10,6 @@ other data sources, so the learner (``SAC.update(batch)``), the data (``ReplayBu
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,96 +21,9 @@ from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.gaussian import GaussianPolicy
 from tether.policies.networks import EnsembleQ, adam, soft_update
-from tether.policies.rl.common import (
-    EnvSource,
-    config_from_dict,
-    config_to_dict,
-    env_factory,
-    probe_env,
-    set_action_bias,
-)
-from tether.policies.rl.envpool import make_env_pool
-
-Batch = dict[str, torch.Tensor]
-
-
-class ReplayBuffer:
-    """Fixed-capacity ring buffer of (obs, action, reward, next_obs, terminated) in float32 numpy arrays.
-
-    ``terminated`` is true only for real terminal states (not time-limit truncations), so targets bootstrap
-    through truncations. ``sample`` returns torch tensors keyed obs/action/reward/next_obs/done.
-    """
-
-    def __init__(self, obs_size: int, action_size: int, capacity: int = 1_000_000, *, seed: int = 0) -> None:
-        if capacity < 1:
-            raise TetherError(f"replay capacity {capacity}; expected >= 1")
-        self.obs_size, self.action_size, self.capacity = int(obs_size), int(action_size), int(capacity)
-        self.obs = np.zeros((capacity, obs_size), np.float32)
-        self.action = np.zeros((capacity, action_size), np.float32)
-        self.reward = np.zeros(capacity, np.float32)
-        self.next_obs = np.zeros((capacity, obs_size), np.float32)
-        self.done = np.zeros(capacity, np.float32)
-        self.rng = np.random.default_rng(seed)
-        self.pos = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray | float, next_obs: np.ndarray,
-            terminated: np.ndarray | bool) -> None:
-        """Add one transition or a batch (leading dim B)."""
-        obs = np.asarray(obs, np.float32).reshape(-1, self.obs_size)
-        b = obs.shape[0]
-        action = np.asarray(action, np.float32).reshape(b, self.action_size)
-        next_obs = np.asarray(next_obs, np.float32).reshape(b, self.obs_size)
-        reward = np.asarray(reward, np.float32).reshape(b)
-        terminated = np.asarray(terminated, np.float32).reshape(b)
-        if b > self.capacity:
-            obs, action, reward, next_obs, terminated = (x[-self.capacity:] for x in
-                                                         (obs, action, reward, next_obs, terminated))
-            b = self.capacity
-        idx = (self.pos + np.arange(b)) % self.capacity
-        self.obs[idx], self.action[idx], self.reward[idx] = obs, action, reward
-        self.next_obs[idx], self.done[idx] = next_obs, terminated
-        self.pos = int((self.pos + b) % self.capacity)
-        self.size = int(min(self.size + b, self.capacity))
-
-    def sample(self, batch_size: int) -> Batch:
-        if self.size == 0:
-            raise TetherError("cannot sample from an empty replay buffer")
-        idx = self.rng.integers(0, self.size, size=batch_size)
-        return {
-            "obs": torch.from_numpy(self.obs[idx]),
-            "action": torch.from_numpy(self.action[idx]),
-            "reward": torch.from_numpy(self.reward[idx]),
-            "next_obs": torch.from_numpy(self.next_obs[idx]),
-            "done": torch.from_numpy(self.done[idx]),
-        }
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Views of the stored transitions (oldest first is not guaranteed once the ring wraps)."""
-        n = self.size
-        return {"obs": self.obs[:n], "action": self.action[:n], "reward": self.reward[:n],
-                "next_obs": self.next_obs[:n], "done": self.done[:n]}
-
-    @classmethod
-    def from_arrays(cls, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
-                    terminated: np.ndarray, *, capacity: int | None = None, seed: int = 0) -> ReplayBuffer:
-        """A buffer pre-filled from arrays (offline datasets, imagined rollouts)."""
-        obs = np.asarray(obs)
-        action = np.asarray(action)
-        if obs.ndim != 2 or action.ndim != 2 or len(obs) != len(action):
-            raise TetherError(f"from_arrays got obs {obs.shape}, action {action.shape}; expected (N, obs) and (N, act)")
-        buf = cls(obs.shape[1], action.shape[1], capacity or max(len(obs), 1), seed=seed)
-        buf.add(obs, action, reward, next_obs, terminated)
-        return buf
-
-
-def concat_batches(*batches: Batch) -> Batch:
-    """Concatenate batches key-wise (RLPD symmetric sampling: half offline, half online)."""
-    keys = batches[0].keys()
-    return {k: torch.cat([b[k] for b in batches], dim=0) for k in keys}
+from tether.policies.buffers import Batch, ReplayBuffer, concat_batches, mix
+from tether.policies.rl.common import EnvSource, config_from_dict, config_to_dict, make_vec_env, set_action_bias
+from tether.policies.rl.offpolicy import episode_metrics, run_offpolicy
 
 
 @dataclass
@@ -229,15 +141,6 @@ class SAC:
         return a.numpy()
 
 
-def _sample(buffer: ReplayBuffer, offline: ReplayBuffer | None, batch_size: int, ratio: float) -> Batch:
-    if offline is None or len(offline) == 0:
-        return buffer.sample(batch_size)
-    n_off = int(round(batch_size * ratio))
-    if len(buffer) == 0 or n_off >= batch_size:
-        return offline.sample(batch_size)
-    return concat_batches(offline.sample(n_off), buffer.sample(batch_size - n_off))
-
-
 def train_sac(
     env: EnvSource,
     total_steps: int,
@@ -249,18 +152,21 @@ def train_sac(
     agent: SAC | None = None,
     offline_buffer: ReplayBuffer | None = None,
     buffer: ReplayBuffer | None = None,
+    executor: str = "inprocess",
+    executor_options: dict[str, Any] | None = None,
 ) -> SAC:
     """Collect ``total_steps`` env steps with SAC; returns the learner (``.policy`` is the deployable policy,
     ``.buffer`` the online replay buffer).
 
     ``agent`` continues training an existing learner (fine-tuning); ``offline_buffer`` mixes prior data into
-    every batch (RLPD), in which case learning starts immediately; ``buffer`` supplies the online buffer.
+    every batch (RLPD: ``offline_ratio`` of it), in which case learning starts immediately; ``buffer``
+    supplies the online buffer.
     """
     cfg = config if isinstance(config, SACConfig) else config_from_dict(SACConfig, config, "SAC")
     if agent is not None:
         cfg = agent.cfg
-    factory = env_factory(env, **(env_kwargs or {}))
-    info = probe_env(factory)
+    venv, info = make_vec_env(env, cfg.num_envs, executor=executor, executor_options=executor_options,
+                              **(env_kwargs or {}))
     contract = info.contract
     sac = agent or SAC(contract, cfg, seed=seed)
     if agent is not None:
@@ -273,57 +179,28 @@ def train_sac(
         run.set_policy(policy)
     buf = buffer or ReplayBuffer(contract.obs_size, contract.action_size, min(cfg.buffer_size, total_steps + 1),
                                  seed=seed)
-    pool = make_env_pool([factory] * cfg.num_envs, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    obs, _ = pool.reset()
-    starts = 0 if (offline_buffer is not None and len(offline_buffer)) or agent is not None else cfg.learning_starts
-    steps = updates = 0
-    t_env = t_update = 0.0
-    recent: list[dict[str, Any]] = []
-    metrics: dict[str, float] = {}
-    log_every = max(min(1000, total_steps // 10), cfg.num_envs, 1)
-    next_log = log_every
+    offline = offline_buffer if offline_buffer is not None and len(offline_buffer) else None
+    starts = 0 if offline is not None or agent is not None else cfg.learning_starts
+    sources = [(buf, 1.0 - cfg.offline_ratio), (offline, cfg.offline_ratio)] if offline is not None else [(buf, 1.0)]
+
+    def observe(obs, action, res, stats) -> None:
+        if cfg.norm_obs:
+            policy.obs_norm.update(res.final_obs)
+
+    def log(stats, finished) -> None:
+        run.advance(stats.steps)
+        run.log(stats.steps, episode_metrics(stats, finished))
+        run.maybe_evaluate(stats.steps, policy)
+
     try:
-        while steps < total_steps:
-            t0 = time.perf_counter()
-            if steps < starts:
-                action = rng.uniform(-1.0, 1.0, size=(pool.n, contract.action_size)).astype(np.float32)
-            else:
-                action = sac.act(obs)
-            res = pool.step(action)
-            buf.add(obs, action, res.reward, res.final_obs, res.terminated)
-            if cfg.norm_obs:
-                policy.obs_norm.update(res.final_obs)
-            obs = res.next_obs
-            steps += pool.n
-            recent.extend(res.finished)
-            t1 = time.perf_counter()
-            if steps >= starts and len(buf) + (len(offline_buffer) if offline_buffer is not None else 0) > 0:
-                for _ in range(cfg.utd * pool.n):
-                    metrics = sac.update(_sample(buf, offline_buffer, cfg.batch_size, cfg.offline_ratio))
-                    updates += 1
-            t2 = time.perf_counter()
-            t_env += t1 - t0
-            t_update += t2 - t1
-            if run is not None:
-                run.advance(steps)
-                if steps >= next_log or steps >= total_steps:
-                    next_log += log_every
-                    m = dict(metrics)
-                    if recent:
-                        m["rollout/return_mean"] = float(np.mean([e["return"] for e in recent]))
-                        succ = [e["success"] for e in recent if e["success"] is not None]
-                        if succ:
-                            m["rollout/success_rate"] = float(np.mean(succ))
-                        recent = []
-                    m["time/env_steps_per_s"] = steps / max(t_env, 1e-9)
-                    m["time/updates_per_s"] = updates / max(t_update, 1e-9)
-                    run.log(steps, m)
-                run.maybe_evaluate(steps, policy)
+        stats = run_offpolicy(venv, total_steps, act=sac.act, learn=lambda: sac.update(concat_batches(
+            *mix(sources, cfg.batch_size))), buffer=buf, seed=seed, learning_starts=starts, utd=cfg.utd,
+            observe=observe, log=log if run is not None else None)
     finally:
-        pool.close()
-        policy.extra.update({"algo": "sac", "sac_config": config_to_dict(cfg), "env_steps": steps,
-                             "gradient_updates": updates, "env_time_s": t_env, "update_time_s": t_update})
+        venv.close()
+    policy.extra.update({"algo": "sac", "sac_config": config_to_dict(cfg), "env_steps": stats.steps,
+                         "gradient_updates": stats.updates, "env_time_s": stats.env_time_s,
+                         "update_time_s": stats.update_time_s})
     sac.buffer = buf  # kept for callers that continue training
     return sac
 
@@ -332,7 +209,8 @@ def train_sac_cli(spec: Any, run: Any) -> GaussianPolicy:
     """``tether train ENV --algo sac`` entry (see tether.policies.algos)."""
     steps = spec.steps or 100_000
     return train_sac(spec.env_id, steps, spec.config, seed=spec.seed, run=run,
-                     env_kwargs={"backend": spec.backend, "dr": spec.dr}).policy
+                     env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
+                     executor_options=spec.executor_options).policy
 
 
-__all__: Sequence[str] = ("SAC", "SACConfig", "ReplayBuffer", "concat_batches", "train_sac")
+__all__: Sequence[str] = ("SAC", "SACConfig", "train_sac")

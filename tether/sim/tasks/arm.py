@@ -196,6 +196,7 @@ class Reach(ArmTask):
 
     name = "reach"
     episode_seconds = 2.5
+    error_metric, error_label = "distance", "end-effector error (m)"
     success_radius = 0.03
     target_low = np.array([0.3, -0.25, 0.05])
     target_high = np.array([0.65, 0.25, 0.45])
@@ -241,6 +242,7 @@ class Push(ArmTask):
 
     name = "push"
     episode_seconds = 5.0
+    error_metric, error_label = "distance", "cube-goal distance (m)"
     success_radius = 0.04
     cube_mass = 0.2
     cube_friction = 0.6

@@ -67,6 +67,8 @@ class Task(ABC):
     name: str = ""
     control_modes: tuple[str, ...] = ()  # first is the default
     episode_seconds: float = 5.0
+    error_metric: str = ""  # the per-step metric that tracks how far the task is from done ...
+    error_label: str = ""  # ... and what it measures, for plots and reports
 
     def __init__(self, robot: RobotSpec, n: int = 1, control_mode: str | None = None) -> None:
         self.robot = robot
@@ -114,6 +116,10 @@ class Task(ABC):
 
     def context(self) -> dict[str, np.ndarray]:
         """Per-world task quantities the objective needs that the fields do not carry."""
+        return {}
+
+    def default_context(self) -> dict[str, Any]:
+        """The context for recorded data, where only the task's defaults are known (a hover goal 1 m up)."""
         return {}
 
     def evaluate(self, sim: BatchBackend, prev: Fields, fields: Fields, action: np.ndarray) -> StepResult:

@@ -261,6 +261,7 @@ class Stand(LeggedTask):
 
     name = "stand"
     episode_seconds = 5.0
+    error_metric, error_label = "height_error", "base height error (m)"
     height_tolerance = 0.05
     settle_seconds = 0.5
 
@@ -302,6 +303,7 @@ class Velocity(LeggedTask):
 
     name = "velocity"
     episode_seconds = 10.0
+    error_metric, error_label = "lin_vel_error", "planar velocity error (m/s)"
     lin_tolerance = 0.25  # m/s
     yaw_tolerance = 0.3  # rad/s
     warmup_seconds = 1.0

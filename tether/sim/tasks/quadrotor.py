@@ -74,6 +74,7 @@ def flight_objective(fields: Fields, goal_z: Any = 1.0) -> tuple[Any, Any, Any]:
 
 class QuadrotorTask(Task):
     robot_name = "quadrotor"
+    error_metric, error_label = "position_error", "position error (m)"
     control_modes = ("thrust_body_rates", "motor_thrust")
     spawn_spread = 0.3  # m around the spawn point
     spawn_tilt = 0.2  # rad
@@ -143,6 +144,9 @@ class QuadrotorTask(Task):
 
     def context(self) -> dict[str, np.ndarray]:
         return {"goal_z": self.goal[:, 2]}
+
+    def default_context(self) -> dict[str, Any]:
+        return {"goal_z": 1.0}
 
     # ------------------------------------------------------------------ expert
     def expert(self, sim: BatchBackend) -> np.ndarray:

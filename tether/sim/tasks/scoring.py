@@ -1,0 +1,72 @@
+"""A task's objective applied to recorded data: rewards for transitions, scores for whole episodes.
+
+Why here: a run on a served or real robot, a bag converted to a dataset and a world model's imagined rollout
+are scored by the same function the simulator's env uses (``Task.objective``) and the same success rule
+(``Task.success``), looked up from the contract the data carries, so "success" means one thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+from tether.sim.robots import make_robot
+from tether.sim.tasks import TASKS, make_task
+
+
+@lru_cache(maxsize=32)
+def _task(robot: str, task: str, control_mode: str, terrain: str | None) -> Any:
+    kwargs = {"terrain": terrain} if terrain else {}
+    return make_task(robot, task, make_robot(robot), n=1, control_mode=control_mode, **kwargs)
+
+
+def task_for(contract: IOContract) -> Any:
+    """The task (over one world) whose contract this is: its objective and success rule."""
+    if (contract.robot, contract.task) not in TASKS:
+        known = ", ".join(f"{r}/{t}" for r, t in TASKS)
+        raise TetherError(f"no task {contract.robot}/{contract.task} to score this data with; expected one of {known}")
+    return _task(contract.robot, contract.task, contract.control_mode, contract.metadata.get("terrain"))
+
+
+def transition_rewards(contract: IOContract, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    """The task's reward for recorded transitions (obs, physical action, next obs), (T,)."""
+    task = task_for(contract)
+    reward, _, _ = task.objective(contract.split_obs(np.asarray(obs, np.float64)), np.asarray(action, np.float64),
+                                  contract.split_obs(np.asarray(next_obs, np.float64)), task.default_context())
+    return np.broadcast_to(np.asarray(reward, np.float32), (len(obs),)).copy()
+
+
+@dataclass
+class EpisodeScore:
+    error: np.ndarray  # the task's tracking error per control step (task units, e.g. m)
+    success: bool  # the task's own success rule
+    final_error: float  # mean error over the last second
+
+
+def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None) -> EpisodeScore:
+    """Score one recorded episode (its observations in order, (T, obs), and optionally its physical actions)."""
+    obs = np.asarray(obs, np.float64)
+    if obs.ndim != 2 or len(obs) < 2:
+        raise TetherError(f"recorded run has {len(obs)} observations; expected at least two control steps")
+    task = task_for(contract)
+    f = contract.split_obs(obs)
+    act = np.zeros((len(obs) - 1, contract.action_size)) if action is None else np.asarray(action, np.float64)[:-1]
+    _, terminated, metrics = task.objective({k: v[:-1] for k, v in f.items()}, act,
+                                            {k: v[1:] for k, v in f.items()}, task.default_context())
+    metrics = {k: np.broadcast_to(np.asarray(v), (len(obs) - 1,)) for k, v in metrics.items()}
+    error = np.asarray(metrics[task.error_metric], np.float64)
+    tail = error[-max(1, int(round(contract.rate_hz))):]
+    return EpisodeScore(error, task.success(metrics, bool(np.any(terminated))), float(tail.mean()))
+
+
+def error_label(contract: IOContract) -> str:
+    """What :attr:`EpisodeScore.error` measures, with units, for plots and reports."""
+    try:
+        return task_for(contract).error_label
+    except TetherError:
+        return "error"
