@@ -48,7 +48,8 @@ BACKENDS = ("mujoco", "pybullet")
 #: robot kind -> (env id, control mode the simulator is driven in, modes a policy may use through its adapter)
 ROBOT_ENVS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "arm": ("tether/ArmReach-v0", "joint_position", ("joint_position", "ee_delta_pose")),
-    "quadrotor": ("tether/QuadrotorHover-v0", "thrust_body_rates", ("thrust_body_rates", "motor_thrust")),
+    # the served quadrotor's physics takes rotor thrusts; its PX4 rate controller is the bridge's
+    "quadrotor": ("tether/QuadrotorHover-v0", "motor_thrust", ("thrust_body_rates", "motor_thrust")),
     "legged": ("tether/LeggedStand-v0", "joint_position", ("joint_position",)),
 }
 PARAM_KEYS = ("dr", "scale", "goal", "command", "seed", "env_id", "bridge")

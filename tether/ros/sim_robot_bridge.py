@@ -145,9 +145,9 @@ class ArmBridge(Bridge):
         self.command_topic = f"/{controller.strip('/')}/commands"
         self.trajectory_topic = f"/{trajectory_controller.strip('/')}/joint_trajectory"
         if self.goal is None:
-            self.goal = np.asarray(self.task.target, dtype=float).copy()
+            self.goal = np.asarray(self.task.target[0], dtype=float).copy()
         else:
-            self.task.target = self.goal.copy()
+            self.task.target[:] = self.goal
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q[:7], dtype=float).copy()
 
@@ -197,7 +197,7 @@ class ArmBridge(Bridge):
         n_act = self.task.contract.action_size
         if n_act > 7:  # a gripper field: keep it where it is
             action = np.concatenate([target, np.zeros(n_act - 7)])
-        self.task.actuate(self.sim, action, substeps)
+        self.task.actuate(self.env.core.sim, np.atleast_2d(action), substeps)
 
 
 # ------------------------------------------------------------------------------------------------ PX4
@@ -232,9 +232,9 @@ class PX4Bridge(Bridge):
             self.motor_max = self.max_thrust
         self.rate_controller = cf.RateController(self.max_thrust)
         if self.goal is None:
-            self.goal = np.asarray(self.task.goal, dtype=float).copy()
+            self.goal = np.asarray(self.task.goal[0], dtype=float).copy()
         else:
-            self.task.goal = self.goal.copy()
+            self.task.goal[:] = self.goal
         pos, _ = self.sim.base_pose()
         self.hold_pos = np.asarray(pos, dtype=float).copy()
         self.armed = True  # starts airborne in position hold, as after a take-off
@@ -422,7 +422,7 @@ class UnitreeBridge(Bridge):
         self.lowstate_topic, self.lowcmd_topic = lowstate_topic, lowcmd_topic
         self.velocity_command = None if command is None else np.asarray(command, dtype=float)
         if self.velocity_command is not None:
-            self.task.command = self.velocity_command.copy()
+            self.task.command[:] = self.velocity_command
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q, dtype=float).copy()
         self.damped = False
@@ -482,7 +482,7 @@ class UnitreeBridge(Bridge):
     def actuate(self, substeps: int) -> None:
         with self.lock:
             target = self.target.copy()
-        self.task.actuate(self.sim, target, substeps)
+        self.task.actuate(self.env.core.sim, np.atleast_2d(target), substeps)
 
     def state_messages(self) -> list[tuple[str, Any]]:
         from tether.hardware.adapters.unitree import build_lowstate
