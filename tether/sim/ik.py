@@ -48,7 +48,7 @@ class SerialChain:
         if not path.exists():
             raise TetherError(f"URDF {path} does not exist")
         root = ET.fromstring(path.read_text())
-        by_child = {j.find("child").get("link"): j for j in root.iter("joint")}
+        by_child = {j.find("child").get("link"): j for j in root.findall("joint")}  # not transmissions' refs
         links = {l.get("name") for l in root.iter("link")}
         for name in (base, tip):
             if name not in links:
