@@ -6,6 +6,14 @@ Two flavours share one class because they differ only in how the Gaussian meets 
   receives it clipped to [-1, 1].
 Deployment uses the deterministic path (tanh(mean) or clip(mean)) with the observation normaliser baked in, which
 is also what ``onnx_module`` exports.
+
+``history`` > 1 makes the actor read the last ``history`` observations (oldest first, each normalised by the
+same per-frame statistics): with actions inside each observation (``last_action``), a short window shows how
+the robot responded to what it was told, which is what lets one policy act right on a heavier, laggier or
+weaker robot than the nominal one (implicit system identification, as RMA's adaptation module does
+explicitly). Trainers feed stacked windows to the torch API; ``act`` keeps its own window per batch row
+(:class:`~tether.policies.history.ObservationHistory`, first observation repeated at an episode start) and
+``reset`` starts new episodes. The exported graph takes the stacked window.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from torch import nn
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.checkpoint import Checkpoint, register_policy, save_checkpoint
+from tether.policies.history import ObservationHistory
 from tether.policies.networks import mlp, mlp_config
 from tether.policies.normalization import RunningNormalizer
 
@@ -40,6 +49,7 @@ def default_gaussian_config(obs_size: int, action_size: int, **overrides: Any) -
         "log_std_max": 2.0,
         "norm_clip": 10.0,
         "head_scale": 0.01,
+        "history": 1,
     }
     for k, v in overrides.items():
         if k not in cfg:
@@ -79,23 +89,36 @@ class GaussianPolicy(nn.Module):
             raise TetherError(f"squash {cfg['squash']!r}; expected 'tanh' or 'clip'")
         if cfg["log_std"] not in ("state_dependent", "state_independent"):
             raise TetherError(f"log_std {cfg['log_std']!r}; expected 'state_dependent' or 'state_independent'")
+        if not isinstance(cfg["history"], int) or not 1 <= cfg["history"] <= 64:
+            raise TetherError(f"history {cfg['history']!r}; expected a whole number of observations in 1..64")
         self.contract = contract
         self.config = cfg
         self.dr_terms = dr_terms
         self.extra: dict[str, Any] = dict(extra or {})
         a = cfg["action_size"]
         self.state_dependent = cfg["log_std"] == "state_dependent"
+        self.history = int(cfg["history"])
+        self.input_size = self.history * cfg["obs_size"]
         self.obs_norm = RunningNormalizer(cfg["obs_size"], clip=float(cfg["norm_clip"]))
-        self.net = mlp(cfg["obs_size"], 2 * a if self.state_dependent else a, cfg["net"]["hidden"],
+        self._window = ObservationHistory(self.history)
+        self.net = mlp(self.input_size, 2 * a if self.state_dependent else a, cfg["net"]["hidden"],
                        act=cfg["net"]["act"], layer_norm=cfg["net"]["layer_norm"], output_scale=cfg["head_scale"])
         if not self.state_dependent:
             self.log_std = nn.Parameter(torch.full((a,), float(cfg["log_std_init"])))
         self.eval()
 
     # ------------------------------------------------------------------ torch API (training)
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame normalisation of an observation (B, obs) or a stacked window (B, history * obs)."""
+        if self.history == 1:
+            return self.obs_norm(x)
+        lead = x.shape[:-1]
+        return self.obs_norm(x.reshape(*lead, self.history, -1)).reshape(*lead, self.input_size)
+
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pre-squash mean, log_std), both (B, A); ``obs`` is in physical units (normalised here)."""
-        out = self.net(self.obs_norm(obs))
+        """(pre-squash mean, log_std), both (B, A); ``obs`` (B, history * obs) is in physical units (normalised
+        here)."""
+        out = self.net(self.normalise(obs))
         lo, hi = float(self.config["log_std_min"]), float(self.config["log_std_max"])
         if self.state_dependent:
             mean, log_std = out.chunk(2, dim=-1)
@@ -151,15 +174,26 @@ class GaussianPolicy(nn.Module):
             )
         return torch.from_numpy(arr), single
 
+    def window(self, obs: np.ndarray) -> np.ndarray:
+        """The stacked input for the latest observations (B, obs): the policy's own history, advanced one step."""
+        if self.history == 1:
+            return np.asarray(obs, dtype=np.float32)
+        w = self._window.push(obs)
+        return w.reshape(w.shape[0], self.input_size)
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action in [-1, 1]: (B, obs) → (B, A) (a 1-D obs gives a 1-D action)."""
         x, single = self._obs_tensor(obs)
+        if self.history > 1:
+            x = torch.from_numpy(self.window(x.numpy()))
         with torch.inference_mode():
             a = self.deterministic(x).numpy()
         return a[0] if single else a
 
     def sample_actions(self, obs: np.ndarray, num_samples: int, seed: int | None = None) -> np.ndarray:
         """(B, obs) → (B, K, A) stochastic actions in [-1, 1] (V-GPS candidates)."""
+        if self.history > 1:
+            raise TetherError("sampling candidate actions needs a memoryless policy; this one reads a history")
         x, single = self._obs_tensor(obs)
         g = torch.Generator().manual_seed(int(seed if seed is not None else np.random.SeedSequence().entropy % 2**63))
         with torch.inference_mode():
@@ -171,7 +205,8 @@ class GaussianPolicy(nn.Module):
         return out[0] if single else out
 
     def reset(self) -> None:
-        """Stateless: nothing to forget between episodes."""
+        """Start new episodes: forget the observation history (nothing else is kept between steps)."""
+        self._window.reset()
 
     def onnx_module(self) -> nn.Module:
         return _Deterministic(self).eval()

@@ -70,29 +70,39 @@ def make_windows(
 class ObservationHistory:
     """The last ``n_steps`` observations per batch row, oldest first.
 
-    At the start of an episode the first observation fills every slot (matching ``make_windows``). A change
-    of batch size means a new set of episodes, so the history restarts rather than mixing rows.
+    At the start of an episode the first observation fills every slot (matching ``make_windows``);
+    ``reset(rows)`` starts new episodes in some rows of a batch (autoreset), ``reset()`` in all. A change of
+    batch size means a new set of episodes, so the history restarts rather than mixing rows. The same class
+    fills the history in training (the trainer's batch) and at deployment (the policy's own), so both see
+    the same windows.
     """
 
     def __init__(self, n_steps: int) -> None:
         if n_steps < 1:
             raise TetherError(f"n_obs_steps={n_steps}; expected >= 1")
         self.n_steps = n_steps
-        self._frames: deque[np.ndarray] = deque(maxlen=n_steps)
+        self._buf: np.ndarray | None = None
+        self._fresh: np.ndarray | None = None
 
-    def reset(self) -> None:
-        self._frames.clear()
+    def reset(self, rows: np.ndarray | None = None) -> None:
+        if rows is None or self._buf is None:
+            self._buf = None
+        else:
+            self._fresh[rows] = True
 
     def push(self, obs: np.ndarray) -> np.ndarray:
         """Add one (B, obs_size) observation; return the (B, n_steps, obs_size) window ending with it."""
         obs = np.asarray(obs, dtype=np.float32)
-        if self._frames and self._frames[-1].shape != obs.shape:
-            self._frames.clear()
-        if not self._frames:
-            for _ in range(self.n_steps - 1):
-                self._frames.append(obs.copy())
-        self._frames.append(obs.copy())
-        return np.stack(list(self._frames), axis=1)
+        if self._buf is None or self._buf.shape[0] != obs.shape[0] or self._buf.shape[2:] != obs.shape[1:]:
+            self._buf = np.repeat(obs[:, None], self.n_steps, axis=1)
+            self._fresh = np.zeros(obs.shape[0], dtype=bool)
+            return self._buf.copy()
+        self._buf[:, :-1] = self._buf[:, 1:]
+        self._buf[:, -1] = obs
+        if self._fresh.any():
+            self._buf[self._fresh] = obs[self._fresh][:, None]
+            self._fresh[:] = False
+        return self._buf.copy()
 
 
 class ChunkExecutor:

@@ -12,6 +12,7 @@ stored at collection are exactly those the first update epoch recomputes (ratio 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.gaussian import GaussianPolicy
+from tether.policies.history import ObservationHistory
 from tether.policies.networks import ValueNet, adam
 from tether.policies.normalization import RunningNormalizer
 from tether.policies.rl.common import EnvSource, config_from_dict, config_to_dict, make_vec_env, set_action_bias
@@ -53,6 +55,7 @@ class PPOConfig:
     norm_obs: bool = True
     norm_reward: bool = True
     privileged_critic: bool = True  # use info["privileged"] in the critic when the env provides it
+    history: int = 1  # observations the actor reads (> 1: a window, for robots unlike the nominal one)
 
 
 class PPO:
@@ -68,7 +71,7 @@ class PPO:
         self.policy = GaussianPolicy(contract, {
             "net": {"hidden": list(cfg.hidden), "act": cfg.activation, "layer_norm": False},
             "squash": "clip", "log_std": "state_independent", "log_std_init": cfg.log_std_init,
-            "head_scale": 0.01,
+            "head_scale": 0.01, "history": int(cfg.history),
         })
         critic_in = contract.obs_size + self.priv_size
         self.critic_norm = RunningNormalizer(critic_in)
@@ -87,8 +90,9 @@ class PPO:
         self.policy.obs_norm.update(obs)
         self.critic_norm.update(obs if priv is None or self.priv_size == 0 else np.concatenate([obs, priv], -1))
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Clipped-surrogate epochs over one rollout: keys obs, priv?, raw_action, logp, value, adv, ret."""
+    def update(self, batch: dict[str, torch.Tensor], critic_only: bool = False) -> dict[str, float]:
+        """Clipped-surrogate epochs over one rollout: keys obs (the critic's), x (the actor's input, stacked when
+        the actor reads a history; obs otherwise), priv?, raw_action, logp, value, adv, ret."""
         cfg = self.cfg
         n = batch["obs"].shape[0]
         mb = min(cfg.minibatch_size, n)
@@ -101,7 +105,8 @@ class PPO:
             for start in range(0, n - mb + 1, mb):
                 idx = perm[start:start + mb]
                 obs = batch["obs"][idx]
-                newlogp, entropy = self.policy.log_prob_entropy(obs, batch["raw_action"][idx])
+                newlogp, entropy = self.policy.log_prob_entropy(batch.get("x", batch["obs"])[idx],
+                                                                batch["raw_action"][idx])
                 logratio = newlogp - batch["logp"][idx]
                 ratio = logratio.exp()
                 adv = batch["adv"][idx]
@@ -116,7 +121,7 @@ class PPO:
                 else:
                     v_loss = 0.5 * ((v - ret) ** 2).mean()
                 ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                loss = cfg.vf_coef * v_loss if critic_only else pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
@@ -165,11 +170,15 @@ def train_ppo(
     env_kwargs: dict[str, Any] | None = None,
     executor: str = "inprocess",
     executor_options: dict[str, Any] | None = None,
+    init_policy: GaussianPolicy | None = None,
+    critic_warmup_iters: int = 0,
 ) -> GaussianPolicy:
     """Train and return the policy (its ``extra`` holds training stats). ``run`` is an optional TrainingRun.
 
     ``executor`` / ``executor_options``: where the batched envs run (``tether.sim.vector``: in-process,
-    processes, Ray with ``{"address": ...}``).
+    processes, Ray with ``{"address": ...}``). ``init_policy`` continues training a PPO policy (its weights,
+    normaliser and history length; fine-tuning under another DR, say); its fresh critic first learns alone for
+    ``critic_warmup_iters`` rollouts, so the actor is not steered by a value function that knows nothing yet.
     """
     cfg = config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, config, "PPO")
     if total_steps < cfg.num_envs * cfg.rollout_steps:
@@ -178,16 +187,25 @@ def train_ppo(
     venv, info = make_vec_env(env, cfg.num_envs, executor=executor, executor_options=executor_options,
                               **(env_kwargs or {}))
     contract, priv_size = info.contract, info.privileged_size
+    if init_policy is not None:
+        init_policy.contract.check_compatible(contract, what="env")
+        if init_policy.config["squash"] != "clip":
+            raise TetherError("PPO continues only PPO policies (clipped Gaussian); got a tanh-squashed actor")
+        cfg = dataclasses.replace(cfg, history=init_policy.history)
     ppo = PPO(contract, cfg, seed=seed, privileged_size=priv_size)
+    if init_policy is not None:
+        ppo.policy.load_state_dict(init_policy.state_dict())
     policy = ppo.policy
     policy.dr_terms = info.dr_terms
-    if cfg.init_neutral_action:
+    if cfg.init_neutral_action and init_policy is None:
         set_action_bias(policy, info.neutral_action)
     if run is not None:
         run.set_policy(policy)
     obs, priv = venv.reset_batch(seed)
     ppo.update_normalizers(obs, priv)
     N, T, A = cfg.num_envs, cfg.rollout_steps, contract.action_size
+    window = ObservationHistory(policy.history) if policy.history > 1 else None  # the actor's input, as at deploy
+    x = window.push(obs).reshape(N, -1) if window is not None else obs
     iterations = total_steps // (N * T)
     disc_ret = np.zeros(N)
     recent: list[dict[str, Any]] = []
@@ -201,6 +219,7 @@ def train_ppo(
                 for g in ppo.opt.param_groups:
                     g["lr"] = cfg.lr * (1.0 - it / iterations)
             b_obs = np.zeros((T, N, contract.obs_size), np.float32)
+            b_x = np.zeros((T, N, policy.input_size), np.float32) if window is not None else None
             b_priv = np.zeros((T, N, ppo.priv_size), np.float32) if ppo.priv_size else None
             b_raw = np.zeros((T, N, A), np.float32)
             b_logp = np.zeros((T, N), np.float32)
@@ -212,7 +231,7 @@ def train_ppo(
                 with torch.inference_mode():
                     obs_t = torch.from_numpy(obs)
                     priv_t = None if priv is None or not ppo.priv_size else torch.from_numpy(priv)
-                    raw, logp = policy.sample(obs_t, generator=ppo.gen)
+                    raw, logp = policy.sample(torch.from_numpy(x), generator=ppo.gen)
                     val = ppo.value(obs_t, priv_t)
                 raw_np = raw.numpy()
                 res = venv.step_batch(np.clip(raw_np, -1.0, 1.0))
@@ -232,10 +251,18 @@ def train_ppo(
                 done = res.terminated | res.truncated
                 disc_ret[done] = 0.0
                 b_obs[t], b_raw[t], b_logp[t], b_val[t] = obs, raw_np, logp.numpy(), val.numpy()
+                if b_x is not None:
+                    b_x[t] = x
                 if b_priv is not None:
                     b_priv[t] = priv
                 b_rew[t], b_done[t] = rew, done
                 obs, priv = res.obs, res.privileged
+                if window is not None:
+                    if done.any():
+                        window.reset(np.nonzero(done)[0])
+                    x = window.push(obs).reshape(N, -1)
+                else:
+                    x = obs
                 recent.extend(res.finished())
             with torch.inference_mode():
                 last_v = ppo.value(torch.from_numpy(obs), None if priv is None or not ppo.priv_size
@@ -253,7 +280,9 @@ def train_ppo(
             }
             if b_priv is not None:
                 batch["priv"] = torch.from_numpy(b_priv.reshape(T * N, -1))
-            metrics = ppo.update(batch)
+            if b_x is not None:
+                batch["x"] = torch.from_numpy(b_x.reshape(T * N, -1))
+            metrics = ppo.update(batch, critic_only=it < critic_warmup_iters)
             last_metrics = metrics
             ppo.update_normalizers(b_obs.reshape(T * N, -1), None if b_priv is None else b_priv.reshape(T * N, -1))
             t2 = time.perf_counter()
