@@ -38,7 +38,7 @@ class VideoWriter:
         # even sizes are required by yuv420p; we refuse odd sizes instead of silently rescaling pixels
         if h % 2 or w % 2:
             raise TetherError(f"video frame size {h}x{w} has an odd side; expected even height and width")
-        params = ["-g", str(self.gop), "-movflags", "frag_keyframe+empty_moov+default_base_moof"]
+        params = ["-g", str(self.gop), "-bf", "0", "-movflags", "frag_keyframe+empty_moov+default_base_moof"]
         if self.codec in ("libx264", "libx264rgb"):
             params += ["-crf", str(self.crf), "-preset", "veryfast"]
         self._gen = imageio_ffmpeg.write_frames(
