@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tether.data.dataset.layout import (
-    ACTION_KEY, DATA_PATH, DEFAULT_CHUNKS_SIZE, EPISODES_PATH, PARTS_DIR, STATE_KEY, atomic_write_json,
+    ACTION_KEY, DATA_PATH, DEFAULT_CHUNKS_SIZE, EPISODES_PATH, PARTS_DIR, STATE_KEY, VIDEO_PATH, atomic_write_json,
     atomic_write_table, chunk_file, column_to_numpy, episodes_table,
 )
 from tether.data.dataset.reader import Dataset
 from tether.data.stats import compute_stats
+from tether.data.video import trim_to_complete
 
 
 def repair(root: str | Path) -> Dataset:
@@ -56,6 +57,10 @@ def repair(root: str | Path) -> Dataset:
             for key in ds.video_keys:
                 r.update({f"videos/{key}/chunk_index": vc, f"videos/{key}/file_index": vf,
                           f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": ep.length / ds.fps})
+                video = root / ds.info.get("video_path", VIDEO_PATH).format(video_key=key, chunk_index=vc,
+                                                                            file_index=vf)
+                if video.is_file():
+                    trim_to_complete(video)  # a torn last fragment would make FFmpeg refuse the whole file
         rows.append(r)
     atomic_write_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0), episodes_table(rows))
     stats = compute_stats({k: v for k, v in ds.frames.items() if k in (STATE_KEY, ACTION_KEY, "next.reward")})

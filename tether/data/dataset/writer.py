@@ -26,7 +26,7 @@ from tether.data.dataset.layout import (
     component_names, episodes_table, tasks_table,
 )
 from tether.data.dataset.repair import repair
-from tether.data.stats import RunningStats, image_batch_for_stats, image_stats_dict
+from tether.data.stats import RunningStats, image_batch_for_stats, image_running_stats, image_stats_dict
 from tether.data.video import VideoWriter
 from tether.errors import TetherError
 
@@ -286,7 +286,8 @@ class DatasetWriter:
                 self._video_shapes[key] = (int(img.shape[0]), int(img.shape[1]))
                 self._write_info()
             step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 4096)))
-            self._stats.setdefault(key, RunningStats()).update(image_batch_for_stats(img[::step, ::step][None]))
+            pixels = image_batch_for_stats(img[::step, ::step][None])
+            self._stats.setdefault(key, image_running_stats()).update(pixels, samples=1)  # count = frames
 
     def _rows_to_table(self, rows: list[dict[str, Any]]) -> pa.Table:
         cols: dict[str, pa.Array] = {}
