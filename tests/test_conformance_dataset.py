@@ -157,7 +157,8 @@ def test_stats_have_lerobot_quantiles_and_image_count_in_frames(tmp_path: Path) 
     # per-episode stats in the episodes index carry the quantiles too (LeRobot aggregates from them)
     rows = pq.read_table(tmp_path / "ds/meta/episodes/chunk-000/file-000.parquet").to_pylist()
     ep1 = ds.episode(1)["observation.state"].astype(np.float64)
-    np.testing.assert_allclose(rows[1]["stats/observation.state/q50"], np.quantile(ep1, 0.5, axis=0, method="inverted_cdf"),
+    median = np.quantile(ep1, 0.5, axis=0, method="inverted_cdf")
+    np.testing.assert_allclose(rows[1]["stats/observation.state/q50"], median,
                                atol=float((ep1.max(0) - ep1.min(0)).max()) * 2e-3)
     assert rows[1]["stats/observation.state/count"] == [25]
 
