@@ -70,3 +70,12 @@ def test_train_says_when_ppo_rounds_steps_down_to_whole_rollouts(capsys: pytest.
     _note_effective_steps("ppo", 5000, {"num_envs": "10", "rollout_steps": "50"})  # a multiple: nothing to say
     _note_effective_steps("sac", 5000, {})
     assert capsys.readouterr().out == ""
+
+
+def test_importing_the_pybullet_backend_prints_nothing() -> None:
+    """pybullet's build banner stays out of `tether robot serve` output; the module still works afterwards."""
+    code = ("import tether.sim.backends.pybullet_backend as b; c = b.pb.connect(b.pb.DIRECT); "
+            "assert c >= 0; b.pb.disconnect(c); print('ready')")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (run.stdout, run.stderr) == ("ready\n", "")
