@@ -59,7 +59,8 @@ def write_dataset(root: Path) -> list[np.ndarray]:
         for n in LENGTHS:
             for _ in range(n):
                 frames.append(frame(k))
-                w.add_frame(np.array([k, -k, 0.5 * k]), rng.uniform(-1, 1, 2), reward=float(k), images={CAM: frames[-1]})
+                w.add_frame(np.array([k, -k, 0.5 * k]), rng.uniform(-1, 1, 2), reward=float(k),
+                            images={CAM: frames[-1]})
                 k += 1
             w.end_episode(success=True)
     return frames
