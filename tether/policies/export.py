@@ -1,6 +1,6 @@
 """ONNX export of a policy's whole action path, with its contract embedded and a parity check that is enforced.
 
-What is exported is what ``policy.act`` computes, not a simplification of it (format in ``tether.runtime``):
+What is exported is what ``policy.act`` computes, not a simplification of it (format in ``tether.policies.exported``):
 
 - the observation *history* is a graph input (B, H, O), so a policy conditioned on several observations sees
   them at deployment too (the runtime keeps the ring buffer, filled with the first observation at a reset);
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tether import runtime as rt
 from tether.errors import TetherError
-from tether.runtime import ExportedPolicy
+from tether.policies import exported as rt
+from tether.policies.exported import ExportedPolicy
 
 
 class ExportError(TetherError):
