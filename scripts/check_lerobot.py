@@ -11,6 +11,15 @@ Tether's own environment. Run it in a separate one, for example::
     /tmp/lerobot-check/bin/pip install pyarrow imageio-ffmpeg safetensors
     /tmp/lerobot-check/bin/python scripts/check_lerobot.py [--backend pyav|torchcodec] [--keep DIR]
 
+Run on this project's CPU-only machines (2026-12-02): lerobot 0.4.4 installed with ``--no-deps`` next to the local
+torch 2.13.0+cpu wheel, its dataset dependencies (datasets, huggingface-hub, draccus, av, accelerate, ...),
+torchcodec 0.13.0 (CPU; FFmpeg 5.1 runtime libraries from Debian: libavcodec59 libavformat59 libavutil57
+libswscale6 libswresample4 libavdevice59 libavfilter8), and a stand-in ``torchvision`` package on PYTHONPATH
+(PyPI's torchvision is linked against CUDA torch and does not import next to CPU torch; LeRobot's dataset code only
+imports it, and ``--backend torchcodec`` decodes without it). Result: all checks pass; with libx264 B-frames put
+back into the writer the same run fails with LeRobot's FrameTimestampError, as issue 13 reported. LeRobot's
+``pyav`` backend needs torchvision.io.VideoReader and was not run.
+
 It writes a small dataset with one camera (frames whose content encodes their index), loads it with
 ``lerobot.datasets.lerobot_dataset.LeRobotDataset(repo_id, root=DIR)`` (local files only: nothing is downloaded),
 and checks every frame LeRobot decodes against the frame Tether wrote, at LeRobot's default tolerance_s = 1e-4.
