@@ -23,10 +23,12 @@ from tether.contract import IOContract
 from tether.data.dataset.layout import (
     ACTION_KEY, CODEBASE_VERSION, DATA_PATH, DEFAULT_CHUNKS_SIZE, DTYPES, EPISODES_PATH, PARTS_DIR,
     STANDARD_COLUMNS, STATE_KEY, VIDEO_PATH, arrow_column, atomic_write_json, atomic_write_table, chunk_file,
-    component_names, episodes_table, tasks_table,
+    column_to_numpy, component_names, episodes_table, tasks_table,
 )
 from tether.data.dataset.repair import repair
-from tether.data.stats import RunningStats, image_batch_for_stats, image_running_stats, image_stats_dict
+from tether.data.stats import (
+    RunningStats, compute_stats, image_batch_for_stats, image_running_stats, image_stats_dict,
+)
 from tether.data.video import VideoWriter
 from tether.errors import TetherError
 
@@ -107,7 +109,7 @@ class DatasetWriter:
         self._pending: list[dict[str, Any]] = []
         self._ep_frames = 0
         self._ep_first_index = self._next_index
-        self._ep_stats: dict[str, RunningStats] = {}
+        self._ep_tables: list[pa.Table] = []  # this episode's flushed rows (per-episode stats at its end)
         self._ep_task = self.default_task
         self._ep_ended_flag = False
         self._videos: dict[str, VideoWriter] = {}
@@ -226,10 +228,11 @@ class DatasetWriter:
         row["meta/episodes/file_index"] = 0
         row["success"] = success if success is None else bool(success)
         row["final_observation"] = None if fo is None else fo.tolist()
-        for key, rs in self._ep_stats.items():
-            for stat, value in rs.to_dict().items():
+        ep_table = pa.concat_tables(self._ep_tables)
+        ep_stats = compute_stats({key: column_to_numpy(ep_table.column(key)) for key in self._stat_keys()})
+        for key, stats in ep_stats.items():
+            for stat, value in stats.items():
                 row[f"stats/{key}/{stat}"] = value
-            self._stats.setdefault(key, RunningStats()).merge(rs)
         self._episodes.append(row)
         if self._file_bytes >= self.file_limit_bytes:
             self._finalize_file()
@@ -238,7 +241,7 @@ class DatasetWriter:
         self._ep_index += 1
         self._ep_frames = 0
         self._ep_first_index = self._next_index
-        self._ep_stats = {}
+        self._ep_tables = []
         self._ep_task = self.default_task
         self._ep_ended_flag = False
         self._videos = {}
@@ -300,15 +303,20 @@ class DatasetWriter:
             cols[key] = arrow_column(np.stack([np.asarray(r[key]) for r in rows]), spec["dtype"])
         return pa.table(cols)
 
+    def _stat_keys(self) -> tuple[str, ...]:
+        return (STATE_KEY, ACTION_KEY, "next.reward", *self.extra_features)
+
     def _flush(self, keep_last: bool) -> None:
         rows = self._pending[:-1] if keep_last else self._pending
         if not rows:
             return
         table = self._rows_to_table(rows)
-        for key in (STATE_KEY, ACTION_KEY, "next.reward", *self.extra_features):
-            # stats per flushed batch, not per frame: same numbers (exact parallel merge), far less overhead
-            batch = np.stack([np.asarray(r[key], dtype=np.float64).reshape(-1) for r in rows])
-            self._ep_stats.setdefault(key, RunningStats()).update(batch)
+        for key in self._stat_keys():
+            # dataset stats per flushed batch, of the values as stored (what any reader of the files computes):
+            # moments merge exactly; quantile histograms settle on the data's range after the first batches
+            batch = column_to_numpy(table.column(key))
+            self._stats.setdefault(key, RunningStats()).update(batch.reshape(len(batch), -1))
+        self._ep_tables.append(table)
         c, f = chunk_file(self._data_file_n, self.chunks_size)
         parts = self.root / PARTS_DIR.format(chunk_index=c, file_index=f)
         path = parts / f"part-{self._part_n:06d}.parquet"
@@ -401,7 +409,7 @@ class DatasetWriter:
         self._tasks = list(ds.tasks)
         self._next_index = int(ds.frames["index"].max()) + 1 if len(ds) else 0
         self._data_file_n = max((c * self.chunks_size + f for c, f in ds.data_files), default=-1) + 1
-        for key in (STATE_KEY, ACTION_KEY, "next.reward", *self.extra_features):
+        for key in self._stat_keys():
             if key in ds.frames:
                 rs = RunningStats()
                 rs.update(ds.frames[key].reshape(len(ds), -1))
