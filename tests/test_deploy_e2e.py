@@ -141,8 +141,9 @@ def test_deploy_end_to_end(robot, servers, tmp_path, capsys):
             probe.listen(topic, msgtype)
         probe.watch_discovery()
         server.wait_ready()
-        bag, stats_file = tmp_path / "run.mcap", tmp_path / "stats.json"
-        args = [str(ckpt), "--adapter", adapter, "--loopback", "--domain-id", str(domain), "--record", str(bag),
+        bag, stats_file = tmp_path / "run", tmp_path / "stats.json"  # --record run.mcap makes run/run_0.mcap
+        args = [str(ckpt), "--adapter", adapter, "--loopback", "--domain-id", str(domain), "--record",
+                str(tmp_path / "run.mcap"),
                 "--stats-json", str(stats_file)]
         if robot == "arm":  # as a separate process, stopped with Ctrl-C (SIGINT)
             proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=REPO, stdout=subprocess.PIPE,
@@ -271,7 +272,7 @@ def test_flat_recorder_pairs_survive_preemption_and_skipped_slots(tmp_path):
     finally:
         bag.close()
     expected_obs = np.column_stack([q, np.vstack([np.zeros(2), actions[:-1]])])  # last_action = previous action
-    (ep,) = align_bag(tmp_path / "flat.mcap", contract, "flat")
+    (ep,) = align_bag(bag.path, contract, "flat")
     np.testing.assert_array_equal(ep.obs, expected_obs[:n - 1])
     np.testing.assert_allclose(contract.to_physical(ep.action), commands[:n - 1], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(ep.final_obs, expected_obs[n - 1])

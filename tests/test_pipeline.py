@@ -58,7 +58,7 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     assert "served-robot success" in report and "![Tracking" in report
     # the real run was recorded, converted and learned from; the new policy keeps the contract
     bags = sorted((run / "bags").iterdir())
-    assert [b.name for b in bags] == ["after-0.mcap", "before-0.mcap"]
+    assert [b.name for b in bags] == ["after-0", "before-0"]  # bag directories, named as ros2 bag -o names them
     assert sum(1 for _ in read_bag(bags[1], topics=["/tether/obs"])) > 20
     data = Dataset(run / "data" / "real")
     assert len(data) > 20

@@ -25,6 +25,8 @@ def test_train_eval_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert ck.extra["steps"] == 400 and "eval/return_mean" in ck.extra["last_eval"]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert any(r.get("eval/return_mean") for r in rows) and any(r.get("train/critic_loss") for r in rows)
+    eval_steps = [r["step"] for r in rows if r.get("eval/return_mean")]
+    assert eval_steps == sorted(set(eval_steps)), eval_steps  # one eval/* point per step, the last one included
     assert list((out / "tb").iterdir()), "no TensorBoard event file"
     assert json.loads((out / "spec.json").read_text())["seed"] == 3
     capsys.readouterr()

@@ -32,9 +32,10 @@ def _read_all(bag: Path) -> dict[str, list]:
     return out
 
 
-def test_clean_bag_has_rosbag2_layout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("distro", ["humble", "jazzy"])
+def test_clean_bag_has_rosbag2_layout(tmp_path: Path, distro: str) -> None:
     bag = tmp_path / "clean"
-    with BagRecorder(bag, flush_period=0.05) as rec:
+    with BagRecorder(tmp_path / "clean.mcap", distro=distro, flush_period=0.05) as rec:  # named as ros2 bag -o
         store = rec.store
         rec.add_topic("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
         for i in range(30):
@@ -45,13 +46,21 @@ def test_clean_bag_has_rosbag2_layout(tmp_path: Path) -> None:
                 T.make(store, "px4_msgs/msg/VehicleOdometry", timestamp=i),
                 stamp_ns=1_000 + i,  # earlier than the JointState log times: raised, counted
             )
+    assert sorted(p.name for p in bag.iterdir()) == ["clean_0.mcap", "metadata.yaml"]
     meta = YAML(typ="safe").load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    assert meta["storage_identifier"] == "mcap" and meta["version"] == 9 and meta["message_count"] == 60
+    assert meta["storage_identifier"] == "mcap" and meta["message_count"] == 60
+    assert meta["relative_file_paths"] == ["clean_0.mcap"] and meta["files"][0]["path"] == "clean_0.mcap"
     topics = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
     odo = topics["/fmu/out/vehicle_odometry"]["topic_metadata"]
-    assert odo["type_description_hash"] == T.rihs01(store, "px4_msgs/msg/VehicleOdometry")
-    assert odo["offered_qos_profiles"][0]["reliability"] == "best_effort"
-    data = (bag / "clean.mcap").read_bytes()
+    if distro == "humble":  # rosbag2 0.15 (Humble) writes v5 and reads offered_qos_profiles as one YAML string
+        assert meta["version"] == 5 and "type_description_hash" not in odo
+        qos = YAML(typ="safe").load(odo["offered_qos_profiles"])
+        assert qos[0]["reliability"] == 2  # RMW_QOS_POLICY_RELIABILITY_BEST_EFFORT, as Humble encodes it
+    else:  # Jazzy: v9, QoS as a YAML list with names, type hashes
+        assert meta["version"] == 9 and meta["ros_distro"] == "jazzy"
+        assert odo["type_description_hash"] == T.rihs01(store, "px4_msgs/msg/VehicleOdometry")
+        assert odo["offered_qos_profiles"][0]["reliability"] == "best_effort"
+    data = (bag / "clean_0.mcap").read_bytes()
     assert data.startswith(b"\x89MCAP0\r\n") and data.endswith(b"\x89MCAP0\r\n")
     assert b"ros2msg" in data and b"offered_qos_profiles" in data  # schema encoding + channel metadata
     got = _read_all(bag)  # decodes px4 purely from the definitions embedded in the bag

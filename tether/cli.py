@@ -1,8 +1,13 @@
 """The ``tether`` command: one entry point whose subcommands live beside the code they drive.
 
 Each command module exposes ``register(subparsers)``; it adds its parser(s) and sets ``func`` to a handler
-taking the parsed args and returning an exit code. Handlers import heavy dependencies lazily so that
-``tether --help`` stays fast. Bad input anywhere becomes one line on stderr and exit code 2.
+taking the parsed args and returning an exit code. Bad input anywhere becomes one line on stderr and exit code 2.
+
+Why a static table: building every subcommand's parser meant importing every command module (and through some
+of them torch and the simulators), which made ``tether --help`` take seconds. ``COMMANDS`` names each command
+with its help line, so ``tether --help`` imports no command module and ``tether CMD ...`` imports only CMD's
+(whose module keeps heavy imports inside its handlers). A test checks the table against what the modules
+register, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -14,31 +19,60 @@ from collections.abc import Sequence
 
 from tether.errors import TetherError
 
-# Modules that contribute subcommands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = (
-    "tether.sim.commands",
-    "tether.calibration.commands",
-    "tether.data.commands",
-    "tether.policies.commands",
-    "tether.policies.hybrid.commands",
-    "tether.world_models.commands",
-    "tether.ros.bag_commands",
-    "tether.ros.commands",
-    "tether.pipeline.commands",
-)
+# command -> (module that registers it, help line), in the order --help lists them
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("tether.sim.commands", "list robots/tasks/DR presets; roll out an env"),
+    "calibrate": ("tether.calibration.commands", "camera intrinsics, hand-eye, system identification, latency"),
+    "demos": ("tether.data.commands", "record scripted-expert episodes of an env into a dataset"),
+    "data": ("tether.data.commands", "inspect, convert and repair episode datasets"),
+    "train": ("tether.policies.commands", "train a policy in simulation (or from a dataset) and save a checkpoint"),
+    "eval": ("tether.policies.commands", "evaluate a checkpoint: success rate and return mean ± std"),
+    "export": ("tether.policies.commands", "export a checkpoint to ONNX with an enforced parity check"),
+    "finetune": ("tether.policies.hybrid.commands",
+                 "fine-tune a checkpoint with real data (H2O or RLPD) and save a new checkpoint"),
+    "wm": ("tether.world_models.commands",
+           "world models: fit an ensemble dynamics model to a dataset, evaluate it"),
+    "bag": ("tether.ros.bag_commands", "rosbag2 (MCAP) tools: info, recover, record"),
+    "topic": ("tether.ros.bag_commands", "ROS 2 graph over Cyclone DDS: list, echo"),
+    "robot": ("tether.ros.commands", "served sim robots that speak a real robot's ROS 2 topics"),
+    "deploy": ("tether.ros.commands", "run a checkpoint on a robot over ROS 2 (guarded, recorded)"),
+    "pipeline": ("tether.pipeline.commands",
+                 "train → deploy to a served robot → record → fine-tune → deploy → report"),
+}
+# Modules that contribute subcommands (kept for callers that build the full parser).
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(prog="tether", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    return parser, sub
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for ``command`` (only its module is imported), or with ``None`` every command's full parser."""
+    parser, sub = _parser()
+    modules = COMMAND_MODULES if command is None else (COMMANDS[command][0],)
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _overview_parser() -> argparse.ArgumentParser:
+    """Every command with its help line and nothing else: what ``tether --help`` and a typo need."""
+    parser, sub = _parser()
+    for name, (_, help_line) in COMMANDS.items():
+        sub.add_parser(name, help=help_line, add_help=False)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command not in COMMANDS or argv[0] != command:
+        _overview_parser().parse_args(argv)  # prints help or names the unknown command; exits
+        return 2  # pragma: no cover (argparse exits above)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

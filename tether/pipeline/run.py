@@ -4,7 +4,7 @@ Layout of the run folder::
 
     train/            metrics.csv, tb/ (TensorBoard), checkpoint/   (the sim-trained policy)
     real_params.json  the served robot's hidden parameters (never shown to the policy)
-    bags/             before-<i>.mcap, after-<i>.mcap              (rosbag2 MCAP, readable by ros2 bag / Foxglove)
+    bags/             before-<i>/, after-<i>/ (before-<i>_0.mcap)  (rosbag2 MCAP, readable by ros2 bag / Foxglove)
     data/real/        the "before" bags as a LeRobot-v3 dataset    (what fine-tuning learns from)
     finetune/         checkpoint/                                   (the fine-tuned policy)
     report.md, *.png  the report
@@ -142,7 +142,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> D
     domain_id = cfg.domain_id if cfg.domain_id is not None else 60 + (os.getpid() % 40)
     out = Deployment([], [], [], [])
     for i in range(cfg.episodes):
-        bag = cfg.out / "bags" / f"{tag}-{i}.mcap"
+        bag = cfg.out / "bags" / f"{tag}-{i}"  # a rosbag2 directory holding <tag>-<i>_0.mcap
         params = {**cfg.real, "seed": 1000 + i}
         params_file.write_text(json.dumps(params, indent=2))
         server = _serve(cfg, params_file, 1000 + i, domain_id, cfg.out / "robot_server.log")

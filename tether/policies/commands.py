@@ -79,6 +79,7 @@ def _train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)  # small RL nets: extra threads mostly add sync overhead
     get_algorithm(args.algo)  # fail fast with the list of algorithms
+    _note_effective_steps(args.algo, args.steps, _parse_sets(args.set))
     out = args.out or Path("runs") / f"{args.algo}-{args.env_id.split('/')[-1]}-s{args.seed}"
     spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
                      backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
@@ -90,6 +91,20 @@ def _train(args: argparse.Namespace) -> int:
     print(f"saved {path}")
     print(f"logs: {out / 'metrics.csv'}, tensorboard --logdir {out / 'tb'}")
     return 0
+
+
+def _note_effective_steps(algo: str, steps: int | None, sets: dict[str, Any]) -> None:
+    """PPO collects whole rollouts (num_envs x rollout_steps): say so when --steps is not a multiple of one."""
+    if algo != "ppo" or not steps:
+        return
+    from tether.policies.rl.common import config_from_dict
+    from tether.policies.rl.ppo import PPOConfig
+
+    cfg = config_from_dict(PPOConfig, sets, "PPO")
+    per = cfg.num_envs * cfg.rollout_steps
+    if steps > per and steps % per:
+        print(f"tether train: PPO collects whole rollouts of {cfg.num_envs} envs x {cfg.rollout_steps} steps = {per}; "
+              f"--steps {steps} trains {steps // per * per} env steps")
 
 
 def _eval(args: argparse.Namespace) -> int:

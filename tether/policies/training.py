@@ -57,6 +57,7 @@ class TrainingRun:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
+        self.last_eval_step: int | None = None
         self._t0 = time.perf_counter()
         self._writer = None
         self._csv_rows: list[dict[str, float]] = []
@@ -143,7 +144,7 @@ class TrainingRun:
         result = evaluate_policy(policy, self.spec.env_id, episodes=self.spec.eval_episodes,
                                  seed=1_000_000 + self.spec.seed, backend=self.spec.backend, dr=self.spec.dr)
         metrics = result.as_metrics()
-        self.last_eval = metrics
+        self.last_eval, self.last_eval_step = metrics, step
         self.log(step, metrics)
         return metrics
 
@@ -190,8 +191,8 @@ def run_training(spec: TrainSpec) -> tuple[Any, Path | None]:
                 print(f"\ninterrupted at step {run.step}: saved {path}")
             raise
         run.set_policy(policy)
-        if run.eval_every > 0 and spec.eval_episodes > 0:
-            run.evaluate(run.step, policy)
+        if run.eval_every > 0 and spec.eval_episodes > 0 and run.last_eval_step != run.step:
+            run.evaluate(run.step, policy)  # unless the loop just evaluated this step (eval/* logged once per step)
         path = run.save_checkpoint(policy)
     finally:
         run.close()

@@ -36,12 +36,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_bag_recover)
 
     p = bsub.add_parser("record", help="record topics from the DDS graph into a new bag")
-    p.add_argument("out")
+    p.add_argument("out", help="bag name: NAME or NAME.mcap makes the directory NAME holding NAME_0.mcap")
     p.add_argument("--topic", action="append", type=_topic_spec, required=True, help="/topic:pkg/msg/Type")
     p.add_argument("--qos", default="sensor_data", help="QoS preset for the recording subscriptions")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--domain-id", type=int, default=None)
-    p.add_argument("--distro", default="humble")
+    p.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
+                   help="target ROS 2 distro: its metadata.yaml version (humble 5, jazzy 9)")
     p.add_argument("--loopback", action="store_true", help="restrict discovery to 127.0.0.1")
     p.set_defaults(func=_bag_record)
 
@@ -106,7 +107,7 @@ def _bag_record(args: argparse.Namespace) -> int:
     finally:
         rec.close()
         transport.close()
-    print(f"recorded {rec.written} messages into {args.out}")
+    print(f"recorded {rec.written} messages into {rec.path} (rosbag2 metadata v{rec.version} for {args.distro})")
     return 0
 
 

@@ -4,7 +4,7 @@ Why not just rosbags' Writer: it writes the MCAP summary, footer and ``metadata.
 A recorder killed mid-run (the robot e-stopped, the laptop died, ``kill -9``) would leave a file that neither
 rosbags (footer magic missing, no metadata.yaml) nor ``ros2 bag`` opens. So Tether keeps rosbags' Writer for
 the layout (ros2 profile, ``ros2msg`` schemas with full definitions, ``cdr`` channels with
-``offered_qos_profiles``, v9 metadata with type hashes) and adds two things:
+``offered_qos_profiles``) and adds three things:
 
 1. Every ``flush_period`` seconds the pending chunk is closed and committed to disk in ONE ``pwrite`` together
    with a provisional MCAP tail (DataEnd record + Footer with ``summary_start=0``, which the MCAP spec
@@ -15,6 +15,13 @@ the layout (ros2 profile, ``ros2msg`` schemas with full definitions, ``cdr`` cha
 2. :func:`recover` handles the residual case (killed inside the commit's write: a torn tail) and bags from
    other tools: it keeps every complete record of the data section, truncates the rest, writes a fresh tail
    and rebuilds ``metadata.yaml`` from the channels and messages found in the file.
+
+3. The names and the metadata a target distro's ``ros2 bag`` reads. ``BagRecorder("NAME")`` and
+   ``BagRecorder("NAME.mcap")`` both make the directory ``NAME`` holding ``NAME_0.mcap``, as
+   ``ros2 bag record -o NAME -s mcap`` does. ``metadata.yaml`` has the version the distro's rosbag2 writes
+   (:data:`METADATA_VERSION`): Humble's rosbag2 (metadata v5) reads ``offered_qos_profiles`` as a YAML
+   *string* and fails on v9's list; Jazzy's writes v9 (a list, plus type hashes). Channel metadata inside
+   the MCAP keeps the string form for both, as both distros' MCAP plugins write it.
 
 Bag timestamps are log times and are kept non-decreasing (an earlier ``stamp_ns`` than the previous one is
 raised to it and counted in ``reordered``), because readers of summary-less MCAP require time order. The
@@ -40,6 +47,8 @@ from tether.ros.qos import QoS, resolve
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 # DataEnd (op 0x0F, len 4, crc 0) + Footer (op 0x02, len 20, summary_start 0, summary_offset_start 0, crc 0)
+# metadata.yaml version each distro's rosbag2 writes (rosbag2_storage/bag_metadata.hpp: humble 5, jazzy 9)
+METADATA_VERSION = {"humble": 5, "jazzy": 9}
 PROVISIONAL_TAIL = (
     b"\x0f" + struct.pack("<Q", 4) + struct.pack("<I", 0) + b"\x02" + struct.pack("<QQQI", 20, 0, 0, 0) + MCAP_MAGIC
 )
@@ -90,54 +99,80 @@ class _StagedFile:
         self._fd = -1
 
 
+def bag_directory(path: str | Path) -> Path:
+    """The bag directory ``ros2 bag record -o NAME`` makes for ``NAME`` or ``NAME.mcap``: ``NAME``."""
+    p = Path(path)
+    return p.with_suffix("") if p.suffix == ".mcap" else p
+
+
+def resolve_bag(path: str | Path) -> Path:
+    """An existing bag for a path as a user gave it to ``--record``: ``out.mcap`` finds the directory ``out``."""
+    p = Path(path)
+    if not p.exists() and bag_directory(p).is_dir():
+        return bag_directory(p)
+    return p
+
+
+def metadata_version(distro: str, version: int | None = None) -> int:
+    """The metadata.yaml version for ``distro`` (or a requested one); bad values are named."""
+    if version is None:
+        if distro not in METADATA_VERSION:
+            raise TetherError(f"unknown ROS 2 distro {distro!r}; expected one of {sorted(METADATA_VERSION)}")
+        return METADATA_VERSION[distro]
+    if version not in (5, 8, 9):
+        raise TetherError(f"rosbag2 metadata version {version!r} is not supported; expected 5 (humble), 8 or 9 (jazzy)")
+    return int(version)
+
+
 def _metadata_yaml(
-    connections: Iterable[Any], counts: dict[int, int], start: int, end: int, relpath: str, version: int
+    connections: Iterable[Any], counts: dict[int, int], start: int, end: int, relpath: str, version: int,
+    distro: str = "humble",
 ) -> str:
-    """rosbag2 metadata.yaml text in exactly the layout rosbags' Writer.close produces."""
+    """rosbag2 metadata.yaml text with the fields and QoS encoding of ``version`` (5: Humble, 9: Jazzy)."""
     from rosbags.rosbag2.metadata import dump_qos_v8, dump_qos_v9
 
-    dump_qos = dump_qos_v9 if version >= 9 else dump_qos_v8
+    dump_qos = dump_qos_v9 if version >= 9 else dump_qos_v8  # < 9: one YAML string with integer enums
     count = sum(counts.values())
     duration = max(0, end - start) if count else 0
     start = start if count else 0
-    meta = {
-        "rosbag2_bagfile_information": {
-            "version": version,
-            "storage_identifier": "mcap",
-            "relative_file_paths": [relpath],
-            "duration": {"nanoseconds": duration},
-            "starting_time": {"nanoseconds_since_epoch": start},
-            "message_count": count,
-            "topics_with_message_count": [
-                {
-                    "topic_metadata": {
-                        "name": c.topic,
-                        "type": c.msgtype,
-                        "serialization_format": c.ext.serialization_format,
-                        "offered_qos_profiles": dump_qos(list(c.ext.offered_qos_profiles)),
-                        "type_description_hash": c.digest,
-                    },
-                    "message_count": counts.get(c.id, 0),
-                }
-                for c in connections
-            ],
-            "compression_format": "",
-            "compression_mode": "",
-            "files": [
-                {
-                    "path": relpath,
-                    "starting_time": {"nanoseconds_since_epoch": start},
-                    "duration": {"nanoseconds": duration},
-                    "message_count": count,
-                }
-            ],
-            "custom_data": None,
-            "ros_distro": "rosbags",
+
+    def topic(c: Any) -> dict[str, Any]:
+        meta = {
+            "name": c.topic,
+            "type": c.msgtype,
+            "serialization_format": c.ext.serialization_format,
+            "offered_qos_profiles": dump_qos(list(c.ext.offered_qos_profiles)),
         }
+        if version >= 7:
+            meta["type_description_hash"] = c.digest
+        return {"topic_metadata": meta, "message_count": counts.get(c.id, 0)}
+
+    info: dict[str, Any] = {
+        "version": version,
+        "storage_identifier": "mcap",
+        "duration": {"nanoseconds": duration},
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "message_count": count,
+        "topics_with_message_count": [topic(c) for c in connections],
+        "compression_format": "",
+        "compression_mode": "",
+        "relative_file_paths": [relpath],
+        "files": [
+            {
+                "path": relpath,
+                "starting_time": {"nanoseconds_since_epoch": start},
+                "duration": {"nanoseconds": duration},
+                "message_count": count,
+            }
+        ],
     }
+    if version >= 6:
+        info["custom_data"] = None
+    if version >= 8:
+        info["ros_distro"] = distro
     # JSON is valid YAML (1.2): rosbags' ruamel and rosbag2's yaml-cpp both read it, and json.dumps is ~100x
     # faster than ruamel's emitter, which matters because this runs every flush_period beside a control loop.
-    return json.dumps(meta, indent=1) + "\n"
+    return json.dumps({"rosbag2_bagfile_information": info}, indent=1) + "\n"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -156,25 +191,33 @@ class BagRecorder:
     """
 
     def __init__(
-        self, path: str | Path, distro: str = "humble", flush_period: float = 0.5, version: int = 9
+        self, path: str | Path, distro: str = "humble", flush_period: float = 0.5, version: int | None = None
     ) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if not flush_period > 0:
             raise TetherError(f"bad flush_period {flush_period!r}; expected seconds > 0")
-        self.path = Path(path)
+        self.path = bag_directory(path)
         if self.path.exists():
             raise TetherError(f"bag directory {str(self.path)!r} already exists; expected a new path")
+        if not self.path.name:
+            raise TetherError(f"bag path {str(path)!r} has no name; expected a directory name like 'run'")
         self.store = T.typestore(distro)
-        self.version = version
+        self.distro = distro
+        self.version = metadata_version(distro, version)
         self.flush_period = float(flush_period)
-        self._writer = Writer(self.path, version=version, storage_plugin=StoragePlugin.MCAP)  # type: ignore[arg-type]
+        # rosbags writes the MCAP layout (v8 and v9 differ only in metadata, which is ours to write)
+        self._writer = Writer(self.path, version=9 if self.version >= 9 else 8,  # type: ignore[arg-type]
+                              storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         storage = self._writer.storage
         real = storage.bio  # header already written through the normal buffered file
         real.flush()
         header_end = real.tell()
         real.close()
+        named = storage.path.with_name(f"{self.path.name}_0.mcap")  # ros2 bag's first split file
+        storage.path.rename(named)
+        storage.path = named
         self._stage = _StagedFile(storage.path, header_end)
         storage.bio = self._stage
         self._mcap_name = storage.path.name
@@ -280,17 +323,14 @@ class BagRecorder:
             self._stage.commit(PROVISIONAL_TAIL)
             self._committed_once = True
             self._committed_conns = len(self._writer.connections)
-            _write_atomic(
-                self._writer.metapath,
-                _metadata_yaml(
-                    self._writer.connections,
-                    dict(self._writer.counts),
-                    self._writer.min_timestamp,
-                    self._writer.max_timestamp,
-                    self._mcap_name,
-                    self.version,
-                ),
-            )
+            self._write_metadata()
+
+    def _write_metadata(self) -> None:
+        _write_atomic(
+            self._writer.metapath,
+            _metadata_yaml(self._writer.connections, dict(self._writer.counts), self._writer.min_timestamp,
+                           self._writer.max_timestamp, self._mcap_name, self.version, self.distro),
+        )
 
     def _flusher(self) -> None:
         while not self._stop.wait(self.flush_period):
@@ -314,8 +354,9 @@ class BagRecorder:
             self._closed = True  # no more writes accepted; the queue is final
         with self._lock:
             self.committed_messages += self._drain()
-            self._writer.close()  # summary + footer through the staged file, then metadata.yaml
+            self._writer.close()  # summary + footer through the staged file, then rosbags' metadata.yaml
             self._stage.close()
+            self._write_metadata()  # replaced by the target distro's version
 
     def __enter__(self) -> BagRecorder:
         return self
@@ -367,7 +408,8 @@ def recover(bag_dir: str | Path, distro: str = "humble") -> dict[str, int]:
     """
     from rosbags.rosbag2.storage_mcap import McapReader
 
-    bag_dir = Path(bag_dir)
+    bag_dir = resolve_bag(bag_dir)
+    version = metadata_version(distro)
     if not bag_dir.is_dir():
         raise TetherError(f"bag directory {str(bag_dir)!r} does not exist; expected a rosbag2 directory")
     files = sorted(bag_dir.glob("*.mcap"))
@@ -403,9 +445,8 @@ def recover(bag_dir: str | Path, distro: str = "humble") -> dict[str, int]:
             digest = store.hash_rihs01(c.msgtype) if c.msgtype in store.fielddefs else ""
             conns.append(c._replace(digest=digest))
             counts[c.id] = reader.statistics.channel_message_counts.get(c.id, 0)
-        meta = _metadata_yaml(
-            conns, counts, reader.statistics.start_time, reader.statistics.end_time, path.name, 9
-        )
+        meta = _metadata_yaml(conns, counts, reader.statistics.start_time, reader.statistics.end_time, path.name,
+                              version, distro)
     finally:
         reader.close()
     _write_atomic(bag_dir / "metadata.yaml", meta)
@@ -432,7 +473,7 @@ def read_bag(
     """
     from rosbags.highlevel import AnyReader
 
-    bag_dir = Path(bag_dir)
+    bag_dir = resolve_bag(bag_dir)
     store = T.typestore(distro)
     reader = AnyReader([bag_dir], default_typestore=store)
     try:

@@ -24,11 +24,17 @@ def all_env_ids() -> dict[str, tuple[str, str, dict]]:
 
 
 def register_all() -> None:
+    """Register every id; also the ``gymnasium.envs`` entry point (pyproject). Gymnasium 0.26-0.29 call it with
+    no arguments from inside ``import gymnasium`` (``load_plugin_envs``), before ``gymnasium.register`` exists,
+    so it registers through ``gymnasium.envs.registration``. Gymnasium >= 1.0 no longer loads that group: there
+    ``import tether.sim`` (or the id ``"tether.sim:tether/ArmReach-v0"``) registers."""
+    from gymnasium.envs.registration import register, registry
+
     for eid, (robot, task, kwargs) in all_env_ids().items():
-        if eid not in gym.registry:
-            gym.register(id=eid, entry_point="tether.sim.env:TetherEnv",
-                         vector_entry_point="tether.sim.vector:vector_entry_point",
-                         kwargs={"robot": robot, "task": task, **kwargs}, disable_env_checker=True)
+        if eid not in registry:
+            register(id=eid, entry_point="tether.sim.env:TetherEnv",
+                     vector_entry_point="tether.sim.vector:vector_entry_point",
+                     kwargs={"robot": robot, "task": task, **kwargs}, disable_env_checker=True)
 
 
 def parse_env_id(eid: str) -> tuple[str, str, dict]:

@@ -15,13 +15,46 @@ offsets (PyBullet cannot change either after loading).
 from __future__ import annotations
 
 import numpy as np
-import pybullet as pb
-import pybullet_data
-from pybullet_utils import bullet_client
 
-from tether.errors import TetherError
-from tether.sim.backends.base import Backend
-from tether.sim.robots.base import PDActuators, RobotSpec, RotorActuators, Scene
+
+def _import_pybullet_quietly():  # type: ignore[no-untyped-def]
+    """pybullet's C module prints its build date on import (to stderr in current wheels, stdout in older ones);
+    keep it off fds 1 and 2 (``robot serve`` output is read by people and processes). C stdio is flushed before
+    the fds are restored, so nothing leaks out later; a failing import still raises as usual."""
+    import ctypes
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no standard fds to protect
+        import pybullet
+
+        return pybullet
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        import pybullet
+
+        ctypes.CDLL(None).fflush(None)
+    finally:
+        for fd, copy in ((1, saved[0]), (2, saved[1])):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+    return pybullet
+
+
+pb = _import_pybullet_quietly()
+import pybullet_data  # noqa: E402
+from pybullet_utils import bullet_client  # noqa: E402
+
+from tether.errors import TetherError  # noqa: E402
+from tether.sim.backends.base import Backend  # noqa: E402
+from tether.sim.robots.base import PDActuators, RobotSpec, RotorActuators, Scene  # noqa: E402
 
 GROUND = "ground"
 _UNSUPPORTED = ("joint_armature", "body_com")
