@@ -51,7 +51,7 @@ def _train(history: int, seed: int):
     torch.set_num_threads(1)
     cfg = {"history": history, "num_envs": 16, "rollout_steps": 60, "epochs": 8, "minibatch_size": 240,
            "lr": 3e-3, "hidden": (32, 32), "critic_hidden": (32, 32), "init_neutral_action": False}
-    return train_ppo(HiddenGainEnv, 60_000, cfg, seed=seed)
+    return train_ppo(HiddenGainEnv, 120_000, cfg, seed=seed)
 
 
 @pytest.mark.slow
@@ -62,8 +62,10 @@ def test_history_policy_beats_memoryless_under_a_hidden_gain(seed, tmp_path):
     adapted = evaluate_policy(with_history, HiddenGainEnv(), episodes=40, seed=7)
     print(f"seed {seed}: memoryless {memoryless.success_rate:.2f} / {memoryless.return_mean:.2f}, "
           f"history {adapted.success_rate:.2f} / {adapted.return_mean:.2f}")
-    assert adapted.success_rate >= 0.8 and memoryless.success_rate <= 0.6
-    assert adapted.return_mean > memoryless.return_mean + 3.0
+    # measured (60k steps): memoryless 0.25 / 0.10 success, history 0.93 / 0.62; a sign it cannot see caps
+    # the memoryless policy near half the episodes at best
+    assert adapted.success_rate >= 0.7 and memoryless.success_rate <= 0.4
+    assert adapted.return_mean > memoryless.return_mean + 4.0
     # the window travels with the checkpoint: the reloaded policy acts the same, episode by episode
     with_history.save(tmp_path / "ck")
     again = evaluate_policy(load_policy(tmp_path / "ck"), HiddenGainEnv(), episodes=40, seed=7)
@@ -81,13 +83,14 @@ def test_policy_window_matches_the_trainer_window():
     trainer = ObservationHistory(3)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(2, 2)).astype(np.float32)
-    for t in range(6):
-        if t == 4:  # row 1 starts a new episode (autoreset); the policy is told by reset() on a single robot
-            trainer.reset(np.array([1]))
+    for _ in range(4):
         x = trainer.push(obs).reshape(2, -1)
-        np.testing.assert_array_equal(pol.window(obs), x) if t < 4 else None
+        np.testing.assert_array_equal(pol.window(obs), x)
         obs = rng.normal(size=(2, 2)).astype(np.float32)
-    assert x[1, :2].tolist() == x[1, 2:4].tolist() == x[1, 4:].tolist()  # the new episode's first obs, 3 times
+    trainer.reset(np.array([1]))  # row 1 starts a new episode (autoreset); row 0 goes on
+    x = trainer.push(obs).reshape(2, -1)
+    assert x[1, :2].tolist() == x[1, 2:4].tolist() == x[1, 4:].tolist() == obs[1].tolist()  # first obs, 3 times
+    assert x[0, 4:].tolist() == obs[0].tolist() and x[0, :2].tolist() != obs[0].tolist()
     pol.reset()
     w = pol.window(obs[:1])
     assert w.shape == (1, 6) and np.all(w[0, :2] == obs[0]) and np.all(w[0, 4:] == obs[0])
