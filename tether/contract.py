@@ -203,10 +203,16 @@ class IOContract:
     # ----------------------------------------------------------------- assembling vectors by name
     def _assemble(self, fields: Sequence[Field], values: Mapping[str, Any]) -> np.ndarray:
         # Fast path for the control loop and env.step: every field present as a 1-D array of the right size.
+        # ... and its batched form: every field (N, size) for one N (the batched simulation core).
         try:
             parts = [values[f.name] for f in fields]
-            if all(getattr(p, "shape", None) == (f.size,) for p, f in zip(parts, fields)):
+            shapes = [getattr(p, "shape", None) for p in parts]
+            if all(sh == (f.size,) for sh, f in zip(shapes, fields)):
                 return np.concatenate(parts).astype(np.float64, copy=False)
+            if shapes and shapes[0] is not None and len(shapes[0]) == 2 and all(
+                    sh is not None and len(sh) == 2 and sh[0] == shapes[0][0] and sh[1] == f.size
+                    for sh, f in zip(shapes, fields)):
+                return np.concatenate(parts, axis=1).astype(np.float64, copy=False)
         except (KeyError, ValueError, TypeError):
             pass
         missing = [f.name for f in fields if f.name not in values]

@@ -153,7 +153,9 @@ class SimCore:
         a = np.asarray(actions, dtype=np.float64)
         if a.shape != (self.n, c.action_size):
             raise TetherError(f"actions have shape {a.shape}; expected ({self.n}, {c.action_size})")
-        a = np.minimum(np.maximum(np.nan_to_num(a, nan=0.0), -1.0), 1.0)
+        if not np.isfinite(a).all():  # a NaN command holds still (the neutral action), as the guard would
+            a = np.where(np.isnan(a), self._neutral, a)
+        a = np.minimum(np.maximum(a, -1.0), 1.0)
         if self._max_latency:
             self._history[:, 1:] = self._history[:, :-1]
             self._history[:, 0] = a

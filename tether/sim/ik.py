@@ -131,9 +131,14 @@ class SerialChain:
     def position_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tip position (..., 3), d position / dq (..., 3, dof)) in the base frame, analytically."""
         _, p, origins, axes = self._frames(q)
-        J = np.cross(axes, p[..., None, :] - origins)  # (..., dof, 3): axis x (tip - origin)
-        J[..., self._prismatic, :] = axes[..., self._prismatic, :]
-        return p, np.swapaxes(J, -1, -2)
+        d = p[..., None, :] - origins  # (..., dof, 3); the column of joint i is axis_i x (tip - origin_i)
+        a = axes
+        J = np.stack([a[..., 1] * d[..., 2] - a[..., 2] * d[..., 1],
+                      a[..., 2] * d[..., 0] - a[..., 0] * d[..., 2],
+                      a[..., 0] * d[..., 1] - a[..., 1] * d[..., 0]], axis=-2)  # (..., 3, dof)
+        if self._prismatic.any():
+            J[..., self._prismatic] = np.swapaxes(axes[..., self._prismatic, :], -1, -2)
+        return p, J
 
 
 def dls_step(J: np.ndarray, dx: np.ndarray, damping: float = 0.05, null_bias: np.ndarray | None = None) -> np.ndarray:

@@ -87,6 +87,8 @@ class TerrainHeight:
 
     def __call__(self, x: np.ndarray, y: np.ndarray, roughness: np.ndarray) -> np.ndarray:
         x, y, roughness = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(roughness, float))
+        if not np.any(roughness > 0.0):  # flat ground (every legged task but the rough one): no lookup
+            return np.zeros(x.shape)
         n, s = self._n, self._size
         top = n - 1 - 1e-9
         u = np.clip((x + s) / (2 * s) * (n - 1), 0.0, top)
@@ -216,11 +218,9 @@ class LeggedTask(Task):
         return pos[:, 2] - self.ground(pos[:, 0], pos[:, 1], self._rough)
 
     def privileged(self, sim: BatchBackend) -> dict[str, np.ndarray]:
-        lin, _ = sim.base_velocity()
-        _, quat = sim.base_pose()
-        R = quat_to_rotmat(quat)
+        """Critic-only fields; read right after ``observe`` (same step), whose base state they reuse."""
         return {
-            "base_lin_vel": np.einsum("nji,nj->ni", R, lin),
+            "base_lin_vel": np.einsum("nji,nj->ni", self._R, self._lin_world),
             "base_height": self.base_height(sim)[:, None],
             "foot_contact_force": sim.foot_contact_forces(),
             "feet_air_time": self.air_time.copy(),

@@ -31,12 +31,12 @@ def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
     """(w, x, y, z) -> world_from_body rotation: (4,) -> (3, 3), or (N, 4) -> (N, 3, 3)."""
     q = np.asarray(q, dtype=np.float64)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    R = np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], axis=-1)
-    return R.reshape(*q.shape[:-1], 3, 3)
+    xx, yy, zz, xy, xz, yz, wx, wy, wz = x * x, y * y, z * z, x * y, x * z, y * z, w * x, w * y, w * z
+    R = np.empty(q.shape[:-1] + (9,))
+    R[..., 0], R[..., 1], R[..., 2] = 1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy)
+    R[..., 3], R[..., 4], R[..., 5] = 2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx)
+    R[..., 6], R[..., 7], R[..., 8] = 2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)
+    return R.reshape(q.shape[:-1] + (3, 3))
 
 
 def quadrotor_observation_fields() -> tuple[Field, ...]:
