@@ -138,7 +138,7 @@ def run_loop(transport, seconds: float, rate: float, before_read=None) -> dict:
 def bench_dds(seconds: float, rate: float) -> dict:
     from tether.ros.cyclonedds_transport import DdsTransport
 
-    srv = subprocess.Popen([sys.executable, "-m", "tether.ros.robot_server", "--robot", "legged", "--loopback",
+    srv = subprocess.Popen([sys.executable, "-m", "tether.cli", "robot", "serve", "--robot", "legged", "--loopback",
                             "--domain-id", str(DOMAIN), "--state-rate", str(rate)], cwd=REPO,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -58,10 +58,10 @@ def env_contract(env_id: str, control_mode: str | None = None) -> Any:
 
 
 class ServedRobot:
-    """``python -m tether.ros.robot_server`` in its own process; ``wait_ready`` blocks on its ready line."""
+    """``tether robot serve`` in its own process; ``wait_ready`` blocks on its ready line."""
 
     def __init__(self, robot: str, domain: int, *extra: str) -> None:
-        cmd = [PY, "-m", "tether.ros.robot_server", "--robot", robot, "--loopback", "--domain-id", str(domain),
+        cmd = [PY, "-m", "tether.cli", "robot", "serve", "--robot", robot, "--loopback", "--domain-id", str(domain),
                *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -34,7 +34,7 @@ from tether.errors import TetherError
 from tether.ros import types as T
 from tether.ros._dispatch import DispatchingSubscription, pad4
 from tether.ros.qos import POLICY_NAMES, QoS, QosIncident, QosIncidentLog, resolve
-from tether.ros.transport import Publisher, Transport
+from tether.ros.transport import Publisher, Transport, WriterInfo
 
 log = logging.getLogger("tether.ros.dds")
 
@@ -228,6 +228,7 @@ class DdsTransport(Transport):
 
         self.domain_id = domain_id_from_env(domain_id)
         self.distro = distro
+        self.enclave = enclave
         self.store = T.typestore(distro)
         self.config = loopback_config() if config == "loopback" else config
         _ensure_domain(self.domain_id, self.config)
@@ -240,6 +241,10 @@ class DdsTransport(Transport):
         self._subs: dict[int, DdsSubscription] = {}
         self._pubs: list[DdsPublisher] = []
         self._lock = threading.RLock()
+        self._pub_reader: Any = None  # builtin DCPSPublication reader, made on first writers() call
+        self._part_reader: Any = None  # builtin DCPSParticipant reader, for enclaves
+        self._enclaves: dict[str, str | None] = {}
+        self._writer_ids: dict[tuple[int, int], str] = {}  # (reader id, publication handle) -> participant
         self._waitset = WaitSet(self.participant)
         self._guard = GuardCondition(self.participant)
         self._waitset.attach(self._guard)
@@ -370,11 +375,74 @@ class DdsTransport(Transport):
                         break
                     for data, sinfo in ret:
                         if sinfo.valid_data:
-                            sub.deliver(data, int(sinfo.source_timestamp))
+                            writer = self._writer_of(sub, int(sinfo.publication_handle)) if sub._info else None
+                            enclave = self.enclave_of(writer) if writer is not None else None
+                            sub.deliver(data, int(sinfo.source_timestamp), writer, enclave)
                     if len(ret) < self._TAKE_BATCH:
                         break
 
     # ---------------------------------------------------------------------------------- discovery
+
+    @property
+    def participant_id(self) -> str:
+        return str(self.participant.guid)
+
+    def _writer_of(self, sub: DdsSubscription, handle: int) -> str | None:
+        key = (id(sub), handle)
+        got = self._writer_ids.get(key)
+        if got is None:
+            try:
+                with self._lock:
+                    if sub.reader is None:
+                        return None
+                    got = str(sub.reader.get_matched_publication_data(handle).participant_key)
+            except Exception:  # the writer left between the sample and the lookup
+                return None
+            if len(self._writer_ids) > 10_000:
+                self._writer_ids.clear()
+            self._writer_ids[key] = got
+        return got
+
+    def enclave_of(self, participant: str) -> str | None:
+        """The ROS enclave a participant announced (``enclave=<name>;`` USER_DATA), None if none (cached)."""
+        if participant in self._enclaves:
+            return self._enclaves[participant]
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
+
+        with self._lock:
+            if self.closed:
+                return None
+            if self._part_reader is None:
+                self._part_reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsParticipant)
+            samples = self._part_reader.read(N=4096)
+        for p in samples:
+            enclave = None
+            for pol in p.qos:
+                if getattr(pol, "__scope__", "") == "Userdata":
+                    for item in bytes(pol.data).decode("utf-8", "replace").split(";"):
+                        if item.startswith("enclave="):
+                            enclave = item[len("enclave="):]
+            self._enclaves[str(p.key)] = enclave
+        return self._enclaves.get(participant)
+
+    def writers(self, topic: str) -> list[WriterInfo]:
+        """Every writer on ``topic`` (any type, any QoS) discovery currently knows, this participant's included."""
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
+
+        with self._lock:
+            self._check_open()
+            if self._pub_reader is None:
+                self._pub_reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
+                self._pub_cond = ReadCondition(self._pub_reader, SampleState.Any | ViewState.Any | InstanceState.Alive)
+            samples = self._pub_reader.read(N=4096, condition=self._pub_cond)
+        dds = T.dds_topic(topic)
+        out = []
+        for ep in samples:
+            if ep.topic_name == dds:
+                part = str(ep.participant_key)
+                out.append(WriterInfo(part, self.enclave_of(part), ep.type_name))
+        return out
 
     def discovered(self, kind: str = "publications", timeout: float = 0.5) -> list[DiscoveredEndpoint]:
         """Endpoints seen through builtin discovery (``publications`` or ``subscriptions``), remote and local."""

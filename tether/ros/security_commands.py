@@ -1,0 +1,6 @@
+"""placeholder, replaced below"""
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    return None
