@@ -175,3 +175,91 @@ def bag_messages(bag: Path, topics: list[str] | None = None) -> list[Any]:
     from tether.ros.recorder import read_bag
 
     return list(read_bag(bag, topics=topics))
+
+
+def hover_contract(**changes: Any) -> Any:
+    """The sim quadrotor hover contract, optionally with action fields' limits changed (``body_rates=±x``)."""
+    import dataclasses
+
+    c = env_contract("tether/QuadrotorHover-v0")
+    acts = []
+    for f in c.actions:
+        if f.name in changes:
+            lo, hi = changes[f.name]
+            f = dataclasses.replace(f, low=tuple(np.broadcast_to(lo, f.size).astype(float)),
+                                    high=tuple(np.broadcast_to(hi, f.size).astype(float)))
+        acts.append(f)
+    return dataclasses.replace(c, actions=tuple(acts))
+
+
+def hover_actions(contract: Any, rates: tuple[float, float, float] = (0.0, 0.0, 0.0), n: int = 50) -> np.ndarray:
+    """Normalised replay actions: hover thrust of the sim vehicle, the given normalised body rates."""
+    from tether.sim.robots import quadrotor as cf
+
+    phys = np.array([cf.MASS * cf.GRAVITY, 0.0, 0.0, 0.0])
+    a = contract.to_normalised(phys)
+    a[1:4] = rates
+    return np.repeat(a[None], n, axis=0)
+
+
+class DeployProcess:
+    """``tether deploy`` in its own process; ``wait_running`` blocks on its "running" line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self.running = threading.Event()
+        self.t_running: float | None = None
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+        self._e = threading.Thread(target=self._read_err, daemon=True)
+        self._e.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if "tether deploy: running" in line:
+                self.t_running = time.monotonic()
+                self.running.set()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line.rstrip())
+
+    def wait_running(self, timeout: float = 90.0) -> None:
+        if not self.running.wait(timeout):
+            self.kill()
+            raise AssertionError("deploy never ran:\n" + "\n".join(self.lines[-20:] + self.err[-20:]))
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("deploy did not end:\n" + "\n".join(self.lines[-20:] + self.err[-20:])) from None
+        self._t.join(timeout=5.0)
+        self._e.join(timeout=5.0)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def decode(probe: Probe, topic: str, msgtype: str) -> list[tuple[float, Any]]:
+    """Every captured sample on ``topic`` decoded with the probe's typestore: (arrival, message)."""
+    from tether.ros import types as T
+
+    with probe._lock:
+        raw = list(probe.raw.get(topic, []))
+    return [(t, T.deserialize(probe.t.store, d, msgtype)) for t, d in raw]
+
+
+def robot_stats(probe: Probe) -> dict[str, Any] | None:
+    got = decode(probe, "/tether/robot_stats", "std_msgs/msg/String")
+    return json.loads(got[-1][1].data) if got else None

@@ -13,7 +13,9 @@ them. Each tick the loop asks the supervisor, which (at ``check_hz``) reads ``ro
 
 E-stops: when the guard's e-stop latches, the robot's own safe stop starts once (PX4: land until
 acknowledged). State stale for longer than the robot's ``stale_escalation_s`` latches the e-stop too (a
-multirotor must not hover blind), so the safe stop cannot be undone by state coming back.
+multirotor must not hover blind), so the safe stop cannot be undone by state coming back; that is lost
+control as well: once the robot's safe stop has settled (``safe_stop_settled``, or after ``settle_s``) the
+run stops with the reason.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ class SupervisorConfig:
     lost_control_s: float = 3.0
     reengage_s: float = 0.5
     check_hz: float = 10.0
+    settle_s: float = 15.0  # after losing state: the longest the safe stop is accompanied before the run ends
 
     def __post_init__(self) -> None:
-        for name in ("lost_control_s", "reengage_s", "check_hz"):
+        for name in ("lost_control_s", "reengage_s", "check_hz", "settle_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise TetherError(f"supervisor {name} is {v!r}; expected a finite number > 0")
@@ -55,6 +58,7 @@ class ControlSupervisor:
         self._lost_since: float | None = None
         self._last_engage: float | None = None
         self._last_reason = ""
+        self._escalated_at: float | None = None
 
     def start(self, now: float) -> None:
         """Called once the first state is in: ask for control (PX4 engages once its heartbeat has run)."""
@@ -76,13 +80,18 @@ class ControlSupervisor:
     def tick(self, now: float, state_stamp: float | None) -> str | None:
         """Per control tick; returns a reason to stop the run, or None."""
         stale_for = float("inf") if state_stamp is None else now - state_stamp
+        esc = self.robot.stale_escalation_s
+        if esc is not None and stale_for > esc and self._escalated_at is None:
+            reason = f"no state from the robot for {stale_for:.2f} s"
+            self._escalated_at = now
+            self.report.lost_control = reason
+            self.guard.trigger_estop(reason)
+            self._safe_stop(reason)
         if self.guard.estopped:
             self._safe_stop(self.guard.estop_reason or "e-stop")
-            return None
-        esc = self.robot.stale_escalation_s
-        if esc is not None and stale_for > esc:
-            self.guard.trigger_estop(f"no state for {stale_for:.2f} s")
-            self._safe_stop(f"no state for {stale_for:.2f} s")
+            if self._escalated_at is not None and (self.robot.safe_stop_settled()
+                                                   or now - self._escalated_at > self.config.settle_s):
+                return self.report.lost_control
             return None
         if now < self._next_check:
             return None

@@ -156,6 +156,70 @@ def _ensure_domain(domain_id: int, config: str | None) -> None:
         _DOMAINS[domain_id] = (Domain(domain_id, config), config)
 
 
+# ------------------------------------------------------------------------------------ loopback only
+
+_SOCKETS_LOCK = threading.Lock()
+
+
+def _socket_fds() -> set[int]:
+    """This process's open socket file descriptors (Linux /proc)."""
+    out = set()
+    base = f"/proc/{os.getpid()}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"{base}/{name}").startswith("socket:"):
+                out.add(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def _bound_any(fd: int) -> bool:
+    import socket
+
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        if s.type != socket.SOCK_DGRAM:
+            return False
+        addr = s.getsockname()
+        return addr[0] in ("0.0.0.0", "::")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def confine_to_loopback(fds: set[int]) -> list[int]:
+    """Bind every wildcard-bound UDP socket among ``fds`` to the loopback device; returns their ports.
+
+    Why: Cyclone binds its unicast receive sockets to INADDR_ANY whatever interface it is told to use (the
+    ``bind_to_any`` of ``ddsi_udp_create_conn``; no configuration changes it), so a "loopback only" participant
+    still accepts RTPS packets from the whole network. SO_BINDTODEVICE "lo" makes the kernel deliver only what
+    arrives on the loopback device. It needs Linux >= 5.7 (or CAP_NET_RAW); where it is refused the transport
+    refuses to start rather than pretend.
+    """
+    import socket
+
+    ports = []
+    for fd in sorted(fds):
+        if not _bound_any(fd):
+            continue
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+            ports.append(int(s.getsockname()[1]))
+        except OSError as exc:
+            raise TetherError(f"cannot confine DDS socket {s.getsockname()} to the loopback device ({exc}); "
+                              "expected Linux >= 5.7 or CAP_NET_RAW for a --loopback participant") from None
+        finally:
+            s.close()
+    return ports
+
+
 # ------------------------------------------------------------------------------------ endpoints
 
 
@@ -231,10 +295,14 @@ class DdsTransport(Transport):
         self.enclave = enclave
         self.store = T.typestore(distro)
         self.config = loopback_config() if config == "loopback" else config
-        _ensure_domain(self.domain_id, self.config)
-        self.participant = DomainParticipant(
-            self.domain_id, qos=Qos(Policy.Userdata(data=f"enclave={enclave};".encode()))
-        )
+        loopback = config == "loopback"
+        with _SOCKETS_LOCK:  # sockets made while this runs are this participant's (see confine_to_loopback)
+            before = _socket_fds() if loopback else set()
+            _ensure_domain(self.domain_id, self.config)
+            self.participant = DomainParticipant(
+                self.domain_id, qos=Qos(Policy.Userdata(data=f"enclave={enclave};".encode()))
+            )
+            self.confined = confine_to_loopback(_socket_fds() - before) if loopback else []
         self.qos_incidents = QosIncidentLog()
         self.closed = False
         self._topics: dict[str, tuple[str, Any]] = {}

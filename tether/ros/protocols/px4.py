@@ -714,5 +714,6 @@ class PX4Bridge(Bridge):
         d = super().summary()
         d.update(armed=self.armed, nav_state=self.nav_state, failsafes=self.failsafes,
                  impact_speed=max(self.impacts, default=0.0), touchdowns=len(self.impacts),
+                 impacts=[round(v, 4) for v in self.impacts[-50:]],
                  altitude=float(self.sim.base_pose()[0][2]))
         return d
