@@ -117,7 +117,8 @@ class DeployResult:
     def failure(self) -> str:
         """Why the run did not end as asked ("" if it did): lost control or a foreign writer."""
         if self.foreign_writers:
-            return f"another participant writes the robot's command topics ({self.foreign_writers})"
+            also = f"; then lost control: {self.stats.lost_control}" if self.stats.lost_control else ""
+            return f"another participant writes the robot's command topics ({self.foreign_writers}){also}"
         if self.stats.lost_control:
             return f"lost control of the robot: {self.stats.lost_control}"
         return ""
@@ -424,6 +425,8 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True,
         log(f"tether deploy: running {contract.robot}/{contract.task} ({contract.control_mode}) at {rate:g} Hz on "
             f"{cfg.adapter} with {limits.model} limits, {where}")
         stats = loop.run(duration_s=cfg.duration_s)
+        if watch is not None and watch.supported and not foreign and watch.check(notify=False):
+            foreign.append("; ".join(watch.foreign))  # a writer that appeared while the run was ending
         if foreign:
             stats.stop_reason = "foreign_writer"
         rejected = dict(adapter.rejected)

@@ -23,7 +23,7 @@ class WriterWatch:
     called once, on the watch thread, for the first writer whose participant is not this transport's."""
 
     def __init__(self, transport: Any, topics: Sequence[str], on_foreign: Callable[[str], None],
-                 hz: float = 5.0) -> None:
+                 hz: float = 10.0) -> None:
         self.transport, self.topics, self.on_foreign = transport, tuple(topics), on_foreign
         self.period = 1.0 / hz
         self.own = transport.participant_id
@@ -43,8 +43,8 @@ class WriterWatch:
         self._thread.start()
         return self
 
-    def check(self) -> list[str]:
-        """Foreign writers on the command topics now (also recorded in ``foreign``)."""
+    def check(self, notify: bool = True) -> list[str]:
+        """Foreign writers on the command topics now (the first ones found are kept in ``foreign``)."""
         found = []
         for topic in self.topics:
             for w in self.transport.writers(topic):
@@ -52,7 +52,8 @@ class WriterWatch:
                     found.append(f"{topic}: participant {w.participant} (enclave {w.enclave!r}, type {w.type_name})")
         if found and not self.foreign:
             self.foreign = found
-            self.on_foreign("; ".join(found))
+            if notify:
+                self.on_foreign("; ".join(found))
         return found
 
     def _run(self) -> None:
