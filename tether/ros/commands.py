@@ -59,6 +59,19 @@ def _new_output(name: str, path: str | None, *, directory_ok: bool = False) -> N
         raise TetherError(f"{name} {path!r}: directory {str(parent)!r} is not writable; expected a writable one")
 
 
+def _security_args(args: Any) -> None:
+    """Enclave name, keystore files and whether this Cyclone build can enforce them: before any work."""
+    from tether.ros.security import check_enclave, require_security
+
+    if args.enclave != "/":
+        check_enclave(args.enclave)
+    if args.keystore is not None:
+        if not Path(args.keystore).is_dir():
+            raise TetherError(f"--keystore {args.keystore!r} is not a directory; expected a keystore made by "
+                              "`tether security create-keystore`")
+        require_security(args.keystore, args.enclave)
+
+
 def _input_file(name: str, path: str | None) -> None:
     if path is None:
         return
@@ -95,6 +108,15 @@ def add_serve_arguments(p: Any) -> None:
     p.add_argument("--distro", default="humble", choices=("humble", "jazzy"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats-out", default=None, metavar="FILE", help="write final stats JSON here")
+    _add_security_arguments(p)
+
+
+def _add_security_arguments(p: Any) -> None:
+    p.add_argument("--enclave", default="/", metavar="ENCLAVE",
+                   help="this participant's ROS enclave (its identity; authenticated with --keystore)")
+    p.add_argument("--keystore", default=None, metavar="DIR",
+                   help="SROS2 keystore (tether security): run with DDS Security; needs a Cyclone DDS built with "
+                   "security (the PyPI wheel has none, and then this refuses to start)")
 
 
 def register(subparsers: Any) -> None:
@@ -140,6 +162,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stats-json", default=None, metavar="FILE", help="write loop statistics as JSON")
     p.add_argument("--transport", default="auto", choices=("auto", "cyclonedds", "rclpy"),
                    help="auto: rclpy when a ROS 2 install is sourced, else Cyclone DDS")
+    _add_security_arguments(p)
     p.set_defaults(func=_deploy)
 
     from tether.ros.security_commands import register as register_security
@@ -165,6 +188,7 @@ def _check_serve_args(args: Any) -> None:
         raise TetherError(f"--seed {args.seed}; expected an integer in 0..2^63-1")
     _input_file("--params", args.params)
     _new_output("--stats-out", args.stats_out)
+    _security_args(args)
 
 
 def _serve(args: Any) -> int:
@@ -182,7 +206,8 @@ def _serve(args: Any) -> int:
         params["goal" if args.robot != "legged" else "command"] = list(args.goal)
     params.setdefault("seed", args.seed)
     transport = DdsTransport(domain_id=args.domain_id, distro=args.distro,
-                             config="loopback" if args.loopback else None)
+                             config="loopback" if args.loopback else None, enclave=args.enclave,
+                             keystore=args.keystore)
     try:
         server = RobotServer(args.robot, transport, backend=args.backend, params=params, faults=faults,
                              rate_factor=args.rate_factor, state_rate_hz=args.state_rate, interface=args.interface)
@@ -231,6 +256,7 @@ def _deploy(args: Any) -> int:
     from tether.ros.deploy import DeployConfig, deploy, parse_params
 
     _domain(args.domain_id)
+    _security_args(args)
     _input_file("--robot-limits", args.robot_limits)
     _new_output("--record", args.record)
     _new_output("--stats-json", args.stats_json)
@@ -245,7 +271,7 @@ def _deploy(args: Any) -> int:
         ramp_in_s=args.ramp_in, robot_info_timeout_s=args.robot_info_timeout, connect_timeout_s=args.connect_timeout,
         estop_topic=args.estop_topic, episode=args.episode, transport=args.transport,
         robot_limits=args.robot_limits, goal_publishers=args.goal_publisher, estop_publishers=args.estop_publisher,
-        lost_control_s=args.lost_control,
+        lost_control_s=args.lost_control, enclave=args.enclave, keystore=args.keystore,
     )
     result = deploy(cfg, log=_print)
     s = result.stats

@@ -58,6 +58,15 @@ def loopback_config(max_participants: int = 32, receive_buffer: str | None = Non
     )
 
 
+def with_security(config: str | None, security: str) -> str:
+    """``config`` (Cyclone XML, or None for the defaults) with a ``<Security>`` block in its Domain element."""
+    if config is None:
+        return f'<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">{security}</Domain></CycloneDDS>'
+    if "</Domain>" not in config:
+        raise TetherError("DDS Security needs an inline Cyclone XML configuration (or none); got a file URL")
+    return config.replace("</Domain>", security + "</Domain>", 1)
+
+
 def domain_id_from_env(domain_id: int | None) -> int:
     """Explicit id, else ``ROS_DOMAIN_ID``, else 0 (ROS's rule)."""
     if domain_id is None:
@@ -285,6 +294,7 @@ class DdsTransport(Transport):
         distro: str = "humble",
         config: str | None = None,
         enclave: str = "/",
+        keystore: str | None = None,
     ) -> None:
         from cyclonedds.core import GuardCondition, WaitSet
         from cyclonedds.domain import DomainParticipant
@@ -295,6 +305,10 @@ class DdsTransport(Transport):
         self.enclave = enclave
         self.store = T.typestore(distro)
         self.config = loopback_config() if config == "loopback" else config
+        if keystore is not None:  # DDS Security: refused (clearly) where this Cyclone build cannot enforce it
+            from tether.ros.security import require_security
+
+            self.config = with_security(self.config, require_security(keystore, enclave))
         loopback = config == "loopback"
         with _SOCKETS_LOCK:  # sockets made while this runs are this participant's (see confine_to_loopback)
             before = _socket_fds() if loopback else set()

@@ -77,6 +77,8 @@ class DeployConfig:
     estop_publishers: list[str] | None = None  # enclaves allowed on the e-stop topic; None: anyone
     lost_control_s: float = 3.0
     check_writers: bool = True
+    enclave: str = "/"  # this participant's ROS enclave (its identity under DDS Security)
+    keystore: str | None = None  # SROS2 keystore: run authenticated (needs a security-enabled Cyclone build)
 
     def __post_init__(self) -> None:
         def positive(name: str, v: Any, *, allow_none: bool = False, zero: bool = False) -> None:
@@ -100,6 +102,10 @@ class DeployConfig:
             raise TetherError(f"episode {self.episode!r}; expected an integer in 0..2^32-1")
         if self.stale_action not in (None, "hold", "damp"):
             raise TetherError(f"stale action {self.stale_action!r}; expected hold or damp")
+        if self.enclave != "/":
+            from tether.ros.security import check_enclave
+
+            check_enclave(self.enclave)
 
 
 @dataclass
@@ -306,11 +312,14 @@ def open_transport(cfg: DeployConfig) -> Any:
 
     kind = resolve_kind(cfg.transport)
     if kind == "rclpy":
+        if cfg.keystore is not None:
+            raise TetherError("--keystore applies to the Cyclone DDS transport; for rclpy use ROS 2's own "
+                              "ROS_SECURITY_KEYSTORE / ROS_SECURITY_ENABLE (expected --transport cyclonedds)")
         return make_transport("rclpy", node_name=cfg.node_name, distro=cfg.distro, domain_id=cfg.domain_id)
     if kind != "cyclonedds":
         raise TetherError(f"transport {cfg.transport!r} cannot drive a robot; expected auto, cyclonedds or rclpy")
     return make_transport("cyclonedds", domain_id=cfg.domain_id, distro=cfg.distro,
-                          config="loopback" if cfg.loopback else None)
+                          config="loopback" if cfg.loopback else None, enclave=cfg.enclave, keystore=cfg.keystore)
 
 
 def _accepts(publishers: Any) -> Any:
