@@ -205,9 +205,12 @@ def hover_actions(contract: Any, rates: tuple[float, float, float] = (0.0, 0.0, 
 class DeployProcess:
     """``tether deploy`` in its own process; ``wait_running`` blocks on its "running" line."""
 
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=REPO, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    def __init__(self, *args: str, pythonpath: str | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if pythonpath is not None:  # run another checkout's deploy (benchmarks/safety.py: before vs after)
+            env["PYTHONPATH"] = pythonpath
+        self.proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=pythonpath or REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         self.err: list[str] = []
         self.running = threading.Event()
