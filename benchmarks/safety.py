@@ -33,25 +33,21 @@ from tests._deploy_support import (  # noqa: E402
     DeployProcess,
     Probe,
     ServedRobot,
+    background,
+    bad_odometry,
     decode,
     env_contract,
+    fake_px4,
     hover_actions,
     hover_contract,
+    joint_state_spoofer,
     make_replay_checkpoint,
     robot_stats,
+    wait_until,
 )
 
 RATES = "/fmu/in/vehicle_rates_setpoint"
 BASE = 190  # DDS domains 190.. (one per attack)
-
-
-def _wait(cond, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 def _crashed(dep: DeployProcess, rc: int | None) -> bool:
@@ -85,7 +81,7 @@ def estop_under_loss(tree: str, tmp: Path, runs: int) -> dict:
         probe.listen("/tether/robot_stats", "std_msgs/msg/String", "default")
         estop = probe.t.publisher("/tether/estop", "std_msgs/msg/Bool", "latched")
         srv.wait_ready()
-        _wait(lambda: robot_stats(probe) is not None, 10.0)
+        wait_until(lambda: robot_stats(probe) is not None, 10.0)
         for _ in range(runs):
             def st() -> dict:
                 return robot_stats(probe)["bridge"]
@@ -93,7 +89,7 @@ def estop_under_loss(tree: str, tmp: Path, runs: int) -> dict:
             if not (st()["armed"] and st()["altitude"] > 0.9 and st()["nav_state"] == 4):
                 gcs = DdsTransport(domain_id=dom, config="loopback")
                 pub = gcs.publisher("/fmu/in/vehicle_command", "px4_msgs/msg/VehicleCommand", "px4_in")
-                _wait(lambda: (pub.publish(vehicle_command(gcs.store, VEHICLE_CMD_NAV_TAKEOFF, time.time_ns() // 1000,
+                wait_until(lambda: (pub.publish(vehicle_command(gcs.store, VEHICLE_CMD_NAV_TAKEOFF, time.time_ns() // 1000,
                                                            param7=1.0)), time.sleep(0.25))[1] is None
                       and st()["armed"] and st()["altitude"] > 0.9 and st()["nav_state"] == 4, 25.0, 0.0)
                 gcs.close()
@@ -106,7 +102,7 @@ def estop_under_loss(tree: str, tmp: Path, runs: int) -> dict:
             time.sleep(1.5)
             t_press = time.monotonic()
             estop.publish(T.make(probe.t.store, "std_msgs/msg/Bool", data=True))
-            _wait(lambda: len(st()["impacts"]) > seen and st()["altitude"] < 0.05, 15.0, 0.1)
+            wait_until(lambda: len(st()["impacts"]) > seen and st()["altitude"] < 0.05, 15.0, 0.1)
             time.sleep(0.5)
             dep.proc.send_signal(2)
             rc = dep.wait(30)
@@ -168,8 +164,6 @@ def wide_checkpoint(tree: str, tmp: Path) -> list[dict]:
 
 
 def spoofed_robot_info(tree: str, tmp: Path) -> dict:
-    from tether.ros import types as T
-    from tether.ros.protocols.px4 import odometry_message
     from tether.sim.robots import quadrotor as cf
 
     dom = BASE + 2
@@ -177,34 +171,14 @@ def spoofed_robot_info(tree: str, tmp: Path) -> dict:
     ckpt = make_replay_checkpoint(tmp / "wide2", wide, hover_actions(wide, rates=(-1.0, 1.0, -1.0)))
     probe = Probe(dom)
     probe.listen(RATES, "px4_msgs/msg/VehicleRatesSetpoint")
-    t = probe.t
-    t.publisher("/tether/robot_info", "std_msgs/msg/String", "latched").publish(T.make(
-        t.store, "std_msgs/msg/String", data=json.dumps({"robot": "quadrotor",
-                                                         "contracts": {"thrust_body_rates": wide.to_dict()}})))
-    odom = t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
-    status = t.publisher("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", "px4_out")
-    goal = t.publisher("/tether/goal", "geometry_msgs/msg/PointStamped")
     stop = threading.Event()
-
-    def vehicle() -> None:
-        while not stop.is_set():
-            odom.publish(odometry_message(t.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
-                                          np.zeros(3), time.time_ns() // 1000))
-            status.publish(T.make(t.store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=14,
-                                  nav_state_user_intention=14))
-            goal.publish(T.make(t.store, "geometry_msgs/msg/PointStamped",
-                                point=t.store.types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=1.0)))
-            time.sleep(0.02)
-
-    th = threading.Thread(target=vehicle, daemon=True)
-    th.start()
+    background(stop, 0.02, fake_px4(probe.t, wide))
     try:
         dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "2",
                             pythonpath=tree)
         rc = dep.wait(90)
     finally:
         stop.set()
-        th.join(5)
         probe.close()
     got = [m for _, m in decode(probe, RATES, "px4_msgs/msg/VehicleRatesSetpoint")]
     over = sum(1 for m in got if np.any(np.abs([m.roll, m.pitch, m.yaw]) > cf.MAX_BODY_RATE + 1e-4))
@@ -213,7 +187,6 @@ def spoofed_robot_info(tree: str, tmp: Path) -> dict:
 
 
 def arm_spoofed_joint_states(tree: str, tmp: Path) -> dict:
-    from tether.ros.protocols.ros2_control import joint_state_message
     from tether.sim.robots import panda as P
 
     dom = BASE + 3
@@ -224,26 +197,16 @@ def arm_spoofed_joint_states(tree: str, tmp: Path) -> dict:
     probe = Probe(dom)
     topic = "/forward_position_controller/commands"
     probe.listen(topic, "std_msgs/msg/Float64MultiArray")
-    spoof = probe.t.publisher("/joint_states", "sensor_msgs/msg/JointState", "system_default")
     stop = threading.Event()
-    rng = np.random.default_rng(4)
-
-    def spoofer() -> None:
-        while not stop.is_set():
-            q = np.r_[rng.uniform(P.Q_LOW, P.Q_HIGH), 0.0, 0.0]
-            spoof.publish(joint_state_message(probe.t.store, [*P.ARM_JOINTS, *P.FINGER_JOINTS], q, np.zeros(9)))
-            time.sleep(0.01)
-
-    th = threading.Thread(target=spoofer, daemon=True)
+    spoof = joint_state_spoofer(probe.t)
     try:
         srv.wait_ready()
-        th.start()
+        background(stop, 0.01, spoof)
         dep = DeployProcess(str(ckpt), "--adapter", "arm-ros2-control", "--loopback", "--domain-id", str(dom),
                             "--duration", "3", pythonpath=tree)
         rc = dep.wait(90)
     finally:
         stop.set()
-        th.join(5)
         probe.close()
         srv.stop()
     q = np.array([np.asarray(m.data) for _, m in decode(probe, topic, "std_msgs/msg/Float64MultiArray")])
@@ -256,51 +219,20 @@ def arm_spoofed_joint_states(tree: str, tmp: Path) -> dict:
 
 
 def bad_state(tree: str, tmp: Path) -> dict:
-    from tether.ros import types as T
-    from tether.ros.protocols.px4 import odometry_message
-
     dom = BASE + 4
     c = hover_contract()
     ckpt = make_replay_checkpoint(tmp / "hover3", c, hover_actions(c))
     srv = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1")
     probe = Probe(dom)
-    odom = probe.t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
     stop = threading.Event()
+    bad = bad_odometry(probe.t)
     sent = [0]
-
-    def bad() -> None:
-        k = 0
-        while not stop.is_set():
-            m = odometry_message(probe.t.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
-                                 np.zeros(3), time.time_ns() // 1000)
-            kind = k % 6
-            if kind == 0:
-                m.q = np.array([np.nan, 0, 0, 1], dtype=np.float32)
-            elif kind == 1:
-                m.q = np.zeros(4, dtype=np.float32)
-            elif kind == 2:
-                m.velocity = np.array([1e9, 0, 0], dtype=np.float32)
-            elif kind == 3:
-                m.timestamp = 2**63
-            elif kind == 4:
-                m.timestamp = 1
-            if kind == 5:
-                data = bytearray(T.serialize(probe.t.store, m, "px4_msgs/msg/VehicleOdometry"))
-                data[1] = 0
-                odom.publish_raw(bytes(data))
-            else:
-                odom.publish(m)
-            sent[0] += 1
-            k += 1
-            time.sleep(0.02)
-
     try:
         srv.wait_ready()
         dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "4",
                             "--stats-json", str(tmp / "bad.json"), pythonpath=tree)
         dep.wait_running()
-        th = threading.Thread(target=bad, daemon=True)
-        th.start()
+        background(stop, 0.02, lambda k: (bad(k), sent.__setitem__(0, k + 1)))
         rc = dep.wait(90)
     finally:
         stop.set()

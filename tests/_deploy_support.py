@@ -266,3 +266,99 @@ def decode(probe: Probe, topic: str, msgtype: str) -> list[tuple[float, Any]]:
 def robot_stats(probe: Probe) -> dict[str, Any] | None:
     got = decode(probe, "/tether/robot_stats", "std_msgs/msg/String")
     return json.loads(got[-1][1].data) if got else None
+
+
+def wait_until(cond: Any, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return bool(cond())
+
+
+def background(stop: threading.Event, period: float, body: Any) -> threading.Thread:
+    """``body(k)`` every ``period`` s on a daemon thread until ``stop`` is set (k counts calls)."""
+
+    def run() -> None:
+        k = 0
+        while not stop.is_set():
+            body(k)
+            k += 1
+            time.sleep(period)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def fake_px4(transport: Any, wide_contract: Any) -> Any:
+    """A fake PX4 (level hover odometry, armed offboard status, goal) plus a latched robot_info agreeing with
+    ``wide_contract``; returns ``body(k)`` for :func:`background`."""
+    from tether.ros import types as T
+    from tether.ros.protocols.px4 import odometry_message
+
+    t = transport
+    t.publisher("/tether/robot_info", "std_msgs/msg/String", "latched").publish(T.make(
+        t.store, "std_msgs/msg/String", data=json.dumps({"robot": "quadrotor",
+                                                         "contracts": {"thrust_body_rates": wide_contract.to_dict()}})))
+    odom = t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
+    status = t.publisher("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", "px4_out")
+    goal = t.publisher("/tether/goal", "geometry_msgs/msg/PointStamped")
+    point = t.store.types["geometry_msgs/msg/Point"]
+
+    def body(_k: int) -> None:
+        odom.publish(odometry_message(t.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
+                                      np.zeros(3), time.time_ns() // 1000))
+        status.publish(T.make(t.store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=14,
+                              nav_state_user_intention=14))
+        goal.publish(T.make(t.store, "geometry_msgs/msg/PointStamped", point=point(x=0.0, y=0.0, z=1.0)))
+
+    return body
+
+
+def joint_state_spoofer(transport: Any, seed: int = 4) -> Any:
+    """A second /joint_states writer whose arm "jumps" anywhere in its range; ``body(k)`` for background()."""
+    from tether.ros.protocols.ros2_control import joint_state_message
+    from tether.sim.robots import panda as P
+
+    pub = transport.publisher("/joint_states", "sensor_msgs/msg/JointState", "system_default")
+    rng = np.random.default_rng(seed)
+    names = [*P.ARM_JOINTS, *P.FINGER_JOINTS]
+
+    def body(_k: int) -> None:
+        q = np.r_[rng.uniform(P.Q_LOW, P.Q_HIGH), 0.0, 0.0]
+        pub.publish(joint_state_message(transport.store, names, q, np.zeros(9)))
+
+    return body
+
+
+def bad_odometry(transport: Any) -> Any:
+    """Hostile VehicleOdometry in turn: NaN q, zero q, 1e9 m/s, stamp 2^63 us, stamp 1 us, byte-swapped CDR."""
+    from tether.ros import types as T
+    from tether.ros.protocols.px4 import odometry_message
+
+    pub = transport.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
+
+    def body(k: int) -> None:
+        m = odometry_message(transport.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
+                             np.zeros(3), time.time_ns() // 1000)
+        kind = k % 6
+        if kind == 0:
+            m.q = np.array([np.nan, 0, 0, 1], dtype=np.float32)
+        elif kind == 1:
+            m.q = np.zeros(4, dtype=np.float32)
+        elif kind == 2:
+            m.velocity = np.array([1e9, 0, 0], dtype=np.float32)
+        elif kind == 3:
+            m.timestamp = 2**63
+        elif kind == 4:
+            m.timestamp = 1
+        if kind == 5:  # the same message with its bytes read as big-endian CDR
+            data = bytearray(T.serialize(transport.store, m, "px4_msgs/msg/VehicleOdometry"))
+            data[1] = 0x00
+            pub.publish_raw(bytes(data))
+        else:
+            pub.publish(m)
+
+    return body

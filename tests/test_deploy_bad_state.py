@@ -21,6 +21,8 @@ import pytest
 
 from tests._deploy_support import (
     DeployProcess,
+    background,
+    bad_odometry,
     Probe,
     ServedRobot,
     bag_messages,
@@ -35,19 +37,6 @@ QUAD, ARM = 175, 176
 pytestmark = pytest.mark.xdist_group("dds-domain-175")
 
 
-def _injector(stop: threading.Event, period: float, messages) -> threading.Thread:
-    def run() -> None:
-        k = 0
-        while not stop.is_set():
-            messages(k)
-            k += 1
-            time.sleep(period)
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th
-
-
 def _check_run(stats: dict, bag, seconds: float, rate: float) -> list:
     msgs = bag_messages(bag)
     assert stats["recorded"] == len(msgs), (stats["recorded"], len(msgs))  # deploy's count is the bag's
@@ -59,40 +48,13 @@ def _check_run(stats: dict, bag, seconds: float, rate: float) -> list:
 
 
 def test_px4_bad_odometry_is_dropped_and_counted(tmp_path):
-    from tether.ros import types as T
-    from tether.ros.protocols.px4 import odometry_message
-
     c = hover_contract()
     ckpt = make_replay_checkpoint(tmp_path / "hover", c, hover_actions(c))
     srv = ServedRobot("quadrotor", QUAD, "--goal", "0", "0", "1")
     probe = Probe(QUAD)
     probe.listen("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode")
-    t = probe.t
-    odom = t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
     stop = threading.Event()
-    good_q = np.array([1.0, 0.0, 0.0, 0.0])
-
-    def bad(k: int) -> None:
-        now = time.time_ns() // 1000
-        pos, vel = np.array([0.0, 0.0, 1.0]), np.zeros(3)
-        kind = k % 6
-        m = odometry_message(t.store, pos, good_q, vel, np.zeros(3), now)
-        if kind == 0:
-            m.q = np.array([np.nan, 0, 0, 1], dtype=np.float32)
-        elif kind == 1:
-            m.q = np.zeros(4, dtype=np.float32)
-        elif kind == 2:
-            m.velocity = np.array([1e9, 0, 0], dtype=np.float32)
-        elif kind == 3:
-            m.timestamp = 2**63
-        elif kind == 4:
-            m.timestamp = 1
-        if kind == 5:  # the same message with its bytes read as big-endian CDR
-            data = bytearray(T.serialize(t.store, m, "px4_msgs/msg/VehicleOdometry"))
-            data[1] = 0x00
-            odom.publish_raw(bytes(data))
-        else:
-            odom.publish(m)
+    bad = bad_odometry(probe.t)
 
     try:
         srv.wait_ready()
@@ -100,7 +62,7 @@ def test_px4_bad_odometry_is_dropped_and_counted(tmp_path):
         dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(QUAD), "--duration",
                             "4", "--record", str(bag), "--stats-json", str(tmp_path / "s.json"), "--ramp-in", "0.2")
         dep.wait_running()
-        th = _injector(stop, 0.02, bad)
+        th = background(stop, 0.02, bad)
         t_start = time.monotonic()
         rc = dep.wait()
         stop.set()
@@ -148,7 +110,7 @@ def test_arm_joint_states_without_the_arm_are_dropped(tmp_path):
         dep = DeployProcess(str(ckpt), "--adapter", "arm-ros2-control", "--loopback", "--domain-id", str(ARM),
                             "--duration", "3", "--record", str(bag), "--stats-json", str(tmp_path / "s.json"))
         dep.wait_running()
-        th = _injector(stop, 0.02, bad)
+        th = background(stop, 0.02, bad)
         rc = dep.wait()
         stop.set()
         th.join(5.0)

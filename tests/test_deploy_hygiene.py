@@ -22,7 +22,6 @@ import pytest
 
 from tests._deploy_support import (
     DeployProcess,
-    Probe,
     ServedRobot,
     bag_messages,
     hover_actions,

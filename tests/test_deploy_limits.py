@@ -20,6 +20,9 @@ import pytest
 
 from tests._deploy_support import (
     DeployProcess,
+    background,
+    fake_px4,
+    joint_state_spoofer,
     Probe,
     ServedRobot,
     decode,
@@ -120,35 +123,14 @@ def test_the_operators_limits_file_narrows_what_reaches_the_vehicle(quad, tmp_pa
 def test_a_spoofed_robot_info_cannot_widen_the_limits(tmp_path):
     """A fake PX4 (odometry + status from a test participant) and a latched robot_info that agrees with a
     +-100 rad/s checkpoint: the contract check passes, the wire still carries the vehicle's limits only."""
-    from tether.ros import types as T
-    from tether.ros.protocols.px4 import odometry_message
     from tether.sim.robots import quadrotor as cf
 
     wide = hover_contract(body_rates=(-100.0, 100.0))
     ckpt = make_replay_checkpoint(tmp_path / "wide", wide, hover_actions(wide, rates=(-1.0, 1.0, -1.0)))
     probe = Probe(SPOOF)
     probe.listen(RATES, "px4_msgs/msg/VehicleRatesSetpoint")
-    t = probe.t
-    info = t.publisher("/tether/robot_info", "std_msgs/msg/String", "latched")
-    info.publish(T.make(t.store, "std_msgs/msg/String", data=json.dumps(
-        {"robot": "quadrotor", "contracts": {"thrust_body_rates": wide.to_dict()}})))
-    odom = t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
-    status = t.publisher("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", "px4_out")
-    goal = t.publisher("/tether/goal", "geometry_msgs/msg/PointStamped")
     stop = threading.Event()
-
-    def fake_vehicle() -> None:
-        while not stop.is_set():
-            odom.publish(odometry_message(t.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
-                                          np.zeros(3), time.time_ns() // 1000))
-            status.publish(T.make(t.store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=14,
-                                  nav_state_user_intention=14))
-            goal.publish(T.make(t.store, "geometry_msgs/msg/PointStamped",
-                                point=t.store.types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=1.0)))
-            time.sleep(0.02)
-
-    th = threading.Thread(target=fake_vehicle, daemon=True)
-    th.start()
+    th = background(stop, 0.02, fake_px4(probe.t, wide))
     try:
         t0 = time.monotonic()
         r = run_deploy_cli([str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(SPOOF), "--duration",
@@ -165,7 +147,6 @@ def test_a_spoofed_robot_info_cannot_widen_the_limits(tmp_path):
 
 
 def test_arm_joint_targets_after_ik_stay_within_joint_speed_under_spoofed_joint_states(tmp_path):
-    from tether.ros.protocols.ros2_control import joint_state_message
     from tether.sim.robots import panda as P
 
     contract = env_contract("tether/ArmReach-v0")  # ee_delta_pose
@@ -176,27 +157,16 @@ def test_arm_joint_targets_after_ik_stay_within_joint_speed_under_spoofed_joint_
     probe = Probe(ARM)
     topic = "/forward_position_controller/commands"
     probe.listen(topic, "std_msgs/msg/Float64MultiArray")
-    spoof = probe.t.publisher("/joint_states", "sensor_msgs/msg/JointState", "system_default")
     stop = threading.Event()
-    rng = np.random.default_rng(4)
-    names = [*P.ARM_JOINTS, *P.FINGER_JOINTS]
-
-    def spoofer() -> None:  # a second /joint_states writer: the arm "jumps" all over its range at 100 Hz
-        while not stop.is_set():
-            q = np.r_[rng.uniform(P.Q_LOW, P.Q_HIGH), 0.0, 0.0]
-            spoof.publish(joint_state_message(probe.t.store, names, q, np.zeros(9)))
-            time.sleep(0.01)
-
-    th = threading.Thread(target=spoofer, daemon=True)
+    spoof = joint_state_spoofer(probe.t)
     try:
         srv.wait_ready()
-        th.start()
+        background(stop, 0.01, spoof)  # a second /joint_states writer at 100 Hz
         dep = DeployProcess(str(ckpt), "--adapter", "arm-ros2-control", "--loopback", "--domain-id", str(ARM),
                             "--duration", "3", "--ramp-in", "0.2")
         assert dep.wait() == 0, "\n".join(dep.lines + dep.err)
     finally:
         stop.set()
-        th.join(5.0)
         probe.close()
         srv.stop()
     q = np.array([np.asarray(m.data) for _, m in decode(probe, topic, "std_msgs/msg/Float64MultiArray")])

@@ -16,20 +16,11 @@ import time
 import pytest
 
 from tests._deploy_support import Probe, ServedRobot, decode, hover_actions, hover_contract, make_replay_checkpoint, \
-    robot_stats
+    robot_stats, wait_until
 
 DOMAIN = 171
 pytestmark = pytest.mark.xdist_group("dds-domain-171")
 RUNS = 10
-
-
-def _wait(cond, timeout: float, step: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 def test_estop_lands_softly_under_half_message_loss(tmp_path):
@@ -51,7 +42,7 @@ def test_estop_lands_softly_under_half_message_loss(tmp_path):
         probe.listen("/tether/robot_stats", "std_msgs/msg/String", "default")
         estop = probe.t.publisher("/tether/estop", "std_msgs/msg/Bool", "latched")
         server.wait_ready()
-        assert _wait(lambda: robot_stats(probe) is not None, 10.0)
+        assert wait_until(lambda: robot_stats(probe) is not None, 10.0)
         floor = THRUST_FLOOR * cf.MASS * cf.GRAVITY / (4 * cf.MAX_THRUST)  # normalised thrust
         impacts_seen = 0
         results = []
@@ -96,7 +87,7 @@ def test_estop_lands_softly_under_half_message_loss(tmp_path):
             n_cmd = len(probe.raw.get("/fmu/in/vehicle_command", []))
             t_press = time.monotonic()
             estop.publish(T.make(probe.t.store, "std_msgs/msg/Bool", data=True))
-            landed = _wait(lambda: not robot_stats(probe)["bridge"]["armed"], 15.0, 0.1)
+            landed = wait_until(lambda: not robot_stats(probe)["bridge"]["armed"], 15.0, 0.1)
             stop.set()
             worker.join(30.0)
             assert "e" not in box, box.get("e")

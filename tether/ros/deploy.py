@@ -153,13 +153,9 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 def adapter_options(adapter: str) -> list[str]:
     """The options ``--param`` may set for ``adapter`` (its keyword arguments minus internal objects)."""
-    from tether.ros.protocols import ADAPTERS
+    from tether.ros.protocols import adapter_class
 
-    import importlib
-
-    e = ADAPTERS[adapter]
-    cls = getattr(importlib.import_module(e.module), e.cls)
-    return [p for p in inspect.signature(cls).parameters if p not in INTERNAL_OPTIONS]
+    return [p for p in inspect.signature(adapter_class(adapter)).parameters if p not in INTERNAL_OPTIONS]
 
 
 def check_params(adapter: str, params: dict[str, Any]) -> None:

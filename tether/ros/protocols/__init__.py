@@ -52,6 +52,11 @@ def _entry(name: str) -> tuple[AdapterEntry, Any]:
     return e, importlib.import_module(e.module)
 
 
+def adapter_class(name: str) -> type:
+    e, mod = _entry(name)
+    return getattr(mod, e.cls)
+
+
 def make_adapter(name: str, transport: Any, contract: Any = None, **params: Any) -> Any:
     """Build adapter ``name`` over ``transport``. Pass the policy's contract so the adapter serves exactly it
     (it raises ContractError listing any field or mode it cannot provide); ``params`` are the adapter's
@@ -76,8 +81,7 @@ def default_contract(name: str, limits: Any = None, **kwargs: Any) -> Any:
 
 
 def robot_kind(name: str) -> str:
-    e, mod = _entry(name)
-    return getattr(mod, e.cls).robot_kind
+    return adapter_class(name).robot_kind
 
 
 def bridge_class(robot: str, interface: str | None = None) -> tuple[str, type]:

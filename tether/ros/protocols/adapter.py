@@ -24,7 +24,7 @@ import numpy as np
 
 from tether.contract import ContractError, Field, IOContract
 from tether.errors import TetherError
-from tether.hardware.interface import RobotInterface, RobotNotReady
+from tether.hardware.interface import ControlStatus, RobotInterface, RobotNotReady
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import Implausible, Rejections
 from tether.ros.protocols.common import GOAL_TOPIC, goal_point
@@ -145,6 +145,8 @@ class RosRobot(RobotInterface):
     robot_kind: str = ""
     #: topics whose first message connect() waits for
     required_topics: tuple[str, ...] = ()
+    #: the command topic whose subscriber (the robot's controller) means "in control" (None: always in control)
+    control_topic: str | None = None
 
     def __init__(self, transport: Any, *, limits: RobotLimits, connect_timeout_s: float = 5.0,
                  distro: str = "humble") -> None:
@@ -271,6 +273,22 @@ class RosRobot(RobotInterface):
             raise RobotNotReady(f"no message on {topic} yet; expected connect() to have waited for it")
         return got
 
+    def control_status(self) -> ControlStatus:
+        """Control as far as a plain pub/sub wire can tell: the controller subscribes to ``control_topic`` (an
+        unloaded ros2_control controller or a stopped firmware has no subscription; whether an existing one is
+        *active* needs the controller manager's services, i.e. the rclpy transport)."""
+        if self.control_topic is None:
+            return ControlStatus(True)
+        topic = self.control_topic
+        pub = self._pubs.get(topic)
+        try:
+            matched = pub.matched() if pub is not None else 0
+        except NotImplementedError:  # a transport that cannot tell (rclpy): assume the controller is there
+            return ControlStatus(True)
+        if matched == 0:
+            return ControlStatus(False, f"nothing subscribes to {topic} (controller stopped?)", True)
+        return ControlStatus(True)
+
     def _pub(self, topic: str) -> Any:
         if not self.connected or topic not in self._pubs:
             raise TetherError(f"publishing on {topic} before connect(); expected connect() first")
@@ -281,6 +299,16 @@ def goal_subscription(topic: str | None, bound: float, publishers: PublisherFilt
     if topic is None:
         return []
     return [Sub(topic, "geometry_msgs/msg/PointStamped", "default", lambda m: goal_point(m, bound), publishers)]
+
+
+def fixed_goal(goal: Sequence[float] | None, bound: float) -> np.ndarray | None:
+    """A goal given as an option: three finite numbers within the robot's goal range, else a clear error."""
+    if goal is None:
+        return None
+    arr = np.asarray(goal, dtype=float).reshape(-1)
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)) or np.any(np.abs(arr) > bound):
+        raise TetherError(f"goal {np.asarray(goal).tolist()}; expected 3 finite numbers within +-{bound:g} m")
+    return arr
 
 
 def goal_value(latest: Latest, topic: str | None, fixed: np.ndarray | None, what: str) -> np.ndarray:

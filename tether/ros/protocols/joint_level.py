@@ -24,16 +24,16 @@ from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import StampCheck, bounded, unit_quaternion
 from tether.ros import types as T
 from tether.ros.protocols.adapter import RosRobot, Sub, check_serves, index_by_name, joint_components
-from tether.ros.protocols.common import CMD_VEL_TOPIC, twist_command
+from tether.ros.protocols.common import CMD_VEL_TOPIC
 from tether.ros.protocols.legged import (
     A1_JOINTS,
     LEGGED_ACTIONS,
     LEGGED_MODES,
     LEGGED_OBS,
-    command_bound,
     default_limits,
     legged_contract,
     velocity_command,
+    velocity_subscription,
 )
 from tether.ros.protocols.ros2_control import (
     JOINT_STATES_TOPIC,
@@ -106,6 +106,7 @@ class JointLevelLegged(RosRobot):
         self.fixed_command = np.asarray(command, dtype=float)
         self.command_out = forward_topic(controller)
         self.required_topics = (joint_states_topic, imu_topic)
+        self.control_topic = self.command_out
         self._stamps = {joint_states_topic: StampCheck(), imu_topic: StampCheck()}
 
     def _stamped(self, topic: str, msg: Any, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -120,10 +121,7 @@ class JointLevelLegged(RosRobot):
                     lambda m: self._stamped(js, m, joint_state_fields(m, self.joints, self.robot_limits))),
                 Sub(imu, "sensor_msgs/msg/Imu", "sensor_data",
                     lambda m: self._stamped(imu, m, imu_fields(m, self.robot_limits)))]
-        if self.command_topic is not None:
-            subs.append(Sub(self.command_topic, "geometry_msgs/msg/Twist", "default",
-                            lambda m: twist_command(m, command_bound())))
-        return subs
+        return subs + velocity_subscription(self.command_topic)
 
     def _publishers(self) -> list[tuple[str, str, Any]]:
         return [(self.command_out, "std_msgs/msg/Float64MultiArray", "command")]
@@ -139,16 +137,6 @@ class JointLevelLegged(RosRobot):
     def send(self, command: np.ndarray, *, damp: bool = False) -> None:
         msg = forward_command(self.store, command, self.action_joints, self.controller_joints)
         self._pub(self.command_out).publish(msg)
-
-    def control_status(self) -> Any:
-        from tether.hardware.interface import ControlStatus
-
-        pub = self._pubs.get(self.command_out)
-        try:
-            matched = pub.matched() if pub is not None else 0
-        except NotImplementedError:
-            return ControlStatus(True)
-        return ControlStatus(True) if matched else ControlStatus(False, f"nothing subscribes to {self.command_out}")
 
 
 class JointLevelBridge(UnitreeBridge):

@@ -12,7 +12,8 @@ import numpy as np
 from tether.contract import Field, IOContract
 from tether.errors import TetherError
 from tether.hardware.limits import RobotLimits
-from tether.ros.protocols.adapter import Latest, with_action_limits
+from tether.ros.protocols.adapter import Latest, Sub, with_action_limits
+from tether.ros.protocols.common import twist_command
 from tether.sim.robots import a1
 from tether.sim.tasks.legged import COMMAND_LIMITS, JOINT_VEL_LIMIT, legged_action_fields, legged_observation_fields
 
@@ -65,6 +66,13 @@ def velocity_command(latest: Latest, topic: str | None, fixed: np.ndarray) -> np
 
 def command_bound() -> np.ndarray:
     return np.asarray(COMMAND_LIMITS, dtype=float)
+
+
+def velocity_subscription(topic: str | None) -> list[Sub]:
+    """The velocity command's Twist topic (each message checked against the sim's command range)."""
+    if topic is None:
+        return []
+    return [Sub(topic, "geometry_msgs/msg/Twist", "default", lambda m: twist_command(m, command_bound()))]
 
 
 def per_joint(value: float | Sequence[float], n: int, what: str, bound: float) -> np.ndarray:

@@ -53,7 +53,7 @@ from tether.errors import TetherError
 from tether.hardware import frames
 from tether.hardware.interface import ControlStatus
 from tether.hardware.limits import RobotLimits
-from tether.hardware.plausibility import Implausible, StampCheck, bounded, unit_quaternion
+from tether.hardware.plausibility import StampCheck, bounded, unit_quaternion
 from tether.hardware.safe_stop import multirotor_descent
 from tether.ros import types as T
 from tether.ros.protocols.adapter import (
@@ -61,6 +61,7 @@ from tether.ros.protocols.adapter import (
     RosRobot,
     Sub,
     check_serves,
+    fixed_goal,
     goal_subscription,
     goal_value,
     with_action_limits,
@@ -307,7 +308,7 @@ class PX4Quadrotor(RosRobot):
         self.topics = Topics.under(namespace)
         self.t_odom = self.topics.odometry
         self.goal_topic = goal_topic
-        self.goal = None if goal is None else np.asarray(goal, dtype=float)
+        self.goal = fixed_goal(goal, limits.state_bound("goal"))
         self.goal_publishers = goal_publishers or PublisherFilter()
         self.heartbeat_period = 1.0 / heartbeat_hz
         self.engage_after_s, self.retry_s, self.engage_timeout_s = engage_after_s, retry_s, engage_timeout_s

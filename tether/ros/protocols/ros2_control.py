@@ -34,7 +34,6 @@ import numpy as np
 
 from tether.contract import Field, IOContract
 from tether.errors import TetherError
-from tether.hardware.interface import ControlStatus
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import Implausible, StampCheck, bounded
 from tether.ros import types as T
@@ -43,6 +42,7 @@ from tether.ros.protocols.adapter import (
     RosRobot,
     Sub,
     check_serves,
+    fixed_goal,
     goal_subscription,
     goal_value,
     index_by_name,
@@ -230,7 +230,7 @@ class ArmRos2Control(RosRobot):
         self.command_interface = command_interface
         self.joint_states_topic = joint_states_topic
         self.goal_topic = goal_topic
-        self.goal = None if goal is None else np.asarray(goal, dtype=float)
+        self.goal = fixed_goal(goal, limits.state_bound("goal"))
         self.goal_publishers = goal_publishers or PublisherFilter()
         self.trajectory_time_s = trajectory_time_s if trajectory_time_s is not None else self.contract.dt
         self.command_topic = (forward_topic(controller) if command_interface == "forward"
@@ -248,6 +248,7 @@ class ArmRos2Control(RosRobot):
         rates = limits.rates(self._arm_only(self._command_contract))
         self.max_joint_step = np.where(np.isfinite(rates), rates, np.inf) * self.contract.dt
         self.required_topics = (joint_states_topic,)
+        self.control_topic = self.command_topic
         self._q_cmd: np.ndarray | None = None  # the commanded joint positions (what was last sent)
         self._q_prev: np.ndarray | None = None
         self._js_stamps = StampCheck()
@@ -352,16 +353,6 @@ class ArmRos2Control(RosRobot):
         if self.has_gripper:
             half = float(command[7]) / 2.0
             self._pub(self.gripper_topic).publish(self.make("std_msgs/msg/Float64MultiArray", data=[half, half]))
-
-    def control_status(self) -> ControlStatus:
-        pub = self._pubs.get(self.command_topic)
-        try:
-            matched = pub.matched() if pub is not None else 0
-        except NotImplementedError:
-            return ControlStatus(True)
-        if matched == 0:
-            return ControlStatus(False, f"nothing subscribes to {self.command_topic} (controller stopped?)", True)
-        return ControlStatus(True)
 
 
 # ------------------------------------------------------------------------------------------- served robot

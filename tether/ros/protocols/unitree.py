@@ -36,17 +36,17 @@ from tether.hardware.plausibility import Implausible, bounded, unit_quaternion
 from tether.ros import types as T
 from tether.ros.protocols.adapter import RosRobot, Sub, check_serves, joint_components
 from tether.ros.protocols.bridge import Bridge
-from tether.ros.protocols.common import CMD_VEL_TOPIC, twist_command, twist_message
+from tether.ros.protocols.common import CMD_VEL_TOPIC, twist_message
 from tether.ros.protocols.legged import (
     A1_JOINTS,
     LEGGED_ACTIONS,
     LEGGED_MODES,
     LEGGED_OBS,
-    command_bound,
     default_limits,
     legged_contract,
     per_joint,
     velocity_command,
+    velocity_subscription,
 )
 from tether.ros.protocols.unitree_crc import lowcmd_crc, lowstate_crc
 from tether.sim.robots import a1
@@ -195,6 +195,7 @@ class UnitreeLowLevel(RosRobot):
         self.command_topic = command_topic
         self.fixed_command = np.asarray(command, dtype=float)
         self.required_topics = (lowstate_topic,)
+        self.control_topic = lowcmd_topic
         self.check_state_crc = check_state_crc
 
     def _decode_lowstate(self, msg: Any) -> dict[str, np.ndarray]:
@@ -204,10 +205,7 @@ class UnitreeLowLevel(RosRobot):
 
     def _subscriptions(self) -> list[Sub]:
         subs = [Sub(self.lowstate_topic, "unitree_go/msg/LowState", "sensor_data", self._decode_lowstate)]
-        if self.command_topic is not None:
-            subs.append(Sub(self.command_topic, "geometry_msgs/msg/Twist", "default",
-                            lambda m: twist_command(m, command_bound())))
-        return subs
+        return subs + velocity_subscription(self.command_topic)
 
     def _publishers(self) -> list[tuple[str, str, Any]]:
         return [(self.lowcmd_topic, "unitree_go/msg/LowCmd", "command")]
@@ -224,16 +222,6 @@ class UnitreeLowLevel(RosRobot):
             raise TetherError(f"command has {q.size} elements; expected {len(self.action_joints)} joint targets")
         msg = build_lowcmd(self.store, q, self.act_idx, self.kp, self.kd, damp=damp, damp_kd=self.damp_kd)
         self._pub(self.lowcmd_topic).publish(msg)
-
-    def control_status(self) -> Any:
-        from tether.hardware.interface import ControlStatus
-
-        pub = self._pubs.get(self.lowcmd_topic)
-        try:
-            matched = pub.matched() if pub is not None else 0
-        except NotImplementedError:
-            return ControlStatus(True)
-        return ControlStatus(True) if matched else ControlStatus(False, f"nothing subscribes to {self.lowcmd_topic}")
 
 
 # ------------------------------------------------------------------------------------------- served robot
