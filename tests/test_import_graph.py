@@ -93,9 +93,10 @@ def _top(module: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def test_hardware_never_imports_ros() -> None:
-    bad = sorted(f"{m} -> {d}" for m, deps in _graph().items() if _top(m) == "hardware"
-                 for d in deps if _top(d) == "ros")
+def test_hardware_never_imports_ros_and_sim_never_imports_either() -> None:
+    forbidden = {"hardware": {"ros"}, "sim": {"ros", "hardware"}}
+    bad = sorted(f"{m} -> {d}" for m, deps in _graph().items() for d in deps
+                 if _top(d) in forbidden.get(_top(m), ()))
     assert not bad, bad
 
 

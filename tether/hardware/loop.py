@@ -127,7 +127,8 @@ class ControlLoop:
         self.period = 1.0 / self.rate_hz
         self.check_rate = check_rate
         self.guard = guard or CommandGuard.for_robot(
-            robot.command_contract, robot.robot_limits, GuardConfig(stale_action=robot.stale_action), dt=self.period)
+            robot.command_contract, robot.robot_limits,
+            GuardConfig(stale_action=robot.stale_action, safe_command=robot.measured_command({})), dt=self.period)
         self.supervisor = ControlSupervisor(robot, self.guard, supervision)
         if executor is not None and not hasattr(policy, "act_chunk"):
             raise TetherError("a chunk executor was given but the policy has no act_chunk(); expected a ChunkedPolicy")

@@ -389,7 +389,8 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True,
         stale_action = cfg.stale_action or adapter.stale_action
         guard = CommandGuard.for_robot(
             adapter.command_contract, adapter.robot_limits,
-            GuardConfig(stale_periods=cfg.stale_periods, stale_action=stale_action, ramp_in_s=cfg.ramp_in_s),
+            GuardConfig(stale_periods=cfg.stale_periods, stale_action=stale_action, ramp_in_s=cfg.ramp_in_s,
+                        safe_command=adapter.measured_command({})),  # a multirotor's is hover, never 0 N
             dt=1.0 / rate)
         flat_rec = None
         if cfg.record is not None:

@@ -37,8 +37,9 @@ def deploy_topics(adapter: str) -> tuple[list[str], list[str]]:
     t = LoopbackTransport(domain_id=-1)
     try:
         a = make_adapter(adapter, t, **ADAPTERS[adapter].deploy_params)
-        pubs = [topic for topic, _, _ in a._publishers()]
-        subs = [s.topic for s in a._subscriptions()] + [DEFAULT_ESTOP_TOPIC, ROBOT_INFO_TOPIC]
+        pubs = a.command_topics()
+        subs = [topic for topic, _ in a.recorded_topics() if topic not in pubs] + [DEFAULT_ESTOP_TOPIC,
+                                                                                 ROBOT_INFO_TOPIC]
     finally:
         t.close()
     return pubs, subs
