@@ -219,8 +219,8 @@ class ArmRos2Control(RosRobot):
             raise TetherError(
                 f"command interface {command_interface!r}; expected one of {', '.join(COMMAND_INTERFACES)}")
         self.joints = joint_components(self.contract, "joint_pos", P.ARM_JOINTS)
-        if tuple(self.joints) != tuple(P.ARM_JOINTS):
-            raise TetherError(f"the Panda chain has joints {list(P.ARM_JOINTS)}; contract has {list(self.joints)}")
+        if len(self.joints) != 7:  # the chain's joints 1..7, in order, whatever the robot calls them
+            raise TetherError(f"the Panda chain has 7 joints; contract has {list(self.joints)}")
         self.ee_mode = self.contract.control_mode == "ee_delta_pose"
         act_joints = (joint_components(self.contract, "joint_pos_target", self.joints) if not self.ee_mode
                       else self.joints)
@@ -257,7 +257,7 @@ class ArmRos2Control(RosRobot):
     def _build_command_contract(self) -> IOContract:
         if not self.ee_mode:
             return self.contract
-        acts = [Field.make("joint_pos_target", 7, "rad", "joint", P.Q_LOW, P.Q_HIGH, P.ARM_JOINTS)]
+        acts = [Field.make("joint_pos_target", 7, "rad", "joint", P.Q_LOW, P.Q_HIGH, self.joints)]
         acts += [f for f in self.contract.actions if f.name == "gripper"]
         c = dataclasses.replace(self.contract, actions=tuple(acts), control_mode="joint_position")
         return with_action_limits(c, self.robot_limits)
