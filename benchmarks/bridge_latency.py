@@ -58,6 +58,7 @@ class _Timed:
         self.before_read = before_read
         self.contract = adapter.contract
         self.src_ns = src_ns
+        self.last_tick = [-1]
         self.used_tick = -1
         self.lat_ns: list[int] = []
 
@@ -86,8 +87,7 @@ class _Timed:
     def read_state(self):
         if self.before_read is not None:
             self.before_read()
-        msg, _ = self.a.latest.get(self.a.lowstate_topic)
-        self.used_tick = int(msg.tick)
+        self.used_tick = self.last_tick[0]  # the adapter keeps decoded fields; the newest tick is the one in use
         return self.a.read_state()
 
     def measured_command(self, obs):
@@ -102,19 +102,23 @@ class _Timed:
 
 
 def run_loop(transport, seconds: float, rate: float, before_read=None) -> dict:
-    from tether.hardware.adapters.unitree import UnitreeLowLevel
+    from tether.ros.protocols.unitree import UnitreeLowLevel
     from tether.hardware.guard import CommandGuard, GuardConfig
     from tether.hardware.loop import ControlLoop
 
     policy = _policy()
     src_ns: dict[int, int] = {}
 
+    last_tick = [-1]
+
     def on_state(msg, info) -> None:
         src_ns[int(msg.tick)] = info.source_ns
+        last_tick[0] = int(msg.tick)
 
     transport.subscribe("/lowstate", "unitree_go/msg/LowState", on_state, "sensor_data", info=True)
     adapter = UnitreeLowLevel(transport, policy.contract, connect_timeout_s=20.0)
     robot = _Timed(adapter, src_ns, before_read)
+    robot.last_tick = last_tick
     guard = CommandGuard(policy.contract, config=GuardConfig(stale_periods=10), dt=1.0 / rate)
     loop = ControlLoop(policy, robot, rate, guard, check_rate=False, manage_connection=False)
     robot.connect()
@@ -138,7 +142,7 @@ def run_loop(transport, seconds: float, rate: float, before_read=None) -> dict:
 def bench_dds(seconds: float, rate: float) -> dict:
     from tether.ros.cyclonedds_transport import DdsTransport
 
-    srv = subprocess.Popen([sys.executable, "-m", "tether.ros.robot_server", "--robot", "legged", "--loopback",
+    srv = subprocess.Popen([sys.executable, "-m", "tether.cli", "robot", "serve", "--robot", "legged", "--loopback",
                             "--domain-id", str(DOMAIN), "--state-rate", str(rate)], cwd=REPO,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from tether.contract import Field, IOContract
-from tether.hardware.adapters.inprocess import KinematicJointRobot
+from tether.hardware.inprocess import KinematicJointRobot
 from tether.hardware.guard import CommandGuard, GuardConfig
 from tether.hardware.loop import ControlLoop
 

@@ -58,10 +58,10 @@ def env_contract(env_id: str, control_mode: str | None = None) -> Any:
 
 
 class ServedRobot:
-    """``python -m tether.ros.robot_server`` in its own process; ``wait_ready`` blocks on its ready line."""
+    """``tether robot serve`` in its own process; ``wait_ready`` blocks on its ready line."""
 
     def __init__(self, robot: str, domain: int, *extra: str) -> None:
-        cmd = [PY, "-m", "tether.ros.robot_server", "--robot", robot, "--loopback", "--domain-id", str(domain),
+        cmd = [PY, "-m", "tether.cli", "robot", "serve", "--robot", robot, "--loopback", "--domain-id", str(domain),
                *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -175,3 +175,190 @@ def bag_messages(bag: Path, topics: list[str] | None = None) -> list[Any]:
     from tether.ros.recorder import read_bag
 
     return list(read_bag(bag, topics=topics))
+
+
+def hover_contract(**changes: Any) -> Any:
+    """The sim quadrotor hover contract, optionally with action fields' limits changed (``body_rates=±x``)."""
+    import dataclasses
+
+    c = env_contract("tether/QuadrotorHover-v0")
+    acts = []
+    for f in c.actions:
+        if f.name in changes:
+            lo, hi = changes[f.name]
+            f = dataclasses.replace(f, low=tuple(np.broadcast_to(lo, f.size).astype(float)),
+                                    high=tuple(np.broadcast_to(hi, f.size).astype(float)))
+        acts.append(f)
+    return dataclasses.replace(c, actions=tuple(acts))
+
+
+def hover_actions(contract: Any, rates: tuple[float, float, float] = (0.0, 0.0, 0.0), n: int = 50) -> np.ndarray:
+    """Normalised replay actions: hover thrust of the sim vehicle, the given normalised body rates."""
+    from tether.sim.robots import quadrotor as cf
+
+    phys = np.array([cf.MASS * cf.GRAVITY, 0.0, 0.0, 0.0])
+    a = contract.to_normalised(phys)
+    a[1:4] = rates
+    return np.repeat(a[None], n, axis=0)
+
+
+class DeployProcess:
+    """``tether deploy`` in its own process; ``wait_running`` blocks on its "running" line."""
+
+    def __init__(self, *args: str, pythonpath: str | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if pythonpath is not None:  # run another checkout's deploy (benchmarks/safety.py: before vs after)
+            env["PYTHONPATH"] = pythonpath
+        self.proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=pythonpath or REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self.running = threading.Event()
+        self.t_running: float | None = None
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+        self._e = threading.Thread(target=self._read_err, daemon=True)
+        self._e.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if "tether deploy: running" in line:
+                self.t_running = time.monotonic()
+                self.running.set()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line.rstrip())
+
+    def wait_running(self, timeout: float = 90.0) -> None:
+        if not self.running.wait(timeout):
+            self.kill()
+            raise AssertionError("deploy never ran:\n" + "\n".join(self.lines[-20:] + self.err[-20:]))
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("deploy did not end:\n" + "\n".join(self.lines[-20:] + self.err[-20:])) from None
+        self._t.join(timeout=5.0)
+        self._e.join(timeout=5.0)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def decode(probe: Probe, topic: str, msgtype: str) -> list[tuple[float, Any]]:
+    """Every captured sample on ``topic`` decoded with the probe's typestore: (arrival, message)."""
+    from tether.ros import types as T
+
+    with probe._lock:
+        raw = list(probe.raw.get(topic, []))
+    return [(t, T.deserialize(probe.t.store, d, msgtype)) for t, d in raw]
+
+
+def robot_stats(probe: Probe) -> dict[str, Any] | None:
+    got = decode(probe, "/tether/robot_stats", "std_msgs/msg/String")
+    return json.loads(got[-1][1].data) if got else None
+
+
+def wait_until(cond: Any, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return bool(cond())
+
+
+def background(stop: threading.Event, period: float, body: Any) -> threading.Thread:
+    """``body(k)`` every ``period`` s on a daemon thread until ``stop`` is set (k counts calls)."""
+
+    def run() -> None:
+        k = 0
+        while not stop.is_set():
+            body(k)
+            k += 1
+            time.sleep(period)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def fake_px4(transport: Any, wide_contract: Any) -> Any:
+    """A fake PX4 (level hover odometry, armed offboard status, goal) plus a latched robot_info agreeing with
+    ``wide_contract``; returns ``body(k)`` for :func:`background`."""
+    from tether.ros import types as T
+    from tether.ros.protocols.px4 import odometry_message
+
+    t = transport
+    t.publisher("/tether/robot_info", "std_msgs/msg/String", "latched").publish(T.make(
+        t.store, "std_msgs/msg/String", data=json.dumps({"robot": "quadrotor",
+                                                         "contracts": {"thrust_body_rates": wide_contract.to_dict()}})))
+    odom = t.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
+    status = t.publisher("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", "px4_out")
+    goal = t.publisher("/tether/goal", "geometry_msgs/msg/PointStamped")
+    point = t.store.types["geometry_msgs/msg/Point"]
+
+    def body(_k: int) -> None:
+        odom.publish(odometry_message(t.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
+                                      np.zeros(3), time.time_ns() // 1000))
+        status.publish(T.make(t.store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=14,
+                              nav_state_user_intention=14))
+        goal.publish(T.make(t.store, "geometry_msgs/msg/PointStamped", point=point(x=0.0, y=0.0, z=1.0)))
+
+    return body
+
+
+def joint_state_spoofer(transport: Any, seed: int = 4) -> Any:
+    """A second /joint_states writer whose arm "jumps" anywhere in its range; ``body(k)`` for background()."""
+    from tether.ros.protocols.ros2_control import joint_state_message
+    from tether.sim.robots import panda as P
+
+    pub = transport.publisher("/joint_states", "sensor_msgs/msg/JointState", "system_default")
+    rng = np.random.default_rng(seed)
+    names = [*P.ARM_JOINTS, *P.FINGER_JOINTS]
+
+    def body(_k: int) -> None:
+        q = np.r_[rng.uniform(P.Q_LOW, P.Q_HIGH), 0.0, 0.0]
+        pub.publish(joint_state_message(transport.store, names, q, np.zeros(9)))
+
+    return body
+
+
+def bad_odometry(transport: Any) -> Any:
+    """Hostile VehicleOdometry in turn: NaN q, zero q, 1e9 m/s, stamp 2^63 us, stamp 1 us, byte-swapped CDR."""
+    from tether.ros import types as T
+    from tether.ros.protocols.px4 import odometry_message
+
+    pub = transport.publisher("/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
+
+    def body(k: int) -> None:
+        m = odometry_message(transport.store, np.array([0, 0, 1.0]), np.array([1.0, 0, 0, 0]), np.zeros(3),
+                             np.zeros(3), time.time_ns() // 1000)
+        kind = k % 6
+        if kind == 0:
+            m.q = np.array([np.nan, 0, 0, 1], dtype=np.float32)
+        elif kind == 1:
+            m.q = np.zeros(4, dtype=np.float32)
+        elif kind == 2:
+            m.velocity = np.array([1e9, 0, 0], dtype=np.float32)
+        elif kind == 3:
+            m.timestamp = 2**63
+        elif kind == 4:
+            m.timestamp = 1
+        if kind == 5:  # the same message with its bytes read as big-endian CDR
+            data = bytearray(T.serialize(transport.store, m, "px4_msgs/msg/VehicleOdometry"))
+            data[1] = 0x00
+            pub.publish_raw(bytes(data))
+        else:
+            pub.publish(m)
+
+    return body

@@ -81,7 +81,7 @@ def _check_commands(robot: str, contract, store, raw: dict[str, list[tuple[float
     """Decode every captured command independently and check it against the robot's limits; returns count."""
     n = 0
     if robot == "arm":
-        from tether.hardware.kinematics import PANDA_Q_HIGH, PANDA_Q_LOW
+        from tether.sim.robots.panda import Q_HIGH as PANDA_Q_HIGH, Q_LOW as PANDA_Q_LOW
 
         for _, data in raw["/forward_position_controller/commands"]:
             q = np.asarray(store.deserialize_cdr(data, "std_msgs/msg/Float64MultiArray").data)
@@ -104,8 +104,8 @@ def _check_commands(robot: str, contract, store, raw: dict[str, list[tuple[float
             assert np.all(q >= np.asarray(f.low) - 1e-9) and np.all(q <= np.asarray(f.high) + 1e-9)
             n += 1
     else:
-        from tether.hardware.adapters.unitree import motor_indices
-        from tether.hardware.adapters.unitree_crc import lowcmd_crc
+        from tether.ros.protocols.unitree import motor_indices
+        from tether.ros.protocols.unitree_crc import lowcmd_crc
 
         f = contract.field("joint_pos_target")
         idx = motor_indices(f.components)

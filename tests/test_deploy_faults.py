@@ -89,8 +89,8 @@ def test_contract_mismatch_refused_nothing_sent(case, served, probe, tmp_path, c
 
 
 def test_faults_never_leave_limits_and_bag_survives_sigkill(served, probe, tmp_path):
-    from tether.hardware.adapters.unitree import motor_indices
-    from tether.hardware.adapters.unitree_crc import lowcmd_crc
+    from tether.ros.protocols.unitree import motor_indices
+    from tether.ros.protocols.unitree_crc import lowcmd_crc
     from tether.ros import types as T
     from tether.ros.recorder import read_bag
 

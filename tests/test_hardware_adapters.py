@@ -13,17 +13,21 @@ import pytest
 
 from tether.errors import TetherError
 from tether.hardware import frames
-from tether.hardware.adapters.arm_ros2_control import ArmRos2Control, arm_contract
-from tether.hardware.adapters.joint_level import JointLevelLegged
-from tether.hardware.adapters.px4 import PX4Quadrotor, odometry_message, quad_contract
-from tether.hardware.adapters.unitree import POS_STOP_F, UnitreeLowLevel, unitree_motor_index
-from tether.hardware.adapters._legged import A1_JOINTS, legged_contract
-from tether.hardware.adapters.unitree_crc import lowcmd_crc, lowstate_crc
 from tether.hardware.interface import RobotNotReady
-from tether.hardware.kinematics import PANDA_JOINTS, panda_fk
 from tether.hardware.loop import ControlLoop
 from tether.ros.loopback import LoopbackTransport
+from tether.ros.protocols.joint_level import JointLevelLegged
+from tether.ros.protocols.legged import A1_JOINTS, legged_contract
+from tether.ros.protocols.px4 import PX4Quadrotor, odometry_message, quad_contract, vehicle_limits
+from tether.ros.protocols.ros2_control import ArmRos2Control, arm_contract, panda_chain
+from tether.ros.protocols.unitree import POS_STOP_F, UnitreeLowLevel, unitree_motor_index
+from tether.ros.protocols.unitree_crc import lowcmd_crc, lowstate_crc
 from tether.ros.types import make
+from tether.sim.robots.panda import ARM_JOINTS as PANDA_JOINTS
+
+
+def panda_fk(q):
+    return panda_chain().position(q)
 
 _domains = itertools.count(9100)
 
@@ -103,9 +107,10 @@ def test_arm_missing_joint_is_a_clear_error(wire) -> None:
     arm = ArmRos2Control(bridge, goal=(0.5, 0.0, 0.4), connect_timeout_s=1.0)
     names = PANDA_JOINTS[:6]
     threading.Timer(0.05, pub.publish, args=(_joint_state(robot_side.store, names, np.zeros(6)),)).start()
-    arm.connect()
+    # the incomplete message is dropped (never state); connecting names why no usable state arrived
     with pytest.raises(TetherError, match="lacks joints \\['panda_joint7'\\]"):
-        arm.read_state()
+        arm.connect()
+    assert arm.state_rejections() == {"/joint_states": {"missing_joints": 1}}
     arm.disconnect()
 
 
@@ -121,7 +126,7 @@ def test_arm_trajectory_interface_and_ee_delta_mode(wire) -> None:
     threading.Timer(0.05, pub.publish, args=(_joint_state(store, PANDA_JOINTS, q0),)).start()
     arm.connect()
     obs, _ = arm.read_state()
-    arm.send(np.array([0.01, 0.0, -0.01]))
+    arm.send(arm.to_command(np.array([0.01, 0.0, -0.01]), obs))  # the IK runs before the guard, not in send
     assert len(trajs) == 1
     t = trajs[0]
     assert list(t.joint_names) == list(PANDA_JOINTS) and len(t.points) == 1
@@ -156,7 +161,7 @@ def test_arm_loop_end_to_end_over_loopback(wire) -> None:
     goal_q = contract.to_physical(np.full(7, 0.1))
 
     def on_tick(obs, action, command, stamp):
-        if np.allclose(obs["joint_pos"], goal_q, atol=1e-9):
+        if np.allclose(obs["joint_pos"], goal_q, rtol=0, atol=1e-9):  # exact: a ramp tick can end 2e-6 short
             loop.stop()
 
     threading.Timer(0.05, js_pub.publish, args=(_joint_state(store, PANDA_JOINTS, np.zeros(7)),)).start()
@@ -178,8 +183,11 @@ def test_px4_odometry_frames_heartbeat_and_rates(wire) -> None:
     hb = _inbox(robot_side, "/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
     rates = _inbox(robot_side, "/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint", "px4_in")
     vcmd = _inbox(robot_side, "/fmu/in/vehicle_command", "px4_msgs/msg/VehicleCommand", "px4_in")
-    contract = quad_contract(mode="thrust_body_rates", max_collective_thrust_n=30.0)
-    quad = PX4Quadrotor(bridge, contract, goal=(1.0, 2.0, 3.0), connect_timeout_s=2.0)
+    status_pub = robot_side.publisher("/fmu/out/vehicle_status", "px4_msgs/msg/VehicleStatus", "px4_out")
+    vehicle = vehicle_limits(max_motor_thrust_n=7.5)  # a 30 N vehicle's limits file
+    contract = quad_contract(vehicle, mode="thrust_body_rates")
+    quad = PX4Quadrotor(bridge, contract, limits=vehicle, goal=(1.0, 2.0, 3.0), connect_timeout_s=2.0,
+                        engage_after_s=0.0, retry_s=0.2)
     pos = np.array([0.5, -1.0, 2.0])
     yaw = 0.3
     q = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])  # ENU yaw
@@ -206,9 +214,23 @@ def test_px4_odometry_frames_heartbeat_and_rates(wire) -> None:
     quad.engage()
     assert [(m.command, m.param1, m.param2) for m in vcmd] == [(176, 1.0, 6.0), (400, 1.0, 0.0)]
     assert all(m.target_system == 1 and m.target_component == 1 and m.from_external for m in vcmd)
+    status_pub.publish(make(store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=14,
+                            nav_state_user_intention=14))
+    assert quad.control_status().in_control
+    # a safe stop: NAV_LAND at once, then again every retry_s (never once per tick) until vehicle_status acks it
+    n_cmd = len(vcmd)
+    quad.safe_stop("test")
     quad.send(np.zeros(4), damp=True)
     quad.send(np.zeros(4), damp=True)
-    assert [m.command for m in vcmd[2:]] == [21]  # one NAV_LAND, not one per tick
+    assert [m.command for m in vcmd[n_cmd:]] == [21]
+    assert _wait(lambda: sum(m.command == 21 for m in vcmd) >= 3, timeout=2.0)
+    status_pub.publish(make(store, "px4_msgs/msg/VehicleStatus", arming_state=2, nav_state=18,
+                            nav_state_user_intention=18))
+    time.sleep(0.1)
+    acked = len(vcmd)
+    time.sleep(0.5)
+    assert len(vcmd) == acked and all(m.command == 21 for m in vcmd[n_cmd:])
+    assert quad.safe_stop_settled()
     n = len(hb)
     quad.disconnect()
     time.sleep(0.25)
@@ -221,8 +243,9 @@ def test_px4_motor_thrust_and_body_frame_velocity(wire) -> None:
     odom_pub = robot_side.publisher("/uav1/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry", "px4_out")
     motors = _inbox(robot_side, "/uav1/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors", "px4_in")
     hb = _inbox(robot_side, "/uav1/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
-    contract = quad_contract(mode="motor_thrust", max_motor_thrust_n=8.0)
-    quad = PX4Quadrotor(bridge, contract, namespace="uav1", goal=(0, 0, 1), motor_map=(2, 0, 3, 1),
+    vehicle = vehicle_limits(max_motor_thrust_n=8.0)
+    contract = quad_contract(vehicle, mode="motor_thrust")
+    quad = PX4Quadrotor(bridge, contract, limits=vehicle, namespace="uav1", goal=(0, 0, 1), motor_map=(2, 0, 3, 1),
                         connect_timeout_s=2.0)
     # body-frame FRD velocity: forward 1 m/s with PX4 identity attitude (nose north) = ENU +y
     odom = make(store, "px4_msgs/msg/VehicleOdometry", q=[1.0, 0, 0, 0], velocity_frame=3,
@@ -370,7 +393,7 @@ def test_latched_estop_topic_reaches_a_late_guard_and_only_reset_clears(wire) ->
 
 def test_make_adapter_factory(wire) -> None:
     from tether.contract import ContractError
-    from tether.hardware.adapters import ADAPTERS, default_contract, make_adapter
+    from tether.ros.protocols import ADAPTERS, default_contract, make_adapter
 
     _, bridge = wire
     for name in ADAPTERS:
@@ -385,15 +408,15 @@ def test_make_adapter_factory(wire) -> None:
 
 
 def test_served_robot_helpers_invert_the_adapter_mappings() -> None:
-    from tether.hardware.adapters.joint_level import imu_fields, imu_message
-    from tether.hardware.adapters.px4 import (
+    from tether.ros.protocols.joint_level import imu_fields, imu_message
+    from tether.ros.protocols.px4 import (
         actuator_motors,
         decode_actuator_motors,
         decode_rates_setpoint,
         rates_setpoint,
     )
-    from tether.hardware.adapters.unitree import build_lowcmd, build_lowstate, decode_lowcmd, lowstate_fields
-    from tether.hardware.adapters.unitree import motor_indices
+    from tether.ros.protocols.unitree import build_lowcmd, build_lowstate, decode_lowcmd, lowstate_fields
+    from tether.ros.protocols.unitree import motor_indices
     from tether.ros.types import deserialize, serialize, typestore
 
     store = typestore()
@@ -436,7 +459,7 @@ def test_every_sim_task_contract_is_served_or_refused_by_name(wire) -> None:
 
     import tether.sim  # noqa: F401  (registers the env ids)
     from tether.contract import ContractError
-    from tether.hardware.adapters import make_adapter
+    from tether.ros.protocols import make_adapter
 
     _, bridge = wire
     served = [
@@ -470,7 +493,7 @@ def test_arm_gripper_and_a1_joint_synonyms(wire) -> None:
     pub = robot_side.publisher("/joint_states", "sensor_msgs/msg/JointState")
     grip = _inbox(robot_side, "/hand/commands", "std_msgs/msg/Float64MultiArray")
     arm_cmds = _inbox(robot_side, "/joint_group_position_controller/commands", "std_msgs/msg/Float64MultiArray")
-    contract = arm_contract(mode="joint_position", gripper_max=0.08)
+    contract = arm_contract(mode="joint_position", gripper=True)
     arm = ArmRos2Control(bridge, contract, gripper_controller="hand", goal=(0.5, 0, 0.4), connect_timeout_s=1.0)
     threading.Timer(0.05, pub.publish, args=(_joint_state(store, PANDA_JOINTS, np.zeros(7)),)).start()
     arm.connect()

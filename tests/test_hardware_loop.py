@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tether.contract import ContractError, Field, IOContract
-from tether.hardware.adapters.inprocess import KinematicJointRobot
+from tether.hardware.inprocess import KinematicJointRobot
 from tether.hardware.chunks import ChunkExecutor
 from tether.hardware.guard import CommandGuard, GuardConfig
 from tether.hardware.loop import ControlLoop
@@ -181,7 +181,7 @@ def test_loop_drives_a_tether_sim_env_through_the_deploy_path() -> None:
     import gymnasium as gym
 
     import tether.sim  # noqa: F401
-    from tether.hardware.adapters.inprocess import SimEnvRobot
+    from tether.hardware.inprocess import SimEnvRobot
 
     env = gym.make("tether/ArmReach-v0", control_mode="joint_position", backend="mujoco")
     robot = SimEnvRobot(env, seed=1)

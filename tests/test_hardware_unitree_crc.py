@@ -5,8 +5,8 @@ import struct
 
 import numpy as np
 
-from tether.hardware.adapters.unitree import A1_JOINTS, build_lowcmd, motor_indices
-from tether.hardware.adapters.unitree_crc import (
+from tether.ros.protocols.unitree import A1_JOINTS, build_lowcmd, motor_indices
+from tether.ros.protocols.unitree_crc import (
     LOWCMD_SIZE,
     LOWSTATE_FORMAT,
     crc32_core,

@@ -42,9 +42,9 @@ def _settle(server, cond, timeout=5.0):
 
 
 def test_px4_offboard_rules(transports, tmp_path):
-    from tether.hardware.adapters.px4 import offboard_mode, rates_setpoint, vehicle_command
+    from tether.ros.protocols.px4 import offboard_mode, rates_setpoint, vehicle_command
     from tether.ros.robot_server import RobotServer
-    from tether.ros.sim_robot_bridge import NAV_AUTO_LOITER, NAV_OFFBOARD, NAV_POSCTL
+    from tether.ros.protocols.px4 import NAV_AUTO_LOITER, NAV_OFFBOARD, NAV_POSCTL
 
     st, ct = transports
     server = RobotServer("quadrotor", st, params={"goal": [0, 0, 1], "bridge": {"offboard_loss_s": 0.3}})
@@ -79,7 +79,7 @@ def test_px4_offboard_rules(transports, tmp_path):
         pub_cmd.publish(vehicle_command(store, 176, now(), 1.0, 6.0))
         assert _settle(server, lambda: b.nav_state == NAV_OFFBOARD)
         # a motor setpoint while the heartbeat announces body rates is refused
-        from tether.hardware.adapters.px4 import PX4_QUAD_X_MOTOR_MAP, actuator_motors
+        from tether.ros.protocols.px4 import PX4_QUAD_X_MOTOR_MAP, actuator_motors
 
         pub_motor.publish(actuator_motors(store, np.zeros(4), b.max_thrust, PX4_QUAD_X_MOTOR_MAP, now()))
         assert _settle(server, lambda: b.counters.rejected.get("mode_flag_mismatch", 0) == 1)
@@ -106,7 +106,7 @@ def test_px4_offboard_rules(transports, tmp_path):
 
 
 def test_unitree_bad_crc_dropped_and_counted(transports):
-    from tether.hardware.adapters.unitree import build_lowcmd, motor_indices
+    from tether.ros.protocols.unitree import build_lowcmd, motor_indices
     from tether.ros.robot_server import RobotServer
 
     st, ct = transports

@@ -8,7 +8,7 @@ from tether.errors import TetherError
 from tether.ros import qos as Q
 from tether.ros import types as T
 from tether.ros.loopback import LoopbackTransport
-from tether.ros.transport import make_transport, rclpy_available
+from tether.ros.transports import make_transport, rclpy_available
 
 
 def test_roundtrip_goes_through_cdr_and_copies() -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tether.data import topics
+from tether.data.topics import stamp_topic
 from tether.errors import TetherError
 
 STORAGES = ("mcap", "sqlite3")
@@ -52,23 +54,18 @@ def write_flat_bag(dataset: Any, path: str | Path, *, storage: str = "mcap", sta
 
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as w:
-        conns = {
-            "/tether/obs": w.add_connection("/tether/obs", "std_msgs/msg/Float64MultiArray", typestore=ts),
-            "/tether/obs/stamp": w.add_connection("/tether/obs/stamp", "builtin_interfaces/msg/Time", typestore=ts),
-            "/tether/action": w.add_connection("/tether/action", "std_msgs/msg/Float64MultiArray", typestore=ts),
-            "/tether/action/stamp": w.add_connection("/tether/action/stamp", "builtin_interfaces/msg/Time",
-                                                     typestore=ts),
-            "/tether/reward": w.add_connection("/tether/reward", "std_msgs/msg/Float64MultiArray", typestore=ts),
-            "/tether/reward/stamp": w.add_connection("/tether/reward/stamp", "builtin_interfaces/msg/Time",
-                                                     typestore=ts),
-            "/tether/episode": w.add_connection("/tether/episode", "std_msgs/msg/UInt32", typestore=ts),
-        }
+        array, time_t = "std_msgs/msg/Float64MultiArray", "builtin_interfaces/msg/Time"
+        layout_types = {topics.OBS_TOPIC: array, stamp_topic(topics.OBS_TOPIC): time_t,
+                        topics.ACTION_TOPIC: array, stamp_topic(topics.ACTION_TOPIC): time_t,
+                        topics.REWARD_TOPIC: array, stamp_topic(topics.REWARD_TOPIC): time_t,
+                        topics.EPISODE_TOPIC: "std_msgs/msg/UInt32"}
+        conns = {t: w.add_connection(t, m, typestore=ts) for t, m in layout_types.items()}
 
         def put(topic: str, t: int, msg: Any) -> None:
             w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
-            if f"{topic}/stamp" in conns:
+            if stamp_topic(topic) in conns:
                 stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
-                w.write(conns[f"{topic}/stamp"], t, ts.serialize_cdr(stamp, stamp.__msgtype__))
+                w.write(conns[stamp_topic(topic)], t, ts.serialize_cdr(stamp, stamp.__msgtype__))
 
         tick = 0
         for i, ep in enumerate(ds.episodes):
@@ -81,10 +78,10 @@ def write_flat_bag(dataset: Any, path: str | Path, *, storage: str = "mcap", sta
             phys = c.to_physical(frames["action"][:n_act].astype(np.float64))
             for k in range(len(obs_seq)):
                 t = start_ns + int(round(tick * dt))
-                put("/tether/episode", t, T["std_msgs/msg/UInt32"](data=i))
-                put("/tether/obs", t, arr(obs_seq[k]))
+                put(topics.EPISODE_TOPIC, t, T["std_msgs/msg/UInt32"](data=i))
+                put(topics.OBS_TOPIC, t, arr(obs_seq[k]))
                 if k < n_act:
-                    put("/tether/action", t, arr(phys[k]))
-                    put("/tether/reward", t, arr([frames["next.reward"][k]]))
+                    put(topics.ACTION_TOPIC, t, arr(phys[k]))
+                    put(topics.REWARD_TOPIC, t, arr([frames["next.reward"][k]]))
                 tick += 1
     return path

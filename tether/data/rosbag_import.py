@@ -40,13 +40,14 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
+from tether.data import topics
 from tether.errors import TetherError
 
 WHOLE = "*"  # mapping key meaning "the whole flat observation/action vector"
-FLAT_OBS_TOPIC = "/tether/obs"
-FLAT_ACTION_TOPIC = "/tether/action"
-FLAT_REWARD_TOPIC = "/tether/reward"
-FLAT_EPISODE_TOPIC = "/tether/episode"
+FLAT_OBS_TOPIC = topics.OBS_TOPIC
+FLAT_ACTION_TOPIC = topics.ACTION_TOPIC
+FLAT_REWARD_TOPIC = topics.REWARD_TOPIC
+FLAT_EPISODE_TOPIC = topics.EPISODE_TOPIC
 STAMP_TOL_NS = 1_000  # stamps this close after a grid point count as on it
 JOINT_STATE_ATTRS = {"joint_pos": "position", "joint_vel": "velocity", "joint_effort": "effort"}
 

@@ -1,8 +1,9 @@
-"""The robot side of deployment: RobotInterface, CommandGuard (the safety layer every command passes),
-ControlLoop (fixed rate, deadline statistics, chunk execution) and robot adapters (``tether.hardware.adapters``).
+"""The robot side of deployment: RobotInterface, CommandGuard (the safety layer every command passes, with the
+robot's own limits), ControlLoop (fixed rate, deadline statistics, chunk execution) and its supervisor, state
+plausibility, the safe stop per robot kind, and in-process robots.
 
-Imports flow downward: this package knows the contract and policies' protocol; ROS is reached only through
-the injected ``tether.ros.transport.Transport`` inside the adapters.
+Imports flow downward: this package knows the contract and policies' protocol and nothing of ROS; the ROS
+adapters that implement RobotInterface live in ``tether.ros.protocols`` (hardware never imports ros).
 """
 
 from tether.hardware.chunks import ChunkExecutor, ensemble_weights

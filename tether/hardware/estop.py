@@ -9,6 +9,7 @@ hardware e-stop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tether.hardware.guard import CommandGuard
@@ -17,16 +18,29 @@ DEFAULT_ESTOP_TOPIC = "/tether/estop"
 
 
 class EStopListener:
-    """Subscribes ``guard.on_estop_message`` to ``topic``; close() unsubscribes."""
+    """Subscribes ``guard.on_estop_message`` to ``topic``; close() unsubscribes.
+
+    ``accept(info)`` (optional) decides from the transport's per-sample info (the writing participant) whether
+    a message counts; refused ones are counted in ``refused``. By default every writer may stop the robot: a
+    stop request from anyone is honoured unless the operator restricts who may send it.
+    """
 
     def __init__(self, transport: Any, guard: CommandGuard, topic: str = DEFAULT_ESTOP_TOPIC,
-                 qos: Any = "latched") -> None:
+                 qos: Any = "latched", accept: Callable[[Any], bool] | None = None) -> None:
         self.guard = guard
         self.topic = topic
         self.received = 0
-        self._sub = transport.subscribe(topic, "std_msgs/msg/Bool", self._on_msg, qos)
+        self.refused = 0
+        self.accept = accept
+        if accept is None:
+            self._sub = transport.subscribe(topic, "std_msgs/msg/Bool", self._on_msg, qos)
+        else:
+            self._sub = transport.subscribe(topic, "std_msgs/msg/Bool", self._on_msg, qos, info=True)
 
-    def _on_msg(self, msg: Any) -> None:
+    def _on_msg(self, msg: Any, info: Any = None) -> None:
+        if self.accept is not None and not self.accept(info):
+            self.refused += 1
+            return
         self.received += 1
         self.guard.on_estop_message(msg)
 

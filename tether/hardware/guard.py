@@ -3,23 +3,30 @@
 Order of operations each tick (each stage only narrows what the next may do):
   1. choose a target: the policy command, or a hold/damp/safe target when the e-stop is latched, the state is
      stale, or the command is not finite (NaN/inf never reaches a limit check, it is replaced wholesale);
-  2. clamp the target to the limits (contract action limits intersected with any tighter configured ones);
+  2. clamp the target to the limits: the robot's own (``for_robot``: the adapter's per-model limits, a file the
+     operator owns) intersected with the contract's and any tighter configured ones - a policy only narrows;
   3. during ramp-in, blend from the state measured at start towards the target;
   4. rate-limit the change from the previous output (max change per tick per element);
   5. clamp again (the previous output always lies inside the limits, so this cannot undo step 4).
 So every output is inside the limits and moves at most ``max_delta`` from the previous output, whatever the
 policy emits. Pure numpy and clock-free: the caller passes ``now`` so the guard is testable without sleeping.
+
+The guard works in the units the robot receives (the robot's ``command_contract``: joint targets after IK,
+thrust in N), so nothing between it and the encoder can move a command outside what it checked. A damp or
+e-stop in a non-position mode goes to the robot's ``safe`` command for the current state when the robot gives
+one (a multirotor's controlled descent), else to the static ``safe_command``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.hardware.limits import RobotLimits
 
 POSITION_MODES = ("joint_position",)
 STALE_ACTIONS = ("hold", "damp")
@@ -141,6 +148,24 @@ class CommandGuard:
         self.counters = GuardCounters()
         self._s = _State()
 
+    @classmethod
+    def for_robot(cls, contract: IOContract, robot_limits: RobotLimits | None, config: GuardConfig | None = None,
+                  *, dt: float | None = None) -> CommandGuard:
+        """A guard whose limits and rates are the robot's own, narrowed by ``contract`` and ``config``.
+
+        ``contract`` is what the robot receives (its command contract). Without robot limits (in-process test
+        robots) the contract's limits are all there is.
+        """
+        config = config or GuardConfig()
+        if robot_limits is None:
+            return cls(contract, None, config, dt=dt)
+        low, high = robot_limits.bounds(contract)
+        rates = robot_limits.rates(contract)
+        if config.max_rate is not None:
+            rates = np.minimum(rates, np.broadcast_to(np.asarray(config.max_rate, dtype=float), rates.shape))
+        config = replace(config, max_rate=rates)  # inf entries: no per-second bound beyond full_range_s
+        return cls(contract, (low, high), config, dt=dt)
+
     def _vec(self, v: float | Sequence[float], what: str) -> np.ndarray:
         arr = np.asarray(v, dtype=float)
         try:
@@ -165,6 +190,10 @@ class CommandGuard:
     @property
     def estopped(self) -> bool:
         return self._s.estop
+
+    @property
+    def estop_reason(self) -> str:
+        return self._s.estop_reason
 
     def on_estop_message(self, msg: object) -> None:
         """Callback for a std_msgs/Bool e-stop topic: True latches; False never clears (reset is explicit)."""
@@ -207,10 +236,10 @@ class CommandGuard:
             return self._s.prev
         return measured if measured is not None else self.safe
 
-    def _damp_target(self, measured: np.ndarray | None) -> np.ndarray:
+    def _damp_target(self, measured: np.ndarray | None, safe: np.ndarray | None) -> np.ndarray:
         if self.position_mode:
             return self._hold_target(measured)
-        return self.safe
+        return self.safe if safe is None else safe
 
     def step(
         self,
@@ -219,13 +248,16 @@ class CommandGuard:
         measured: np.ndarray | None = None,
         state_stamp: float | None = None,
         now: float,
+        safe: np.ndarray | None = None,
     ) -> GuardOutput:
         """Filter one physical command. ``measured`` is the robot's state in command space (joint positions
         for position modes), ``state_stamp`` the time of that state on the same clock as ``now``; a state
-        with no stamp counts as stale (the guard never assumes freshness it cannot see)."""
+        with no stamp counts as stale (the guard never assumes freshness it cannot see). ``safe`` is the
+        robot's safe command for the current state (used by damp / e-stop in non-position modes)."""
         c = self.counters
         c.ticks += 1
         meas = self._finite_or_none(measured)
+        safe_now = self._finite_or_none(safe)
         if self._s.start_time is None:
             self.start(meas, now)
         cmd = np.asarray(command, dtype=float).reshape(-1)
@@ -236,12 +268,12 @@ class CommandGuard:
         stale = state_stamp is None or (now - state_stamp) > self.config.stale_periods * self.dt
         if self._s.estop:
             c.estopped += 1
-            target, reason, damp = self._damp_target(meas), "estop", True
+            target, reason, damp = self._damp_target(meas, safe_now), "estop", True
         elif stale:
             c.stale += 1
             # A stale measurement is not trusted as a hold target: hold the last output instead.
             if self.config.stale_action == "damp":
-                target = self.safe if not self.position_mode else (
+                target = self._damp_target(None, safe_now) if not self.position_mode else (
                     self._s.prev if self._s.prev is not None else self.safe
                 )
                 reason, damp = "stale_damp", True

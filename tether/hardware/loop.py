@@ -1,7 +1,8 @@
 """ControlLoop: run a policy against a robot at a fixed rate and measure how well the rate was kept.
 
 Each tick: read state -> assemble the observation by name through the contract -> policy (or chunk executor)
--> contract.to_physical -> CommandGuard -> robot.send. Ticks are scheduled on ``time.monotonic`` at absolute
+-> contract.to_physical -> robot.to_command (e.g. IK: the units the robot receives) -> CommandGuard (the robot's
+limits) -> robot.send, then the ControlSupervisor (is the robot still following us?). Ticks are scheduled on ``time.monotonic`` at absolute
 deadlines (start + k * period) so error does not accumulate; the wait is a sleep to just before the deadline
 and a short spin, because a plain sleep on a loaded Linux box overshoots by 50-100 us and more. A tick that
 ends after the next deadline is a deadline miss; the schedule then skips the slots it missed rather than
@@ -29,6 +30,7 @@ from tether.errors import TetherError
 from tether.hardware.chunks import ChunkExecutor
 from tether.hardware.guard import CommandGuard, GuardConfig, GuardOutput
 from tether.hardware.interface import RobotInterface
+from tether.hardware.supervisor import ControlSupervisor, SupervisorConfig
 
 log = logging.getLogger("tether.hardware.loop")
 
@@ -55,6 +57,9 @@ class LoopStats:
     jitter_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     guard: dict[str, int] = field(default_factory=dict)
     stop_reason: str = ""
+    lost_control: str = ""  # why the run stopped for lost control ("" if it did not)
+    safe_stop: str = ""  # why the robot's own safe stop started ("" if it did not)
+    control_events: list[str] = field(default_factory=list)
 
     @property
     def miss_rate(self) -> float:
@@ -74,6 +79,9 @@ class LoopStats:
             "skipped_slots": self.skipped_slots,
             "duration_s": self.duration_s,
             "stop_reason": self.stop_reason,
+            "lost_control": self.lost_control,
+            "safe_stop": self.safe_stop,
+            "control_events": list(self.control_events),
             "guard": dict(self.guard),
         }
         for name in ("latency_s", "compute_s", "jitter_s"):
@@ -110,6 +118,7 @@ class ControlLoop:
         spin_s: float = 3e-4,
         manage_connection: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        supervision: SupervisorConfig | None = None,
     ) -> None:
         self.policy, self.robot = policy, robot
         self.rate_hz = float(rate_hz if rate_hz is not None else robot.contract.rate_hz)
@@ -117,7 +126,10 @@ class ControlLoop:
             raise TetherError(f"loop rate {self.rate_hz} Hz; expected {MIN_RATE_HZ:g}..{MAX_RATE_HZ:g} Hz")
         self.period = 1.0 / self.rate_hz
         self.check_rate = check_rate
-        self.guard = guard or CommandGuard(robot.contract, config=GuardConfig(), dt=self.period)
+        self.guard = guard or CommandGuard.for_robot(
+            robot.command_contract, robot.robot_limits,
+            GuardConfig(stale_action=robot.stale_action, safe_command=robot.measured_command({})), dt=self.period)
+        self.supervisor = ControlSupervisor(robot, self.guard, supervision)
         if executor is not None and not hasattr(policy, "act_chunk"):
             raise TetherError("a chunk executor was given but the policy has no act_chunk(); expected a ChunkedPolicy")
         self.executor = executor
@@ -175,6 +187,8 @@ class ControlLoop:
         self.guard.reset()  # every run ramps in from the measured state again (a latched e-stop stays latched)
         if self.manage_connection:
             self.robot.connect()
+        self.supervisor = ControlSupervisor(self.robot, self.guard, self.supervisor.config)
+        self.supervisor.start(self.clock())
         last_action = np.zeros(n_act)
         obs: dict[str, np.ndarray] = {}
         t0 = self.clock()
@@ -193,15 +207,15 @@ class ControlLoop:
                 t_start = self.clock()
                 obs, stamp = self.robot.read_state()
                 action = self._policy_action(self._observation(obs, last_action))
-                physical = contract.to_physical(action)
-                out = self.guard.step(
-                    physical, measured=self.robot.measured_command(obs), state_stamp=stamp, now=self.clock()
-                )
+                command = self.robot.to_command(contract.to_physical(action), obs)
+                out = self.guard.step(command, measured=self.robot.measured_command(obs), state_stamp=stamp,
+                                      now=self.clock(), safe=self.robot.safe_command(obs))
                 self.robot.send(out.command, damp=out.damp)
                 t_end = self.clock()
                 self.last_output = out  # for hooks that want the guard's reason/damp flag
                 if self.on_tick is not None:
-                    self.on_tick(obs, action, out.command, stamp)
+                    self.on_tick(obs, action, self.robot.executed_action(out.command), stamp)
+                lost = self.supervisor.tick(t_end, stamp)
                 last_action = np.where(np.isfinite(action), np.clip(action, -1.0, 1.0), 0.0)
                 if k >= lat.size:  # duration-bound runs that outlive the estimate: grow, don't drop
                     lat, comp, jit = (np.resize(a, 2 * a.size) for a in (lat, comp, jit))
@@ -213,6 +227,9 @@ class ControlLoop:
                     late_slots = int((t_end - next_deadline) // self.period) + 1
                     stats.skipped_slots += late_slots
                     next_deadline += late_slots * self.period
+                if lost is not None:
+                    stats.stop_reason = "lost_control"
+                    break
             else:
                 stats.stop_reason = stats.stop_reason or "stop()"
         except KeyboardInterrupt:
@@ -226,6 +243,8 @@ class ControlLoop:
             stats.duration_s = self.clock() - t0
             stats.latency_s, stats.compute_s, stats.jitter_s = lat[:k].copy(), comp[:k].copy(), jit[:k].copy()
             stats.guard = self.guard.counters.as_dict()
+            rep = self.supervisor.report
+            stats.lost_control, stats.safe_stop, stats.control_events = rep.lost_control, rep.safe_stop, rep.events
         self._safe_shutdown(obs)
         return stats
 
@@ -235,7 +254,12 @@ class ControlLoop:
         try:
             if self.guard.last_command is not None:
                 measured = self.robot.measured_command(obs) if obs else None
-                hold = self.guard.hold(measured=measured, now=self.clock())
+                if self.guard.estopped:  # the e-stop target (a descent, a damp), never a held policy command
+                    safe = self.robot.safe_command(obs) if obs else None
+                    hold = self.guard.step(self.guard.last_command, measured=measured, state_stamp=None,
+                                           now=self.clock(), safe=safe)
+                else:
+                    hold = self.guard.hold(measured=measured, now=self.clock())
                 self.robot.send(hold.command, damp=self.guard.estopped)
         except Exception:
             log.exception("sending the final hold command failed")

@@ -132,6 +132,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> D
     """Run ``cfg.episodes`` episodes of ``checkpoint`` on freshly started served robots, recording each."""
     from tether.sim.tasks.scoring import score_episode
     from tether.policies.checkpoint import load_checkpoint
+    from tether.data.topics import OBS_TOPIC
     from tether.ros.deploy import DeployConfig, deploy
     from tether.ros.recorder import read_bag
 
@@ -157,7 +158,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, log: Log) -> D
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        obs = np.array([np.asarray(m.msg.data) for m in read_bag(bag, topics=["/tether/obs"])])
+        obs = np.array([np.asarray(m.msg.data) for m in read_bag(bag, topics=[OBS_TOPIC])])
         s = score_episode(contract, obs)
         out.bags.append(bag)
         out.errors.append(s.error)

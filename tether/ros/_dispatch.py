@@ -50,7 +50,8 @@ class DispatchingSubscription(Subscription):
     def closed(self) -> bool:
         return self._closed
 
-    def deliver(self, data: bytes, source_ns: int | None = None) -> None:
+    def deliver(self, data: bytes, source_ns: int | None = None, publisher: str | None = None,
+                enclave: str | None = None) -> None:
         """Decode ``data`` and run the callback; never raises."""
         if self._closed:
             return
@@ -67,7 +68,8 @@ class DispatchingSubscription(Subscription):
                 return
             try:
                 if self._info:
-                    info = ReceiveInfo(source_ns if source_ns is not None else recv_ns, recv_ns, len(data))
+                    info = ReceiveInfo(source_ns if source_ns is not None else recv_ns, recv_ns, len(data),
+                                       publisher, enclave)
                     self._callback(msg, info)
                 else:
                     self._callback(msg)

@@ -34,7 +34,7 @@ from tether.errors import TetherError
 from tether.ros import types as T
 from tether.ros._dispatch import DispatchingSubscription, pad4
 from tether.ros.qos import POLICY_NAMES, QoS, QosIncident, QosIncidentLog, resolve
-from tether.ros.transport import Publisher, Transport
+from tether.ros.transport import Publisher, Transport, WriterInfo
 
 log = logging.getLogger("tether.ros.dds")
 
@@ -56,6 +56,15 @@ def loopback_config(max_participants: int = 32, receive_buffer: str | None = Non
         '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
         f"{internal}</Domain></CycloneDDS>"
     )
+
+
+def with_security(config: str | None, security: str) -> str:
+    """``config`` (Cyclone XML, or None for the defaults) with a ``<Security>`` block in its Domain element."""
+    if config is None:
+        return f'<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">{security}</Domain></CycloneDDS>'
+    if "</Domain>" not in config:
+        raise TetherError("DDS Security needs an inline Cyclone XML configuration (or none); got a file URL")
+    return config.replace("</Domain>", security + "</Domain>", 1)
 
 
 def domain_id_from_env(domain_id: int | None) -> int:
@@ -156,6 +165,70 @@ def _ensure_domain(domain_id: int, config: str | None) -> None:
         _DOMAINS[domain_id] = (Domain(domain_id, config), config)
 
 
+# ------------------------------------------------------------------------------------ loopback only
+
+_SOCKETS_LOCK = threading.Lock()
+
+
+def _socket_fds() -> set[int]:
+    """This process's open socket file descriptors (Linux /proc)."""
+    out = set()
+    base = f"/proc/{os.getpid()}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"{base}/{name}").startswith("socket:"):
+                out.add(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def _bound_any(fd: int) -> bool:
+    import socket
+
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        if s.type != socket.SOCK_DGRAM:
+            return False
+        addr = s.getsockname()
+        return addr[0] in ("0.0.0.0", "::")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def confine_to_loopback(fds: set[int]) -> list[int]:
+    """Bind every wildcard-bound UDP socket among ``fds`` to the loopback device; returns their ports.
+
+    Why: Cyclone binds its unicast receive sockets to INADDR_ANY whatever interface it is told to use (the
+    ``bind_to_any`` of ``ddsi_udp_create_conn``; no configuration changes it), so a "loopback only" participant
+    still accepts RTPS packets from the whole network. SO_BINDTODEVICE "lo" makes the kernel deliver only what
+    arrives on the loopback device. It needs Linux >= 5.7 (or CAP_NET_RAW); where it is refused the transport
+    refuses to start rather than pretend.
+    """
+    import socket
+
+    ports = []
+    for fd in sorted(fds):
+        if not _bound_any(fd):
+            continue
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+            ports.append(int(s.getsockname()[1]))
+        except OSError as exc:
+            raise TetherError(f"cannot confine DDS socket {s.getsockname()} to the loopback device ({exc}); "
+                              "expected Linux >= 5.7 or CAP_NET_RAW for a --loopback participant") from None
+        finally:
+            s.close()
+    return ports
+
+
 # ------------------------------------------------------------------------------------ endpoints
 
 
@@ -221,6 +294,7 @@ class DdsTransport(Transport):
         distro: str = "humble",
         config: str | None = None,
         enclave: str = "/",
+        keystore: str | None = None,
     ) -> None:
         from cyclonedds.core import GuardCondition, WaitSet
         from cyclonedds.domain import DomainParticipant
@@ -228,18 +302,31 @@ class DdsTransport(Transport):
 
         self.domain_id = domain_id_from_env(domain_id)
         self.distro = distro
+        self.enclave = enclave
         self.store = T.typestore(distro)
         self.config = loopback_config() if config == "loopback" else config
-        _ensure_domain(self.domain_id, self.config)
-        self.participant = DomainParticipant(
-            self.domain_id, qos=Qos(Policy.Userdata(data=f"enclave={enclave};".encode()))
-        )
+        if keystore is not None:  # DDS Security: refused (clearly) where this Cyclone build cannot enforce it
+            from tether.ros.security import require_security
+
+            self.config = with_security(self.config, require_security(keystore, enclave))
+        loopback = config == "loopback"
+        with _SOCKETS_LOCK:  # sockets made while this runs are this participant's (see confine_to_loopback)
+            before = _socket_fds() if loopback else set()
+            _ensure_domain(self.domain_id, self.config)
+            self.participant = DomainParticipant(
+                self.domain_id, qos=Qos(Policy.Userdata(data=f"enclave={enclave};".encode()))
+            )
+            self.confined = confine_to_loopback(_socket_fds() - before) if loopback else []
         self.qos_incidents = QosIncidentLog()
         self.closed = False
         self._topics: dict[str, tuple[str, Any]] = {}
         self._subs: dict[int, DdsSubscription] = {}
         self._pubs: list[DdsPublisher] = []
         self._lock = threading.RLock()
+        self._pub_reader: Any = None  # builtin DCPSPublication reader, made on first writers() call
+        self._part_reader: Any = None  # builtin DCPSParticipant reader, for enclaves
+        self._enclaves: dict[str, str | None] = {}
+        self._writer_ids: dict[tuple[int, int], str] = {}  # (reader id, publication handle) -> participant
         self._waitset = WaitSet(self.participant)
         self._guard = GuardCondition(self.participant)
         self._waitset.attach(self._guard)
@@ -370,11 +457,74 @@ class DdsTransport(Transport):
                         break
                     for data, sinfo in ret:
                         if sinfo.valid_data:
-                            sub.deliver(data, int(sinfo.source_timestamp))
+                            writer = self._writer_of(sub, int(sinfo.publication_handle)) if sub._info else None
+                            enclave = self.enclave_of(writer) if writer is not None else None
+                            sub.deliver(data, int(sinfo.source_timestamp), writer, enclave)
                     if len(ret) < self._TAKE_BATCH:
                         break
 
     # ---------------------------------------------------------------------------------- discovery
+
+    @property
+    def participant_id(self) -> str:
+        return str(self.participant.guid)
+
+    def _writer_of(self, sub: DdsSubscription, handle: int) -> str | None:
+        key = (id(sub), handle)
+        got = self._writer_ids.get(key)
+        if got is None:
+            try:
+                with self._lock:
+                    if sub.reader is None:
+                        return None
+                    got = str(sub.reader.get_matched_publication_data(handle).participant_key)
+            except Exception:  # the writer left between the sample and the lookup
+                return None
+            if len(self._writer_ids) > 10_000:
+                self._writer_ids.clear()
+            self._writer_ids[key] = got
+        return got
+
+    def enclave_of(self, participant: str) -> str | None:
+        """The ROS enclave a participant announced (``enclave=<name>;`` USER_DATA), None if none (cached)."""
+        if participant in self._enclaves:
+            return self._enclaves[participant]
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
+
+        with self._lock:
+            if self.closed:
+                return None
+            if self._part_reader is None:
+                self._part_reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsParticipant)
+            samples = self._part_reader.read(N=4096)
+        for p in samples:
+            enclave = None
+            for pol in p.qos:
+                if getattr(pol, "__scope__", "") == "Userdata":
+                    for item in bytes(pol.data).decode("utf-8", "replace").split(";"):
+                        if item.startswith("enclave="):
+                            enclave = item[len("enclave="):]
+            self._enclaves[str(p.key)] = enclave
+        return self._enclaves.get(participant)
+
+    def writers(self, topic: str) -> list[WriterInfo]:
+        """Every writer on ``topic`` (any type, any QoS) discovery currently knows, this participant's included."""
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
+
+        with self._lock:
+            self._check_open()
+            if self._pub_reader is None:
+                self._pub_reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
+                self._pub_cond = ReadCondition(self._pub_reader, SampleState.Any | ViewState.Any | InstanceState.Alive)
+            samples = self._pub_reader.read(N=4096, condition=self._pub_cond)
+        dds = T.dds_topic(topic)
+        out = []
+        for ep in samples:
+            if ep.topic_name == dds:
+                part = str(ep.participant_key)
+                out.append(WriterInfo(part, self.enclave_of(part), ep.type_name))
+        return out
 
     def discovered(self, kind: str = "publications", timeout: float = 0.5) -> list[DiscoveredEndpoint]:
         """Endpoints seen through builtin discovery (``publications`` or ``subscriptions``), remote and local."""

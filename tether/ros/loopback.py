@@ -24,7 +24,7 @@ from tether.errors import TetherError
 from tether.ros import types as T
 from tether.ros._dispatch import DispatchingSubscription
 from tether.ros.qos import QoS, QosIncident, QosIncidentLog, incompatibility, resolve
-from tether.ros.transport import Publisher, Transport
+from tether.ros.transport import Publisher, Transport, WriterInfo
 
 
 class _Bus:
@@ -70,7 +70,7 @@ class _LoopPublisher(Publisher):
                 continue
             if owner.drop > 0 and owner.rng.random() < owner.drop:
                 continue
-            sub.deliver(data, now)
+            sub.deliver(data, now, self._t.participant_id, self._t.enclave)
 
     def matched(self) -> int:
         with self._t.bus.lock:
@@ -84,7 +84,8 @@ class _LoopPublisher(Publisher):
 class LoopbackTransport(Transport):
     """In-process Transport; see the module docstring. ``drop`` in [0, 1) drops received samples at random."""
 
-    def __init__(self, domain_id: int = 0, distro: str = "humble", drop: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, domain_id: int = 0, distro: str = "humble", drop: float = 0.0, seed: int = 0,
+                 enclave: str = "/") -> None:
         if not 0.0 <= drop < 1.0:
             raise TetherError(f"bad drop probability {drop!r}; expected 0 <= drop < 1")
         self.domain_id = int(domain_id)
@@ -95,8 +96,18 @@ class LoopbackTransport(Transport):
         self.rng = np.random.default_rng(seed)
         self.qos_incidents = QosIncidentLog()
         self.closed = False
+        self.enclave = enclave
+        self._id = f"loopback-{self.domain_id}-{id(self):x}"
         self._pubs: list[_LoopPublisher] = []
         self._subs: list[DispatchingSubscription] = []
+
+    @property
+    def participant_id(self) -> str:
+        return self._id
+
+    def writers(self, topic: str) -> list[WriterInfo]:
+        with self.bus.lock:
+            return [WriterInfo(w._t.participant_id, w._t.enclave, w.msgtype) for w in self.bus.writers.get(topic, [])]
 
     # The loopback has no discovery thread, so incompatibilities are checked when endpoints appear.
     def _report_pair(self, w: _LoopPublisher, sub: DispatchingSubscription, rqos: QoS, reader_owner: LoopbackTransport) -> None:
@@ -140,7 +151,7 @@ class LoopbackTransport(Transport):
         with self.bus.lock:
             self.bus.readers.setdefault(topic, []).append((sub, rqos, self))
             writers = list(self.bus.writers.get(topic, []))
-        late: list[tuple[bytes, int]] = []
+        late: list[tuple[bytes, int, LoopbackTransport]] = []
         for w in writers:
             self._report_pair(w, sub, rqos, self)
             if (
@@ -148,9 +159,9 @@ class LoopbackTransport(Transport):
                 and rqos.durability == "transient_local"
                 and incompatibility(w.qos, rqos) is None
             ):
-                late.extend(w.history)
-        for data, ts in sorted(late, key=lambda x: x[1]):
-            sub.deliver(data, ts)
+                late.extend((d, t, w._t) for d, t in w.history)
+        for data, ts, writer in sorted(late, key=lambda x: x[1]):
+            sub.deliver(data, ts, writer.participant_id, writer.enclave)
         self._subs.append(sub)
         return sub
 

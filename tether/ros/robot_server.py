@@ -2,7 +2,7 @@
 
 Why: a policy should meet a "real robot" long before it meets the real one. The server runs a TetherEnv's
 physics backend at the robot's control rate and speaks exactly what the real robot's stack speaks (see
-:mod:`tether.ros.sim_robot_bridge`: ros2_control, PX4 uXRCE-DDS, Unitree LowState/LowCmd), so
+:mod:`tether.ros.protocols`: ros2_control, PX4 uXRCE-DDS, Unitree LowState/LowCmd), so
 ``tether deploy`` runs against it unchanged, over a real DDS wire, in another process. The simulator can be
 given parameters the policy never trained on (``--params``: DR terms and scale overrides) and the wire can be
 made worse than a lab network (``--latency``/``--jitter`` per direction, ``--drop``, ``--noise``).
@@ -18,7 +18,7 @@ rates, joints and its IOContract per control mode, which ``tether deploy`` check
 against at connect time; ``/tether/robot_stats`` (std_msgs/String JSON, ~2 Hz) reports what the robot did
 with the commands it heard (applied, rejected by reason, dropped by fault injection).
 
-Run it as a separate process: ``tether robot serve --robot arm`` or ``python -m tether.ros.robot_server``.
+Run it as a separate process: ``tether robot serve --robot arm``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import heapq
 import itertools
 import json
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -40,9 +38,8 @@ import numpy as np
 
 from tether.errors import TetherError
 from tether.ros import types as T
+from tether.ros.protocols.common import ROBOT_INFO_TOPIC, ROBOT_STATS_TOPIC
 
-ROBOT_INFO_TOPIC = "/tether/robot_info"
-ROBOT_STATS_TOPIC = "/tether/robot_stats"
 ROBOTS = ("arm", "quadrotor", "legged")
 BACKENDS = ("mujoco", "pybullet")
 #: robot kind -> (env id, control mode the simulator is driven in, modes a policy may use through its adapter)
@@ -204,7 +201,7 @@ class RobotServer:
         state_rate_hz: float | None = None,
         interface: str | None = None,
     ) -> None:
-        from tether.ros.sim_robot_bridge import INTERFACES
+        from tether.ros.protocols import bridge_class
 
         self.robot, self.backend = robot, backend
         self.params = dict(params or {})
@@ -231,13 +228,9 @@ class RobotServer:
             bridge_kw["goal"] = np.asarray(self.params["goal"], dtype=float)
         if "command" in self.params and robot == "legged":
             bridge_kw["command"] = np.asarray(self.params["command"], dtype=float)
-        choices = INTERFACES[robot]
-        interface = interface or next(iter(choices))
-        if interface not in choices:
-            raise TetherError(f"robot {robot!r} has no interface {interface!r}; expected one of {', '.join(choices)}")
-        self.interface = interface
+        self.interface, bridge_cls = bridge_class(robot, interface)
         try:
-            self.bridge = choices[interface](self.env, self.store, noise=self._noise, **bridge_kw)
+            self.bridge = bridge_cls(self.env, self.store, noise=self._noise, **bridge_kw)
         except TypeError as exc:
             raise TetherError(f"bad bridge options {sorted(bridge_kw)} for robot {robot!r}: {exc}") from None
         self.stats = ServerStats()
@@ -389,64 +382,3 @@ class RobotServer:
             except Exception:
                 pass
         self.env.close()
-
-
-# ---------------------------------------------------------------------------------------------- entry point
-
-
-def serve(args: Any) -> int:
-    """Handler for ``tether robot serve`` (also ``python -m tether.ros.robot_server``)."""
-    from tether.ros.cyclonedds_transport import DdsTransport
-
-    faults = Faults(latency_s=args.latency / 1e3, jitter_s=args.jitter / 1e3, drop=args.drop,
-                    noise_std=args.noise, seed=args.seed)
-    params = load_params(args.params)
-    if args.goal is not None:
-        params["goal" if args.robot != "legged" else "command"] = list(args.goal)
-    params.setdefault("seed", args.seed)
-    transport = DdsTransport(domain_id=args.domain_id, distro=args.distro,
-                             config="loopback" if args.loopback else None)
-    server = RobotServer(args.robot, transport, backend=args.backend, params=params, faults=faults,
-                         rate_factor=args.rate_factor, state_rate_hz=args.state_rate, interface=args.interface)
-
-    def _signal(_sig: int, _frame: Any) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGTERM, _signal)
-    signal.signal(signal.SIGINT, _signal)
-
-    def ready() -> None:
-        print(f"tether robot serve: ready robot={args.robot} interface={server.interface} backend={args.backend} "
-              f"domain={transport.domain_id} "
-              f"state_rate={server.state_rate_hz:g}Hz topics_out={[t for t, _, _ in server.bridge.outputs()]} "
-              f"topics_in={[t for t, _, _ in server.bridge.inputs()]}", flush=True)
-
-    try:
-        stats = server.run(args.duration, ready=ready)
-    finally:
-        server.close()
-        transport.close()
-    out = stats.as_dict()
-    print("tether robot serve: stats " + json.dumps(out), flush=True)
-    if args.stats_out:
-        Path(args.stats_out).write_text(json.dumps(out, indent=1))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from tether.ros.commands import add_serve_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m tether.ros.robot_server", description=__doc__.splitlines()[0])
-    add_serve_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return serve(args)
-    except TetherError as exc:
-        print(f"tether: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,8 @@ Messages are rosbags typestore message objects (e.g. ``store.types['sensor_msgs/
 codec serves the live wire, recorded bags and tests. Topics are ROS names (``/joint_states``); a transport
 maps them to its wire (Cyclone DDS: ``rt/joint_states`` with type ``sensor_msgs::msg::dds_::JointState_``).
 Implementations: Cyclone DDS (default, no ROS install needed), rclpy (chosen when importable), and an
-in-process loopback for unit tests.
+in-process loopback for unit tests; :mod:`tether.ros.transports` chooses and builds one (this module is only
+the interface the implementations import).
 
 Every transport serialises to CDR bytes and back (never passes objects through), delivers callbacks on its
 own thread (loopback: on the publisher's thread), and never raises a decoding error into a callback thread:
@@ -14,7 +15,6 @@ malformed samples are counted in ``Subscription.dropped``; a callback that raise
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -29,6 +29,17 @@ class ReceiveInfo:
     source_ns: int  # writer's source timestamp (ns since UNIX epoch; loopback: publish time)
     received_ns: int  # time.time_ns() when the transport took the sample
     size: int  # CDR bytes on the wire, including the 4-byte encapsulation header
+    publisher: str | None = None  # the writing participant's id (None: the transport cannot tell)
+    enclave: str | None = None  # that participant's ROS enclave (USER_DATA ``enclave=...;``), if it gave one
+
+
+@dataclass(frozen=True)
+class WriterInfo:
+    """A writer seen on a topic through discovery (every QoS and type, matched or not)."""
+
+    participant: str
+    enclave: str | None
+    type_name: str
 
 
 def _wait(cond: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
@@ -99,44 +110,17 @@ class Transport(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @property
+    def participant_id(self) -> str | None:
+        """This transport's own participant id, as :class:`WriterInfo` and :class:`ReceiveInfo` name it."""
+        return None
+
+    def writers(self, topic: str) -> list[WriterInfo]:
+        """Every writer on ``topic`` that discovery knows of, this participant's included."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list a topic's writers")
+
     def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-TRANSPORT_KINDS = ("auto", "cyclonedds", "rclpy", "loopback")
-
-
-def rclpy_available() -> bool:
-    """True when rclpy can be imported (a sourced ROS 2 environment)."""
-    return importlib.util.find_spec("rclpy") is not None
-
-
-def make_transport(kind: str = "auto", **kwargs: Any) -> Transport:
-    """Build a transport: ``auto`` picks rclpy when importable (a real ROS 2 install), else Cyclone DDS.
-
-    ``kwargs`` go to the chosen class (``domain_id``, ``distro``, ``config`` for Cyclone; ``node_name``,
-    ``distro`` for rclpy; ``domain_id``, ``distro`` for loopback).
-    """
-    from tether.errors import TetherError
-
-    if kind not in TRANSPORT_KINDS:
-        raise TetherError(f"unknown transport {kind!r}; expected one of {list(TRANSPORT_KINDS)}")
-    if kind == "auto":
-        kind = "rclpy" if rclpy_available() else "cyclonedds"
-    if kind == "rclpy":
-        if not rclpy_available():
-            raise TetherError("transport 'rclpy' needs a sourced ROS 2 install (rclpy not importable); "
-                              "expected kind 'auto' or 'cyclonedds' here")
-        from tether.ros.rclpy_transport import RclpyTransport
-
-        return RclpyTransport(**kwargs)
-    if kind == "loopback":
-        from tether.ros.loopback import LoopbackTransport
-
-        return LoopbackTransport(**kwargs)
-    from tether.ros.cyclonedds_transport import DdsTransport
-
-    return DdsTransport(**kwargs)

@@ -1,0 +1,86 @@
+"""What the legged protocols (Unitree LowState/LowCmd and generic ros2_control) share: the robot model's limits
+(the sim's A1), its contract from the sim's field builders, and the velocity-command source."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tether.contract import Field, IOContract
+from tether.errors import TetherError
+from tether.hardware.limits import RobotLimits
+from tether.ros.protocols.adapter import Latest, Sub, with_action_limits
+from tether.ros.protocols.common import twist_command
+from tether.sim.robots import a1
+from tether.sim.tasks.legged import COMMAND_LIMITS, JOINT_VEL_LIMIT, legged_action_fields, legged_observation_fields
+
+A1_JOINTS = a1.JOINTS
+LEGGED_OBS = ("base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action")
+LEGGED_ACTIONS = ("joint_pos_target",)
+LEGGED_MODES = ("joint_position",)
+
+
+def default_limits() -> RobotLimits:
+    """The A1's URDF joint range and speeds (the sim model's), gains bounds, and plausible state ranges."""
+    command = {f"joint_pos_target.{j}": (float(lo), float(hi))
+               for j, lo, hi in zip(a1.JOINTS, a1.JOINT_LOWER, a1.JOINT_UPPER)}
+    parts = [p for _ in a1.LEGS for p in a1.PARTS]
+    rates = {f"joint_pos_target.{j}": float(JOINT_VEL_LIMIT[p]) for j, p in zip(a1.JOINTS, parts)}
+    params = {"max_kp": 100.0, "max_kd": 10.0}
+    state = {"joint_pos": 2 * np.pi, "joint_vel": 3.0 * max(JOINT_VEL_LIMIT.values()), "base_ang_vel": 60.0}
+    return RobotLimits("unitree_a1", command, rates, params, state)
+
+
+def _reorder(f: Field, joints: Sequence[str]) -> Field:
+    """A per-joint field (built in the model's joint order) permuted into ``joints`` order, limits and all."""
+    pos = {n: i for i, n in enumerate(f.components)}
+    missing = [j for j in joints if j not in pos]
+    if missing:
+        raise TetherError(f"no joints {missing} on the A1; expected names from {list(f.components)}")
+    idx = [pos[j] for j in joints]
+    pick = (lambda v: None if v is None else tuple(v[i] for i in idx))
+    return dataclasses.replace(f, size=len(idx), low=pick(f.low), high=pick(f.high), components=tuple(joints))
+
+
+def legged_contract(limits: RobotLimits | None = None, *, task: str = "velocity", rate_hz: float = 50.0,
+                    joints: Sequence[str] = A1_JOINTS) -> IOContract:
+    """The sim's legged contract (its field builders, joints in the order given) within the robot's limits."""
+    joints = tuple(joints)
+    obs = tuple(_reorder(f, joints) if f.components == a1.JOINTS else f for f in legged_observation_fields())
+    act = tuple(_reorder(f, joints) for f in legged_action_fields())
+    c = IOContract("legged", task, obs, act, "joint_position", rate_hz)
+    return with_action_limits(c, limits or default_limits())
+
+
+def velocity_command(latest: Latest, topic: str | None, fixed: np.ndarray) -> np.ndarray:
+    """(vx, vy, yaw_rate) from the newest accepted geometry_msgs/Twist on ``topic``, else the fixed command."""
+    if topic is not None:
+        got: Any = latest.get(topic)
+        if got is not None:
+            return np.asarray(got[0], dtype=float)
+    return np.asarray(fixed, dtype=float)
+
+
+def command_bound() -> np.ndarray:
+    return np.asarray(COMMAND_LIMITS, dtype=float)
+
+
+def velocity_subscription(topic: str | None) -> list[Sub]:
+    """The velocity command's Twist topic (each message checked against the sim's command range)."""
+    if topic is None:
+        return []
+    return [Sub(topic, "geometry_msgs/msg/Twist", "default", lambda m: twist_command(m, command_bound()))]
+
+
+def per_joint(value: float | Sequence[float], n: int, what: str, bound: float) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    try:
+        out = np.broadcast_to(arr, (n,)).astype(float).copy()
+    except ValueError:
+        raise TetherError(f"{what} has {arr.size} values; expected a scalar or {n} (one per joint)") from None
+    if not (np.all(np.isfinite(out)) and np.all(out >= 0) and np.all(out <= bound)):
+        raise TetherError(f"{what} {out.tolist()}; expected values in [0, {bound:g}] (the robot limits file's bound)")
+    return out
