@@ -3,8 +3,8 @@ the same joint targets as the sim arm task, for the same state and action (issue
 ``ee_pos``.
 
 The adapter is given the sim task's commanded joints (both integrate on commanded, not measured, joints) and
-the sim's measured joint positions; the sim then steps with the same action. The sim task's commanded joints
-are read from its ``_q_cmd`` (the controller both now share, through ``ArmRos2Control.ik_targets``).
+the sim's measured joint positions; the sim then steps with the same action. Both run the one controller,
+``tether.sim.tasks.arm.CartesianStepController`` (the adapter through ``ArmRos2Control.ik_targets``).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def test_adapter_and_sim_give_the_same_joint_targets(backend):
                 a = rng.uniform(-1, 1, 3) if k % 3 else np.sign(rng.normal(size=3))  # full 5 cm steps too
                 q, _ = sim.joint_state()
                 obs = {"joint_pos": np.asarray(q[:7]), "ee_pos": arm.chain.position(q[:7])}
-                np.testing.assert_allclose(obs["ee_pos"], task.ee_pos(sim), atol=1e-5)  # FK = the sim's ee_pos
-                arm._q_cmd = task._q_cmd.copy()
-                before = task._q_cmd.copy()
+                np.testing.assert_allclose(obs["ee_pos"], task.ee_pos(env.unwrapped.core.sim)[0], atol=1e-5)  # FK = the sim's ee_pos
+                arm._q_cmd = task.q_cmd[0].copy()
+                before = task.q_cmd[0].copy()
                 mine = arm.to_command(contract.to_physical(a), obs)
                 env.step(a)
-                worst = max(worst, float(np.abs(mine[:7] - task._q_cmd).max()))
-                moved = max(moved, float(np.abs(task._q_cmd - before).max()))
+                worst = max(worst, float(np.abs(mine[:7] - task.q_cmd[0]).max()))
+                moved = max(moved, float(np.abs(task.q_cmd[0] - before).max()))
         assert worst < 1e-6, worst
         assert moved > 0.05  # the steps were large enough for the workspace / lead / speed rules to matter
     finally:

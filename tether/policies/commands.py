@@ -86,8 +86,7 @@ def _train(args: argparse.Namespace) -> int:
                      config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
                      executor="ray" if args.ray else "inprocess",
                      executor_options={"address": args.ray} if args.ray else {})
-    with _ray_connection(args.ray):
-        _, path = run_training(spec)
+    _, path = run_training(spec)
     print(f"saved {path}")
     print(f"logs: {out / 'metrics.csv'}, tensorboard --logdir {out / 'tb'}")
     return 0
@@ -116,12 +115,13 @@ def _eval(args: argparse.Namespace) -> int:
     env_id = args.env_id or ckpt.extra.get("env_id") or ckpt.contract.metadata.get("env_id")
     if not env_id:
         raise TetherError(f"checkpoint {args.checkpoint} does not record its env; pass ENV_ID")
-    if args.ray:  # scale-out: episodes fanned out to a Ray cluster (tether.scale), same per-episode seeds
-        result = _ray_evaluate(args, env_id)
-    else:
-        policy = load_policy(args.checkpoint)
-        result = evaluate_policy(policy, env_id, episodes=args.episodes, seed=args.seed, backend=args.backend,
-                                 dr=args.dr, video=args.video)
+    if args.ray and args.video:
+        raise TetherError("--video records frames on this machine; expected either --video or --ray, not both")
+    policy = load_policy(args.checkpoint)
+    # --ray: the episodes' worlds step in Ray actors (the vector API's "ray" executor), same per-episode seeds
+    result = evaluate_policy(policy, env_id, episodes=args.episodes, seed=args.seed, backend=args.backend,
+                             dr=args.dr, video=args.video, executor="ray" if args.ray else "inprocess",
+                             executor_options={"address": args.ray} if args.ray else None)
     if args.json:
         print(json.dumps({"env_id": env_id, "episodes": args.episodes, "success_rate": result.success_rate,
                           "return_mean": result.return_mean, "return_std": result.return_std,
@@ -131,30 +131,6 @@ def _eval(args: argparse.Namespace) -> int:
     if args.video:
         print(f"video: {args.video}")
     return 0
-
-
-# ---- --ray ADDRESS (tether.scale; imported only when the flag is given, so no Ray by default) ----
-def _ray_connection(address: str | None) -> Any:
-    """Connected to the Ray cluster at ``address`` for the block (no-op without one)."""
-    import contextlib
-
-    if not address:
-        return contextlib.nullcontext()
-    from tether.scale.cluster import connected
-
-    return connected(address)
-
-
-def _ray_evaluate(args: argparse.Namespace, env_id: str) -> Any:
-    from tether.errors import TetherError
-    from tether.scale.cluster import connected
-    from tether.scale.remote_eval import evaluate
-
-    if args.video:
-        raise TetherError("--video records frames on this machine; expected either --video or --ray, not both")
-    with connected(args.ray):
-        return evaluate(args.checkpoint, env_id, args.episodes, args.ray, seed=args.seed, backend=args.backend,
-                        dr=args.dr)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -63,11 +63,14 @@ def evaluate_policy(
     video: str | Path | None = None,
     check_contract: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    executor: str = "inprocess",
+    executor_options: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes with ``policy.act`` (deterministic); episode ``k`` starts from seed ``seed + k``.
 
     Episodes run side by side on the batched envs (up to ``MAX_BATCH`` at once, one episode per env), so the
-    policy sees batched observations; a video shows the first episode.
+    policy sees batched observations; a video shows the first episode. ``executor``: where those envs step
+    (``tether.sim.vector``; ``"ray"`` with ``{"address": ...}`` puts them on a cluster, the policy stays here).
     """
     from tether.policies.rl.common import make_vec_env
 
@@ -78,7 +81,8 @@ def evaluate_policy(
         kwargs: dict[str, Any] = {}
     else:
         source = env
-        kwargs = {"backend": backend, "dr": dr, "autoreset": False, **(env_kwargs or {})}
+        kwargs = {"backend": backend, "dr": dr, "autoreset": False, "executor": executor,
+                  "executor_options": executor_options, **(env_kwargs or {})}
     returns, lengths, successes = [], [], []
     final: dict[str, list[float]] = {}
     frames: list[np.ndarray] = []

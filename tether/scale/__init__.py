@@ -6,6 +6,7 @@ importing ``tether.scale`` (or anything that imports it) never starts or connect
 the functions that are handed an address do.
 
 - :mod:`tether.scale.cluster`: joining a cluster (``--ray ADDRESS``; ``local`` binds 127.0.0.1 only).
-- :mod:`tether.scale.ray_executor`: the vector API's ``executor="ray"`` (world slices in actors).
-- :mod:`tether.scale.remote_eval`: evaluation episodes fanned out to workers.
+- :mod:`tether.scale.ray_executor`: the vector API's ``executor="ray"`` (world slices in actors), which
+  training (``tether train --ray``) and evaluation (``tether eval --ray``) use by name; nothing else in
+  Tether imports this package.
 """

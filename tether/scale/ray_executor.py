@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tether.errors import TetherError
+from tether.scale import cluster
 from tether.scale.cluster import cluster_cpus, get, ray_for
 from tether.sim.core import SimCore, VecStep
 
@@ -59,6 +60,8 @@ class RayExecutor:
         from tether.sim.vector import concat_steps
 
         self._concat = concat_steps
+        # join the cluster if this process is not connected yet, and leave it again on close
+        self._joined = address is not None and cluster._connected is None
         self.ray = ray = ray_for(address)
         k = workers if workers is not None else max(cluster_cpus(ray), 1)
         if int(k) < 1:
@@ -93,3 +96,6 @@ class RayExecutor:
             except Exception:  # noqa: BLE001 - an actor already gone is closed
                 pass
         self.actors = []
+        if self._joined:
+            cluster.disconnect()
+            self._joined = False

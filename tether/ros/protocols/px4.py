@@ -520,9 +520,9 @@ class PX4Bridge(Bridge):
             self.motor_max = self.max_thrust
         self.rate_controller = cf.RateController(self.max_thrust)
         if self.goal is None:
-            self.goal = np.asarray(self.task.goal, dtype=float).copy()
+            self.goal = np.asarray(self.task.goal[0], dtype=float).copy()
         else:
-            self.task.goal = self.goal.copy()
+            self.task.goal[:] = self.goal
         pos, _ = self.sim.base_pose()
         self.hold_pos = np.asarray(pos, dtype=float).copy()
         self.armed = True  # starts airborne in position hold, as after a take-off

@@ -53,6 +53,7 @@ from tether.ros.protocols.bridge import Bridge
 from tether.ros.protocols.common import GOAL_TOPIC
 from tether.sim.robots import panda as P
 from tether.sim.tasks import arm as arm_task
+from tether.sim.tasks.arm import CartesianStepController
 
 JOINT_STATES_TOPIC = "/joint_states"
 FORWARD_CONTROLLER = "forward_position_controller"
@@ -239,14 +240,12 @@ class ArmRos2Control(RosRobot):
         self.has_gripper = "gripper" in names
         self.gripper_topic = forward_topic(gripper_controller)
         self._command_contract = self._build_command_contract()
-        # IK on the sim's own chain and rules; joint targets bounded by the robot's limits
-        self.chain = panda_chain()
-        from tether.sim.ik import DifferentialIK
-
+        # the sim arm's own ee_delta_pose controller, with this robot's joint bounds and speeds
         jl, jh = limits.bounds(self._arm_only(self._command_contract))
-        self.ik = DifferentialIK(self.chain, jl, jh, rest=P.DEFAULT_ARM_POS)
         rates = limits.rates(self._arm_only(self._command_contract))
-        self.max_joint_step = np.where(np.isfinite(rates), rates, np.inf) * self.contract.dt
+        self.controller = CartesianStepController(P.panda_urdf(), self.contract.rate_hz, jl, jh,
+                                                  np.where(np.isfinite(rates), rates, np.inf))
+        self.chain = self.controller.chain
         self.required_topics = (joint_states_topic,)
         self.control_topic = self.command_topic
         self._q_cmd: np.ndarray | None = None  # the commanded joint positions (what was last sent)
@@ -301,20 +300,10 @@ class ArmRos2Control(RosRobot):
 
     # ------------------------------------------------------------------ commands
     def ik_targets(self, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
-        """Joint targets for a TCP step ``delta`` - the sim arm task's rule, on the commanded joints: one IK step
-        toward a point kept in the workspace and within MAX_LEAD of the measured TCP, the whole joint step scaled
-        so no joint exceeds its speed limit (scaling, not clipping, keeps the TCP's direction)."""
+        """Joint targets for a TCP step ``delta``: the sim arm task's controller
+        (:class:`tether.sim.tasks.arm.CartesianStepController`) on the commanded joints."""
         assert self._q_cmd is not None
-        q_cmd = self._q_cmd
-        p, J = self.chain.position_jacobian(q_cmd)
-        want = np.clip(p + delta, arm_task.WORKSPACE_LOW, arm_task.WORKSPACE_HIGH)
-        lead = want - ee_measured
-        n = float(np.linalg.norm(lead))
-        if n > arm_task.MAX_LEAD:
-            want = ee_measured + lead * (arm_task.MAX_LEAD / n)
-        step = self.ik.step(q_cmd, want, (p, J)) - q_cmd
-        step *= min(1.0, float(np.min(self.max_joint_step / np.maximum(np.abs(step), 1e-12))))
-        return q_cmd + step
+        return self.controller.step(self._q_cmd[None], np.asarray(delta)[None], np.asarray(ee_measured)[None])[0]
 
     def to_command(self, action: np.ndarray, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         action = np.asarray(action, dtype=float).reshape(-1)
@@ -376,9 +365,9 @@ class ArmBridge(Bridge):
         self.command_topic = forward_topic(controller)
         self.trajectory_topic = trajectory_topic(trajectory_controller)
         if self.goal is None:
-            self.goal = np.asarray(self.task.target, dtype=float).copy()
+            self.goal = np.asarray(self.task.target[0], dtype=float).copy()
         else:
-            self.task.target = self.goal.copy()
+            self.task.target[:] = self.goal
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q[:7], dtype=float).copy()
 
@@ -421,7 +410,7 @@ class ArmBridge(Bridge):
         n_act = self.task.contract.action_size
         if n_act > 7:  # a gripper field: keep it where it is
             action = np.concatenate([target, np.zeros(n_act - 7)])
-        self.task.actuate(self.sim, action, substeps)
+        self.task.actuate(self.env.core.sim, np.atleast_2d(action), substeps)
 
 
 __all__ = ["ArmBridge", "ArmRos2Control", "arm_contract", "default_limits", "forward_command",

@@ -238,7 +238,7 @@ class UnitreeBridge(Bridge):
         self.lowstate_topic, self.lowcmd_topic = lowstate_topic, lowcmd_topic
         self.velocity_command = None if command is None else np.asarray(command, dtype=float)
         if self.velocity_command is not None:
-            self.task.command = self.velocity_command.copy()
+            self.task.command[:] = self.velocity_command
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q, dtype=float).copy()
         self.damped = False
@@ -292,7 +292,7 @@ class UnitreeBridge(Bridge):
     def actuate(self, substeps: int) -> None:
         with self.lock:
             target = self.target.copy()
-        self.task.actuate(self.sim, target, substeps)
+        self.task.actuate(self.env.core.sim, np.atleast_2d(target), substeps)
 
     def imu(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(quaternion w,x,y,z; gyro body; accelerometer body: specific force, +g up at rest)."""

@@ -54,34 +54,38 @@ class CartesianStepController:
     """Turns end-effector steps into joint position targets: the arm's ``ee_delta_pose`` controller.
 
     One definition, used by the simulated arm and by the real arm's ros2_control adapter, so a policy meets
-    the same controller on both. It integrates on the *commanded* joint positions (a PD arm under gravity sits
+    the same controller on both. It works on the *commanded* joint positions (a PD arm under gravity sits
     below its target, and re-linearising at the measured pose would let that sag accumulate into drift), takes
     one damped-least-squares step toward the commanded TCP plus the step (clipped to the workspace and kept
     within ``MAX_LEAD`` of the measured TCP, so pressing on the table cannot wind up), and scales the whole
-    joint step so no joint exceeds its speed limit over a control period. Batched: ``q_cmd`` is (N, 7).
+    joint step so no joint exceeds its speed limit over a control period (scaling, not clipping, keeps the
+    TCP's direction). Stateless and batched: callers keep their commanded joints, (N, 7).
     """
 
-    def __init__(self, urdf, n: int, rate_hz: float) -> None:
+    def __init__(self, urdf, rate_hz: float, lower: np.ndarray = P.Q_LOW, upper: np.ndarray = P.Q_HIGH,
+                 velocity_limit: np.ndarray = P.VELOCITY_LIMIT) -> None:
         self.chain = SerialChain(urdf, P.BASE_BODY, P.EE_BODY)
-        self.ik = DifferentialIK(self.chain, P.Q_LOW, P.Q_HIGH, rest=P.DEFAULT_ARM_POS)
-        self.max_joint_step = P.VELOCITY_LIMIT / rate_hz
-        self.q_cmd = np.tile(P.DEFAULT_ARM_POS, (int(n), 1))
+        self.ik = DifferentialIK(self.chain, lower, upper, rest=P.DEFAULT_ARM_POS)
+        self.max_joint_step = np.asarray(velocity_limit, dtype=np.float64) / rate_hz
 
-    def ee_targets(self, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
+    def ee_targets(self, q_cmd: np.ndarray, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
         """Joint targets (N, 7) one IK step toward the commanded TCP moved by ``delta`` (N, 3)."""
-        p, J = self.chain.position_jacobian(self.q_cmd)
+        p, J = self.chain.position_jacobian(q_cmd)
         want = np.clip(p + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
         lead = want - ee_measured
         n = np.linalg.norm(lead, axis=-1, keepdims=True)
         want = np.where(n > MAX_LEAD, ee_measured + lead * (MAX_LEAD / np.maximum(n, 1e-12)), want)
-        return self.ik.step(self.q_cmd, want, (p, J))
+        return self.ik.step(q_cmd, want, (p, J))
 
-    def command(self, desired: np.ndarray) -> np.ndarray:
-        """Move the commanded joints toward ``desired`` (N, 7) within the joint speed limits; return them."""
-        step = desired - self.q_cmd
+    def limit_speed(self, q_cmd: np.ndarray, desired: np.ndarray) -> np.ndarray:
+        """The commanded joints moved toward ``desired`` (N, 7) within the joint speed limits."""
+        step = desired - q_cmd
         scale = np.min(self.max_joint_step / np.maximum(np.abs(step), 1e-12), axis=-1, keepdims=True)
-        self.q_cmd = self.q_cmd + step * np.minimum(1.0, scale)
-        return self.q_cmd.copy()
+        return q_cmd + step * np.minimum(1.0, scale)
+
+    def step(self, q_cmd: np.ndarray, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
+        """The next commanded joints for TCP steps ``delta``: IK, then the speed limit."""
+        return self.limit_speed(q_cmd, self.ee_targets(q_cmd, delta, ee_measured))
 
 
 class ArmTask(Task):
@@ -92,8 +96,9 @@ class ArmTask(Task):
     def __init__(self, robot, n: int = 1, control_mode: str | None = None, gripper: bool = False) -> None:
         self.gripper = bool(gripper)
         super().__init__(robot, n, control_mode)
-        self.controller = CartesianStepController(robot.model_path, self.n, robot.control_rate_hz)
+        self.controller = CartesianStepController(robot.model_path, robot.control_rate_hz)
         self.chain = self.controller.chain
+        self.q_cmd = np.tile(P.DEFAULT_ARM_POS, (self.n, 1))  # the commanded arm joints
         self.width = np.zeros(self.n)
         self.target = np.zeros((self.n, 3))
         self._base: tuple[np.ndarray, np.ndarray] | None = None
@@ -150,11 +155,11 @@ class ArmTask(Task):
     # ------------------------------------------------------------------ episode, actuation, observation
     def _full_command(self, ids=slice(None)) -> np.ndarray:
         w = self.width[ids, None] / 2
-        return np.concatenate([self.controller.q_cmd[ids], w, w], axis=-1)
+        return np.concatenate([self.q_cmd[ids], w, w], axis=-1)
 
     def _start_arm(self, sim: BatchBackend, ids: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         q0 = np.stack([P.DEFAULT_ARM_POS + rng.uniform(-self.start_noise, self.start_noise, 7) for rng in rngs])
-        self.controller.q_cmd[ids] = np.clip(q0, P.Q_LOW, P.Q_HIGH)
+        self.q_cmd[ids] = np.clip(q0, P.Q_LOW, P.Q_HIGH)
         self.width[ids] = 0.0
         sim.reset_state(ids, self._full_command(ids))
         self.steps[ids] = 0
@@ -165,9 +170,9 @@ class ArmTask(Task):
             desired = np.clip(action[:, :7], P.Q_LOW, P.Q_HIGH)
             rest = action[:, 7:]
         else:
-            desired = self.controller.ee_targets(action[:, :3], self.ee_pos(sim))
+            desired = self.controller.ee_targets(self.q_cmd, action[:, :3], self.ee_pos(sim))
             rest = action[:, 3:]
-        self.controller.command(desired)
+        self.q_cmd = self.controller.limit_speed(self.q_cmd, desired)
         if self.gripper:
             self.width = np.clip(rest[:, 0], 0.0, 2 * P.FINGER_MAX)
         sim.set_command(self._full_command())
@@ -183,7 +188,7 @@ class ArmTask(Task):
         """Express TCP steps (N, 3) in this task's control mode (joint mode: the IK target delta mode would use)."""
         delta = np.clip(delta, -EE_STEP, EE_STEP)
         if self.control_mode == "joint_position":
-            q = self.controller.q_cmd
+            q = self.q_cmd
             want = np.clip(self.chain.position(q) + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
             arm = self.controller.ik.solve(q, want)
         else:
