@@ -13,12 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=None, help="task (default: the robot's fastest to train)")
     p.add_argument("--algo", default=None, help="sim training algorithm (default per robot)")
     p.add_argument("--train-steps", type=int, default=None)
-    p.add_argument("--dr", default="default", help="DR preset for sim training")
+    p.add_argument("--dr", default="wide", help="DR preset for sim training (default wide: a robust zero-shot policy)")
     p.add_argument("--real-params", default=None, metavar="FILE",
                    help="JSON for the served robot's hidden parameters (robot serve --params format)")
-    p.add_argument("--episodes", type=int, default=4, help="episodes on the served robot per deploy phase")
-    p.add_argument("--finetune-algo", default="h2o", choices=("h2o", "rlpd"))
-    p.add_argument("--finetune-steps", type=int, default=4000)
+    p.add_argument("--episodes", type=int, default=4, help="evaluation episodes on the served robot per policy")
+    p.add_argument("--probe-episodes", type=int, default=3,
+                   help="episodes with bounded exploration recorded for identification")
+    p.add_argument("--finetune", default="sim", choices=("sim", "h2o", "rlpd"),
+                   help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
+                        "h2o / rlpd: learn from the recorded data plus the simulator")
+    p.add_argument("--finetune-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
@@ -31,8 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
-                         episodes=args.episodes, finetune_algo=args.finetune_algo, finetune_steps=args.finetune_steps,
-                         seed=args.seed,
+                         episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
+                         finetune_steps=args.finetune_steps, seed=args.seed,
                          real=json.loads(Path(args.real_params).read_text()) if args.real_params else None)
     if args.out:
         cfg.out = Path(args.out)

@@ -1,4 +1,4 @@
-"""``report.md`` and its PNG plots for a pipeline run: learning curve, success before/after, tracking."""
+"""``report.md`` and its PNG plots for a pipeline run: what each stage bought, robot time, tracking, residuals."""
 
 from __future__ import annotations
 
@@ -22,17 +22,18 @@ def _learning_curve(train_dir: Path) -> tuple[np.ndarray, np.ndarray, str] | Non
     return None
 
 
-def write_report(cfg: Any, summary: dict[str, Any], before: Any, after: Any) -> Path:
+def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tether.sim.tasks.scoring import error_label
     from tether.policies.checkpoint import load_checkpoint
+    from tether.sim.tasks.scoring import error_label
 
     out = Path(cfg.out)
     contract = load_checkpoint(summary["checkpoints"]["sim"]).contract
+    label = error_label(contract)
     figs: list[tuple[str, str]] = []
 
     curve = _learning_curve(out / "train")
@@ -50,27 +51,26 @@ def write_report(cfg: Any, summary: dict[str, Any], before: Any, after: Any) -> 
         figs.append(("Learning curve", "learning_curve.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = ["sim (MuJoCo)", f"served robot ({cfg.real_backend}, unseen params)"]
-    x = np.arange(2)
-    ax.bar(x - 0.18, [summary["sim_success_before"], summary["served_success_before"]], 0.36, label="before fine-tuning")
-    ax.bar(x + 0.18, [summary["sim_success_after"], summary["served_success_after"]], 0.36, label="after fine-tuning")
-    ax.set_xticks(x, labels)
+    names = ["sim (MuJoCo, nominal)", "served, zero-shot", "served, fine-tuned"]
+    values = [summary["sim_success"], summary["served_success_zero_shot"], summary["served_success_tuned"]]
+    ax.bar(np.arange(3), values, color=["tab:blue", "tab:red", "tab:green"])
+    ax.set_xticks(np.arange(3), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(out / "success.png", dpi=110)
     plt.close(fig)
-    figs.append(("Success, sim vs served robot", "success.png"))
+    figs.append(("Success: sim, zero-shot on the served robot, after fine-tuning", "success.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     dt = 1.0 / contract.rate_hz
-    for i, e in enumerate(before.errors):
-        ax.plot(np.arange(len(e)) * dt, e, color="tab:red", alpha=0.6, label="before" if i == 0 else None)
-    for i, e in enumerate(after.errors):
-        ax.plot(np.arange(len(e)) * dt, e, color="tab:green", alpha=0.6, label="after" if i == 0 else None)
+    colors = {"zero-shot": "tab:red", "probe": "tab:orange", "fine-tuned": "tab:green"}
+    for name, phase in phases.items():
+        for i, e in enumerate(phase.errors):
+            ax.plot(np.arange(len(e)) * dt, e, color=colors.get(name, "gray"), alpha=0.6,
+                    label=name if i == 0 else None)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel(error_label(contract))
+    ax.set_ylabel(label)
     ax.set_title("Tracking on the served robot")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -79,34 +79,49 @@ def write_report(cfg: Any, summary: dict[str, Any], before: Any, after: Any) -> 
     plt.close(fig)
     figs.append(("Tracking on the served robot", "tracking.png"))
 
+    identified = summary.get("identified") or {}
+    residual_pngs = sorted((out / "identify").glob("*.png")) if (out / "identify").is_dir() else []
     t = summary["timings_s"]
+    sim = summary["sim_success"]
+    kept = summary["served_success_kept"]
     lines = [
         f"# Tether pipeline: {summary['robot']}/{summary['task']}",
         "",
-        f"Trained {summary['algo'].upper()} in MuJoCo under DR preset `{cfg.dr}`, deployed over ROS 2 DDS "
-        f"({cfg.adapter} topics) to a served {cfg.real_backend} robot with parameters it never saw "
-        f"(`{cfg.real}`), recorded {len(before.bags)} episodes, fine-tuned with {cfg.finetune_algo.upper()} on "
-        f"that data plus the simulator, and deployed again.",
+        f"Trained {summary['algo'].upper()} in MuJoCo under DR preset `{cfg.dr}`, then met a served "
+        f"{cfg.real_backend} robot with parameters outside that DR (`{cfg.real}`, {cfg.latency_ms:g} ms each way) "
+        f"over ROS 2 DDS ({cfg.adapter} topics).",
         "",
-        *([f"Fine-tuning kept the sim-trained policy: no {cfg.finetune_algo.upper()} update beat it on the held-out "
-           "slice of the real data, so the \"after\" deployment runs the same weights."]
-          if summary.get("finetune_selection") == "parent" else []),
+        "| stage | served-robot success | served final " + label + " | robot time |",
+        "|---|---|---|---|",
+        f"| zero-shot (sim-trained policy) | {summary['served_success_zero_shot']:.0%} | "
+        f"{summary['served_final_error_zero_shot']:.3f} | {phases['zero-shot'].robot_seconds:.0f} s |",
+        f"| probe (bounded exploration, for identification) | {phases['probe'].success_rate:.0%} | "
+        f"{phases['probe'].final_error:.3f} | {phases['probe'].robot_seconds:.0f} s |",
+        f"| after {'identification + sim fine-tuning' if summary['finetune'] == 'sim' else summary['finetune'].upper()}"
+        f" | {summary['served_success_tuned']:.0%} | {summary['served_final_error_tuned']:.3f} | "
+        f"{phases['fine-tuned'].robot_seconds:.0f} s |",
         "",
-        "| | before fine-tuning | after fine-tuning |",
-        "|---|---|---|",
-        f"| sim success (MuJoCo) | {summary['sim_success_before']:.0%} | {summary['sim_success_after']:.0%} |",
-        f"| served-robot success | {summary['served_success_before']:.0%} | {summary['served_success_after']:.0%} |",
-        f"| served-robot final {error_label(contract)} | {summary['served_final_error_before']:.3f} | "
-        f"{summary['served_final_error_after']:.3f} |",
+        f"Sim success (MuJoCo, nominal robot): {sim:.0%} (fine-tuned policy: {summary['sim_success_tuned']:.0%}). "
+        f"Kept: the **{summary['kept']}** policy, the one the served robot scored best: {kept:.0%} success, "
+        f"{(kept / sim if sim else float('nan')):.0%} of sim success. Robot time used: "
+        f"{summary['robot_seconds'] / 60:.1f} min over {summary['robot_episodes']} episodes.",
         "",
+        "Robot RL (online fine-tuning on the robot) is not run by the pipeline: identification followed by sim "
+        "fine-tuning is what it uses to close the gap.",
+        "",
+    ]
+    if identified:
+        lines += ["## Identification", "", "```", str(identified.get("fit")), "```", ""]
+        lines += [f"![residuals]({p.relative_to(out)})" for p in residual_pngs] + [""]
+    lines += [
         "Control loop on the served robot (per episode): "
         + "; ".join(f"{s.get('rate_hz', float('nan')):.1f} Hz, p99 latency {s.get('latency_p99_ms', float('nan')):.2f} ms"
-                    for s in before.loop_stats + after.loop_stats),
+                    for p in phases.values() for s in p.loop_stats),
         "",
         "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + f"; total {summary['total_s'] / 60:.1f} min.",
         "",
-        f"Checkpoints: `{summary['checkpoints']['sim']}` → `{summary['checkpoints']['finetuned']}`; "
-        f"dataset `{summary['dataset']}`; bags in `{out / 'bags'}`; TensorBoard logs in `{out / 'train' / 'tb'}`.",
+        f"Checkpoints: zero-shot `{summary['checkpoints']['sim']}`, fine-tuned `{summary['checkpoints']['finetuned']}`; "
+        f"bags in `{out / 'bags'}`; TensorBoard logs in `{out / 'train' / 'tb'}`.",
         "",
     ]
     for title, name in figs:

@@ -159,6 +159,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--estop-publisher", action="append", default=None, metavar="ENCLAVE",
                    help="accept the e-stop only from this ROS enclave (repeatable; default: anyone may stop)")
     p.add_argument("--episode", type=int, default=0, help="episode index written to /tether/episode")
+    p.add_argument("--explore", type=float, default=0.0, metavar="SCALE",
+                   help="add bounded exploration (band-limited noise, SCALE x each action's half-range, clipped "
+                        "to the limits and guarded) for identification; default 0: none")
     p.add_argument("--stats-json", default=None, metavar="FILE", help="write loop statistics as JSON")
     p.add_argument("--transport", default="auto", choices=("auto", "cyclonedds", "rclpy"),
                    help="auto: rclpy when a ROS 2 install is sourced, else Cyclone DDS")
@@ -271,7 +274,8 @@ def _deploy(args: Any) -> int:
         ramp_in_s=args.ramp_in, robot_info_timeout_s=args.robot_info_timeout, connect_timeout_s=args.connect_timeout,
         estop_topic=args.estop_topic, episode=args.episode, transport=args.transport,
         robot_limits=args.robot_limits, goal_publishers=args.goal_publisher, estop_publishers=args.estop_publisher,
-        lost_control_s=args.lost_control, enclave=args.enclave, keystore=args.keystore,
+        lost_control_s=args.lost_control, enclave=args.enclave, keystore=args.keystore, explore=args.explore,
+        explore_seed=args.episode,
     )
     result = deploy(cfg, log=_print)
     s = result.stats

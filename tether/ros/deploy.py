@@ -78,6 +78,8 @@ class DeployConfig:
     lost_control_s: float = 3.0
     check_writers: bool = True
     enclave: str = "/"  # this participant's ROS enclave (its identity under DDS Security)
+    explore: float = 0.0  # > 0: add bounded exploration to the policy's actions (normalised units, for sysid / RL)
+    explore_seed: int = 0
     keystore: str | None = None  # SROS2 keystore: run authenticated (needs a security-enabled Cyclone build)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class DeployConfig:
                               "that keep the stale check and the ramp meaningful")
         if not isinstance(self.episode, int) or not 0 <= self.episode < 2**32:
             raise TetherError(f"episode {self.episode!r}; expected an integer in 0..2^32-1")
+        if not (isinstance(self.explore, (int, float)) and math.isfinite(self.explore) and 0 <= self.explore <= 1):
+            raise TetherError(f"explore {self.explore!r}; expected a scale in [0, 1] (normalised action units)")
         if self.stale_action not in (None, "hold", "damp"):
             raise TetherError(f"stale action {self.stale_action!r}; expected hold or damp")
         if self.enclave != "/":
@@ -361,6 +365,10 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True,
     check_params(cfg.adapter, cfg.params)
     limits = RobotLimits.load(cfg.robot_limits) if cfg.robot_limits else default_limits(cfg.adapter)
     policy = load_policy(cfg.checkpoint)
+    if cfg.explore > 0:  # excitation for identification: scaled to the contract, clipped to [-1, 1], then guarded
+        from tether.policies.exploration import ExplorationPolicy
+
+        policy = ExplorationPolicy(policy, cfg.explore, seed=cfg.explore_seed)
     contract: IOContract = policy.contract
     rate = float(cfg.rate_hz or contract.rate_hz)
     if abs(rate - contract.rate_hz) > 1e-9 * contract.rate_hz:

@@ -1,0 +1,74 @@
+"""What ``tether pipeline`` runs: per robot, the task, how it trains, the robot it meets, and the loop's budgets.
+
+The served robot's parameters lie outside the training DR on purpose (a heavier, laggier quadrotor than any
+it trained on; a heavier, more damped arm; a heavier, weaker quadruped): the loop has to close a real gap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.errors import TetherError
+
+# Per robot: the task, the sim algorithm and budget that train it (under the robot's wide DR), the adapter of
+# the real robot, and the parameters of the served robot that the policy never saw in training.
+ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 300_000, "finetune_steps": 150_000,
+                  "adapter": "px4",
+                  "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},
+    "arm": {"task": "reach", "algo": "ppo", "train_steps": 300_000, "finetune_steps": 100_000,
+            "adapter": "arm-ros2-control",
+            "real": {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}},
+    "legged": {"task": "stand", "algo": "ppo", "train_steps": 200_000, "finetune_steps": 100_000,
+               "adapter": "unitree",
+               "real": {"scale": {"body_mass": 1.3, "actuator_gain": 0.7}}},
+}
+STAGES = ("sim", "robot-rl")  # what may follow identification: sim fine-tuning, and (optionally) robot RL
+
+
+@dataclass
+class PipelineConfig:
+    robot: str = "quadrotor"
+    task: str | None = None
+    algo: str | None = None
+    train_steps: int | None = None
+    dr: str = "wide"  # DR of sim training: wide enough that the zero-shot policy is robust
+    real_backend: str = "pybullet"
+    real: dict[str, Any] | None = None  # the served robot's hidden parameters (robot serve --params)
+    episodes: int = 4  # evaluation episodes on the served robot per policy
+    probe_episodes: int = 3  # episodes with bounded exploration, recorded for identification
+    explore: float = 0.15  # exploration scale during the probe (normalised action units)
+    latency_ms: float = 20.0  # one-way network delay to and from the served robot
+    episode_seconds: float | None = None
+    finetune: str = "sim"  # "sim": fine-tune in sim under the identified DR; "h2o"/"rlpd": real data + sim
+    finetune_steps: int | None = None
+    sim_eval_episodes: int = 20
+    seed: int = 0
+    domain_id: int | None = None
+    robot_seconds_budget: float = 300.0  # the most robot time the loop may use (the issue's 5 minutes)
+    out: Path = field(default_factory=lambda: Path("runs") / time.strftime("pipeline-%Y%m%d-%H%M%S"))
+
+    def resolved(self) -> PipelineConfig:
+        if self.robot not in ROBOT_DEFAULTS:
+            raise TetherError(f"unknown robot {self.robot!r}; expected one of {', '.join(ROBOT_DEFAULTS)}")
+        if self.finetune not in ("sim", "h2o", "rlpd"):
+            raise TetherError(f"unknown fine-tuning {self.finetune!r}; expected sim, h2o or rlpd")
+        d = ROBOT_DEFAULTS[self.robot]
+        return PipelineConfig(**{**asdict(self), "task": self.task or d["task"], "algo": self.algo or d["algo"],
+                                 "train_steps": self.train_steps or d["train_steps"],
+                                 "finetune_steps": self.finetune_steps or d["finetune_steps"],
+                                 "real": self.real if self.real is not None else d["real"],
+                                 "out": Path(self.out)})
+
+    @property
+    def env_id(self) -> str:
+        from tether.sim.registry import env_id
+
+        return env_id(self.robot, self.task or ROBOT_DEFAULTS[self.robot]["task"])
+
+    @property
+    def adapter(self) -> str:
+        return ROBOT_DEFAULTS[self.robot]["adapter"]

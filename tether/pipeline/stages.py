@@ -1,0 +1,208 @@
+"""The stages of ``tether pipeline``, each a plain function over a run folder so a stage can be rerun alone.
+
+train (sim, wide DR) -> deploy zero-shot on the served robot -> probe it with bounded exploration ->
+identify its parameters from the bags -> fine-tune in sim under the identified DR (warm start) [or H2O/RLPD on
+the recorded data] -> deploy the candidate -> keep whichever policy the robot itself scored best.
+
+The served robot runs in its own process (``tether robot serve``), so every deploy talks to it only through
+ROS 2 DDS on loopback, exactly as it would to a real robot; one robot process per episode plays the part of an
+operator putting the robot back at its start. Robot time is the wall time of those episodes, counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tether.errors import TetherError
+from tether.pipeline.config import PipelineConfig
+
+Log = Callable[[str], None]
+ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
+
+
+@dataclass
+class Deployment:
+    """What one deploy phase (several episodes on the served robot) produced."""
+
+    bags: list[Path] = field(default_factory=list)
+    errors: list[np.ndarray] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    loop_stats: list[dict[str, Any]] = field(default_factory=list)
+    robot_seconds: float = 0.0
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean(self.successes)) if self.successes else 0.0
+
+    @property
+    def final_error(self) -> float:
+        return float(np.mean([e[-50:].mean() for e in self.errors])) if self.errors else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- sim
+def train(cfg: PipelineConfig, log: Log) -> Path:
+    from tether.policies.training import TrainSpec, run_training
+
+    log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
+    spec = TrainSpec(env_id=cfg.env_id, algo=cfg.algo, steps=cfg.train_steps, out=cfg.out / "train",
+                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=True)
+    _, path = run_training(spec)
+    if path is None:
+        raise TetherError("training produced no checkpoint")
+    return Path(path)
+
+
+def sim_success(cfg: PipelineConfig, checkpoint: Path) -> float:
+    """Success in MuJoCo on the nominal robot (no DR): the reference the served robot is held to."""
+    from tether.policies.checkpoint import load_policy
+    from tether.policies.evaluation import evaluate_policy
+
+    result = evaluate_policy(load_policy(checkpoint), cfg.env_id, episodes=cfg.sim_eval_episodes,
+                             seed=10_000 + cfg.seed)
+    return float(result.success_rate or 0.0)
+
+
+def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log) -> Path:
+    """Warm-start the policy in sim under the identified DR: minutes, not a retrain (PPO policies)."""
+    import torch
+
+    from tether.policies.checkpoint import load_policy
+    from tether.policies.rl.ppo import train_ppo
+
+    torch.set_num_threads(1)
+    policy = load_policy(checkpoint)
+    log(f"[fine-tune] PPO from the deployed policy under the identified DR, {cfg.finetune_steps:,} steps")
+    tuned = train_ppo(cfg.env_id, cfg.finetune_steps, {"history": policy.history}, seed=cfg.seed + 1,
+                      env_kwargs={"dr": str(dr_file)}, init_policy=policy, critic_warmup_iters=3)
+    tuned.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file)})
+    return tuned.save(cfg.out / "finetune" / "checkpoint")
+
+
+def hybrid_finetune(cfg: PipelineConfig, checkpoint: Path, dataset: Path, log: Log) -> Path:
+    """H2O or RLPD on the recorded data plus the simulator (the alternative to identification)."""
+    from tether.data.dataset import Dataset
+    from tether.policies.hybrid.finetune import finetune as run_finetune
+
+    log(f"[fine-tune] {cfg.finetune.upper()}: real data + {cfg.env_id} (sim), {cfg.finetune_steps:,} steps")
+    out = cfg.out / "finetune"
+    run_finetune(checkpoint, Dataset(dataset).to_transitions(), sim_env=cfg.env_id, algo=cfg.finetune,
+                 steps=cfg.finetune_steps, seed=cfg.seed, out=out)
+    return out / "checkpoint"
+
+
+# ---------------------------------------------------------------------------------------------- robot
+def _serve(cfg: PipelineConfig, params_file: Path, seed: int, domain_id: int, log_file: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tether.cli", "robot", "serve", "--robot", cfg.robot, "--backend", cfg.real_backend,
+           "--params", str(params_file), "--loopback", "--domain-id", str(domain_id), "--seed", str(seed),
+           "--latency", str(cfg.latency_ms)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, stdout=log_file.open("a"), stderr=subprocess.STDOUT, env=env)
+
+
+def episode_seconds(cfg: PipelineConfig) -> float:
+    from tether.sim.robots import make_robot
+    from tether.sim.tasks import make_task
+
+    if cfg.episode_seconds:
+        return float(cfg.episode_seconds)
+    return float(make_task(cfg.robot, cfg.task, make_robot(cfg.robot)).episode_seconds) + ENGAGE_SECONDS
+
+
+def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
+                 explore: float = 0.0) -> Deployment:
+    """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
+    task's own objective; ``explore`` > 0 adds bounded exploration (for identification)."""
+    import time
+
+    from tether.data.topics import OBS_TOPIC
+    from tether.policies.checkpoint import load_checkpoint
+    from tether.ros.deploy import DeployConfig, deploy
+    from tether.ros.recorder import read_bag
+    from tether.sim.tasks.scoring import score_episode
+
+    contract = load_checkpoint(checkpoint).contract
+    seconds = episode_seconds(cfg)
+    params_file = cfg.out / "real_params.json"
+    (cfg.out / "bags").mkdir(parents=True, exist_ok=True)
+    domain_id = cfg.domain_id if cfg.domain_id is not None else 60 + (os.getpid() % 40)
+    out = Deployment()
+    for i in range(episodes):
+        bag = cfg.out / "bags" / f"{tag}-{i}"
+        params = {**cfg.real, "seed": 1000 + i}
+        params_file.write_text(json.dumps(params, indent=2))
+        server = _serve(cfg, params_file, 1000 + i, domain_id, cfg.out / "robot_server.log")
+        t0 = time.monotonic()
+        try:
+            result = deploy(DeployConfig(checkpoint=str(checkpoint), adapter=cfg.adapter, duration_s=seconds,
+                                         record=str(bag), domain_id=domain_id, loopback=True, episode=i,
+                                         robot_info_timeout_s=15.0, connect_timeout_s=30.0, transport="cyclonedds",
+                                         explore=explore, explore_seed=1000 + i),
+                            log=lambda _m: None, install_signals=False)
+        finally:
+            out.robot_seconds += time.monotonic() - t0
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        obs = np.array([np.asarray(m.msg.data) for m in read_bag(bag, topics=[OBS_TOPIC])])
+        s = score_episode(contract, obs)
+        out.bags.append(bag)
+        out.errors.append(s.error)
+        out.successes.append(s.success)
+        out.loop_stats.append(result.as_dict())
+        st = result.stats.as_dict()
+        log(f"      {tag} episode {i + 1}/{episodes}: final error {s.final_error:.3f}, "
+            f"{'success' if s.success else 'fail'}; loop {st.get('rate_hz', float('nan')):.1f} Hz, "
+            f"misses {st.get('miss_rate', float('nan')):.1%}")
+    return out
+
+
+def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> tuple[Path, dict[str, Any]]:
+    """System identification from the deploy bags: a DR preset centred on the fit, and the residual report
+    (simulated vs recorded states with nominal and with identified parameters)."""
+    from tether.calibration.recordings import identify_recordings
+    from tether.calibration.residuals import residual_report
+    from tether.policies.checkpoint import load_checkpoint
+    from tether.sim.randomization import terms_to_json
+
+    contract = load_checkpoint(checkpoint).contract
+    goal = (cfg.real or {}).get("goal")
+    log(f"[identify] system identification from {len(bags)} deploy bags")
+    data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed)
+    out = cfg.out / "identify"
+    out.mkdir(parents=True, exist_ok=True)
+    preset = result.dr_preset()
+    dr_file = out / "dr_identified.json"
+    dr_file.write_text(terms_to_json(preset))
+    report = residual_report(data, result)
+    summary = {"fit": result.summary_dict() if hasattr(result, "summary_dict") else str(result),
+               "residuals": report.write(out) if hasattr(report, "write") else None}
+    (out / "sysid.json").write_text(json.dumps(summary, indent=2, default=str))
+    log(f"      {result}")
+    return dr_file, summary
+
+
+def real_dataset(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> Path:
+    from tether.data.rosbag_import import convert_bags
+    from tether.policies.checkpoint import load_checkpoint
+    from tether.sim.tasks.scoring import transition_rewards
+
+    contract = load_checkpoint(checkpoint).contract
+
+    def reward_fn(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        return transition_rewards(contract, obs, action, next_obs)
+
+    out = cfg.out / "data" / "real"
+    ds = convert_bags(bags, contract, out, mapping="flat", reward_fn=reward_fn, task=f"{cfg.robot}/{cfg.task}")
+    log(f"[dataset] {len(ds)} real transitions in {len(ds.episodes)} episodes → {out}")
+    return out
