@@ -82,3 +82,50 @@ def record_served_deploy(tmp: Path, *, robot: str, adapter: str, domain: int, po
     finally:
         server.stop()
     return bag
+
+
+def sim_recording(out: Path, env_id: str, act: Any, *, scales: dict[str, float], latency_steps: int = 0,
+                  episodes: int = 2, steps: int = 150, seed: int = 0, explore: float = 0.1,
+                  backend: str = "mujoco", control_mode: str | None = None) -> Path:
+    """A closed-loop recording of a robot with hidden parameters, written as a dataset (what ``tether data
+    convert`` makes from a deploy bag): ``act(env, obs) -> normalised action`` plus a bounded exploration
+    signal, each command sent at step k executed ``latency_steps`` control steps later (the loop's delay)."""
+    from collections import deque
+
+    import gymnasium as gym
+
+    import tether.sim  # noqa: F401
+    from tether.data.dataset import DatasetWriter
+    from tether.policies.exploration import ExplorationPolicy
+
+    kw = {} if control_mode is None else {"control_mode": control_mode}
+    env = gym.make(env_id, backend=backend, dr="none", **kw).unwrapped
+    c = env.contract
+
+    class _Inner:  # the scripted controller as a Policy, so the exploration wrapper is the deploy one
+        contract = c
+
+        def act(self, obs: np.ndarray) -> np.ndarray:
+            return np.atleast_2d(act(env, obs[0]))
+
+    policy = ExplorationPolicy(_Inner(), explore, seed=seed)
+    with DatasetWriter(out, c, c.rate_hz, dtype="float64", metadata={"source": "sim", "hidden": scales}) as w:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            for target, factor in scales.items():
+                env.sim.set_param(target, env.sim.get_param(target) * factor)
+            neutral = c.to_normalised(env.task.neutral_action())
+            queue = deque([neutral] * latency_steps)
+            for _ in range(steps):
+                a = np.asarray(policy.act(np.asarray(obs, dtype=float)[None])[0], dtype=float)
+                queue.append(a)
+                applied = queue.popleft()
+                # the env applies what the robot received (the action sent latency_steps ago)
+                nxt, _, term, trunc, _ = env.step(applied)
+                w.add_frame(np.asarray(obs, dtype=float), a)
+                obs = nxt
+                if term:
+                    break
+            w.end_episode(final_obs=np.asarray(obs, dtype=float))
+    env.close()
+    return out

@@ -86,9 +86,10 @@ class BatchedRateController:
         self.integral = np.zeros((batch, 3))
         self.prev_error = np.zeros((batch, 3))
 
-    def start(self, rates_des: np.ndarray, rates: np.ndarray) -> None:
-        """Mid-flight start: no integral (unknown), previous error = current (no derivative kick)."""
-        self.integral[:] = 0.0
+    def start(self, rates_des: np.ndarray, rates: np.ndarray, integral: np.ndarray | None = None) -> None:
+        """Mid-flight start: the integral as estimated (default 0), previous error = current (no derivative
+        kick)."""
+        self.integral[:] = 0.0 if integral is None else integral
         self.prev_error[:] = np.degrees(rates_des - rates)
 
     def __call__(self, thrust: np.ndarray, rates_des: np.ndarray, rates: np.ndarray, dt: float) -> np.ndarray:
@@ -101,17 +102,68 @@ class BatchedRateController:
         return np.clip(wrench @ self.alloc.T, 0.0, self.max_thrust)
 
 
+def rotation_increments(quat: np.ndarray) -> np.ndarray:
+    """(T, 4) attitudes (w x y z) -> (T-1, 3) body-frame rotation vectors between consecutive samples: the
+    integral of the body rates over each step."""
+    q = np.asarray(quat, dtype=float)
+    a, b = q[:-1], q[1:]
+    # r = a^-1 * b (unit quaternions: conjugate of a)
+    w = a[:, 0] * b[:, 0] + np.sum(a[:, 1:] * b[:, 1:], axis=1)
+    v = a[:, :1] * b[:, 1:] - b[:, :1] * a[:, 1:] - np.cross(a[:, 1:], b[:, 1:])
+    v = np.where(w[:, None] < 0, -v, v)
+    w = np.abs(w)
+    n = np.linalg.norm(v, axis=1)
+    angle = 2 * np.arctan2(n, w)
+    return v * np.where(n > 1e-12, angle / np.maximum(n, 1e-12), 2.0)[:, None]
+
+
+def integral_before(windows: Windows, substeps: int, dt: float, delay: float, limit: np.ndarray) -> np.ndarray:
+    """The rate controller's integral (deg s) at the start of each window's warm-up, (W, 3): the integral of
+    (setpoint - body rate) since the executed stretch began, with the setpoints as the candidate delay
+    schedules them and the body rates' integral from the measured attitude; clipped per control step as the
+    controller clips per physics step. It cannot be measured and never forgets, so a warm-up alone does not
+    recover it. Steps before the stretch's first command took effect count nothing: the robot was following
+    something else then (its hold controller, a neutral command), and that part is taken as settled."""
+    W = windows.count
+    if windows.pre_commands is None or windows.pre_rotation is None or windows.pre_rotation.shape[1] == 0:
+        return np.zeros((W, 3))
+    P = windows.pre_rotation.shape[1]
+    sched = delay_schedule(windows.pre_commands, windows.pre_history, P, substeps, delay)[..., 1:4]
+    want = sched.reshape(W, P, substeps, 3).sum(axis=2) * dt
+    err = np.degrees(want - windows.pre_rotation)
+    first = windows.pre_start + int(np.ceil(delay / substeps - 1e-9))  # first step driven by the stretch
+    err[np.arange(P)[None, :] < first[:, None]] = 0.0
+    integral = np.zeros((W, 3))
+    for t in range(P):
+        integral = np.clip(integral + err[:, t], -limit, limit)
+    return integral
+
+
 # ---------------------------------------------------------------------- windows
 @dataclass
 class Windows:
     """Replay windows: ``commands`` (W, history + steps, nu) in command space, measured states per key
-    (W, steps + 1, d) with row 0 the start state, and the full MuJoCo start state (W, nstate)."""
+    (W, steps + 1, d) with row 0 the start state, and the full MuJoCo start state (W, nstate).
+
+    ``burn`` of the history steps (with their measured states ``warm``, (W, burn, nstate)) are a warm-up:
+    the replay runs them with the state reset to the measured one at every control step, so the hidden
+    states a measurement does not show (rotor speeds behind their lag, the rate controller's integral)
+    arrive at the window start consistent with the candidate parameters and the real command history."""
 
     commands: np.ndarray
     measured: dict[str, np.ndarray]
     start: np.ndarray
     history: int
     origin: list[tuple[int, int]] = field(default_factory=list)  # (episode, first step) per window
+    burn: int = 0
+    warm: np.ndarray | None = None
+    # rate-controller integral before the warm-up (see ``integral_before``): per window the commands since the
+    # executed stretch began, (W, pre_history + P, 4), the measured body rotation per control step (W, P, 3),
+    # and where in those P steps the stretch began (W,)
+    pre_commands: np.ndarray | None = None
+    pre_rotation: np.ndarray | None = None
+    pre_history: int = 0
+    pre_start: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -124,8 +176,11 @@ class Windows:
     def subset(self, idx: np.ndarray) -> Windows:
         idx = np.asarray(idx)
         idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(int)
+        pick = (lambda a: None if a is None else a[idx])
         return Windows(self.commands[idx], {k: v[idx] for k, v in self.measured.items()}, self.start[idx],
-                       self.history, [self.origin[i] for i in idx] if self.origin else [])
+                       self.history, [self.origin[i] for i in idx] if self.origin else [], self.burn,
+                       pick(self.warm), pick(self.pre_commands), pick(self.pre_rotation), self.pre_history,
+                       pick(self.pre_start))
 
 
 # ---------------------------------------------------------------------- the replayer
@@ -315,18 +370,36 @@ class Replayer:
         log_scales = np.atleast_2d(np.asarray(log_scales, dtype=float))
         delays = np.asarray(delays, dtype=float).reshape(-1)
         K, W, L, S = len(log_scales), windows.count, windows.steps, self.substeps
+        burn = windows.burn
         models = [self.apply(k, log_scales[k]) for k in range(K)]
-        ctrl = np.concatenate([delay_schedule(windows.commands, windows.history, L, S, d) for d in delays])
+        ctrl = np.concatenate([delay_schedule(windows.commands, windows.history - burn, burn + L, S, d)
+                               for d in delays])
         start = np.tile(windows.start, (K, 1))
-        if self.na and self.command_mode != "thrust_body_rates":  # motor lag starts settled at the first input
-            start[:, self.act_adr + self.model.actuator_actadr[self.stateful]] = ctrl[:, 0, self.stateful]
         per_row = [models[k] for k in range(K) for _ in range(W)]
         if self.command_mode == "thrust_body_rates":
-            states = self._run_rate_loop(per_row, start, ctrl)
+            warm = None if windows.warm is None else np.tile(windows.warm, (K, 1, 1))
+            integral = np.concatenate([integral_before(windows, S, self.dt, d, self._rc.I_LIMIT) for d in delays])
+            states = self._run_rate_loop(per_row, start, ctrl, burn, warm, integral)
         else:
-            states = self._run_open_loop(per_row, start, ctrl)
+            if self.na:  # rotor lag: settled at the first input of the warm-up, then filtered through it
+                start[:, self.act_adr + self.model.actuator_actadr[self.stateful]] = self._filtered_act(
+                    per_row, ctrl[:, :burn * S])
+            states = self._run_open_loop(per_row, start, ctrl[:, burn * S:])
         states = np.concatenate([start[:, None], states], axis=1).reshape(K, W, L + 1, -1)
         return self.read(states, keys)
+
+    def _filtered_act(self, models: list, ctrl: np.ndarray) -> np.ndarray:
+        """Rotor states after ``ctrl`` (B, T, nu) through each model's first-order lag (MuJoCo's filterexact:
+        act += (u - act) (1 - exp(-dt / tau))), starting settled at the first input."""
+        st = self.stateful
+        u = ctrl[..., st]
+        act = u[:, 0].copy() if u.shape[1] else np.zeros((len(models), len(st)))
+        if u.shape[1]:
+            tau = np.array([m.actuator_dynprm[st, 0] for m in models])
+            a = 1.0 - np.exp(-self.dt / np.maximum(tau, 1e-9))
+            for t in range(u.shape[1]):
+                act += (u[:, t] - act) * a
+        return act
 
     def _run_open_loop(self, models: list, start: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
         from mujoco import rollout
@@ -334,34 +407,53 @@ class Replayer:
         B, T, _ = ctrl.shape
         datas = [mujoco.MjData(self.model) for _ in range(min(self.threads, B))]
         out = np.empty((B, T, self.nstate))
-        rollout.rollout(models, datas, start, ctrl, state=out, nstep=T, persistent_pool=self.threads > 1)
+        rollout.rollout(models, datas, start, np.ascontiguousarray(ctrl), state=out, nstep=T,
+                        persistent_pool=self.threads > 1)
         return out[:, self.substeps - 1::self.substeps]
 
-    def _run_rate_loop(self, models: list, start: np.ndarray, setpoints: np.ndarray) -> np.ndarray:
+    def _run_rate_loop(self, models: list, start: np.ndarray, setpoints: np.ndarray, burn: int,
+                       warm: np.ndarray | None, integral: np.ndarray) -> np.ndarray:
         B, T, _ = setpoints.shape
         S = self.substeps
         datas = [mujoco.MjData(m) for m in models]
-        for d, m, s in zip(datas, models, start):
+        first = start if not burn else warm[:, 0]
+        for d, m, s in zip(datas, models, first):
             mujoco.mj_setState(m, d, s, FULL)
         rc = BatchedRateController(self._rc, B)
         va = self.fv + 3
         rates = np.array([d.qvel[va:va + 3] for d in datas])
-        rc.start(setpoints[:, 0, 1:4], rates)
+        rc.start(setpoints[:, 0, 1:4], rates, integral)
         if self.na:  # rotors start settled at the thrust the controller asks for first
-            first = rc(setpoints[:, 0, 0], setpoints[:, 0, 1:4], rates, self.dt)
-            rc.start(setpoints[:, 0, 1:4], rates)
-            for d, u in zip(datas, first):
-                d.act[self.model.actuator_actadr[self.stateful]] = u[self.stateful]
-        out = np.empty((B, T // S, self.nstate))
+            u0 = rc(setpoints[:, 0, 0], setpoints[:, 0, 1:4], rates, self.dt)
+            rc.start(setpoints[:, 0, 1:4], rates, integral)
+            adr = self.model.actuator_actadr[self.stateful]
+            for d, u in zip(datas, u0):
+                d.act[adr] = u[self.stateful]
+        nq, nv = self.nq, self.nv
+        out = np.empty((B, T // S - burn, self.nstate))
         for t in range(T):
             u = rc(setpoints[:, t, 0], setpoints[:, t, 1:4], rates, self.dt)
             for i, (d, m) in enumerate(zip(datas, models)):
                 d.ctrl[:] = u[i]
                 mujoco.mj_step(m, d)
                 rates[i] = d.qvel[va:va + 3]
-            if (t + 1) % S == 0:
-                for i, (d, m) in enumerate(zip(datas, models)):
-                    mujoco.mj_getState(m, d, out[i, t // S], FULL)
+            if (t + 1) % S:
+                continue
+            c = (t + 1) // S  # control steps done
+            if c <= burn:  # warm-up: back onto the measured state, hidden states kept
+                target = warm[:, c] if c < burn else start
+                for i, d in enumerate(datas):
+                    d.qpos[:] = target[i, self.qpos_adr:self.qpos_adr + nq]
+                    d.qvel[:] = target[i, self.qvel_adr:self.qvel_adr + nv]
+                    rates[i] = d.qvel[va:va + 3]
+                # the measured rates are the controller's input from here on: no derivative kick from the reset
+                rc.prev_error = np.degrees(setpoints[:, min(t + 1, T - 1), 1:4] - rates)
+                if c == burn:
+                    for i, (d, m) in enumerate(zip(datas, models)):
+                        mujoco.mj_getState(m, d, start[i], FULL)  # act and time as warmed up
+                continue
+            for i, (d, m) in enumerate(zip(datas, models)):
+                mujoco.mj_getState(m, d, out[i, c - burn - 1], FULL)
         return out
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.calibration.replay import COMMAND_MODES, Replayer, Windows, delay_schedule
+from tether.calibration.replay import COMMAND_MODES, Replayer, Windows, delay_schedule, rotation_increments
 from tether.errors import TetherError
 
 STATE_KEYS = ("joint_pos", "joint_vel", "base_pos", "base_quat", "base_lin_vel", "base_ang_vel")
@@ -71,6 +71,7 @@ LOG_SCALE_BOUND = np.log(4.0)  # search scales in [1/4, 4] x nominal
 OUTLIER = 4.0  # a window whose replay error exceeds this many times the median window's is set aside
 IDENTIFIED_REL_STD = 0.15  # a scale known to better than this (1 sigma, relative) counts as identified
 DEFAULT_WINDOW_S = 0.5
+WARMUP_STEPS = 10  # control steps of warm-up before each window where hidden actuator states matter
 
 
 # ---------------------------------------------------------------------- data
@@ -283,14 +284,18 @@ def record(
 
 # ---------------------------------------------------------------------- windows
 def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | None, history: int,
-                 stride: int | None = None) -> tuple[Windows, list[str]]:
+                 stride: int | None = None, burn: int = 0) -> tuple[Windows, list[str]]:
     """Replay windows from ``data``: ``window_steps`` commands each (None: whole episodes, cut to the shortest),
-    started ``stride`` steps apart inside runs of executed commands, with ``history`` executed commands before
-    each (so any delay up to ``history - 1`` periods replays real commands). Returns windows and notes."""
+    started ``stride`` steps apart inside runs of executed commands, each preceded by ``burn`` warm-up steps
+    and ``history`` more executed commands (so any delay up to ``history - 1`` periods replays real
+    commands). Returns windows and notes."""
     notes: list[str] = []
     keys = data.keys
-    cmds, meas, starts, origin = [], {k: [] for k in keys}, [], []
+    cmds, meas, starts, origin, warm = [], {k: [] for k in keys}, [], [], []
+    pre: list[tuple[np.ndarray, np.ndarray]] = []  # rate mode: (commands, rotation increments) before warm-up
+    rate_mode = data.command_mode == "thrust_body_rates" and "base_quat" in keys
     if window_steps is None:
+        burn = 0
         L = min(len(c) for c in data.commands)
         if any(len(c) != L for c in data.commands):
             notes.append(f"episodes cut to the shortest ({L} steps) to replay them together")
@@ -304,24 +309,52 @@ def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | 
     else:
         L = int(window_steps)
         stride = int(stride or L)
+        lead = burn + history
         for e, (c, s) in enumerate(zip(data.commands, data.states)):
             act = replayer.executed(c, s.get("joint_pos", [None])[0])
             ok = np.ones(len(c), bool) if data.executed is None else np.asarray(data.executed[e], bool)
             edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+            full: dict[int, np.ndarray] = {}
+
+            def state_at(i: int) -> np.ndarray:
+                if i not in full:
+                    full[i] = replayer.start_state({k: v[i] for k, v in s.items()})
+                return full[i]
+
             for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
-                for t in range(a + history, b - L + 1, stride):
-                    cmds.append(act[t - history:t + L])
+                for t in range(a + lead, b - L + 1, stride):
+                    cmds.append(act[t - lead:t + L])
                     for k in keys:
                         meas[k].append(s[k][t:t + L + 1])
-                    starts.append(replayer.start_state({k: v[t] for k, v in s.items()}))
+                    starts.append(state_at(t))
+                    warm.append([state_at(i) for i in range(t - burn, t)])
                     origin.append((e, t))
+                    if rate_mode:
+                        b0 = t - burn
+                        pre.append((act[a:b0], rotation_increments(s["base_quat"][a:b0 + 1])))
+        history = lead
     if not cmds:
-        need = (window_steps or 0) + history
+        need = (window_steps or 0) + history + burn
         raise TetherError(f"no replay window fits the data: every executed stretch is shorter than {need} control "
-                          f"steps ({history} of history + {window_steps} per window); record longer or pass a "
-                          f"shorter window")
-    return Windows(np.array(cmds), {k: np.array(v) for k, v in meas.items()}, np.array(starts), history,
-                   origin), notes
+                          f"steps ({burn} of warm-up, {history} of history and {window_steps} per window); record "
+                          f"longer or pass a shorter window")
+    warm_arr = np.array(warm) if burn else None
+    win = Windows(np.array(cmds), {k: np.array(v) for k, v in meas.items()}, np.array(starts), history,
+                  origin, burn, warm_arr)
+    if pre:
+        P = max(len(r) for _, r in pre)
+        h = history - burn  # delay margin
+        pc = np.zeros((len(pre), h + P, data.commands[0].shape[1]))
+        pr = np.zeros((len(pre), P, 3))
+        for i, (c, r) in enumerate(pre):
+            n = len(r)
+            first = c[0] if len(c) else cmds[i][0]
+            pc[i, :h + P - n] = first  # before the stretch: its first command (the robot was not executing ours)
+            pc[i, h + P - n:] = c
+            pr[i, P - n:] = r
+        win.pre_commands, win.pre_rotation, win.pre_history = pc, pr, h
+        win.pre_start = np.array([P - len(r) for _, r in pre])
+    return win, notes
 
 
 # ---------------------------------------------------------------------- fit
@@ -481,6 +514,7 @@ class _Objective:
         out = {}
         for k in self.keys:
             s, m = sim[k], w.measured[k][None]
+            s = s[..., :m.shape[-1]]  # joints: the model may have more than the robot reports (an arm's fingers)
             if k == "base_quat":
                 s = s * np.sign(np.sum(s * m, axis=-1, keepdims=True) + 1e-12)
             e = ((s - m) / self.scale[k])[:, :, 1:]
@@ -577,6 +611,7 @@ def identify(
     stride_s: float | None = None,
     max_windows: int | None = 64,
     threads: int = 2,
+    warmup_steps: int | None = None,
 ) -> SysIdResult:
     """Fit ``params`` (DR target names, optionally 'target:elem1+elem2', and 'action_latency') to ``data``.
 
@@ -622,7 +657,9 @@ def identify(
                               f"({2 * rp.period:g} s)")
     stride = None if stride_s is None else max(1, int(round(float(stride_s) / rp.period)))
     history = (max_latency if fit_latency else 0) + 1
-    windows, notes = make_windows(rp, data, window_steps=steps, history=history, stride=stride)
+    burn = warmup_steps if warmup_steps is not None else (WARMUP_STEPS if rp.na or data.command_mode ==
+                                                          "thrust_body_rates" else 0)
+    windows, notes = make_windows(rp, data, window_steps=steps, history=history, stride=stride, burn=burn)
     notes = list(data.notes) + notes
     if max_windows is not None and windows.count > max_windows:
         keep = np.unique(np.linspace(0, windows.count - 1, int(max_windows)).round().astype(int))

@@ -1,0 +1,373 @@
+"""What a deployment records, as identification data: a rosbag2 bag from ``tether deploy --record`` or a
+LeRobot dataset converted from one (``tether data convert``), turned into ``sysid.Trajectories``.
+
+Commands: the flat ``/tether/action`` topic is the command after the guard, in the physical units the robot
+received (quadrotor: collective thrust + body-rate setpoints for the onboard rate controller, or rotor
+thrusts; arm: joint targets for ros2_control; legged: joint targets for the motors' PD). States come by name
+from the contract's observation fields (``/tether/obs``, or the dataset's ``observation.state``):
+
+- ``joint_pos`` / ``joint_vel``: matched to the robot model's joints by component name, never by position;
+- ``base_ang_vel`` (body frame), ``base_lin_vel`` (world frame only), ``projected_gravity``;
+- ``base_rotmat`` -> attitude quaternion; ``pos_error`` -> position = goal - error, the goal read from the
+  bag's ``/tether/goal`` (a dataset does not keep it: ``goal`` argument, else 1 m above the origin; only
+  ground contact depends on it);
+- other fields (targets, commands, the last action) are not states of the robot and are ignored.
+
+Cropping to what the robot executed. In a bag: a PX4 vehicle executes setpoints only while armed in offboard
+mode (``vehicle_status``, received before the command was sent; before that it flies its own hold controller
+and rejects them: ~15 % of a demo recording), and a command the guard sent as a damp (e-stop, stale state)
+makes a legged robot passive instead of tracking it (``/tether/guard``). A dataset keeps neither topic; there
+the fit's outlier screening sets aside windows the commands do not explain (see ``sysid``).
+
+The bag carries no contract: pass the deployed checkpoint (``--contract``); a dataset carries its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tether.contract import IOContract
+from tether.errors import TetherError
+
+GOAL_TOPIC = "/tether/goal"  # the set point the quadrotor adapter reads (geometry_msgs/PointStamped)
+GUARD_TOPIC = "/tether/guard"  # the guard's reason per tick (std_msgs/String), written by tether deploy
+STATUS_SUFFIX = "/fmu/out/vehicle_status"
+STATUS_TYPE = "px4_msgs/msg/VehicleStatus"
+NOT_TRACKED_REASONS = ("estop", "stale_damp")  # commands sent as "go passive": not tracked by the robot
+DEFAULT_GOAL = np.array([0.0, 0.0, 1.0])
+ROBOT_KINDS = ("quadrotor", "arm", "legged")
+
+
+@dataclass
+class RecordedEpisode:
+    obs: np.ndarray  # (T + 1, obs_size) physical; row T is the observation after the last command
+    command: np.ndarray  # (T, action_size) physical, as the robot received it
+    executed: np.ndarray  # (T,) bool
+    stamps_ns: np.ndarray | None = None  # (T,) grid times of the observations (bags only)
+
+
+@dataclass
+class Recording:
+    contract: IOContract
+    episodes: list[RecordedEpisode]
+    source: str
+    goal: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def robot(self) -> str:
+        return self.contract.robot
+
+
+# ---------------------------------------------------------------------- loading
+def is_dataset(path: Path) -> bool:
+    return path.is_dir() and (path / "meta" / "info.json").is_file()
+
+
+def is_bag(path: Path) -> bool:
+    return (path.is_dir() and (path / "metadata.yaml").is_file()) or (
+        path.is_file() and path.suffix.lower() in (".mcap", ".db3"))
+
+
+def resolve_contract(contract: IOContract | str | Path | None) -> IOContract | None:
+    if contract is None or isinstance(contract, IOContract):
+        return contract
+    from tether.data.commands import load_contract
+
+    return load_contract(contract)
+
+
+def load_recording(path: str | Path, *, contract: IOContract | str | Path | None = None,
+                   goal: Sequence[float] | None = None) -> Recording:
+    """A bag directory / .mcap / .db3 file, or a dataset directory; see the module docstring."""
+    p = Path(path)
+    if not p.exists():
+        raise TetherError(f"recording {str(p)!r} does not exist; expected a rosbag2 bag from tether deploy "
+                          f"--record or a dataset directory")
+    if p.is_symlink():
+        raise TetherError(f"recording {str(p)!r} is a symbolic link; expected the bag or dataset itself")
+    c = resolve_contract(contract)
+    if goal is not None:
+        goal = np.asarray(goal, dtype=float)
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise TetherError(f"goal {goal.tolist()}; expected three finite numbers x y z (m)")
+    if is_dataset(p):
+        rec = _load_dataset(p, c)
+    elif is_bag(p):
+        if c is None:
+            raise TetherError(f"bag {str(p)!r} carries no IOContract; pass --contract with the checkpoint that was "
+                              f"deployed (or its contract JSON)")
+        rec = _load_bag(p, c)
+    else:
+        raise TetherError(f"recording {str(p)!r} is neither a rosbag2 bag (a directory with metadata.yaml, or a "
+                          f".mcap/.db3 file) nor a dataset (a directory with meta/info.json)")
+    if goal is not None:
+        rec.goal = goal
+    if rec.contract.robot not in ROBOT_KINDS:
+        raise TetherError(f"recording {str(p)!r} is of a {rec.contract.robot!r} robot; sysid knows "
+                          f"{', '.join(ROBOT_KINDS)}")
+    if not rec.episodes or not any(len(e.command) for e in rec.episodes):
+        raise TetherError(f"recording {str(p)!r} has no frames; expected at least one recorded control step")
+    return rec
+
+
+def _read_side_topics(path: Path, want: dict[str, str]) -> dict[str, list[tuple[int, Any]]]:
+    """Messages (log time ns, message) of the topics in ``want`` (topic -> type) that the bag has; types
+    come from the definitions stored in the bag."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    out: dict[str, list[tuple[int, Any]]] = {}
+    try:
+        with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            conns = [c for c in reader.connections if want.get(c.topic) == c.msgtype]
+            for c in conns:
+                out.setdefault(c.topic, [])
+            for conn, t, raw in reader.messages(connections=conns):
+                out[conn.topic].append((int(t), reader.deserialize(raw, conn.msgtype)))
+    except TetherError:
+        raise
+    except Exception as exc:  # rosbags raises its own types for unreadable bags
+        raise TetherError(f"cannot read bag {str(path)!r}: {exc}") from None
+    return out
+
+
+def _bag_topics(path: Path) -> dict[str, str]:
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    try:
+        with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            return {c.topic: c.msgtype for c in reader.connections}
+    except Exception as exc:
+        raise TetherError(f"cannot read bag {str(path)!r}: {exc}") from None
+
+
+def _load_bag(path: Path, contract: IOContract) -> Recording:
+    from tether.data.rosbag_import import FLAT_ACTION_TOPIC, align_bag
+
+    topics = _bag_topics(path)
+    if FLAT_ACTION_TOPIC not in topics:
+        raise TetherError(f"bag {str(path)!r} has no {FLAT_ACTION_TOPIC} topic (the commands the robot received); "
+                          f"expected a recording from tether deploy --record; it has {sorted(topics) or 'no topics'}")
+    episodes = align_bag(path, contract, "flat")
+    status_topic = next((t for t, ty in topics.items() if t.endswith(STATUS_SUFFIX) and ty == STATUS_TYPE), None)
+    want = {GUARD_TOPIC: "std_msgs/msg/String", FLAT_ACTION_TOPIC + "/stamp": "builtin_interfaces/msg/Time",
+            GOAL_TOPIC: "geometry_msgs/msg/PointStamped"}
+    if status_topic:
+        want[status_topic] = STATUS_TYPE
+    side = _read_side_topics(path, want)
+    notes: list[str] = []
+    # the guard's reason per command: the i-th /tether/guard message belongs to the i-th command
+    guard_t = guard_r = None
+    stamps = side.get(FLAT_ACTION_TOPIC + "/stamp", [])
+    reasons = side.get(GUARD_TOPIC, [])
+    if reasons and len(stamps) == len(reasons):
+        guard_t = np.array([m.sec * 10**9 + m.nanosec for _, m in stamps], dtype=np.int64)
+        order = np.argsort(guard_t, kind="stable")
+        guard_t = guard_t[order]
+        guard_r = np.array([m.data for _, m in reasons], dtype=object)[order]
+    elif reasons:
+        notes.append(f"{GUARD_TOPIC} has {len(reasons)} messages for {len(stamps)} commands; guard reasons not used")
+    offboard = None
+    if status_topic:
+        msgs = side.get(status_topic, [])
+        if msgs:
+            M = type(msgs[0][1])
+            nav_off = getattr(M, "NAVIGATION_STATE_OFFBOARD", 14)
+            armed = getattr(M, "ARMING_STATE_ARMED", 2)
+            offboard = (np.array([t for t, _ in msgs], dtype=np.int64),
+                        np.array([m.nav_state == nav_off and m.arming_state == armed for _, m in msgs]))
+    period = int(round(1e9 / contract.rate_hz))
+    out, n_total, n_off, n_damp = [], 0, 0, 0
+    for ep in episodes:
+        T = len(ep.action)
+        t_cmd = ep.stamps_ns + period // 2  # when each command was sent (FlatRecorder: half a period in)
+        ok = np.ones(T, bool)
+        if offboard is not None:
+            ts, on = offboard
+            i = np.searchsorted(ts, t_cmd, side="right") - 1
+            is_on = np.where(i >= 0, on[np.clip(i, 0, None)], False)
+            n_off += int(np.sum(~is_on))
+            ok &= is_on
+        if guard_t is not None:
+            j = np.clip(np.searchsorted(guard_t, ep.stamps_ns + period - 1, side="right") - 1, 0, None)
+            damp = np.isin(guard_r[j], NOT_TRACKED_REASONS)
+            n_damp += int(np.sum(damp & ok))
+            ok &= ~damp
+        n_total += T
+        obs = np.concatenate([ep.obs, ep.final_obs[None]])
+        out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns))
+    if offboard is not None:
+        notes.append(f"{n_off} of {n_total} commands sent before the vehicle was armed in offboard mode "
+                     f"({status_topic}): rejected by the robot, not replayed")
+    elif status_topic:
+        notes.append(f"{status_topic} is in the bag but empty; every command taken as executed")
+    if n_damp:
+        notes.append(f"{n_damp} commands sent as a guard damp (e-stop / stale state): not tracked, not replayed")
+    goal = None
+    goals = side.get(GOAL_TOPIC, [])
+    if goals:
+        pts = np.array([[m.point.x, m.point.y, m.point.z] for _, m in goals])
+        goal = np.median(pts, axis=0)
+        if np.ptp(pts, axis=0).max() > 1e-6:
+            notes.append(f"{GOAL_TOPIC} changed during the recording; using its median {goal.round(3).tolist()}")
+    return Recording(contract, out, f"bag {path}", goal, notes)
+
+
+def _load_dataset(path: Path, contract: IOContract | None) -> Recording:
+    from tether.data.dataset import Dataset
+
+    ds = Dataset(path)
+    c = ds.contract
+    if c is None:
+        c = contract
+        if c is None:
+            raise TetherError(f"dataset {str(path)!r} has no tether contract in meta/info.json; pass --contract")
+    elif contract is not None:
+        diffs = c.differences(contract)
+        if diffs:
+            raise TetherError(f"dataset {str(path)!r} was recorded with another contract than --contract: "
+                              + "; ".join(diffs[:3]))
+    space = (ds.info.get("tether") or {}).get("action_space", "normalised")
+    if space != "normalised":
+        raise TetherError(f"dataset {str(path)!r} stores actions as {space!r}; expected 'normalised'")
+    if ds.num_episodes == 0:
+        raise TetherError(f"dataset {str(path)!r} has no episodes; expected converted robot recordings")
+    out = []
+    dropped = 0
+    for i, info in enumerate(ds.episodes):
+        cols = ds.episode(i)
+        obs = np.asarray(cols["observation.state"], dtype=float)
+        act = c.to_physical(np.asarray(cols["action"], dtype=float))
+        if info.final_observation is not None and info.final_observation.shape == (c.obs_size,):
+            obs = np.concatenate([obs, info.final_observation[None]])
+        else:  # no observation after the last action: that action's effect is unknown
+            act = act[:-1]
+            dropped += 1
+        if len(act) == 0:
+            continue
+        out.append(RecordedEpisode(obs, act, np.ones(len(act), bool)))
+    notes = ["dataset: no robot mode information (offboard, damp) survives conversion; windows the commands do not "
+             "explain are set aside by the fit"]
+    if dropped:
+        notes.append(f"{dropped} episodes without a final observation lost their last command")
+    src = (ds.metadata or {}).get("source")
+    return Recording(c, out, f"dataset {path}" + (f" (from {src})" if src else ""), None, notes)
+
+
+# ---------------------------------------------------------------------- states by name
+def _by_joint_name(field: Any, values: np.ndarray, joints: Sequence[str], what: str) -> np.ndarray:
+    comps = tuple(field.components or ())
+    if not comps:
+        raise TetherError(f"{what} field {field.name!r} has no joint names; sysid matches joints by name")
+    unknown = [n for n in comps if n not in joints]
+    if unknown:
+        raise TetherError(f"{what} field {field.name!r} names joints {unknown} the robot model lacks ({list(joints)})")
+    idx = [comps.index(j) for j in joints if j in comps]
+    return values[..., idx]
+
+
+def _rotmat_to_quat(R: np.ndarray) -> np.ndarray:
+    import mujoco
+
+    out = np.empty((len(R), 4))
+    for i, r in enumerate(R):
+        mujoco.mju_mat2Quat(out[i], np.asarray(r, dtype=float).reshape(9))
+        if out[i, 0] < 0:
+            out[i] *= -1
+    return out
+
+
+def command_mode(contract: IOContract) -> str:
+    """How the robot executes the recorded command (``replay.COMMAND_MODES``)."""
+    robot, mode = contract.robot, contract.control_mode
+    if robot == "quadrotor":
+        if mode in ("thrust_body_rates", "motor_thrust"):
+            return "thrust_body_rates" if mode == "thrust_body_rates" else "actuator"
+    elif robot == "arm":
+        if mode == "joint_position":
+            return "joint_position"
+    elif robot == "legged":
+        if mode == "joint_position":
+            return "actuator"
+    raise TetherError(f"sysid replays joint-level or rotor-level commands; a {robot} recording in control mode "
+                      f"{mode!r} is not one (an arm's ee_delta_pose goes through IK the robot does not record)")
+
+
+def to_trajectories(rec: Recording) -> Any:
+    """``sysid.Trajectories`` (closed loop, with the executed mask) from a recording."""
+    from tether.calibration.sysid import Trajectories
+    from tether.sim.robots import make_robot
+
+    c = rec.contract
+    spec = make_robot(c.robot)
+    mode = command_mode(c)
+    names = {f.name for f in c.observations}
+    notes = list(rec.notes)
+    goal = rec.goal
+    if "pos_error" in names and goal is None:
+        goal = DEFAULT_GOAL
+        notes.append(f"goal unknown (not in a dataset): positions taken relative to {goal.tolist()}")
+    cmds, states, executed = [], [], []
+    for ep in rec.episodes:
+        f = c.split_obs(ep.obs)
+        s: dict[str, np.ndarray] = {}
+        for fld in c.observations:
+            v = np.asarray(f[fld.name], dtype=float)
+            if fld.name in ("joint_pos", "joint_vel"):
+                s[fld.name] = _by_joint_name(fld, v, spec.joints, "observation")
+            elif fld.name == "base_ang_vel" and spec.floating_base:
+                s["base_ang_vel"] = v
+            elif fld.name == "base_lin_vel" and spec.floating_base and fld.frame == "world":
+                s["base_lin_vel"] = v
+            elif fld.name == "projected_gravity" and spec.floating_base:
+                s["projected_gravity"] = v
+            elif fld.name == "base_rotmat":
+                s["base_quat"] = _rotmat_to_quat(v.reshape(-1, 3, 3))
+            elif fld.name == "pos_error":
+                s["base_pos"] = goal[None] - v
+        if "base_quat" in s:
+            s.pop("projected_gravity", None)
+        if not s:
+            raise TetherError(f"contract {c.robot}/{c.task} observes no robot state sysid can replay from "
+                              f"(fields {sorted(names)})")
+        order = ("base_pos", "base_quat", "projected_gravity", "base_lin_vel", "base_ang_vel", "joint_pos",
+                 "joint_vel")
+        states.append({k: s[k] for k in order if k in s})
+        a = c.split_action(ep.command)
+        if mode == "actuator" and c.robot == "legged" or mode == "joint_position":
+            fld = c.field("joint_pos_target")
+            cmds.append(_by_joint_name(fld, np.asarray(a[fld.name], dtype=float), spec.joints, "action"))
+        else:
+            cmds.append(np.asarray(ep.command, dtype=float))
+        executed.append(np.asarray(ep.executed, bool))
+    return Trajectories(cmds, states, 1.0 / c.rate_hz, command_mode=mode, executed=executed, closed_loop=True,
+                        notes=notes)
+
+
+def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOContract | str | Path | None = None,
+                      goal: Sequence[float] | None = None) -> tuple[str, Any]:
+    """(robot kind, Trajectories) from one or more recordings of the same robot and contract."""
+    from tether.calibration.sysid import Trajectories
+
+    plist = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not plist:
+        raise TetherError("no recordings given; expected at least one bag or dataset")
+    recs = [load_recording(p, contract=contract, goal=goal) for p in plist]
+    first = recs[0].contract
+    for r in recs[1:]:
+        diffs = first.differences(r.contract)
+        if diffs:
+            raise TetherError(f"{r.source} was recorded with another contract than {recs[0].source}: {diffs[0]}")
+    trajs = [to_trajectories(r) for r in recs]
+    merged = Trajectories(
+        [c for t in trajs for c in t.commands], [s for t in trajs for s in t.states], trajs[0].control_period,
+        command_mode=trajs[0].command_mode, executed=[e for t in trajs for e in t.executed], closed_loop=True,
+        notes=[f"{r.source}: {n}" for r, t in zip(recs, trajs) for n in t.notes])
+    return first.robot, merged
