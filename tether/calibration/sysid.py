@@ -383,6 +383,9 @@ class SysIdResult:
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     command_mode: str = "actuator"
+    history: int = 1  # commands of delay margin each window carried (max latency + 1)
+    warmup_steps: int | None = None
+    window_origins: list[tuple[int, int]] = field(default_factory=list)  # (episode, first step) of fitted windows
 
     @property
     def latency_steps(self) -> int:
@@ -727,5 +730,6 @@ def identify(
         residual_per_key_after=obj.per_key_rms(parts1), evaluations=obj.evals, control_period=rp.period,
         fit_latency=fit_latency, latency_scan=scan, windows=len(obj.active), windows_set_aside=aside,
         window_s=window_s, simulations=obj.sims, wall_s=time.perf_counter() - t_start, notes=notes,
-        command_mode=data.command_mode,
+        command_mode=data.command_mode, history=history, warmup_steps=burn,
+        window_origins=[windows.origin[i] for i in obj.active],
     )
