@@ -109,11 +109,12 @@ def sim_recording(out: Path, env_id: str, act: Any, *, scales: dict[str, float],
             return np.atleast_2d(act(env, obs[0]))
 
     policy = ExplorationPolicy(_Inner(), explore, seed=seed)
+    nominal = {t: env.sim.get_param(t).copy() for t in scales}
     with DatasetWriter(out, c, c.rate_hz, dtype="float64", metadata={"source": "sim", "hidden": scales}) as w:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
             for target, factor in scales.items():
-                env.sim.set_param(target, env.sim.get_param(target) * factor)
+                env.sim.set_param(target, nominal[target] * factor)
             neutral = c.to_normalised(env.task.neutral_action())
             queue = deque([neutral] * latency_steps)
             for _ in range(steps):

@@ -58,6 +58,7 @@ class Recording:
     source: str
     goal: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    mode_known: bool = True  # the recording says which commands the robot executed (a bag; not a dataset)
 
     @property
     def robot(self) -> str:
@@ -258,7 +259,7 @@ def _load_dataset(path: Path, contract: IOContract | None) -> Recording:
     if dropped:
         notes.append(f"{dropped} episodes without a final observation lost their last command")
     src = (ds.metadata or {}).get("source")
-    return Recording(c, out, f"dataset {path}" + (f" (from {src})" if src else ""), None, notes)
+    return Recording(c, out, f"dataset {path}" + (f" (from {src})" if src else ""), None, notes, mode_known=False)
 
 
 # ---------------------------------------------------------------------- states by name
@@ -348,7 +349,7 @@ def to_trajectories(rec: Recording) -> Any:
             cmds.append(np.asarray(ep.command, dtype=float))
         executed.append(np.asarray(ep.executed, bool))
     return Trajectories(cmds, states, 1.0 / c.rate_hz, command_mode=mode, executed=executed, closed_loop=True,
-                        notes=notes)
+                        notes=notes, mode_known=rec.mode_known)
 
 
 def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOContract | str | Path | None = None,
@@ -369,5 +370,6 @@ def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOC
     merged = Trajectories(
         [c for t in trajs for c in t.commands], [s for t in trajs for s in t.states], trajs[0].control_period,
         command_mode=trajs[0].command_mode, executed=[e for t in trajs for e in t.executed], closed_loop=True,
-        notes=[f"{r.source}: {n}" for r, t in zip(recs, trajs) for n in t.notes])
+        notes=[f"{r.source}: {n}" for r, t in zip(recs, trajs) for n in t.notes],
+        mode_known=all(t.mode_known for t in trajs))
     return first.robot, merged

@@ -11,7 +11,7 @@ log-scale on its nominal value (one shared scale per target unless elements are 
 in physics steps (``replay.delay_schedule``), so it is fitted jointly and gets an uncertainty.
 
 Fit: a latency scan at nominal parameters seeds the search; windows the model cannot explain at all (replay
-error > ``OUTLIER`` x the median window's: segments the robot did not execute that no crop caught, a push,
+error > ``OUTLIER`` x the median window's and > ``OUTLIER_FLOOR`` of the measured spread: segments the robot did not execute that no crop caught, a push,
 a contact the model lacks) are set aside, and re-checked after the fit; CMA-ES searches globally
 (derivative-free: contacts and actuator limits make the cost non-smooth), every generation one batched replay;
 Levenberg-Marquardt polishes with a batched forward-difference Jacobian. Uncertainty: the larger of the
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ DEFAULT_PARAMS = {
     "legged": ("actuator_gain", LATENCY),
 }
 LOG_SCALE_BOUND = np.log(4.0)  # search scales in [1/4, 4] x nominal
-OUTLIER = 4.0  # a window whose replay error exceeds this many times the median window's is set aside
+OUTLIER = 4.0  # a window whose replay error exceeds this many times the median window's is set aside ...
+OUTLIER_FLOOR = 0.25  # ... and this fraction of the measured spread (a near-perfect fit flags nothing)
 IDENTIFIED_REL_STD = 0.15  # a scale known to better than this (1 sigma, relative) counts as identified
 DEFAULT_WINDOW_S = 0.5
 WARMUP_STEPS = 10  # control steps of warm-up before each window where hidden actuator states matter
@@ -90,6 +91,7 @@ class Trajectories:
     executed: list[np.ndarray] | None = None  # per episode (N,) bool
     closed_loop: bool = False
     notes: list[str] = field(default_factory=list)
+    mode_known: bool = True  # False: ``executed`` may include commands the robot ignored (a converted dataset)
 
     @property
     def keys(self) -> list[str]:
@@ -284,16 +286,18 @@ def record(
 
 # ---------------------------------------------------------------------- windows
 def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | None, history: int,
-                 stride: int | None = None, burn: int = 0) -> tuple[Windows, list[str]]:
+                 stride: int | None = None, burn: int = 0, integral_history: bool = True
+                 ) -> tuple[Windows, list[str]]:
     """Replay windows from ``data``: ``window_steps`` commands each (None: whole episodes, cut to the shortest),
     started ``stride`` steps apart inside runs of executed commands, each preceded by ``burn`` warm-up steps
     and ``history`` more executed commands (so any delay up to ``history - 1`` periods replays real
-    commands). Returns windows and notes."""
+    commands). ``integral_history``: for the rate controller, estimate its integral from the whole executed
+    stretch before each window (False: from the warm-up only). Returns windows and notes."""
     notes: list[str] = []
     keys = data.keys
     cmds, meas, starts, origin, warm = [], {k: [] for k in keys}, [], [], []
     pre: list[tuple[np.ndarray, np.ndarray]] = []  # rate mode: (commands, rotation increments) before warm-up
-    rate_mode = data.command_mode == "thrust_body_rates" and "base_quat" in keys
+    rate_mode = data.command_mode == "thrust_body_rates" and "base_quat" in keys and integral_history
     if window_steps is None:
         burn = 0
         L = min(len(c) for c in data.commands)
@@ -662,12 +666,23 @@ def identify(
     history = (max_latency if fit_latency else 0) + 1
     burn = warmup_steps if warmup_steps is not None else (WARMUP_STEPS if rp.na or data.command_mode ==
                                                           "thrust_body_rates" else 0)
-    windows, notes = make_windows(rp, data, window_steps=steps, history=history, stride=stride, burn=burn)
+    # A dataset does not say which commands the robot ignored (a PX4 vehicle before offboard); the rate
+    # controller's integral estimate would carry them into every later window, so the first round estimates it
+    # from each window's warm-up only and the second, after the windows the fit cannot explain are cut out,
+    # from the stretches that remain.
+    two_rounds = not data.mode_known and data.command_mode == "thrust_body_rates" and steps is not None
+
+    def build(d: Trajectories, integral: bool) -> tuple[Windows, list[str]]:
+        w, nts = make_windows(rp, d, window_steps=steps, history=history, stride=stride, burn=burn,
+                              integral_history=integral)
+        if max_windows is not None and w.count > max_windows:
+            keep = np.unique(np.linspace(0, w.count - 1, int(max_windows)).round().astype(int))
+            nts.append(f"{len(keep)} of {w.count} windows used (spread evenly; --max-windows)")
+            w = w.subset(keep)
+        return w, nts
+
+    windows, notes = build(data, not two_rounds)
     notes = list(data.notes) + notes
-    if max_windows is not None and windows.count > max_windows:
-        keep = np.unique(np.linspace(0, windows.count - 1, int(max_windows)).round().astype(int))
-        notes.append(f"{len(keep)} of {windows.count} windows used (spread evenly; --max-windows)")
-        windows = windows.subset(keep)
     n = len(rp.params)
     obj = _Objective(rp, windows, n, fit_latency, float(max_latency))
     zero = np.zeros(n)
@@ -684,25 +699,47 @@ def identify(
 
     def screen(R: np.ndarray) -> np.ndarray:
         rms = np.sqrt(np.mean(R**2, axis=-1))
-        return np.flatnonzero(rms <= OUTLIER * np.median(rms))
+        return np.flatnonzero(rms <= max(OUTLIER * np.median(rms), OUTLIER_FLOOR))
 
     obj.active = screen(R0[best])
     x = X0[best].astype(float)
     log_std, corr, lat_std = np.zeros(0), np.zeros((0, 0)), 0.0
     if len(x):
-        opts = {"seed": seed + 1, "maxfevals": int(budget), "bounds": [list(lo), list(hi)], "verbose": -9,
-                "tolfun": 1e-10, "tolx": 1e-5, "CMA_stds": [1.0] * n + ([2.0] if fit_latency else [])}
-        es = cma.CMAEvolutionStrategy(x, 0.3, opts)
-        while not es.stop():
-            xs = np.array(es.ask())
-            R = obj.residuals(np.clip(xs, lo, hi))
-            es.tell(list(xs), [float(v) for v in np.sum(R**2, axis=(1, 2))])
-        x = np.clip(np.asarray(es.result.xbest, dtype=float), lo, hi)
+        def search(x0: np.ndarray, sigma: float, evals: int) -> np.ndarray:
+            opts = {"seed": seed + 1, "maxfevals": int(evals), "bounds": [list(lo), list(hi)], "verbose": -9,
+                    "tolfun": 1e-10, "tolx": 1e-5, "CMA_stds": [1.0] * n + ([2.0] if fit_latency else [])}
+            es = cma.CMAEvolutionStrategy(x0, sigma, opts)
+            while not es.stop():
+                xs = np.array(es.ask())
+                R = obj.residuals(np.clip(xs, lo, hi))
+                es.tell(list(xs), [float(v) for v in np.sum(R**2, axis=(1, 2))])
+            return np.clip(np.asarray(es.result.xbest, dtype=float), lo, hi)
+
+        x = search(x, 0.3, max(budget // 3, 1) if two_rounds else budget)
         fd = np.r_[[0.01] * n, [0.05] * int(fit_latency)]
-        x, r, J = _lm_polish(obj, x, lo, hi, fd)
+        if not two_rounds:
+            x, r, J = _lm_polish(obj, x, lo, hi, fd)
         # re-check the set-aside windows at the fit: a window the nominal model could not explain may be fine
         active = screen(obj.residuals(x[None], np.arange(windows.count))[0])
-        if not np.array_equal(active, obj.active):
+        if two_rounds:
+            executed = ([np.asarray(e, bool).copy() for e in data.executed] if data.executed is not None
+                        else [np.ones(len(c), bool) for c in data.commands])
+            aside = set(range(windows.count)) - set(active.tolist())
+            for i in sorted(aside):
+                e, t = windows.origin[i]
+                executed[e][max(t - burn, 0):t + windows.steps] = False
+            if aside:
+                notes.append(f"{len(aside)} windows the fit cannot explain cut from the data (commands the robot "
+                             f"did not execute?); the rate controller's integral restarts after them")
+            windows, more = build(replace(data, executed=executed), True)
+            notes += more
+            evals, sims = obj.evals, obj.sims
+            obj = _Objective(rp, windows, n, fit_latency, float(max_latency))
+            obj.evals, obj.sims = evals, sims
+            obj.active = screen(obj.residuals(x[None], np.arange(windows.count))[0])
+            x = search(x, 0.15, max(budget - budget // 3, 1))
+            x, r, J = _lm_polish(obj, x, lo, hi, fd)
+        elif not np.array_equal(active, obj.active):
             obj.active = active
             x, r, J = _lm_polish(obj, x, lo, hi, fd)
         cov = _covariance(obj, r, J, x)
