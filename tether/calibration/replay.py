@@ -94,12 +94,12 @@ class BatchedRateController:
 
     def __call__(self, thrust: np.ndarray, rates_des: np.ndarray, rates: np.ndarray, dt: float) -> np.ndarray:
         err = np.degrees(rates_des - rates)
-        self.integral = np.clip(self.integral + err * dt, -self.I_LIMIT, self.I_LIMIT)
+        self.integral = np.minimum(np.maximum(self.integral + err * dt, -self.I_LIMIT), self.I_LIMIT)
         deriv = (err - self.prev_error) / dt
         self.prev_error = err
         cmd = self.KP * err + self.KI * self.integral + self.KD * deriv
         wrench = np.concatenate([thrust[:, None], cmd * self.cmd_to_torque], axis=1)
-        return np.clip(wrench @ self.alloc.T, 0.0, self.max_thrust)
+        return np.minimum(np.maximum(wrench @ self.alloc.T, 0.0), self.max_thrust)
 
 
 def rotation_increments(quat: np.ndarray) -> np.ndarray:
@@ -117,25 +117,31 @@ def rotation_increments(quat: np.ndarray) -> np.ndarray:
     return v * np.where(n > 1e-12, angle / np.maximum(n, 1e-12), 2.0)[:, None]
 
 
-def integral_before(windows: Windows, substeps: int, dt: float, delay: float, limit: np.ndarray) -> np.ndarray:
-    """The rate controller's integral (deg s) at the start of each window's warm-up, (W, 3): the integral of
-    (setpoint - body rate) since the executed stretch began, with the setpoints as the candidate delay
-    schedules them and the body rates' integral from the measured attitude; clipped per control step as the
-    controller clips per physics step. It cannot be measured and never forgets, so a warm-up alone does not
-    recover it. Steps before the stretch's first command took effect count nothing: the robot was following
-    something else then (its hold controller, a neutral command), and that part is taken as settled."""
+def integral_before(windows: Windows, substeps: int, dt: float, delays: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """The rate controller's integral (deg s) at the start of each window's warm-up, (K * W, 3) for K candidate
+    delays (physics steps): the integral of (setpoint - body rate) since the executed stretch began, with the
+    setpoints as each delay schedules them and the body rates' integral from the measured attitude; clipped per
+    control step as the controller clips per physics step. It cannot be measured and never forgets, so a
+    warm-up alone does not recover it. Steps before the stretch's first command took effect count nothing:
+    the robot was following something else then (its hold controller, a neutral command), and that part is
+    taken as settled."""
     W = windows.count
+    delays = np.asarray(delays, dtype=float).reshape(-1)
+    K = len(delays)
     if windows.pre_commands is None or windows.pre_rotation is None or windows.pre_rotation.shape[1] == 0:
-        return np.zeros((W, 3))
+        return np.zeros((K * W, 3))
     P = windows.pre_rotation.shape[1]
-    sched = delay_schedule(windows.pre_commands, windows.pre_history, P, substeps, delay)[..., 1:4]
-    want = sched.reshape(W, P, substeps, 3).sum(axis=2) * dt
-    err = np.degrees(want - windows.pre_rotation)
-    first = windows.pre_start + int(np.ceil(delay / substeps - 1e-9))  # first step driven by the stretch
-    err[np.arange(P)[None, :] < first[:, None]] = 0.0
-    integral = np.zeros((W, 3))
+    err = np.empty((K, W, P, 3))
+    steps = np.arange(P)[None, :]
+    for k, d in enumerate(delays):
+        sched = delay_schedule(windows.pre_commands, windows.pre_history, P, substeps, d)[..., 1:4]
+        err[k] = np.degrees(sched.reshape(W, P, substeps, 3).sum(axis=2) * dt - windows.pre_rotation)
+        first = windows.pre_start + int(np.ceil(d / substeps - 1e-9))  # first step driven by the stretch
+        err[k][steps < first[:, None]] = 0.0
+    err = err.reshape(K * W, P, 3)
+    integral = np.zeros((K * W, 3))
     for t in range(P):
-        integral = np.clip(integral + err[:, t], -limit, limit)
+        integral = np.minimum(np.maximum(integral + err[:, t], -limit), limit)
     return integral
 
 
@@ -378,7 +384,7 @@ class Replayer:
         per_row = [models[k] for k in range(K) for _ in range(W)]
         if self.command_mode == "thrust_body_rates":
             warm = None if windows.warm is None else np.tile(windows.warm, (K, 1, 1))
-            integral = np.concatenate([integral_before(windows, S, self.dt, d, self._rc.I_LIMIT) for d in delays])
+            integral = integral_before(windows, S, self.dt, delays, self._rc.I_LIMIT)
             states = self._run_rate_loop(per_row, start, ctrl, burn, warm, integral)
         else:
             if self.na:  # rotor lag: settled at the first input of the warm-up, then filtered through it
@@ -413,47 +419,42 @@ class Replayer:
 
     def _run_rate_loop(self, models: list, start: np.ndarray, setpoints: np.ndarray, burn: int,
                        warm: np.ndarray | None, integral: np.ndarray) -> np.ndarray:
+        """The rate controller in the loop: one ``mujoco.rollout`` call per physics step for the whole batch
+        (every row's state stays in one array, so the controller, the warm-up resets and the readout are
+        vectorised; only the physics runs per row, in the rollout's threads)."""
+        from mujoco import rollout
+
         B, T, _ = setpoints.shape
         S = self.substeps
-        datas = [mujoco.MjData(m) for m in models]
-        first = start if not burn else warm[:, 0]
-        for d, m, s in zip(datas, models, first):
-            mujoco.mj_setState(m, d, s, FULL)
+        state = np.ascontiguousarray(start if not burn else warm[:, 0], dtype=np.float64).copy()
+        nxt = np.empty((B, 1, self.nstate))
+        ctrl = np.empty((B, 1, self.nu))
+        qv = slice(self.qpos_adr, self.qvel_adr + self.nv)  # qpos and qvel, adjacent in the state vector
+        ra = self.qvel_adr + self.fv + 3  # body rates
         rc = BatchedRateController(self._rc, B)
-        va = self.fv + 3
-        rates = np.array([d.qvel[va:va + 3] for d in datas])
-        rc.start(setpoints[:, 0, 1:4], rates, integral)
+        rc.start(setpoints[:, 0, 1:4], state[:, ra:ra + 3], integral)
         if self.na:  # rotors start settled at the thrust the controller asks for first
-            u0 = rc(setpoints[:, 0, 0], setpoints[:, 0, 1:4], rates, self.dt)
-            rc.start(setpoints[:, 0, 1:4], rates, integral)
-            adr = self.model.actuator_actadr[self.stateful]
-            for d, u in zip(datas, u0):
-                d.act[adr] = u[self.stateful]
-        nq, nv = self.nq, self.nv
+            u0 = rc(setpoints[:, 0, 0], setpoints[:, 0, 1:4], state[:, ra:ra + 3], self.dt)
+            rc.start(setpoints[:, 0, 1:4], state[:, ra:ra + 3], integral)
+            state[:, self.act_adr + self.model.actuator_actadr[self.stateful]] = u0[:, self.stateful]
+        datas = [mujoco.MjData(self.model) for _ in range(min(self.threads, B))]
         out = np.empty((B, T // S - burn, self.nstate))
         for t in range(T):
-            u = rc(setpoints[:, t, 0], setpoints[:, t, 1:4], rates, self.dt)
-            for i, (d, m) in enumerate(zip(datas, models)):
-                d.ctrl[:] = u[i]
-                mujoco.mj_step(m, d)
-                rates[i] = d.qvel[va:va + 3]
+            ctrl[:, 0] = rc(setpoints[:, t, 0], setpoints[:, t, 1:4], state[:, ra:ra + 3], self.dt)
+            rollout.rollout(models, datas, state, ctrl, nstep=1, state=nxt, skip_checks=True,
+                            persistent_pool=self.threads > 1)
+            state[:] = nxt[:, 0]
             if (t + 1) % S:
                 continue
             c = (t + 1) // S  # control steps done
-            if c <= burn:  # warm-up: back onto the measured state, hidden states kept
-                target = warm[:, c] if c < burn else start
-                for i, d in enumerate(datas):
-                    d.qpos[:] = target[i, self.qpos_adr:self.qpos_adr + nq]
-                    d.qvel[:] = target[i, self.qvel_adr:self.qvel_adr + nv]
-                    rates[i] = d.qvel[va:va + 3]
+            if c <= burn:  # warm-up: back onto the measured state, hidden states (act, integral) kept
+                state[:, qv] = (warm[:, c] if c < burn else start)[:, qv]
                 # the measured rates are the controller's input from here on: no derivative kick from the reset
-                rc.prev_error = np.degrees(setpoints[:, min(t + 1, T - 1), 1:4] - rates)
+                rc.prev_error = np.degrees(setpoints[:, min(t + 1, T - 1), 1:4] - state[:, ra:ra + 3])
                 if c == burn:
-                    for i, (d, m) in enumerate(zip(datas, models)):
-                        mujoco.mj_getState(m, d, start[i], FULL)  # act and time as warmed up
+                    start[:] = state  # act and time as warmed up
                 continue
-            for i, (d, m) in enumerate(zip(datas, models)):
-                mujoco.mj_getState(m, d, out[i, c - burn - 1], FULL)
+            out[:, c - burn - 1] = state
         return out
 
 
