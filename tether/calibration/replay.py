@@ -41,21 +41,36 @@ FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
 # ---------------------------------------------------------------------- commands over time
-def delay_schedule(commands: np.ndarray, history: int, steps: int, substeps: int, delay: float) -> np.ndarray:
+def delay_schedule(commands: np.ndarray, history: int, steps: int, substeps: int, delay: float,
+                   jitter: float = 0.0) -> np.ndarray:
     """Per physics step, the command in force: (W, steps * substeps, nu) from ``commands`` (W, history + steps,
-    nu) whose row ``history`` is the window's first command, delayed by ``delay`` physics steps (>= 0)."""
+    nu) whose row ``history`` is the window's first command, delayed by ``delay`` physics steps (>= 0).
+
+    ``jitter`` (physics steps, 0..substeps): the switch to each command happens at a time spread uniformly over
+    that width around ``c * substeps + delay``; the schedule is the expected command. That is what a robot whose
+    loop is not locked to the controller's does to the commands arriving near its tick boundary: some are
+    applied a tick early or late."""
     delay = max(float(delay), 0.0)
-    if delay > history * substeps:
+    w = float(np.clip(jitter, 0.0, substeps))
+    if delay + w / 2 > history * substeps:
         raise TetherError(f"delay {delay:g} physics steps needs more than the {history} commands of history a "
                           f"window carries")
     j = np.arange(steps * substeps, dtype=float)
-    # command c (relative to the window start) is in force from c * substeps + delay on
-    start = np.floor((j - delay) / substeps).astype(int)  # in force at the start of physics step j
-    switch = (start + 1) * substeps + delay  # when the next command takes over
-    f_old = np.clip(switch - j, 0.0, 1.0)  # fraction of step j still under command `start`
-    a = commands[:, history + start]
-    b = commands[:, np.minimum(history + start + 1, commands.shape[1] - 1)]
-    return f_old[None, :, None] * a + (1.0 - f_old[None, :, None]) * b
+    # the newest command whose switch can begin before the end of physics step j
+    new = np.floor((j + 1 - delay + w / 2) / substeps).astype(int)
+    a = new * substeps + delay - w / 2  # its switch window [a, a + w]
+
+    def F(t: np.ndarray) -> np.ndarray:  # integral of P(switched by u) du from a to t
+        if w <= 1e-9:
+            return np.maximum(t - a, 0.0)
+        u = np.clip(t - a, 0.0, None)
+        return np.where(u <= w, u * u / (2 * w), u - w / 2)
+
+    f_new = np.clip(F(j + 1) - F(j), 0.0, 1.0)
+    hi = commands.shape[1] - 1
+    b = commands[:, np.clip(history + new, 0, hi)]
+    o = commands[:, np.clip(history + new - 1, 0, hi)]
+    return (1.0 - f_new)[None, :, None] * o + f_new[None, :, None] * b
 
 
 def rate_limit(targets: np.ndarray, start: np.ndarray, max_step: np.ndarray) -> np.ndarray:
@@ -389,7 +404,7 @@ class Replayer:
         else:
             if self.na:  # rotor lag: settled at the first input of the warm-up, then filtered through it
                 start[:, self.act_adr + self.model.actuator_actadr[self.stateful]] = self._filtered_act(
-                    per_row, ctrl[:, :burn * S])
+                    per_row, ctrl[:, :max(burn * S, 1)])
             states = self._run_open_loop(per_row, start, ctrl[:, burn * S:])
         states = np.concatenate([start[:, None], states], axis=1).reshape(K, W, L + 1, -1)
         return self.read(states, keys)
@@ -399,8 +414,8 @@ class Replayer:
         act += (u - act) (1 - exp(-dt / tau))), starting settled at the first input."""
         st = self.stateful
         u = ctrl[..., st]
-        act = u[:, 0].copy() if u.shape[1] else np.zeros((len(models), len(st)))
-        if u.shape[1]:
+        act = u[:, 0].copy()
+        if u.shape[1] > 1:
             tau = np.array([m.actuator_dynprm[st, 0] for m in models])
             a = 1.0 - np.exp(-self.dt / np.maximum(tau, 1e-9))
             for t in range(u.shape[1]):

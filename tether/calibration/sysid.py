@@ -73,6 +73,7 @@ OUTLIER_FLOOR = 0.25  # ... and this fraction of the measured spread (a near-per
 IDENTIFIED_REL_STD = 0.15  # a scale known to better than this (1 sigma, relative) counts as identified
 DEFAULT_WINDOW_S = 0.5
 WARMUP_STEPS = 10  # control steps of warm-up before each window where hidden actuator states matter
+DR_FLOOR = 0.05  # smallest DR half-width, relative to the fitted scale (see SysIdResult.dr_terms)
 
 
 # ---------------------------------------------------------------------- data
@@ -412,10 +413,15 @@ class SysIdResult:
         """Fitted physical values per parameter (nominal elements x fitted scale)."""
         return {p.name: [float(v * np.exp(s)) for v in self.nominal[p.target]] for p, s in zip(self.params, self.log_scale)}
 
-    def dr_terms(self, k: float = 3.0, min_rel: float = 0.02) -> list:
+    def dr_terms(self, k: float = 3.0, min_rel: float = DR_FLOOR) -> list:
         """DR terms centred on the fit: scale in [s (1 - k sd), s (1 + k sd)] (at least ``min_rel``, at most the
         search range [1/4, 4] of nominal), one draw shared by the elements as fitted; latency over the whole
-        steps within k sd of the estimate."""
+        steps within k sd of the estimate.
+
+        Why a floor: the standard deviations are what this recording supports about this simulator; repeated
+        recordings of the same served robot scatter more than that (motor lag by up to ~7 %: the loop phase,
+        the machine's timing, the simulator not being the robot), and a preset narrower than that scatter would
+        train a policy for one recording rather than for the robot."""
         from tether.sim.randomization import DRTerm
 
         if not (np.isfinite(k) and k > 0):
@@ -442,9 +448,10 @@ class SysIdResult:
         hi = max(lo, int(np.floor((self.latency_s + k * self.latency_std_s) / T + 0.5)))
         return lo, hi
 
-    def dr_preset(self, k: float = 3.0) -> dict[str, Any]:
-        return {"name": f"sysid-{self.robot}", "terms": [t.to_dict() for t in self.dr_terms(k)],
-                "provenance": {"source": "tether.calibration.sysid", "width_sigma": k, "report": self.report()}}
+    def dr_preset(self, k: float = 3.0, min_rel: float = DR_FLOOR) -> dict[str, Any]:
+        return {"name": f"sysid-{self.robot}", "terms": [t.to_dict() for t in self.dr_terms(k, min_rel)],
+                "provenance": {"source": "tether.calibration.sysid", "width_sigma": k, "min_rel_width": min_rel,
+                               "report": self.report()}}
 
     def report(self) -> dict[str, Any]:
         return {
@@ -605,6 +612,24 @@ def _covariance(obj: _Objective, r: np.ndarray, J: np.ndarray, x: np.ndarray) ->
     return corr * np.outer(sd, sd)
 
 
+def _split_halves(obj: _Objective, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, fd: np.ndarray
+                  ) -> np.ndarray | None:
+    """Half the difference between fits to the earlier and the later half of the windows: the spread of the
+    estimate when the robot's operating point changes, which the covariances (exact model assumed) miss when
+    the simulator is not exactly the robot. None with fewer than 4 windows."""
+    active = obj.active
+    if len(active) < 4:
+        return None
+    order = sorted(active.tolist(), key=lambda i: obj.win.origin[i] if obj.win.origin else i)
+    halves = (np.array(sorted(order[:len(order) // 2])), np.array(sorted(order[len(order) // 2:])))
+    fits = []
+    for h in halves:
+        obj.active = h
+        fits.append(_lm_polish(obj, x, lo, hi, fd, iterations=4)[0])
+    obj.active = active
+    return np.abs(fits[0] - fits[1]) / 2
+
+
 def identify(
     robot: str,
     data: Trajectories,
@@ -746,6 +771,9 @@ def identify(
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
         dd = np.where(std > 0, std, 1.0)
         full_corr = cov / np.outer(dd, dd)
+        split = _split_halves(obj, x, lo, hi, fd)
+        if split is not None:
+            std = np.maximum(std, split)
         log_std, corr = std[:n], full_corr[:n, :n]
         if fit_latency:
             lat_std = float(std[n] * rp.period)
