@@ -38,6 +38,10 @@ GOAL_TOPIC = "/tether/goal"  # the set point the quadrotor adapter reads (geomet
 GUARD_TOPIC = "/tether/guard"  # the guard's reason per tick (std_msgs/String), written by tether deploy
 STATUS_SUFFIX = "/fmu/out/vehicle_status"
 STATUS_TYPE = "px4_msgs/msg/VehicleStatus"
+ODOMETRY_SUFFIX = "/fmu/out/vehicle_odometry"
+ODOMETRY_TYPE = "px4_msgs/msg/VehicleOdometry"
+SETPOINT = {"thrust_body_rates": ("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint"),
+            "motor_thrust": ("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors")}
 NOT_TRACKED_REASONS = ("estop", "stale_damp")  # commands sent as "go passive": not tracked by the robot
 DEFAULT_GOAL = np.array([0.0, 0.0, 1.0])
 ROBOT_KINDS = ("quadrotor", "arm", "legged")
@@ -46,9 +50,14 @@ ROBOT_KINDS = ("quadrotor", "arm", "legged")
 @dataclass
 class RecordedEpisode:
     obs: np.ndarray  # (T + 1, obs_size) physical; row T is the observation after the last command
-    command: np.ndarray  # (T, action_size) physical, as the robot received it
-    executed: np.ndarray  # (T,) bool
+    command: np.ndarray  # (T, action_size) physical, as the robot received it; (M, action_size) with event timing
+    executed: np.ndarray  # (T,) bool: transition k (obs k -> obs k + 1) ran on the recorded commands
     stamps_ns: np.ndarray | None = None  # (T,) grid times of the observations (bags only)
+    # event timing: obs k is the robot's state after its tick at state_times[k] (s, the command clock) and
+    # command i was sent at command_times[i]; see ``_px4_event_timing``
+    state_times: np.ndarray | None = None  # (T + 1,)
+    command_times: np.ndarray | None = None  # (M,)
+    command_sources: np.ndarray | None = None  # (M,) tick time of the state each command was computed from
 
 
 @dataclass
@@ -211,6 +220,13 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         notes.append(f"{status_topic} is in the bag but empty; every command taken as executed")
     if n_damp:
         notes.append(f"{n_damp} commands sent as a guard damp (e-stop / stale state): not tracked, not replayed")
+    if status_topic and contract.robot == "quadrotor" and len(out) == 1:
+        ev = _px4_event_timing(path, topics, contract, status_topic)
+        if isinstance(ev, str):
+            notes.append(f"robot tick times not used ({ev}); commands taken on the control grid")
+        else:
+            out, ev_notes = [ev[0]], ev[1]
+            notes = [n for n in notes if "offboard" not in n] + ev_notes
     goal = None
     goals = side.get(GOAL_TOPIC, [])
     if goals:
@@ -219,6 +235,86 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         if np.ptp(pts, axis=0).max() > 1e-6:
             notes.append(f"{GOAL_TOPIC} changed during the recording; using its median {goal.round(3).tolist()}")
     return Recording(contract, out, f"bag {path}", goal, notes)
+
+
+def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, status_topic: str
+                      ) -> tuple[RecordedEpisode, list[str]] | str:
+    """The recording on the vehicle's own clock: which odometry message (one per tick of the vehicle's loop)
+    each observation was, when that tick ran, and when each setpoint was sent. Why: the controller's and the
+    vehicle's loops are not locked; a setpoint arriving near the vehicle's tick boundary is applied a tick
+    early or late whenever either loop is a little late (a loaded machine, a busy flight computer), and a replay
+    on the controller's grid mistakes those for dynamics (motor lag fitted 10-20 % off on such recordings).
+    Only timestamps are read from the PX4 messages: the states come from the contract's observation, matched to
+    their odometry message by the body-rate magnitude (frame-independent). Returns a reason string when the
+    bag does not allow it (then the control grid is used)."""
+    from tether.data.rosbag_import import FLAT_ACTION_TOPIC, FLAT_OBS_TOPIC
+
+    odo_topic = next((t for t, ty in topics.items() if t.endswith(ODOMETRY_SUFFIX) and ty == ODOMETRY_TYPE), None)
+    sp_topic, sp_type = SETPOINT.get(contract.control_mode, (None, None))
+    if odo_topic is None or sp_topic is None:
+        return "no vehicle_odometry or setpoint topic"
+    sp_topic = status_topic[: -len(STATUS_SUFFIX)] + sp_topic
+    if topics.get(sp_topic) != sp_type:
+        return f"no {sp_topic}"
+    side = _read_side_topics(path, {odo_topic: ODOMETRY_TYPE, sp_topic: sp_type, status_topic: STATUS_TYPE,
+                                    FLAT_OBS_TOPIC: "std_msgs/msg/Float64MultiArray",
+                                    FLAT_OBS_TOPIC + "/stamp": "builtin_interfaces/msg/Time",
+                                    FLAT_ACTION_TOPIC: "std_msgs/msg/Float64MultiArray"})
+    odo, sps, sts = side.get(odo_topic, []), side.get(sp_topic, []), side.get(status_topic, [])
+    obs_m, obs_t, act_m = (side.get(FLAT_OBS_TOPIC, []), side.get(FLAT_OBS_TOPIC + "/stamp", []),
+                           side.get(FLAT_ACTION_TOPIC, []))
+    if len(odo) < 10 or not sps or len(obs_m) != len(obs_t) or not act_m:
+        return "too few messages"
+    if len(sps) < len(act_m) or len(sps) > len(act_m) + 2:
+        return f"{len(sps)} setpoints for {len(act_m)} commands"
+    if "base_ang_vel" not in {f.name for f in contract.observations}:
+        return "the contract does not observe body rates"
+    recv = np.array([t for t, _ in odo], dtype=np.int64)
+    stamp = np.array([int(m.timestamp) for _, m in odo], dtype=np.int64) * 1000
+    if np.any(np.diff(stamp) <= 0):
+        return "odometry timestamps not increasing"
+    offset = int(np.median(recv - stamp))  # vehicle clock -> command clock (plus the downlink, folded in latency)
+    tick = stamp + offset
+    wnorm = np.array([np.linalg.norm(np.asarray(m.angular_velocity, dtype=float)) for _, m in odo])
+    obs = np.array([np.asarray(m.data, dtype=float) for _, m in obs_m])
+    t_obs = np.array([m.sec * 10**9 + m.nanosec for _, m in obs_t], dtype=np.int64)
+    sl = contract.obs_slices["base_ang_vel"]
+    onorm = np.linalg.norm(obs[:, sl], axis=1)
+    # which odometry message each observation is: the newest received by then, checked by the rate magnitude
+    jj = np.full(len(obs), -1)
+    for k in range(len(obs)):
+        j0 = int(np.searchsorted(recv, t_obs[k], side="right")) - 1
+        for j in (j0, j0 - 1, j0 + 1, j0 - 2, j0 + 2):
+            if 0 <= j < len(odo) and abs(wnorm[j] - onorm[k]) <= 1e-5 * max(1.0, onorm[k]):
+                jj[k] = j
+                break
+    seen = jj[jj >= 0]
+    if len(seen) < 10 or np.any(np.diff(seen) < 0):
+        return "observations do not match the odometry in order"
+    g0, g1 = int(seen.min()), int(seen.max())
+    G = g1 - g0 + 1  # every tick of the vehicle's loop from the first observed state to the last
+    states = np.full((G, obs.shape[1]), np.nan)
+    states[jj[jj >= 0] - g0] = obs[jj >= 0]  # a tick read twice keeps one copy; a tick never read stays NaN
+    # executed: offboard (armed) when the tick before began, by the vehicle's own status (same clock)
+    M = type(sts[0][1]) if sts else None
+    s_t = np.array([int(m.timestamp) for _, m in sts], dtype=np.int64) * 1000 + offset
+    s_on = np.array([m.nav_state == getattr(M, "NAVIGATION_STATE_OFFBOARD", 14)
+                     and m.arming_state == getattr(M, "ARMING_STATE_ARMED", 2) for _, m in sts], bool)
+    i = np.searchsorted(s_t, tick[g0:g1], side="right") - 1
+    executed = np.where(i >= 0, s_on[np.clip(i, 0, None)], False)
+    t0 = tick[g0]
+    send = np.array([int(m.timestamp) for _, m in sps[: len(act_m)]], dtype=np.int64) * 1000
+    cmds = np.array([np.asarray(m.data, dtype=float) for _, m in act_m])
+    if len(cmds) != len(obs):
+        return f"{len(cmds)} commands for {len(obs)} observations"
+    src = np.where(jj >= 0, (tick[np.clip(jj, 0, None)] - t0) / 1e9, np.nan)  # command k came from obs k
+    ep = RecordedEpisode(states, cmds, executed, None, (tick[g0:g1 + 1] - t0) / 1e9, (send - t0) / 1e9, src)
+    unread = int(np.sum(~np.isfinite(states[:, 0])))
+    notes = [f"timing from the vehicle's own clock ({odo_topic}): {G} ticks of its loop, {unread} of whose "
+             f"states the controller never read (not compared, the replay runs through them)",
+             f"{int(np.sum(~executed))} of {G - 1} steps before the vehicle was armed in offboard mode "
+             f"({status_topic}): it rejected the setpoints; not replayed"]
+    return ep, notes
 
 
 def _load_dataset(path: Path, contract: IOContract | None) -> Recording:
@@ -277,8 +373,10 @@ def _by_joint_name(field: Any, values: np.ndarray, joints: Sequence[str], what: 
 def _rotmat_to_quat(R: np.ndarray) -> np.ndarray:
     import mujoco
 
-    out = np.empty((len(R), 4))
+    out = np.full((len(R), 4), np.nan)
     for i, r in enumerate(R):
+        if not np.all(np.isfinite(r)):
+            continue  # a state never read (event timing)
         mujoco.mju_mat2Quat(out[i], np.asarray(r, dtype=float).reshape(9))
         if out[i, 0] < 0:
             out[i] *= -1
@@ -315,8 +413,9 @@ def to_trajectories(rec: Recording) -> Any:
     if "pos_error" in names and goal is None:
         goal = DEFAULT_GOAL
         notes.append(f"goal unknown (not in a dataset): positions taken relative to {goal.tolist()}")
-    cmds, states, executed = [], [], []
+    cmds, states, executed, timing = [], [], [], []
     for ep in rec.episodes:
+        timing.append(None if ep.state_times is None else (ep.state_times, ep.command_times, ep.command_sources))
         f = c.split_obs(ep.obs)
         s: dict[str, np.ndarray] = {}
         for fld in c.observations:
@@ -349,7 +448,8 @@ def to_trajectories(rec: Recording) -> Any:
             cmds.append(np.asarray(ep.command, dtype=float))
         executed.append(np.asarray(ep.executed, bool))
     return Trajectories(cmds, states, 1.0 / c.rate_hz, command_mode=mode, executed=executed, closed_loop=True,
-                        notes=notes, mode_known=rec.mode_known)
+                        notes=notes, mode_known=rec.mode_known,
+                        timing=timing if any(t is not None for t in timing) else None)
 
 
 def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOContract | str | Path | None = None,
@@ -371,5 +471,7 @@ def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOC
         [c for t in trajs for c in t.commands], [s for t in trajs for s in t.states], trajs[0].control_period,
         command_mode=trajs[0].command_mode, executed=[e for t in trajs for e in t.executed], closed_loop=True,
         notes=[f"{r.source}: {n}" for r, t in zip(recs, trajs) for n in t.notes],
-        mode_known=all(t.mode_known for t in trajs))
+        mode_known=all(t.mode_known for t in trajs),
+        timing=None if all(t.timing is None for t in trajs) else
+        [x for t in trajs for x in (t.timing or [None] * len(t.commands))])
     return first.robot, merged

@@ -35,6 +35,7 @@ import numpy as np
 from tether.errors import TetherError
 
 COMMAND_MODES = ("actuator", "thrust_body_rates", "joint_position")
+TICK_BAND_S = 0.001  # event timing: a command arriving within this of a robot tick counts partly
 STATE_KEYS = ("joint_pos", "joint_vel", "base_pos", "base_quat", "base_lin_vel", "base_ang_vel",
               "projected_gravity")
 FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -71,6 +72,28 @@ def delay_schedule(commands: np.ndarray, history: int, steps: int, substeps: int
     b = commands[:, np.clip(history + new, 0, hi)]
     o = commands[:, np.clip(history + new - 1, 0, hi)]
     return (1.0 - f_new)[None, :, None] * o + f_new[None, :, None] * b
+
+
+def tick_schedule(commands: np.ndarray, cmd_time: np.ndarray, tick_time: np.ndarray, latency: float,
+                  band: float = TICK_BAND_S) -> tuple[np.ndarray, np.ndarray]:
+    """Per robot tick, the command in force when the robot's loop ticks at its own times (event timing):
+    (W, T, nu) from ``commands`` (W, M, nu) sent at ``cmd_time`` (W, M, s; +inf pads) and ticks at ``tick_time``
+    (W, T, s, the same clock): the newest command that arrived (sent + ``latency``) before the tick. A command
+    arriving within ``band`` of a tick counts partly (its expected value under a little transit jitter), which
+    keeps the replay error continuous in the latency. Also returns (W, T) bool: some command had arrived."""
+    W, T = tick_time.shape
+    out = np.empty((W, T, commands.shape[2]))
+    have = np.zeros((W, T), bool)
+    for w in range(W):
+        arrive = cmd_time[w] + latency
+        n = np.searchsorted(arrive - band / 2, tick_time[w], side="right") - 1  # newest possibly arrived
+        nn = np.clip(n, 0, None)
+        p = np.clip((tick_time[w] - arrive[nn]) / band + 0.5, 0.0, 1.0)
+        p = np.where(n >= 1, p, 1.0)
+        prev = commands[w, np.clip(n - 1, 0, None)]
+        out[w] = p[:, None] * commands[w, nn] + (1 - p[:, None]) * prev
+        have[w] = (n >= 1) | ((n == 0) & (p >= 1.0))
+    return out, have
 
 
 def rate_limit(targets: np.ndarray, start: np.ndarray, max_step: np.ndarray) -> np.ndarray:
@@ -149,6 +172,11 @@ def integral_before(windows: Windows, substeps: int, dt: float, delays: np.ndarr
     err = np.empty((K, W, P, 3))
     steps = np.arange(P)[None, :]
     for k, d in enumerate(delays):
+        if windows.pre_tick_time is not None:
+            u, have = tick_schedule(windows.pre_commands, windows.pre_cmd_time, windows.pre_tick_time, d * dt)
+            err[k] = np.degrees(u[..., 1:4] * substeps * dt - windows.pre_rotation)
+            err[k][~have | (steps < windows.pre_start[:, None])] = 0.0
+            continue
         sched = delay_schedule(windows.pre_commands, windows.pre_history, P, substeps, d)[..., 1:4]
         err[k] = np.degrees(sched.reshape(W, P, substeps, 3).sum(axis=2) * dt - windows.pre_rotation)
         first = windows.pre_start + int(np.ceil(d / substeps - 1e-9))  # first step driven by the stretch
@@ -185,6 +213,15 @@ class Windows:
     pre_rotation: np.ndarray | None = None
     pre_history: int = 0
     pre_start: np.ndarray | None = None
+    # event timing (the robot's own tick times known, ``tick_schedule``): per window the send time of every
+    # command row (W, M) and the time of every tick of the warm-up and the window (W, burn + steps), seconds
+    # from the window's start state; the same for the integral's stretch (pre_cmd_time (W, Mp), pre_tick_time
+    # (W, P)). None: commands on the control grid (``delay_schedule``).
+    cmd_time: np.ndarray | None = None
+    tick_time: np.ndarray | None = None
+    pre_cmd_time: np.ndarray | None = None
+    pre_tick_time: np.ndarray | None = None
+    steps_override: int | None = None
 
     @property
     def count(self) -> int:
@@ -192,6 +229,8 @@ class Windows:
 
     @property
     def steps(self) -> int:
+        if self.steps_override is not None:
+            return int(self.steps_override)
         return int(self.commands.shape[1] - self.history)
 
     def subset(self, idx: np.ndarray) -> Windows:
@@ -201,7 +240,8 @@ class Windows:
         return Windows(self.commands[idx], {k: v[idx] for k, v in self.measured.items()}, self.start[idx],
                        self.history, [self.origin[i] for i in idx] if self.origin else [], self.burn,
                        pick(self.warm), pick(self.pre_commands), pick(self.pre_rotation), self.pre_history,
-                       pick(self.pre_start))
+                       pick(self.pre_start), pick(self.cmd_time), pick(self.tick_time), pick(self.pre_cmd_time),
+                       pick(self.pre_tick_time), self.steps_override)
 
 
 # ---------------------------------------------------------------------- the replayer
@@ -393,8 +433,7 @@ class Replayer:
         K, W, L, S = len(log_scales), windows.count, windows.steps, self.substeps
         burn = windows.burn
         models = [self.apply(k, log_scales[k]) for k in range(K)]
-        ctrl = np.concatenate([delay_schedule(windows.commands, windows.history - burn, burn + L, S, d)
-                               for d in delays])
+        ctrl = np.concatenate([self.schedule(windows, d) for d in delays])
         start = np.tile(windows.start, (K, 1))
         per_row = [models[k] for k in range(K) for _ in range(W)]
         if self.command_mode == "thrust_body_rates":
@@ -408,6 +447,15 @@ class Replayer:
             states = self._run_open_loop(per_row, start, ctrl[:, burn * S:])
         states = np.concatenate([start[:, None], states], axis=1).reshape(K, W, L + 1, -1)
         return self.read(states, keys)
+
+    def schedule(self, windows: Windows, delay: float) -> np.ndarray:
+        """Per physics step of warm-up + window, the command in force, (W, (burn + steps) * substeps, nu), for a
+        delay in physics steps: on the control grid, or by the robot's own tick times (held for the tick)."""
+        S, burn, L = self.substeps, windows.burn, windows.steps
+        if windows.tick_time is not None:
+            u, _ = tick_schedule(windows.commands, windows.cmd_time, windows.tick_time, delay * self.dt)
+            return np.repeat(u, S, axis=1)
+        return delay_schedule(windows.commands, windows.history - burn, burn + L, S, delay)
 
     def _filtered_act(self, models: list, ctrl: np.ndarray) -> np.ndarray:
         """Rotor states after ``ctrl`` (B, T, nu) through each model's first-order lag (MuJoCo's filterexact:
@@ -463,7 +511,9 @@ class Replayer:
                 continue
             c = (t + 1) // S  # control steps done
             if c <= burn:  # warm-up: back onto the measured state, hidden states (act, integral) kept
-                state[:, qv] = (warm[:, c] if c < burn else start)[:, qv]
+                target = (warm[:, c] if c < burn else start)[:, qv]
+                read = np.all(np.isfinite(target), axis=1)  # a state never read: the replay runs through it
+                state[read, qv] = target[read]
                 # the measured rates are the controller's input from here on: no derivative kick from the reset
                 rc.prev_error = np.degrees(setpoints[:, min(t + 1, T - 1), 1:4] - state[:, ra:ra + 3])
                 if c == burn:

@@ -157,8 +157,8 @@ def residual_report(data: Any, result: Any, *, threads: int = 2) -> ResidualRepo
         names = _channel_names(k, m.shape[-1], tuple(rp.spec.joints))
         channels += names
         units += [UNITS.get(k, "")] * len(names)
-        rms = np.sqrt(np.mean(e[:, :, 1:] ** 2, axis=(1, 2)))  # (2, d)
-        prof = np.sqrt(np.mean(e**2, axis=1))  # (2, L+1, d)
+        rms = np.sqrt(np.nanmean(e[:, :, 1:] ** 2, axis=(1, 2)))  # (2, d); states never read are NaN
+        prof = np.sqrt(np.nanmean(e**2, axis=1))  # (2, L+1, d)
         before += rms[0].tolist()
         after += rms[1].tolist()
         prof_b += list(prof[0].T)

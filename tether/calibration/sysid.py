@@ -93,6 +93,11 @@ class Trajectories:
     closed_loop: bool = False
     notes: list[str] = field(default_factory=list)
     mode_known: bool = True  # False: ``executed`` may include commands the robot ignored (a converted dataset)
+    # per episode, None or (state_times (N+1,), command_times (M,), command_sources (M,)) in seconds on one
+    # clock: the robot's own tick times, when each command was sent and the tick time of the state it was
+    # computed from (NaN: unknown); then that episode's commands are (M, nu) and ``executed`` marks transitions
+    # (see ``replay.tick_schedule``)
+    timing: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -100,7 +105,7 @@ class Trajectories:
 
     @property
     def n_steps(self) -> int:
-        return int(sum(len(c) for c in self.commands))
+        return int(sum(len(next(iter(s.values()))) - 1 for s in self.states))
 
     @property
     def n_executed(self) -> int:
@@ -311,6 +316,12 @@ def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | 
                 meas[k].append(s[k][:L + 1])
             starts.append(replayer.start_state({k: v[0] for k, v in s.items()}))
             origin.append((e, 0))
+    elif data.timing is not None:
+        if any(t is None for t in data.timing):
+            raise TetherError("recordings with and without the robot's own tick times cannot be identified "
+                              "together; identify them separately")
+        return _event_windows(replayer, data, int(window_steps), int(stride or window_steps), burn, history,
+                              rate_mode), notes
     else:
         L = int(window_steps)
         stride = int(stride or L)
@@ -362,6 +373,91 @@ def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | 
     return win, notes
 
 
+def _fill_quats(q: np.ndarray) -> np.ndarray:
+    """Attitudes with the unread ones (NaN rows) interpolated (normalised linear, per component)."""
+    q = np.asarray(q, dtype=float).copy()
+    ok = np.all(np.isfinite(q), axis=1)
+    if ok.all() or not ok.any():
+        return q
+    idx = np.arange(len(q))
+    for c in range(4):
+        q[~ok, c] = np.interp(idx[~ok], idx[ok], q[ok, c])
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def _event_windows(replayer: Replayer, data: Trajectories, L: int, stride: int, burn: int, history: int,
+                   rate_mode: bool) -> Windows:
+    """``make_windows`` for episodes with the robot's own tick times: each window carries the commands sent
+    around it with their send times and the time of each tick (``replay.tick_schedule``)."""
+    keys = data.keys
+    T = replayer.period
+    margin = (history + 1) * T  # a command sent this long before a tick can still be the one in force
+    lead = burn + history
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (commands, send times, tick times)
+    pre: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # + rotations
+    meas, starts, warm, origin = {k: [] for k in keys}, [], [], []
+    for e, (c, s) in enumerate(zip(data.commands, data.states)):
+        st, ct = data.timing[e][:2]
+        c = np.asarray(c, dtype=float)
+        ok = np.ones(len(st) - 1, bool) if data.executed is None else np.asarray(data.executed[e], bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+        full: dict[int, np.ndarray] = {}
+
+        def state_at(i: int) -> np.ndarray:
+            if i not in full:
+                full[i] = replayer.start_state({k: v[i] for k, v in s.items()})
+            return full[i]
+
+        def sent(t_lo: float, t_hi: float) -> np.ndarray:
+            return np.flatnonzero((ct >= t_lo) & (ct <= t_hi))
+
+        measured = np.all([np.all(np.isfinite(v), axis=1) for v in s.values()], axis=0)
+        quat = _fill_quats(s["base_quat"]) if rate_mode else None
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            for t in range(a + lead, b - L + 1, stride):
+                if not (measured[t] and measured[t - burn]):
+                    continue  # a window starts (and its warm-up begins) at a state the controller read
+                idx = sent(st[t - burn] - margin, st[t + L])
+                rows.append((c[idx], ct[idx] - st[t], st[t - burn + 1:t + L + 1] - st[t]))
+                for k in keys:
+                    meas[k].append(s[k][t:t + L + 1])
+                starts.append(state_at(t))
+                warm.append([state_at(i) for i in range(t - burn, t)])
+                origin.append((e, t))
+                if rate_mode:
+                    b0 = t - burn
+                    pidx = sent(st[a] - margin, st[b0])
+                    pre.append((c[pidx], ct[pidx] - st[t], st[a + 1:b0 + 1] - st[t],
+                                rotation_increments(quat[a:b0 + 1])))
+    if not rows:
+        raise TetherError(f"no replay window fits the data: every executed stretch is shorter than {L + lead} "
+                          f"ticks ({burn} of warm-up, {history} of history and {L} per window); record longer or "
+                          f"pass a shorter window")
+    nu = rows[0][0].shape[1]
+    M = max(len(r[0]) for r in rows)
+    cmds = np.zeros((len(rows), M, nu))
+    ctime = np.full((len(rows), M), np.inf)
+    for i, (cc, tt, _) in enumerate(rows):
+        cmds[i, :len(cc)], cmds[i, len(cc):] = cc, cc[-1]
+        ctime[i, :len(tt)] = tt
+    win = Windows(cmds, {k: np.array(v) for k, v in meas.items()}, np.array(starts), 0, origin, burn,
+                  np.array(warm) if burn else None, cmd_time=ctime, tick_time=np.array([r[2] for r in rows]),
+                  steps_override=L)
+    if pre:
+        P = max(len(p[3]) for p in pre)
+        Mp = max(max(len(p[0]) for p in pre), 1)
+        pc, pt = np.zeros((len(pre), Mp, nu)), np.full((len(pre), Mp), np.inf)
+        ptick, prot = np.full((len(pre), P), -np.inf), np.zeros((len(pre), P, 3))
+        for i, (cc, tt, tk, rot) in enumerate(pre):
+            if len(cc):
+                pc[i, :len(cc)], pc[i, len(cc):], pt[i, :len(tt)] = cc, cc[-1], tt
+            n = len(rot)
+            ptick[i, P - n:], prot[i, P - n:] = tk, rot
+        win.pre_commands, win.pre_cmd_time, win.pre_tick_time, win.pre_rotation = pc, pt, ptick, prot
+        win.pre_start = np.array([P - len(p[3]) for p in pre])
+    return win
+
+
 # ---------------------------------------------------------------------- fit
 @dataclass
 class SysIdResult:
@@ -391,6 +487,10 @@ class SysIdResult:
     history: int = 1  # commands of delay margin each window carried (max latency + 1)
     warmup_steps: int | None = None
     window_origins: list[tuple[int, int]] = field(default_factory=list)  # (episode, first step) of fitted windows
+    # event timing: latency_s is from a command's send to the robot tick that can use it; the loop's latency
+    # (state -> its command in force), per command in whole control steps beyond the next tick, spread [lo, hi]
+    loop_latency_s: float | None = None
+    loop_latency_steps: tuple[int, int] | None = None
 
     @property
     def latency_steps(self) -> int:
@@ -443,6 +543,8 @@ class SysIdResult:
         return terms
 
     def latency_step_range(self, k: float = 3.0) -> tuple[int, int]:
+        if self.loop_latency_steps is not None:  # measured per command (event timing): jitter included
+            return self.loop_latency_steps
         T = self.control_period
         lo = max(0, int(np.floor((self.latency_s - k * self.latency_std_s) / T + 0.5)))
         hi = max(lo, int(np.floor((self.latency_s + k * self.latency_std_s) / T + 0.5)))
@@ -466,6 +568,8 @@ class SysIdResult:
             "latency_std_s": self.latency_std_s if self.fit_latency else None,
             "latency_steps": self.latency_steps if self.fit_latency else None,
             "latency_scan": {str(k): v for k, v in self.latency_scan.items()},
+            "loop_latency_s": self.loop_latency_s,
+            "loop_latency_steps": None if self.loop_latency_steps is None else list(self.loop_latency_steps),
             "residual_before": self.residual_before,
             "residual_after": self.residual_after,
             "residual_per_key_before": self.residual_per_key_before,
@@ -491,7 +595,12 @@ class SysIdResult:
             flag = "" if self.identified[p.name] else "  (not identified by this data)"
             lines.append(f"  {p.name:>22}: x{self.scale[p.name]:.4f} ± {self.rel_std[p.name]:.4f} of nominal  "
                          f"[{shown}]{flag}")
-        if self.fit_latency:
+        if self.fit_latency and self.loop_latency_s is not None:
+            lo, hi = self.loop_latency_steps
+            lines.append(f"  {LATENCY:>22}: loop {1e3 * self.loop_latency_s:.1f} ms from a state to its command "
+                         f"in force ({lo}..{hi} steps of {1e3 * self.control_period:.0f} ms beyond the next tick); "
+                         f"send -> robot tick {1e3 * self.latency_s:.1f} ± {1e3 * self.latency_std_s:.1f} ms")
+        elif self.fit_latency:
             lines.append(f"  {LATENCY:>22}: {1e3 * self.latency_s:.1f} ± {1e3 * self.latency_std_s:.1f} ms "
                          f"(~{self.latency_steps} steps of {1e3 * self.control_period:.0f} ms)")
         lines += [f"  note: {n}" for n in self.notes]
@@ -506,7 +615,8 @@ class _Objective:
         self.keys = list(windows.measured)
         self.n, self.fit_latency, self.max_latency = n, fit_latency, max_latency
         allv = {k: windows.measured[k].reshape(-1, windows.measured[k].shape[-1]) for k in self.keys}
-        self.scale = {k: np.maximum(allv[k].std(axis=0), 1e-3 * (np.abs(allv[k]).max() + 1e-9)) for k in self.keys}
+        self.scale = {k: np.maximum(np.nanstd(allv[k], axis=0), 1e-3 * (np.nanmax(np.abs(allv[k])) + 1e-9))
+                      for k in self.keys}
         self.evals = 0
         self.sims = 0
         self.active = np.arange(windows.count)
@@ -532,6 +642,7 @@ class _Objective:
             if k == "base_quat":
                 s = s * np.sign(np.sum(s * m, axis=-1, keepdims=True) + 1e-12)
             e = ((s - m) / self.scale[k])[:, :, 1:]
+            e = np.where(np.isfinite(m[:, :, 1:]), e, 0.0)  # a state never measured is not compared
             out[k] = np.nan_to_num(e, nan=1e3, posinf=1e3, neginf=-1e3).clip(-1e3, 1e3)
         return out
 
@@ -595,7 +706,10 @@ def _covariance(obj: _Objective, r: np.ndarray, J: np.ndarray, x: np.ndarray) ->
     sandwich covariance."""
     W, m, p = J.shape
     Jf, rf = J.reshape(-1, p), r.reshape(-1)
-    A_inv = np.linalg.pinv(Jf.T @ Jf)
+    A = Jf.T @ Jf
+    # a direction the data does not constrain (a zero Jacobian column: e.g. a latency anywhere between two tick
+    # boundaries fits the same) gets a huge variance here, not the zero a pseudo-inverse would report
+    A_inv = np.linalg.inv(A + 1e-9 * max(float(np.max(np.diag(A))), 1e-12) * np.eye(p))
     sigma2 = float(rf @ rf) / max(len(rf) - p, 1)
     rho = float(np.clip(obj.lag1(obj.parts(x[None])), 0.0, 0.98))
     obj.evals -= 1  # the lag check replays the fitted point again; not a new parameter set
@@ -768,9 +882,9 @@ def identify(
             obj.active = active
             x, r, J = _lm_polish(obj, x, lo, hi, fd)
         cov = _covariance(obj, r, J, x)
-        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        std = np.minimum(np.sqrt(np.maximum(np.diag(cov), 0.0)), hi - lo)  # at most the search range
         dd = np.where(std > 0, std, 1.0)
-        full_corr = cov / np.outer(dd, dd)
+        full_corr = np.clip(cov / np.outer(dd, dd), -1.0, 1.0)
         split = _split_halves(obj, x, lo, hi, fd)
         if split is not None:
             std = np.maximum(std, split)
@@ -788,6 +902,22 @@ def identify(
     if aside:
         notes.append(f"{aside} of {windows.count} windows set aside: replay error > {OUTLIER:g}x the median window's "
                      f"at the fit (the robot did something the commands do not explain)")
+    loop_s, loop_steps = None, None
+    if fit_latency and data.timing is not None:
+        lat = float(delays[0]) * rp.dt
+        # every latency between the two nearest (tick - send) boundaries assigns each command to the same tick:
+        # the data cannot tell them apart, so that interval is the latency's uncertainty
+        gaps = np.concatenate([(t[0][:, None] - t[1][None, :]).ravel() for t in data.timing if t is not None])
+        below, above = gaps[gaps <= lat], gaps[gaps > lat]
+        if len(below) and len(above):
+            lat_std = max(lat_std, float(above.min() - below.max()) / np.sqrt(12))
+        d = np.concatenate([t[1] + lat - t[2] for t in data.timing if t is not None])
+        d = d[np.isfinite(d)]
+        d = d[np.isfinite(d)]
+        if len(d):
+            steps_each = np.maximum(np.ceil(d / rp.period - 1e-9) - 1, 0)
+            loop_s = float(np.mean(d))
+            loop_steps = (int(np.percentile(steps_each, 2)), int(np.percentile(steps_each, 98)))
     return SysIdResult(
         robot=robot, params=rp.params, nominal={t: v.copy() for t, v in rp.nominal.items()}, log_scale=scales[0],
         log_std=log_std, correlation=corr, latency_s=float(delays[0]) * rp.dt, latency_std_s=lat_std,
@@ -796,5 +926,6 @@ def identify(
         fit_latency=fit_latency, latency_scan=scan, windows=len(obj.active), windows_set_aside=aside,
         window_s=window_s, simulations=obj.sims, wall_s=time.perf_counter() - t_start, notes=notes,
         command_mode=data.command_mode, history=history, warmup_steps=burn,
-        window_origins=[windows.origin[i] for i in obj.active],
+        window_origins=[windows.origin[i] for i in obj.active], loop_latency_s=loop_s,
+        loop_latency_steps=loop_steps,
     )
