@@ -84,6 +84,15 @@ def is_bag(path: Path) -> bool:
         path.is_file() and path.suffix.lower() in (".mcap", ".db3"))
 
 
+def contract_differences(a: IOContract, b: IOContract) -> list[str]:
+    """How two contracts differ, robot, mode and sizes first (``IOContract.differences`` compares field
+    arrays, which needs equal sizes)."""
+    first = [f"{what} {x!r} != {y!r}" for what, x, y in (
+        ("robot", a.robot, b.robot), ("control mode", a.control_mode, b.control_mode),
+        ("observation size", a.obs_size, b.obs_size), ("action size", a.action_size, b.action_size)) if x != y]
+    return first or a.differences(b)
+
+
 def resolve_contract(contract: IOContract | str | Path | None) -> IOContract | None:
     if contract is None or isinstance(contract, IOContract):
         return contract
@@ -327,7 +336,7 @@ def _load_dataset(path: Path, contract: IOContract | None) -> Recording:
         if c is None:
             raise TetherError(f"dataset {str(path)!r} has no tether contract in meta/info.json; pass --contract")
     elif contract is not None:
-        diffs = c.differences(contract)
+        diffs = contract_differences(c, contract)
         if diffs:
             raise TetherError(f"dataset {str(path)!r} was recorded with another contract than --contract: "
                               + "; ".join(diffs[:3]))
@@ -463,7 +472,7 @@ def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOC
     recs = [load_recording(p, contract=contract, goal=goal) for p in plist]
     first = recs[0].contract
     for r in recs[1:]:
-        diffs = first.differences(r.contract)
+        diffs = contract_differences(first, r.contract)
         if diffs:
             raise TetherError(f"{r.source} was recorded with another contract than {recs[0].source}: {diffs[0]}")
     trajs = [to_trajectories(r) for r in recs]
