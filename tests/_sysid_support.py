@@ -122,7 +122,7 @@ def sim_recording(out: Path, env_id: str, act: Any, *, scales: dict[str, float],
                 queue.append(a)
                 applied = queue.popleft()
                 # the env applies what the robot received (the action sent latency_steps ago)
-                nxt, _, term, trunc, _ = env.step(applied)
+                nxt, _, term, _, _ = env.step(applied)
                 w.add_frame(np.asarray(obs, dtype=float), a)
                 obs = nxt
                 if term:

@@ -395,15 +395,10 @@ def _rotmat_to_quat(R: np.ndarray) -> np.ndarray:
 def command_mode(contract: IOContract) -> str:
     """How the robot executes the recorded command (``replay.COMMAND_MODES``)."""
     robot, mode = contract.robot, contract.control_mode
-    if robot == "quadrotor":
-        if mode in ("thrust_body_rates", "motor_thrust"):
-            return "thrust_body_rates" if mode == "thrust_body_rates" else "actuator"
-    elif robot == "arm":
-        if mode == "joint_position":
-            return "joint_position"
-    elif robot == "legged":
-        if mode == "joint_position":
-            return "actuator"
+    modes = {("quadrotor", "thrust_body_rates"): "thrust_body_rates", ("quadrotor", "motor_thrust"): "actuator",
+             ("arm", "joint_position"): "joint_position", ("legged", "joint_position"): "actuator"}
+    if (robot, mode) in modes:
+        return modes[(robot, mode)]
     raise TetherError(f"sysid replays joint-level or rotor-level commands; a {robot} recording in control mode "
                       f"{mode!r} is not one (an arm's ee_delta_pose goes through IK the robot does not record)")
 

@@ -291,6 +291,35 @@ def record(
 
 
 # ---------------------------------------------------------------------- windows
+def _executed_runs(data: Trajectories, episode: int, n: int) -> list[tuple[int, int]]:
+    """Maximal runs [a, b) of executed steps of one episode of ``n`` steps."""
+    ok = np.ones(n, bool) if data.executed is None else np.asarray(data.executed[episode], bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+class _StartStates:
+    """Full MuJoCo states of one episode's measured states, each built once (windows and warm-ups share)."""
+
+    def __init__(self, replayer: Replayer, states: Mapping[str, np.ndarray]) -> None:
+        self.replayer, self.states, self.cache = replayer, states, {}
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i not in self.cache:
+            self.cache[i] = self.replayer.start_state({k: v[i] for k, v in self.states.items()})
+        return self.cache[i]
+
+
+def _add_window(meas: dict[str, list], starts: list, warm: list, origin: list, s: Mapping[str, np.ndarray],
+                state_at: _StartStates, e: int, t: int, L: int, burn: int) -> None:
+    """Append the measured states, start state, warm-up states and origin of the window at step ``t``."""
+    for k in meas:
+        meas[k].append(s[k][t:t + L + 1])
+    starts.append(state_at(t))
+    warm.append([state_at(i) for i in range(t - burn, t)])
+    origin.append((e, t))
+
+
 def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | None, history: int,
                  stride: int | None = None, burn: int = 0, integral_history: bool = True
                  ) -> tuple[Windows, list[str]]:
@@ -328,23 +357,11 @@ def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | 
         lead = burn + history
         for e, (c, s) in enumerate(zip(data.commands, data.states)):
             act = replayer.executed(c, s.get("joint_pos", [None])[0])
-            ok = np.ones(len(c), bool) if data.executed is None else np.asarray(data.executed[e], bool)
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
-            full: dict[int, np.ndarray] = {}
-
-            def state_at(i: int) -> np.ndarray:
-                if i not in full:
-                    full[i] = replayer.start_state({k: v[i] for k, v in s.items()})
-                return full[i]
-
-            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            state_at = _StartStates(replayer, s)
+            for a, b in _executed_runs(data, e, len(c)):
                 for t in range(a + lead, b - L + 1, stride):
                     cmds.append(act[t - lead:t + L])
-                    for k in keys:
-                        meas[k].append(s[k][t:t + L + 1])
-                    starts.append(state_at(t))
-                    warm.append([state_at(i) for i in range(t - burn, t)])
-                    origin.append((e, t))
+                    _add_window(meas, starts, warm, origin, s, state_at, e, t, L, burn)
                     if rate_mode:
                         b0 = t - burn
                         pre.append((act[a:b0], rotation_increments(s["base_quat"][a:b0 + 1])))
@@ -399,31 +416,20 @@ def _event_windows(replayer: Replayer, data: Trajectories, L: int, stride: int, 
     for e, (c, s) in enumerate(zip(data.commands, data.states)):
         st, ct = data.timing[e][:2]
         c = np.asarray(c, dtype=float)
-        ok = np.ones(len(st) - 1, bool) if data.executed is None else np.asarray(data.executed[e], bool)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
-        full: dict[int, np.ndarray] = {}
+        state_at = _StartStates(replayer, s)
 
-        def state_at(i: int) -> np.ndarray:
-            if i not in full:
-                full[i] = replayer.start_state({k: v[i] for k, v in s.items()})
-            return full[i]
-
-        def sent(t_lo: float, t_hi: float) -> np.ndarray:
+        def sent(t_lo: float, t_hi: float, ct: np.ndarray = ct) -> np.ndarray:
             return np.flatnonzero((ct >= t_lo) & (ct <= t_hi))
 
         measured = np.all([np.all(np.isfinite(v), axis=1) for v in s.values()], axis=0)
         quat = _fill_quats(s["base_quat"]) if rate_mode else None
-        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        for a, b in _executed_runs(data, e, len(st) - 1):
             for t in range(a + lead, b - L + 1, stride):
                 if not (measured[t] and measured[t - burn]):
                     continue  # a window starts (and its warm-up begins) at a state the controller read
                 idx = sent(st[t - burn] - margin, st[t + L])
                 rows.append((c[idx], ct[idx] - st[t], st[t - burn + 1:t + L + 1] - st[t]))
-                for k in keys:
-                    meas[k].append(s[k][t:t + L + 1])
-                starts.append(state_at(t))
-                warm.append([state_at(i) for i in range(t - burn, t)])
-                origin.append((e, t))
+                _add_window(meas, starts, warm, origin, s, state_at, e, t, L, burn)
                 if rate_mode:
                     b0 = t - burn
                     pidx = sent(st[a] - margin, st[b0])
@@ -704,7 +710,7 @@ def _lm_polish(obj: _Objective, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, s
 def _covariance(obj: _Objective, r: np.ndarray, J: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The larger (per parameter) of the AR(1)-inflated Gauss-Newton covariance and the window-clustered
     sandwich covariance."""
-    W, m, p = J.shape
+    W, _, p = J.shape
     Jf, rf = J.reshape(-1, p), r.reshape(-1)
     A = Jf.T @ Jf
     # a direction the data does not constrain (a zero Jacobian column: e.g. a latency anywhere between two tick
