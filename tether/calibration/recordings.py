@@ -479,3 +479,14 @@ def load_trajectories(paths: str | Path | Sequence[str | Path], *, contract: IOC
         timing=None if all(t.timing is None for t in trajs) else
         [x for t in trajs for x in (t.timing or [None] * len(t.commands))])
     return first.robot, merged
+
+
+def identify_recordings(paths: str | Path | Sequence[str | Path], *, contract: IOContract | str | Path | None = None,
+                        goal: Sequence[float] | None = None, **identify_kw: Any) -> tuple[Any, Any]:
+    """(Trajectories, SysIdResult): the pipeline's one call from deploy bags / datasets to a fit; keyword
+    arguments go to ``sysid.identify`` (params, budget, window_s, ...). ``residuals.residual_report(data,
+    result)`` then gives the sim-vs-real figures and ``result.dr_preset()`` the DR preset."""
+    from tether.calibration.sysid import identify
+
+    robot, data = load_trajectories(paths, contract=contract, goal=goal)
+    return data, identify(robot, data, **identify_kw)

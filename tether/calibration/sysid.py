@@ -6,19 +6,26 @@ Method. The recorded commands are replayed in MuJoCo (``tether.calibration.repla
 joint_armature, joint_frictionloss, actuator_gain, actuator_strength, motor_time_constant, plus action_latency)
 and the simulated states are compared with the measured ones, channel by channel normalised by the measured
 spread. Closed-loop recordings are replayed in short windows (default 0.5 s), each from the measured state:
-whole closed-loop episodes replayed open loop diverge and give wrong fits. Each continuous parameter is a
+whole closed-loop episodes replayed open loop diverge and give wrong fits. Hidden states the measurement does not
+show are rebuilt before each window: a warm-up of ``WARMUP_STEPS`` steps replayed with the state reset to the
+measured one at every step (rotor speeds behind their lag) and, for the quadrotor's rate controller, its
+integral from the whole executed stretch (``replay.integral_before``). Each continuous parameter is a
 log-scale on its nominal value (one shared scale per target unless elements are named); latency is continuous
-in physics steps (``replay.delay_schedule``), so it is fitted jointly and gets an uncertainty.
+(``replay.delay_schedule`` on the control grid; ``replay.tick_schedule`` on the robot's own tick times when a
+PX4 bag gives them), so it is fitted jointly and gets an uncertainty.
 
 Fit: a latency scan at nominal parameters seeds the search; windows the model cannot explain at all (replay
-error > ``OUTLIER`` x the median window's and > ``OUTLIER_FLOOR`` of the measured spread: segments the robot did not execute that no crop caught, a push,
-a contact the model lacks) are set aside, and re-checked after the fit; CMA-ES searches globally
-(derivative-free: contacts and actuator limits make the cost non-smooth), every generation one batched replay;
-Levenberg-Marquardt polishes with a batched forward-difference Jacobian. Uncertainty: the larger of the
-Gauss-Newton covariance inflated for the residuals' correlation in time (AR(1) factor) and the
-cluster-robust (sandwich) covariance that treats each window as one independent sample, which stays honest when
-the model is not exactly right (a PyBullet or real robot replayed in MuJoCo). The correlation matrix shows
-parameters the data cannot separate (a quadrotor's mass against its thrust gain: fit one of them).
+error > ``OUTLIER`` x the median window's and > ``OUTLIER_FLOOR`` of the measured spread: segments the robot
+did not execute that no crop caught, a push, a contact the model lacks) are set aside, and re-checked after the
+fit; a dataset (which does not say what the robot executed) is fitted twice, the second time with those windows
+cut out of the data. CMA-ES searches globally (derivative-free: contacts and actuator limits make the cost
+non-smooth), every generation one batched replay; Levenberg-Marquardt polishes with a batched forward-difference
+Jacobian. Uncertainty: per parameter the largest of the Gauss-Newton covariance inflated for the residuals'
+correlation in time (AR(1) factor), the cluster-robust (sandwich) covariance that treats each window as one
+independent sample (it stays honest when the model is not exactly right: a PyBullet or real robot replayed in
+MuJoCo), and half the difference between fits to the first and second half of the windows. A direction the
+data does not constrain gets a large uncertainty and is reported as not identified. The correlation matrix
+shows parameters the data cannot separate (a quadrotor's mass against its thrust gain: fit one of them).
 
 What each robot kind's data identifies (defaults in ``DEFAULT_PARAMS``):
 - quadrotor (thrust + body rates or rotor thrusts): mass (with the thrust gain fixed: only their ratio is
@@ -30,8 +37,10 @@ What each robot kind's data identifies (defaults in ``DEFAULT_PARAMS``):
   as not identified, and the DR range stays wide).
 
 The DR preset centres every term on the fit (a ``scale`` term on the nominal model) with a half-width of ``k``
-standard deviations (default 3), so ``tether train --dr preset.json`` trains across what the data could not
-rule out.
+standard deviations (default 3, at least ``DR_FLOOR`` of the value: repeated recordings scatter more than one
+recording's statistics say), so ``tether train --dr preset.json`` trains across what the data could not rule
+out; the latency range is the spread of whole-step delays measured per command when the robot's tick times are
+known.
 
 Inputs: a deploy bag or a dataset converted from one (``tether.calibration.recordings``), or a trajectory
 log (``.npz`` / ``.json``): ``command`` (N, nu) actuator inputs in physical units (joint position targets or
