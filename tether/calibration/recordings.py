@@ -19,6 +19,14 @@ and rejects them: ~15 % of a demo recording), and a command the guard sent as a 
 makes a legged robot passive instead of tracking it (``/tether/guard``). A dataset keeps neither topic; there
 the fit's outlier screening sets aside windows the commands do not explain (see ``sysid``).
 
+Timing. The flat topics sit on the controller's grid; the robot's loop is not locked to it, so a command
+arriving near the robot's tick boundary is applied a tick early or late whenever either loop runs a little
+late, and on a loaded machine that happens often enough to bias a fit (motor lag 10-20 % low on such
+recordings). A PX4 bag also holds the vehicle's odometry (one message per tick of its loop, stamped by the
+vehicle) and every setpoint with its send time: ``_px4_event_timing`` matches each observation to its odometry
+message and replays on the vehicle's own ticks (``replay.tick_schedule``); only timestamps are read from the PX4
+messages. Other robots (ros2_control, Unitree) are replayed on the controller's grid.
+
 The bag carries no contract: pass the deployed checkpoint (``--contract``); a dataset carries its own.
 """
 
