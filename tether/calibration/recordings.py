@@ -47,6 +47,7 @@ GUARD_TOPIC = "/tether/guard"  # the guard's reason per tick (std_msgs/String), 
 STATUS_SUFFIX = "/fmu/out/vehicle_status"
 STATUS_TYPE = "px4_msgs/msg/VehicleStatus"
 ODOMETRY_SUFFIX = "/fmu/out/vehicle_odometry"
+MATCH_SPAN = 25  # odometry messages searched either side of the newest received when matching an observation
 ODOMETRY_TYPE = "px4_msgs/msg/VehicleOdometry"
 SETPOINT = {"thrust_body_rates": ("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint"),
             "motor_thrust": ("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors")}
@@ -297,14 +298,18 @@ def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, 
     t_obs = np.array([m.sec * 10**9 + m.nanosec for _, m in obs_t], dtype=np.int64)
     sl = contract.obs_slices["base_ang_vel"]
     onorm = np.linalg.norm(obs[:, sl], axis=1)
-    # which odometry message each observation is: the newest received by then, checked by the rate magnitude
+    # which odometry message each observation is: near the newest the bag had received by then (the bag's
+    # receive times can lag the controller's under load), the one with the same body-rate magnitude, the
+    # closest to one tick after the previous match when several do
     jj = np.full(len(obs), -1)
+    last = -1
     for k in range(len(obs)):
         j0 = int(np.searchsorted(recv, t_obs[k], side="right")) - 1
-        for j in (j0, j0 - 1, j0 + 1, j0 - 2, j0 + 2):
-            if 0 <= j < len(odo) and abs(wnorm[j] - onorm[k]) <= 1e-5 * max(1.0, onorm[k]):
-                jj[k] = j
-                break
+        cand = np.arange(max(j0 - MATCH_SPAN, 0), min(j0 + MATCH_SPAN + 1, len(odo)))
+        cand = cand[np.abs(wnorm[cand] - onorm[k]) <= 1e-5 * max(1.0, onorm[k])]
+        cand = cand[cand >= last]
+        if len(cand):
+            jj[k] = last = int(cand[np.argmin(np.abs(cand - (last + 1)))]) if last >= 0 else int(cand[0])
     seen = jj[jj >= 0]
     if len(seen) < 10 or np.any(np.diff(seen) < 0):
         return "observations do not match the odometry in order"
