@@ -816,6 +816,10 @@ def identify(
         if not (np.isfinite(window_s) and steps >= 2):
             raise TetherError(f"replay window {window_s} s; expected at least 2 control periods "
                               f"({2 * rp.period:g} s)")
+    if steps is None and data.timing is not None:
+        raise TetherError("a recording on the robot's own tick times is replayed in windows; pass a window length")
+    if stride_s is not None and not (np.isfinite(float(stride_s)) and float(stride_s) > 0):
+        raise TetherError(f"window stride {stride_s} s; expected a positive number of seconds")
     stride = None if stride_s is None else max(1, int(round(float(stride_s) / rp.period)))
     history = (max_latency if fit_latency else 0) + 1
     burn = warmup_steps if warmup_steps is not None else (WARMUP_STEPS if rp.na or data.command_mode ==
