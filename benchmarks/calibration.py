@@ -177,6 +177,126 @@ def sysid_rows(draws: int) -> list[dict]:
     return rows
 
 
+def sysid_speed_rows(rounds: int = 2) -> dict:
+    """Batched replay (``tether.calibration.replay``: every window x parameter set of one search step in one
+    call, rate controller vectorised) against the one-at-a-time replay a plain loop does (the Backend interface,
+    one window and one parameter set at a time, the vehicle's own RateController per physics step), on the
+    same windows of a served-robot recording (rate-controller mode) and the same 8 parameter sets; rounds
+    interleaved A, B, A, B. Returns window replays per second for each."""
+    import mujoco
+
+    from tether.calibration.replay import Replayer
+    from tether.calibration.sysid import ParamSpec, make_windows
+    from tether.sim.robots.quadrotor import RateController
+
+    data = _served_recording("heavy")[1]
+    params = [ParamSpec("body_mass"), ParamSpec("motor_time_constant")]
+    rp = Replayer("quadrotor", params, data.command_mode)
+    win, _ = make_windows(rp, data, window_steps=25, history=6, burn=10)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-0.3, 0.3, (8, 2))
+    delays = rng.uniform(5, 30, 8)
+    keys = list(win.measured)
+    ref_backend = rp.backends[0]
+    S = rp.substeps
+
+    def reference() -> None:
+        for k in range(len(X)):
+            rp.apply(0, X[k])
+            ctrl = rp.schedule(win, delays[k])
+            for w in range(win.count):
+                mujoco.mj_setState(rp.model, ref_backend.data, win.warm[w, 0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+                rc = RateController(rp.spec.actuators.max_thrust)
+                for t in range(ctrl.shape[1]):
+                    _, rates = ref_backend.base_velocity()
+                    ref_backend.set_command(rc(ctrl[w, t, 0], ctrl[w, t, 1:4], rates, rp.dt))
+                    ref_backend.step(1)
+                    if (t + 1) % S == 0 and (t + 1) // S <= win.burn:  # warm-up resets, as the batched engine
+                        c = (t + 1) // S
+                        target = win.warm[w, c] if c < win.burn else win.start[w]
+                        if not np.all(np.isfinite(target)):
+                            continue  # a state the controller never read
+                        ref_backend.data.qpos[:] = target[rp.qpos_adr:rp.qpos_adr + rp.nq]
+                        ref_backend.data.qvel[:] = target[rp.qvel_adr:rp.qvel_adr + rp.nv]
+
+    def batched() -> None:
+        rp.run(win, X, delays, keys)
+
+    times = {"reference": [], "batched": []}
+    for _ in range(rounds):
+        for name, fn in (("reference", reference), ("batched", batched)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    n = len(X) * win.count
+    return {name: n / float(np.median(t)) for name, t in times.items()} | {"windows": win.count, "sets": len(X)}
+
+
+_SERVED: dict[str, tuple] = {}
+SERVED_CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0, 61),
+                "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0, 62)}
+
+
+def _served_recording(case: str) -> tuple:
+    """(bag, Trajectories) of an 8 s deploy of the hover expert with exploration 0.2 against a served
+    PyBullet quadrotor with hidden parameters (the unit test's set-up), recorded once per run."""
+    if case not in _SERVED:
+        import tempfile
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests._deploy_support import env_contract
+        from tests._sysid_support import QuadrotorExpertPolicy, record_served_deploy
+
+        from tether.calibration.recordings import load_trajectories
+        from tether.policies.exploration import ExplorationPolicy
+
+        scales, latency, domain = SERVED_CASES[case]
+        contract = env_contract("tether/QuadrotorHover-v0")
+        policy = ExplorationPolicy(QuadrotorExpertPolicy(contract), 0.2, seed=0)
+
+        class _Patch:
+            def setattr(self, obj, name, value):
+                setattr(obj, name, value)
+
+        tmp = Path(tempfile.mkdtemp(prefix=f"sysid-{case}-"))
+        bag = record_served_deploy(tmp, robot="quadrotor", adapter="px4", domain=domain, policy=policy,
+                                   params={"scale": scales}, latency_ms=latency, seconds=8.0, goal=(0, 0, 1),
+                                   monkeypatch=_Patch())
+        _SERVED[case] = (bag, load_trajectories(bag, contract=contract)[1])
+    return _SERVED[case]
+
+
+def sysid_served_rows() -> list[dict]:
+    """Identification from deploy bags of served PyBullet quadrotors with hidden mass / motor lag (both sides
+    of nominal): fitted vs true with the reported 1-sigma, the loop latency, wall time and simulations."""
+    from tether.calibration.sysid import identify
+
+    rows = []
+    for case, (hidden, latency, _) in SERVED_CASES.items():
+        _, data = _served_recording(case)
+        res = identify("quadrotor", data, budget=300, seed=0)
+        rows.append({"case": case, "hidden": hidden, "wire_ms": latency, "fit": res.scale, "sd": res.rel_std,
+                     "loop_ms": 1e3 * res.loop_latency_s if res.loop_latency_s is not None else 1e3 * res.latency_s,
+                     "before": res.residual_before, "after": res.residual_after, "wall": res.wall_s,
+                     "sets": res.evaluations, "sims": res.simulations, "windows": res.windows})
+    return rows
+
+
+def sysid_served_table(rows: list[dict]) -> str:
+    lines = ["| served robot (PyBullet) | mass: true -> fit ± 1σ | motor lag: true -> fit ± 1σ | loop latency "
+             "(wire 2x) | residual before -> after | windows | parameter sets / window replays | fit time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m, tau = "body_mass", "motor_time_constant"
+        lines.append(
+            f"| {r['case']} | x{r['hidden'][m]:.2f} -> x{r['fit'][m]:.3f} ± {r['sd'][m]:.4f} "
+            f"({100 * (r['fit'][m] / r['hidden'][m] - 1):+.1f} %) | x{r['hidden'][tau]:.2f} -> x{r['fit'][tau]:.3f} "
+            f"± {r['sd'][tau]:.4f} ({100 * (r['fit'][tau] / r['hidden'][tau] - 1):+.1f} %) | {r['loop_ms']:.1f} ms "
+            f"({2 * r['wire_ms']:.0f} ms) | {r['before']:.3f} -> {r['after']:.3f} | {r['windows']} | "
+            f"{r['sets']} / {r['sims']} | {r['wall']:.1f} s |")
+    return "\n".join(lines)
+
+
 def fmt_table(rows: list[dict]) -> str:
     head = "| regime | noise | n | plain Tsai (ref) | " + " | ".join(METHODS) + " | ref/refined (mm) | refused |"
     sep = "|" + "---|" * (head.count("|") - 1)
@@ -193,7 +313,11 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write-results", action="store_true", help="replace the ## Calibration section of RESULTS.md")
+    ap.add_argument("--sysid-only", action="store_true",
+                    help="only system identification (with --write-results: only its paragraph)")
     args = ap.parse_args()
+    if args.sysid_only:
+        return sysid_main(args)
     print(f"reference: cv2.calibrateHandEye (Tsai), OpenCV {cv2.__version__}")
     t0 = time.time()
     rows = run_grid(args.trials, args.seed)
@@ -227,6 +351,48 @@ def main() -> int:
           f"contaminated {mean_ratio['contaminated']:.2f}x; wall {time.time() - t0:.0f} s")
     if args.write_results:
         write_results(table, rend, rend_line, mean_ratio, args, rows, lat_table, sid_table)
+    return 0
+
+
+def sysid_main(args: argparse.Namespace) -> int:
+    t0 = time.time()
+    load0 = os.getloadavg()[0]
+    served = sysid_served_rows()
+    served_table = sysid_served_table(served)
+    print(served_table)
+    speed = sysid_speed_rows()
+    ratio = speed["batched"] / speed["reference"]
+    speed_line = (f"Replay speed on the heavy recording's windows ({speed['windows']} windows x {speed['sets']} "
+                  f"parameter sets, rate controller in the loop, medians of 2 interleaved rounds): one-at-a-time "
+                  f"through the Backend interface {speed['reference']:.0f} window replays/s, batched "
+                  f"{speed['batched']:.0f}/s: {ratio:.1f}x.")
+    print(speed_line)
+    load1 = os.getloadavg()[0]
+    print(f"wall {time.time() - t0:.0f} s; load average {load0:.1f} -> {load1:.1f}")
+    if args.write_results:
+        path = Path(__file__).with_name("RESULTS.md")
+        para = f"""System identification from deploy bags (`tether calibrate sysid BAG --contract CKPT`), date
+{datetime.date.today().isoformat()}, {os.cpu_count()} cores shared with other jobs (load average {load0:.1f} -> {load1:.1f}:
+wall times are noisy). Command: `.venv/bin/python benchmarks/calibration.py --sysid-only --write-results`. Each
+row: `tether deploy --record` of the hover expert with bounded exploration (0.2) for 8 s against a served
+PyBullet quadrotor with hidden parameters (`tether robot serve --backend pybullet --params`), the wire delayed
+as shown each way; fitted in MuJoCo on the vehicle's own tick times, 0.5 s windows from the measured state,
+mass + motor lag + latency (CMA-ES budget 300, LM polish):
+
+{served_table}
+
+{speed_line}
+
+"""
+        text = path.read_text()
+        pat = re.compile(r"^System identification from deploy bags.*?(?=^System identification \(|^## |\Z)", re.S | re.M)
+        if pat.search(text):
+            text = pat.sub(para, text)
+        else:
+            text = text.replace("System identification (`tether.calibration.sysid`)", para + "System identification "
+                                "(`tether.calibration.sysid`)", 1)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 
@@ -283,6 +449,10 @@ plus least-squares polish):
 {sid_table}
 """
     text = path.read_text() if path.exists() else "# Benchmark results\n"
+    kept = re.search(r"^System identification from deploy bags.*?(?=^System identification \(|^## |\Z)", text, re.S | re.M)
+    if kept:  # measured by --sysid-only (served robots over DDS); not rerun here
+        section = section.replace("System identification (`tether.calibration.sysid`)",
+                                  kept.group(0) + "System identification (`tether.calibration.sysid`)", 1)
     pattern = re.compile(r"^## Calibration\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)

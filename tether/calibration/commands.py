@@ -6,7 +6,12 @@ Heavy imports (OpenCV, MuJoCo, scipy) happen inside the handlers so ``tether --h
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+from tether.errors import TetherError
+
+ROBOT_KINDS = ("quadrotor", "arm", "legged")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,13 +48,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lat.add_argument("--out", default="latency.json")
     lat.set_defaults(func=_latency)
 
-    sid = sub.add_parser("sysid", help="fit simulator parameters to recorded trajectories -> DR preset")
-    sid.add_argument("data", help="trajectory log (.npz/.json): t, command, state (format: tether.calibration.sysid)")
-    sid.add_argument("--robot", required=True, help="robot model from tether.sim (quadrotor, arm, legged)")
+    sid = sub.add_parser("sysid", help="fit simulator parameters to a deploy recording -> DR preset (+ residual report)")
+    sid.add_argument("data", nargs="+", help="rosbag2 bag(s) from tether deploy --record, dataset(s) converted from "
+                     "them, or a trajectory log (.npz/.json; format: tether.calibration.sysid)")
+    sid.add_argument("--robot", default=None, choices=ROBOT_KINDS,
+                     help="robot model from tether.sim (default: the recording's contract; required for a log)")
+    sid.add_argument("--contract", default=None, help="checkpoint directory or contract JSON of the deployed policy "
+                     "(a bag does not carry its contract; a dataset does)")
+    sid.add_argument("--goal", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                     help="quadrotor set point, when the recording does not carry /tether/goal (a dataset)")
     sid.add_argument("--params", default=None, help="comma-separated parameters to fit (default: the robot's set)")
-    sid.add_argument("--budget", type=int, default=300, help="simulations the optimiser may spend")
+    sid.add_argument("--budget", type=int, default=300, help="parameter sets the global search may replay")
+    sid.add_argument("--window", type=float, default=None, metavar="S",
+                     help="replay window, s (default 0.5 for recordings; logs are replayed whole)")
+    sid.add_argument("--max-windows", type=int, default=64, help="windows used at most (spread over the data)")
+    sid.add_argument("--max-latency", type=int, default=5, metavar="STEPS", help="largest latency searched")
+    sid.add_argument("--dr-width", type=float, default=3.0, metavar="K", help="DR half-width in standard deviations")
     sid.add_argument("--seed", type=int, default=0)
     sid.add_argument("--dr-preset", default=None, help="DR preset JSON to write (centred on the fit)")
+    sid.add_argument("--report", default=None, metavar="DIR",
+                     help="write the sim-vs-real residual report (PNG figures, markdown table, JSON) here")
     sid.add_argument("--out", default="sysid.json")
     sid.set_defaults(func=_sysid)
 
@@ -123,16 +141,75 @@ def _latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(path: str, what: str, directory: bool = False) -> Path:
+    p = Path(path)
+    if directory:
+        if p.exists() and not p.is_dir():
+            raise TetherError(f"{what} {path!r} is a file; expected a directory (created if missing)")
+    elif p.is_dir():
+        raise TetherError(f"{what} {path!r} is a directory; expected a file path")
+    parent = p if directory and p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TetherError(f"{what} {path!r}: {str(parent)!r} is not a directory")
+    return p
+
+
+def _sysid_inputs(args: argparse.Namespace) -> tuple[str, object]:
+    """(robot, Trajectories) from the DATA arguments, after every number and path is checked."""
+    from tether.calibration import recordings, sysid
+
+    if args.budget < 1:
+        raise TetherError(f"--budget {args.budget}; expected a positive number of parameter sets")
+    if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
+        raise TetherError(f"--window {args.window}; expected a positive number of seconds")
+    if args.max_windows < 1:
+        raise TetherError(f"--max-windows {args.max_windows}; expected at least 1")
+    if not 0 <= args.max_latency <= 50:
+        raise TetherError(f"--max-latency {args.max_latency}; expected 0..50 control steps")
+    if not (math.isfinite(args.dr_width) and args.dr_width > 0):
+        raise TetherError(f"--dr-width {args.dr_width}; expected a positive number of standard deviations")
+    if args.goal is not None and not all(math.isfinite(g) for g in args.goal):
+        raise TetherError(f"--goal {args.goal}; expected three finite numbers")
+    _writable(args.out, "--out")
+    if args.dr_preset:
+        _writable(args.dr_preset, "--dr-preset")
+    if args.report:
+        _writable(args.report, "--report", directory=True)
+    paths = [Path(d) for d in args.data]
+    logs = [p for p in paths if p.suffix.lower() in (".npz", ".json") and p.is_file()]
+    if logs:
+        if len(paths) > 1:
+            raise TetherError("a trajectory log (.npz/.json) is identified alone; got "
+                              f"{len(paths)} inputs ({', '.join(map(str, paths))})")
+        if args.robot is None:
+            raise TetherError(f"trajectory log {str(paths[0])!r} does not name its robot; pass --robot")
+        return args.robot, sysid.load_trajectories(paths[0])
+    robot, data = recordings.load_trajectories(paths, contract=args.contract, goal=args.goal)
+    if args.robot is not None and args.robot != robot:
+        raise TetherError(f"the recording is of a {robot} (its contract says so); --robot says {args.robot}")
+    return robot, data
+
+
 def _sysid(args: argparse.Namespace) -> int:
     from tether.calibration import sysid
     from tether.calibration.io import write_json
 
-    log = sysid.load_trajectories(args.data)
+    robot, data = _sysid_inputs(args)
     params = None if args.params is None else [p.strip() for p in args.params.split(",") if p.strip()]
-    result = sysid.identify(args.robot, log, params=params, budget=args.budget, seed=args.seed)
+    result = sysid.identify(robot, data, params=params, budget=args.budget, seed=args.seed,
+                            window_s="auto" if args.window is None else args.window, max_windows=args.max_windows,
+                            max_latency=args.max_latency)
     written = [write_json(args.out, result.report())]
     if args.dr_preset:
-        written.append(write_json(args.dr_preset, result.dr_preset()))
+        written.append(write_json(args.dr_preset, result.dr_preset(args.dr_width)))
     print(result.summary())
+    if args.report:
+        from tether.calibration.residuals import residual_report
+
+        rep = residual_report(data, result)
+        written += rep.write(args.report)
+        print(rep.markdown())
     print("wrote " + ", ".join(str(w) for w in written))
     return 0

@@ -1,0 +1,132 @@
+"""Helpers for the system-identification tests: scripted policies that act from the contract's observation
+(the sim tasks' own experts, fed through a state view of the observation), a recorded deploy against a served
+robot with a bounded exploration signal, and sim-generated closed-loop recordings with hidden parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests._deploy_support import ServedRobot
+
+
+class _QuadObsState:
+    """The two Backend reads the quadrotor expert makes (base pose and velocity), answered from a flat
+    observation: position = goal - pos_error, attitude from the rotation matrix."""
+
+    def __init__(self, contract: Any, obs: np.ndarray, goal: np.ndarray) -> None:
+        import mujoco
+
+        f = contract.split_obs(obs)
+        self.pos = goal - f["pos_error"]
+        self.quat = np.empty(4)
+        mujoco.mju_mat2Quat(self.quat, np.asarray(f["base_rotmat"], dtype=float))
+        self.lin, self.ang = f["base_lin_vel"], f["base_ang_vel"]
+
+    def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.pos, self.quat
+
+    def base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lin, self.ang
+
+
+class QuadrotorExpertPolicy:
+    """``tether.sim.tasks.quadrotor.Hover.expert`` as a Policy on the flat observation (nominal mass: on a
+    heavier vehicle it sags below the set point, as a memoryless policy does)."""
+
+    def __init__(self, contract: Any) -> None:
+        from tether.sim.robots import make_robot
+        from tether.sim.tasks.quadrotor import Hover
+
+        self.contract = contract
+        self.task = Hover(make_robot("quadrotor"), contract.control_mode)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.atleast_2d(np.asarray(obs, dtype=float))
+        out = [self.contract.to_normalised(self.task.expert(_QuadObsState(self.contract, o, self.task.goal)))
+               for o in obs]
+        return np.clip(np.array(out), -1.0, 1.0)
+
+    def reset(self) -> None:
+        self.task._expert_rc.reset()
+
+    def save(self, directory: Any) -> None:  # pragma: no cover - never saved
+        raise NotImplementedError
+
+
+def record_served_deploy(tmp: Path, *, robot: str, adapter: str, domain: int, policy: Any, params: dict,
+                         backend: str = "pybullet", latency_ms: float = 0.0, seconds: float = 6.0,
+                         goal: tuple[float, ...] | None = None, monkeypatch: Any) -> Path:
+    """Serve ``robot`` with hidden ``params`` in its own process and run ``tether.ros.deploy.deploy`` here with
+    ``policy`` (a Policy object: deploy loads checkpoints by path, so the loader is pointed at the object for
+    this call), recording a bag; returns the bag path."""
+    import tether.policies.checkpoint as ckpt_mod
+    from tether.ros.deploy import DeployConfig, deploy
+
+    pfile = tmp / "hidden.json"
+    pfile.write_text(json.dumps(params))
+    extra = ["--backend", backend, "--params", str(pfile), "--latency", str(latency_ms)]
+    if goal is not None:
+        extra += ["--goal", *(str(g) for g in goal)]
+    server = ServedRobot(robot, domain, *extra)
+    bag = tmp / "run.mcap"
+    try:
+        server.wait_ready()
+        monkeypatch.setattr(ckpt_mod, "load_policy", lambda *_a, **_k: policy)
+        cfg = DeployConfig(checkpoint=str(tmp), adapter=adapter, duration_s=seconds, record=str(bag),
+                           domain_id=domain, loopback=True, transport="cyclonedds")
+        deploy(cfg, log=lambda *_: None, install_signals=False)
+    finally:
+        server.stop()
+    return bag
+
+
+def sim_recording(out: Path, env_id: str, act: Any, *, scales: dict[str, float], latency_steps: int = 0,
+                  episodes: int = 2, steps: int = 150, seed: int = 0, explore: float = 0.1,
+                  backend: str = "mujoco", control_mode: str | None = None) -> Path:
+    """A closed-loop recording of a robot with hidden parameters, written as a dataset (what ``tether data
+    convert`` makes from a deploy bag): ``act(env, obs) -> normalised action`` plus a bounded exploration
+    signal, each command sent at step k executed ``latency_steps`` control steps later (the loop's delay)."""
+    from collections import deque
+
+    import gymnasium as gym
+
+    import tether.sim  # noqa: F401
+    from tether.data.dataset import DatasetWriter
+    from tether.policies.exploration import ExplorationPolicy
+
+    kw = {} if control_mode is None else {"control_mode": control_mode}
+    env = gym.make(env_id, backend=backend, dr="none", **kw).unwrapped
+    c = env.contract
+
+    class _Inner:  # the scripted controller as a Policy, so the exploration wrapper is the deploy one
+        contract = c
+
+        def act(self, obs: np.ndarray) -> np.ndarray:
+            return np.atleast_2d(act(env, obs[0]))
+
+    policy = ExplorationPolicy(_Inner(), explore, seed=seed)
+    nominal = {t: env.sim.get_param(t).copy() for t in scales}
+    with DatasetWriter(out, c, c.rate_hz, dtype="float64", metadata={"source": "sim", "hidden": scales}) as w:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            for target, factor in scales.items():
+                env.sim.set_param(target, nominal[target] * factor)
+            neutral = c.to_normalised(env.task.neutral_action())
+            queue = deque([neutral] * latency_steps)
+            for _ in range(steps):
+                a = np.asarray(policy.act(np.asarray(obs, dtype=float)[None])[0], dtype=float)
+                queue.append(a)
+                applied = queue.popleft()
+                # the env applies what the robot received (the action sent latency_steps ago)
+                nxt, _, term, _, _ = env.step(applied)
+                w.add_frame(np.asarray(obs, dtype=float), a)
+                obs = nxt
+                if term:
+                    break
+            w.end_episode(final_obs=np.asarray(obs, dtype=float))
+    env.close()
+    return out
