@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topic": ("tether.ros.bag_commands", "ROS 2 graph over Cyclone DDS: list, echo"),
     "robot": ("tether.ros.commands", "served sim robots that speak a real robot's ROS 2 topics"),
     "deploy": ("tether.ros.commands", "run a checkpoint on a robot over ROS 2 (guarded, recorded)"),
+    "security": ("tether.ros.security_commands", "DDS Security keystores (SROS2 layout): CA, enclaves, permissions"),
     "pipeline": ("tether.pipeline.commands",
                  "train → deploy to a served robot → record → fine-tune → deploy → report"),
 }

@@ -168,10 +168,6 @@ def register(subparsers: Any) -> None:
     _add_security_arguments(p)
     p.set_defaults(func=_deploy)
 
-    from tether.ros.security_commands import register as register_security
-
-    register_security(subparsers)
-
 
 # ---------------------------------------------------------------------------------------------- handlers
 
