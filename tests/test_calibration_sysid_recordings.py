@@ -95,12 +95,11 @@ def test_batched_replay_matches_one_at_a_time():
 
 
 def test_batched_rate_controller_equals_the_vehicles():
-    from tether.calibration.replay import BatchedRateController
     from tether.sim.robots.quadrotor import RateController
 
     rng = np.random.default_rng(0)
     ref = [RateController() for _ in range(3)]
-    batch = BatchedRateController(RateController(), 3)
+    batch = RateController(n=3)
     for _ in range(50):
         thrust, want, have = rng.uniform(0.1, 0.5, 3), rng.normal(0, 3, (3, 3)), rng.normal(0, 3, (3, 3))
         out = batch(thrust, want, have, 0.002)

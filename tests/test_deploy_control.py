@@ -68,6 +68,7 @@ def test_autopilot_restart_ends_the_run_with_a_reason_after_landing(tmp_path):
         time.sleep(2.5)
         srv.kill()  # the autopilot dies ...
         t_kill = time.monotonic()
+        time.sleep(1.5)  # a flight controller's reboot takes seconds; the served one would be back in < 1 s
         restarted = ServedRobot("quadrotor", RESTART, "--goal", "0", "0", "1")  # ... and boots again
         rc = dep.wait(60)
         took = time.monotonic() - t_kill

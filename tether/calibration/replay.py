@@ -10,7 +10,7 @@ How the robot executes a command (``command_mode``), as the real robot's own sta
   tracked by the model's PD actuators, Unitree-style).
 - ``thrust_body_rates``: collective thrust + body-rate setpoints through the onboard rate controller
   (``tether.sim.robots.quadrotor.RateController``, PX4's role) at the physics rate: a closed loop inside the
-  replay, run here for the whole batch at once (``BatchedRateController``).
+  replay, run here for the whole batch at once (the sim's batched ``RateController``).
 - ``joint_position`` (arm): joint targets as ros2_control receives them; the controller limits each step's
   change to the joint speed limits (as ``tether.sim.tasks.arm`` does) and the fingers hold closed.
 
@@ -107,37 +107,6 @@ def rate_limit(targets: np.ndarray, start: np.ndarray, max_step: np.ndarray) -> 
         q = q + step
         out[k] = q
     return out
-
-
-class BatchedRateController:
-    """``RateController`` (the onboard body-rate PID + thrust allocation) over a batch: inputs (B, ...).
-
-    Same gains, limits and allocation as the per-vehicle controller it is built from (the test compares the
-    two step by step); state per row: the integral and the previous error."""
-
-    def __init__(self, rc: object, batch: int) -> None:
-        self.KP, self.KI, self.KD = rc.KP, rc.KI, rc.KD
-        self.I_LIMIT = rc.I_LIMIT
-        self.max_thrust = rc.max_thrust
-        self.cmd_to_torque = rc._cmd_to_torque
-        self.alloc = rc._alloc
-        self.integral = np.zeros((batch, 3))
-        self.prev_error = np.zeros((batch, 3))
-
-    def start(self, rates_des: np.ndarray, rates: np.ndarray, integral: np.ndarray | None = None) -> None:
-        """Mid-flight start: the integral as estimated (default 0), previous error = current (no derivative
-        kick)."""
-        self.integral[:] = 0.0 if integral is None else integral
-        self.prev_error[:] = np.degrees(rates_des - rates)
-
-    def __call__(self, thrust: np.ndarray, rates_des: np.ndarray, rates: np.ndarray, dt: float) -> np.ndarray:
-        err = np.degrees(rates_des - rates)
-        self.integral = np.minimum(np.maximum(self.integral + err * dt, -self.I_LIMIT), self.I_LIMIT)
-        deriv = (err - self.prev_error) / dt
-        self.prev_error = err
-        cmd = self.KP * err + self.KI * self.integral + self.KD * deriv
-        wrench = np.concatenate([thrust[:, None], cmd * self.cmd_to_torque], axis=1)
-        return np.minimum(np.maximum(wrench @ self.alloc.T, 0.0), self.max_thrust)
 
 
 def rotation_increments(quat: np.ndarray) -> np.ndarray:
@@ -494,7 +463,9 @@ class Replayer:
         ctrl = np.empty((B, 1, self.nu))
         qv = slice(self.qpos_adr, self.qvel_adr + self.nv)  # qpos and qvel, adjacent in the state vector
         ra = self.qvel_adr + self.fv + 3  # body rates
-        rc = BatchedRateController(self._rc, B)
+        from tether.sim.robots.quadrotor import RateController
+
+        rc = RateController(self._rc.max_thrust, n=B)  # the sim's onboard controller, over the batch
         rc.start(setpoints[:, 0, 1:4], state[:, ra:ra + 3], integral)
         if self.na:  # rotors start settled at the thrust the controller asks for first
             u0 = rc(setpoints[:, 0, 0], setpoints[:, 0, 1:4], state[:, ra:ra + 3], self.dt)

@@ -168,12 +168,15 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> tuple[Path, dict[str, Any]]:
-    """System identification from the deploy bags: a DR preset centred on the fit, and the residual report
-    (simulated vs recorded states with nominal and with identified parameters)."""
+    """System identification from the deploy bags: the DR to fine-tune under (physical terms centred on the fit,
+    plus the training DR's sensor noise and pushes, which identification does not replace), and the residual
+    report (simulated vs recorded states with nominal and with identified parameters)."""
     from tether.calibration.recordings import identify_recordings
     from tether.calibration.residuals import residual_report
     from tether.policies.checkpoint import load_checkpoint
-    from tether.sim.randomization import terms_to_json
+    from tether.sim.core import resolve_dr
+    from tether.sim.randomization import ENV_TARGETS, DRTerm, terms_to_json
+    from tether.sim.robots import make_robot
 
     contract = load_checkpoint(checkpoint).contract
     goal = (cfg.real or {}).get("goal")
@@ -181,14 +184,17 @@ def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) 
     data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed)
     out = cfg.out / "identify"
     out.mkdir(parents=True, exist_ok=True)
-    preset = result.dr_preset()
+    identified = [DRTerm.from_dict(t) for t in result.dr_preset()["terms"]]
+    kept = [t for t in resolve_dr(cfg.dr, make_robot(cfg.robot).dr_presets, cfg.robot)
+            if t.target in ENV_TARGETS and t.target != "action_latency"
+            and not any(i.target == t.target for i in identified)]
     dr_file = out / "dr_identified.json"
-    dr_file.write_text(terms_to_json(preset))
-    report = residual_report(data, result)
-    summary = {"fit": result.summary_dict() if hasattr(result, "summary_dict") else str(result),
-               "residuals": report.write(out) if hasattr(report, "write") else None}
+    dr_file.write_text(terms_to_json(identified + kept))
+    written = residual_report(data, result).write(out)
+    summary = {"fit": result.summary(), "report": result.report(), "residual_files": [str(p) for p in written]}
     (out / "sysid.json").write_text(json.dumps(summary, indent=2, default=str))
-    log(f"      {result}")
+    for line in result.summary().splitlines():
+        log(f"      {line}")
     return dr_file, summary
 
 

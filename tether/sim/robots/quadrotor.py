@@ -86,6 +86,12 @@ class RateController:
         self.integral[sel] = 0.0
         self.prev_error[sel] = 0.0
 
+    def start(self, rates_des: np.ndarray, rates: np.ndarray, integral: np.ndarray | None = None) -> None:
+        """Mid-flight start (replaying a recording from a measured state): the integral as estimated (default 0)
+        and the previous error equal to the current one, so the first step has no derivative kick."""
+        self.integral[:] = 0.0 if integral is None else integral
+        self.prev_error[:] = np.degrees(np.reshape(rates_des, (-1, 3)) - np.reshape(rates, (-1, 3)))
+
     def parameters(self) -> np.ndarray:
         """The constants the C twin reads, in its order: kp, ki, kd, i_limit, cmd_to_torque (3 each),
         the 4x4 allocation matrix (row-major) and the per-rotor thrust ceiling."""
