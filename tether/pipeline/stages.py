@@ -123,10 +123,8 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification)."""
     import time
 
-    from tether.data.topics import OBS_TOPIC
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig, deploy
-    from tether.ros.recorder import read_bag
     from tether.sim.tasks.scoring import score_episode
 
     contract = load_checkpoint(checkpoint).contract
@@ -154,8 +152,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        obs = np.array([np.asarray(m.msg.data) for m in read_bag(bag, topics=[OBS_TOPIC])])
-        s = score_episode(contract, obs)
+        s = score_episode(contract, controlled_obs(bag))
         out.bags.append(bag)
         out.errors.append(s.error)
         out.successes.append(s.success)
@@ -165,6 +162,26 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
             f"{'success' if s.success else 'fail'}; loop {st.get('rate_hz', float('nan')):.1f} Hz, "
             f"misses {st.get('miss_rate', float('nan')):.1%}")
     return out
+
+
+def controlled_obs(bag: Path) -> np.ndarray:
+    """The recorded observations from when the robot first followed the policy: a PX4 vehicle ignores setpoints
+    until offboard engages (its own hold controller flies it until then), which the deploy records on the
+    control topic; what happens before that is not the policy's doing. Later losses of control stay in."""
+    from tether.data.topics import CONTROL_TOPIC, OBS_TOPIC
+    from tether.ros.recorder import read_bag
+
+    obs, stamps, since = [], [], 0
+    control = [(m.log_ns, m.msg.data) for m in read_bag(bag, topics=[CONTROL_TOPIC])]
+    if control and control[0][1].startswith("not in control"):
+        back = [t for t, text in control[1:] if text.startswith("control back")]
+        since = back[0] if back else 0
+    for m in read_bag(bag, topics=[OBS_TOPIC]):
+        obs.append(np.asarray(m.msg.data))
+        stamps.append(m.log_ns)
+    obs_arr = np.array(obs)
+    first = int(np.searchsorted(np.array(stamps), since)) if since else 0
+    return obs_arr[first:] if len(obs_arr) - first >= 2 else obs_arr
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> tuple[Path, dict[str, Any]]:
