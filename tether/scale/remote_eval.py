@@ -20,12 +20,10 @@ from tether.scale.cluster import _import_ray, cluster_cpus, get, ray_for
 
 
 def checkpoint_bytes(checkpoint_dir: str | Path) -> dict[str, bytes]:
-    """The files ``load_checkpoint`` reads (JSON + safetensors), validated here first so errors name the driver's path."""
-    from tether.policies.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+    """Every file of the checkpoint (manifest-verified here first, so errors name the driver's path)."""
+    from tether.policies.checkpoint import checkpoint_files
 
-    load_checkpoint(checkpoint_dir)
-    d = Path(checkpoint_dir)
-    return {name: (d / name).read_bytes() for name in (META_FILE, WEIGHTS_FILE)}
+    return checkpoint_files(checkpoint_dir)
 
 
 def _eval_chunk(files: dict[str, bytes], env_id: str, start: int, count: int, seed: int, backend: str | None,
@@ -38,8 +36,9 @@ def _eval_chunk(files: dict[str, bytes], env_id: str, start: int, count: int, se
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="tether-ckpt-") as tmp:
-        for name, data in files.items():
-            (Path(tmp) / Path(name).name).write_bytes(data)
+        for name, data in files.items():  # relative paths from a verified manifest (no '..', no absolute)
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_bytes(data)
         policy = load_policy(tmp)
     r = evaluate_policy(policy, env_id, episodes=count, seed=seed + start, backend=backend, dr=dr,
                         env_kwargs=env_kwargs)
@@ -75,14 +74,14 @@ def evaluate(
     per-episode returns match ``evaluate_policy`` exactly for policies whose ``act`` is deterministic and
     stateless across episodes. ``extra["workers"]`` says where each block ran.
     """
-    from tether.policies.checkpoint import load_checkpoint
+    from tether.policies.checkpoint import load_checkpoint, recorded_env_id
     from tether.policies.evaluation import EvalResult
 
     if episodes < 1:
         raise TetherError(f"episodes={episodes}; expected >= 1")
     if env_id is None:
         ckpt = load_checkpoint(checkpoint_dir)
-        env_id = ckpt.extra.get("env_id") or ckpt.contract.metadata.get("env_id")
+        env_id = recorded_env_id(ckpt)  # from a file: only a registered tether/ id
         if not env_id:
             raise TetherError(f"checkpoint {checkpoint_dir} does not record its env; pass env_id")
     files = checkpoint_bytes(checkpoint_dir)
