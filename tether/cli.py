@@ -78,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None or command not in COMMANDS or argv[0] != command:
         _overview_parser().parse_args(argv)  # prints help or names the unknown command; exits
         return 2  # pragma: no cover (argparse exits above)
-    args = build_parser(command).parse_args(argv)
+    try:
+        args = build_parser(command).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, its one line already printed): return the code
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
