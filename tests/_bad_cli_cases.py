@@ -124,7 +124,7 @@ def build(tmp: Path) -> list[Case]:
         c("train out read-only", ["train", E, "--algo", "ppo", "--out", ro_out], "--out", ro_out),
         c("train out is a file", ["train", E, "--algo", "ppo", "--out", afile], "--out"),
         c("train out under a file", ["train", E, "--algo", "ppo", "--out", afile / "run"], "--out"),
-        c("train dataset missing", ["train", E, "--algo", "bc", "--dataset", missing, "--out", out], "--dataset",
+        c("train dataset missing", ["train", E, "--algo", "iql", "--dataset", missing, "--out", out], "--dataset",
           out),
         c("train set", ["train", E, "--algo", "ppo", "--set", "nokey", "--out", out], "--set", out),
         c("train ray", ["train", E, "--algo", "ppo", "--ray", "not an address", "--out", out], "--ray", out),

@@ -224,7 +224,7 @@ def output_file(suffix: str | tuple[str, ...] | None = None) -> ArgType:
         if not parent.exists():
             _fail(text, f"cannot be written: its folder {str(parent)!r} does not exist; expected an existing folder")
         if not parent.is_dir():
-            _fail(text, f"cannot be written: {str(parent)!r} is a file, not a directory")
+            _fail(text, f"cannot be written: {str(parent)!r} is a file, not a directory; expected a path in a folder")
         _probe_writable(parent, text)
         return p
 

@@ -106,11 +106,15 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write-then-rename so a reader (or a crash) only ever sees the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:  # disk full or interrupted: the old file stays, no half-written temp is left
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -121,10 +125,14 @@ def atomic_write_json(path: Path, obj: Any, fsync: bool = False) -> None:
 def atomic_write_table(path: Path, table: pa.Table, fsync: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    if fsync:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+    try:
+        pq.write_table(table, tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
