@@ -232,6 +232,21 @@ def output_file(suffix: str | tuple[str, ...] | None = None) -> ArgType:
 
 
 # --------------------------------------------------------------------------------------------- names
+def one_of(*choices: str, what: str = "value") -> ArgType:
+    """One of ``choices``, refused as ``unknown WHAT 'x'; expected one of a, b`` (argparse's ``choices=`` says
+    "invalid choice"; this keeps Tether's wording for names the library also checks, such as backends)."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {what} {_show(text)}; expected one of {', '.join(choices)}")
+        return text
+
+    return _named(parse, what)
+
+
+backend = one_of("mujoco", "pybullet", what="backend")
+
+
 _ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
@@ -321,9 +336,10 @@ def print_error(message: str, prog: str = "tether") -> None:
 
 
 __all__ = [
-    "MAX_DOMAIN_ID", "MAX_LAYERS", "MAX_SEED", "MAX_THREADS", "MAX_WIDTH", "TetherArgumentParser", "domain_id",
+    "MAX_DOMAIN_ID", "MAX_LAYERS", "MAX_SEED", "MAX_THREADS", "MAX_WIDTH", "TetherArgumentParser", "backend",
+    "domain_id",
     "dr_spec", "env_id", "existing_dir", "existing_file", "existing_path", "finite_float", "int_range", "key_value",
-    "msg_type", "name", "nonneg_float", "nonneg_int", "one_line", "output_dir", "output_file", "positive_float",
+    "msg_type", "name", "nonneg_float", "one_of", "nonneg_int", "one_line", "output_dir", "output_file", "positive_float",
     "positive_int", "print_error", "probability", "ray_address", "ros_topic", "seed", "threads", "topic_spec",
     "widths",
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cli_types import (
+    backend,
     dr_spec, env_id, existing_dir, existing_path, output_dir, positive_int, ros_topic, seed,
 )
 from tether.errors import TetherError
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demos.add_argument("--seed", type=seed, default=0)
     demos.add_argument("--dr", default="none", type=dr_spec,
                        help="domain-randomisation preset (none | default | wide) or JSON file")
-    demos.add_argument("--backend", default="mujoco", choices=("mujoco", "pybullet"))
+    demos.add_argument("--backend", default="mujoco", type=backend, metavar="{mujoco,pybullet}")
     demos.add_argument("--max-steps", type=positive_int, default=None, help="cut episodes at this many steps")
     demos.set_defaults(func=_demos)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cli_types import (
+    backend,
     dr_spec, env_id, existing_dir, finite_float, int_range, key_value, nonneg_int, output_dir, output_file,
     positive_int, ray_address, seed, threads,
 )
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", required=True, type=algo, help=f"training algorithm: {', '.join(algos)}")
     p.add_argument("--dr", default=None, type=dr_spec, help="domain-randomisation preset (none, default, wide) or "
                                                              "a JSON file of terms")
-    p.add_argument("--backend", default=None, choices=("mujoco", "pybullet"),
+    p.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}",
                    help="physics backend: mujoco (default) or pybullet")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="env steps (online) or gradient steps (offline)")
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("checkpoint", type=existing_dir)
     e.add_argument("env_id", nargs="?", type=env_id, default=None,
                    help="env id (default: the one the checkpoint was trained on, if it is a tether/ id)")
-    e.add_argument("--backend", default=None, choices=("mujoco", "pybullet"), help="physics backend")
+    e.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}", help="physics backend")
     e.add_argument("--dr", default=None, type=dr_spec, help="domain-randomisation preset or JSON file for evaluation")
     e.add_argument("--episodes", type=int_range(1, 1_000_000), default=10)
     e.add_argument("--seed", type=seed, default=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tether.cli_types import dr_spec, env_id, name, output_file, positive_int, seed
+from tether.cli_types import backend, dr_spec, env_id, name, output_file, positive_int, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ro = simsub.add_parser("rollout", help="run an env with a random or zero policy")
     ro.add_argument("env_id", type=env_id, help="e.g. tether/ArmReach-v0")
     ro.add_argument("--policy", default="random", choices=("random", "zero", "expert"))
-    ro.add_argument("--backend", default="mujoco", choices=("mujoco", "pybullet"))
+    ro.add_argument("--backend", default="mujoco", type=backend, metavar="{mujoco,pybullet}")
     ro.add_argument("--dr", default="none", type=dr_spec, help="DR preset name or a JSON file of terms")
     ro.add_argument("--control-mode", default=None, type=name)
     ro.add_argument("--steps", type=positive_int, default=500)

@@ -126,9 +126,12 @@ class DRTerm:
         for key in ("target", "distribution", "operation", "when"):
             if key in d:
                 expect_str(d[key], f"{where}.{key}", max_len=64)
-        rng = expect_numbers(list(d.get("range", (1.0, 1.0))), f"{where}.range", size=2)
+        def as_list(v: Any) -> Any:  # in-memory terms may hold tuples; JSON has only lists
+            return list(v) if isinstance(v, tuple) else v
+
+        rng = expect_numbers(as_list(d.get("range", [1.0, 1.0])), f"{where}.range", size=2)
         select = [expect_str(x, f"{where}.select[{i}]", max_len=256)
-                  for i, x in enumerate(expect_list(list(d.get("select", ())), f"{where}.select", max_len=10_000))]
+                  for i, x in enumerate(expect_list(as_list(d.get("select", [])), f"{where}.select", max_len=10_000))]
         interval = optional(expect_number, d.get("interval_s"), f"{where}.interval_s", 0.0, 1e6)
         per_element = d.get("per_element", True)
         if not isinstance(per_element, (bool, np.bool_)):

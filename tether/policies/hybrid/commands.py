@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from tether.cli_types import (
+    backend,
     dr_spec, env_id, existing_dir, existing_path, key_value, output_dir, positive_int, seed, threads,
 )
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="env steps (default 20000 for h2o, 5000 for rlpd)")
     p.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/finetune-ALGO-sSEED)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--backend", default=None, choices=("mujoco", "pybullet"),
+    p.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}",
                    help="physics backend of the sim env: mujoco or pybullet")
     p.add_argument("--dr", default=None, type=dr_spec,
                    help="DR preset or .json for the sim env (default: the checkpoint's terms)")
