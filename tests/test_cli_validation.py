@@ -95,6 +95,13 @@ def test_validators_import_only_the_standard_library() -> None:
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
+def test_qos_choices_match_the_presets() -> None:
+    from tether.ros.bag_commands import QOS_PRESETS
+    from tether.ros.qos import PRESETS
+
+    assert set(QOS_PRESETS) == set(PRESETS)
+
+
 def test_output_validators_create_nothing_and_name_the_reason(tmp_path: Path) -> None:
     import argparse
 

@@ -25,7 +25,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -182,6 +181,8 @@ def _nearest_existing(p: Path, text: str) -> Path:
 def _probe_writable(folder: Path, text: str) -> None:
     """Create and remove one empty temporary file: the only reliable test (root ignores mode bits, a read-only
     mount does not, and os.access cannot tell)."""
+    import tempfile
+
     try:
         fd, name = tempfile.mkstemp(prefix=".tether-probe-", dir=folder)
     except OSError as exc:
