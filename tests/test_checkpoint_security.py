@@ -279,7 +279,14 @@ def test_dr_files_are_typed_bounded_and_finite(tmp_path: Path) -> None:
         bad.write_text(text)
         with pytest.raises(TetherError, match=why):
             terms_from_file(bad)
-    link = tmp_path / "link.json"
+    link = tmp_path / "link.json"  # a path the user typed may be a link to a regular file ...
     link.symlink_to(good)
-    with pytest.raises(TetherError, match="symbolic link"):
+    assert len(terms_from_file(link)) == 1
+    fifo = tmp_path / "fifo.json"  # ... but never a FIFO or device (a read that blocks or never ends)
+    os.mkfifo(fifo)
+    with pytest.raises(TetherError, match="not a regular file"):
+        terms_from_file(fifo)
+    link.unlink()
+    link.symlink_to("/dev/zero")
+    with pytest.raises(TetherError, match="not a regular file"):
         terms_from_file(link)

@@ -44,11 +44,15 @@ class ValidationError(TetherError):
 
 
 # --------------------------------------------------------------------------------------------- files and folders
-def check_regular_file(path: str | Path, what: str, *, max_bytes: int | None = None) -> Path:
-    """``path`` itself (not a symlink's target) is a regular file, at most ``max_bytes`` long."""
+def check_regular_file(path: str | Path, what: str, *, max_bytes: int | None = None,
+                       follow_link: bool = False) -> Path:
+    """``path`` is a regular file (no FIFO or device, which could block or never end) of at most ``max_bytes``.
+
+    A symbolic link is refused unless ``follow_link`` (a path the user typed may be a link; a path inside a
+    checkpoint or dataset folder may not): then its target must be a regular file."""
     p = Path(path)
     try:
-        st = os.lstat(p)
+        st = os.stat(p) if follow_link else os.lstat(p)
     except FileNotFoundError:
         raise ValidationError(f"{what} {str(p)!r} does not exist; expected a file") from None
     except OSError as exc:
@@ -143,9 +147,10 @@ def loads_json(data: str | bytes, what: str, *, max_bytes: int = MAX_JSON_BYTES,
 
 
 def read_json(path: str | Path, what: str, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH,
-              finite: bool = False) -> Any:
-    """A JSON file that must be a regular file (no symlink) of at most ``max_bytes``, nested at most ``max_depth``."""
-    p = check_regular_file(path, what, max_bytes=max_bytes)
+              finite: bool = False, follow_link: bool = False) -> Any:
+    """A JSON file that must be a regular file (no symlink unless ``follow_link``) of at most ``max_bytes``,
+    nested at most ``max_depth``."""
+    p = check_regular_file(path, what, max_bytes=max_bytes, follow_link=follow_link)
     try:
         data = p.read_bytes()
     except OSError as exc:

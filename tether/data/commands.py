@@ -88,7 +88,7 @@ def load_contract(path: str | Path) -> Any:
     for c in candidates:
         if not c.exists() and not c.is_symlink():
             continue
-        d = read_json(c, "contract source")
+        d = read_json(c, "contract source", follow_link=c == p)  # the typed file may be a link; files inside not
         if isinstance(d, dict):
             if isinstance(d.get("tether"), dict) and "contract" in d["tether"]:
                 return contract_from_data(d["tether"]["contract"], f"{c}: tether.contract")

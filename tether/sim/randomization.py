@@ -166,10 +166,11 @@ def terms_from_json(text: str, what: str = "DR terms") -> list[DRTerm]:
 
 
 def terms_from_file(path: str | Path, what: str = "DR file") -> list[DRTerm]:
-    """A JSON file of terms, read with bounded size and nesting; NaN/inf anywhere are refused."""
+    """A JSON file of terms (a path the user chose: a link to a regular file is fine), read with bounded size
+    and nesting; NaN/inf anywhere are refused."""
     from tether.validation import read_json
 
-    return terms_from_data(read_json(path, what, finite=True), f"{what} {str(path)!r}")
+    return terms_from_data(read_json(path, what, finite=True, follow_link=True), f"{what} {str(path)!r}")
 
 
 def check_dr_option(dr: str | None, option: str = "--dr") -> None:

@@ -88,10 +88,10 @@ def check_served_params(data: Any, source: str, robot: str | None = None) -> dic
 
 
 def load_served_params(path: str | Path, robot: str | None = None, what: str = "params file") -> dict[str, Any]:
-    """A served robot's params file, read bounded (1 MiB, 64 levels, no symlink) and checked by
-    ``check_served_params``."""
+    """A served robot's params file, read bounded (1 MiB, 64 levels, a regular file or a link to one) and
+    checked by ``check_served_params``."""
     source = f"{what} {str(path)!r}"
-    return check_served_params(read_json(path, what, max_bytes=MAX_PARAMS_BYTES), source, robot)
+    return check_served_params(read_json(path, what, max_bytes=MAX_PARAMS_BYTES, follow_link=True), source, robot)
 
 
 __all__ = ["PARAM_KEYS", "check_served_params", "load_served_params"]
