@@ -310,3 +310,40 @@ def test_pipeline_params_validator_is_shared(tmp_path: Path) -> None:
                      ({"dr": [{"target": "body_mass", "range": [1, "a"]}]}, "range")):
         with pytest.raises(TetherError, match=why):
             check_served_params(bad, "params", "arm")
+
+
+def test_demos_ctrl_c_keeps_the_episodes_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import tether.data.dataset.writer as writer
+    from tether.data.dataset import Dataset
+
+    real, calls = writer.DatasetWriter.end_episode, [0]
+
+    def end_episode(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(writer.DatasetWriter, "end_episode", end_episode)
+    out = tmp_path / "ds"
+    rc = main(["demos", "tether/ArmReach-v0", "--episodes", "6", "--out", str(out), "--max-steps", "4"])
+    assert rc == 130 and capsys.readouterr().err.strip().splitlines() == ["tether: interrupted"]
+    monkeypatch.undo()
+    assert sum(e.complete for e in Dataset(out).episodes) >= 2
+
+
+def test_pipeline_disk_full_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tether.policies.training
+
+    def full(spec):  # noqa: ANN001, ANN202
+        (spec.out / "metrics.csv").parent.mkdir(parents=True, exist_ok=True)
+        (spec.out / "metrics.csv").write_text("step\n")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spec.out / "tb"))
+
+    monkeypatch.setattr(tether.policies.training, "run_training", full)
+    rc = main(["pipeline", "--robot", "arm", "--out", str(tmp_path / "p")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "ENOSPC" in lines[0] and "free some space" in lines[0], lines
+    assert (tmp_path / "p" / "train" / "metrics.csv").read_text() == "step\n"
