@@ -119,7 +119,7 @@ def widths(text: str) -> tuple[int, ...]:
     try:
         out = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        _fail(text, f"is not a list of widths; expected comma-separated whole numbers like 200,200,200")
+        _fail(text, "is not a list of widths; expected comma-separated whole numbers like 200,200,200")
     if not 1 <= len(out) <= MAX_LAYERS or not all(1 <= w <= MAX_WIDTH for w in out):
         _fail(text, f"is out of range; expected 1..{MAX_LAYERS} widths, each in 1..{MAX_WIDTH}")
     return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from tether.cli_types import existing_dir, int_range, output_dir, positive_int, seed, threads, widths
 
