@@ -23,7 +23,8 @@ What loading checks, before anything is built (each failure is one ``CheckpointE
   field types, the contract's sizes, finite numbers in ``config`` and ``dr_terms``, network shapes within the
   caps below, and ``extra.env_id`` / ``contract.metadata.env_id`` without Gymnasium's ``module:`` form (an env
   id from a file is used only if it is one of Tether's own registered ids: ``recorded_env_id``);
-- every floating-point tensor is finite (a NaN weight or normaliser statistic would put NaN actions on a robot).
+- every floating-point tensor is finite (a NaN weight or normaliser statistic would put NaN actions on a robot);
+  the one exception is recorded data replayed as is (``RECORDED_TENSORS``: an action-replay policy's actions).
 
 Config caps (documented limits, far above any Tether network): a ``hidden`` list has at most ``MAX_LAYERS`` (64)
 widths of at most ``MAX_LAYER_WIDTH`` (65 536), and the parameters those widths imply (at least
@@ -83,6 +84,9 @@ SHAPE_KEYS = ("horizon", "n_obs_steps", "n_action_steps", "history", "time_dim",
               "num_candidates", "n")
 DTYPES = {"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"}
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Tensors that are recorded data replayed as is, not parameters: exempt from the finite check (fault-injection
+# tests replay NaN/inf actions on purpose to show the CommandGuard holds; the sim holds the neutral command too).
+RECORDED_TENSORS: dict[str, tuple[str, ...]] = {"action_replay": ("actions",)}
 
 T = TypeVar("T")
 
@@ -494,8 +498,9 @@ def _load_checkpoint(directory: Path, verify_hash: bool, key: bytes | None) -> C
             raise _fail(
                 f"tensor {name!r} is {str(t.dtype)}{list(t.shape)}; {META_FILE} says {spec['dtype']}{spec['shape']}"
             )
+    recorded = RECORDED_TENSORS.get(str(meta["kind"]), ())
     for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if t.is_floating_point() and name not in recorded and not bool(torch.isfinite(t).all()):
             raise _fail(f"{weights}: tensor {name!r} holds NaN or infinite values; expected finite weights and "
                         "statistics (a NaN here would become NaN actions)")
     try:
