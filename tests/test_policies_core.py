@@ -42,6 +42,16 @@ def _trained_policy(seed: int = 0, **cfg) -> GaussianPolicy:
     return pol
 
 
+def _reseal(directory: Path) -> None:
+    """Recompute manifest.json after an edit, as someone with write access to the folder could."""
+    import hashlib
+
+    path = directory / "manifest.json"
+    m = json.loads(path.read_text())
+    m["files"] = {rel: hashlib.sha256((directory / rel).read_bytes()).hexdigest() for rel in m["files"]}
+    path.write_text(json.dumps(m))
+
+
 def test_round_trip_is_bit_exact(tmp_path: Path) -> None:
     pol = _trained_policy()
     pol.dr_terms = [{"field": "mass", "dist": "uniform", "range": [0.8, 1.2]}]
@@ -97,6 +107,9 @@ def test_missing_tensor_refused(tmp_path: Path) -> None:
     meta = json.loads(meta_path.read_text())
     meta["tensors"]["ghost"] = {"dtype": "float32", "shape": [3]}
     meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="checkpoint.json is corrupt or was modified"):
+        load_checkpoint(tmp_path / "ck")
+    _reseal(tmp_path / "ck")  # even with the manifest rewritten to match, the schema checks still apply
     with pytest.raises(CheckpointError, match="ghost"):
         load_checkpoint(tmp_path / "ck")
 
@@ -120,6 +133,7 @@ def test_wrong_kind_missing_dir_and_bad_json(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_policy(tmp_path / "nope")
     (tmp_path / "ck" / "checkpoint.json").write_text("{not json")
+    _reseal(tmp_path / "ck")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_policy(tmp_path / "ck")
     assert "gaussian_mlp" in registered_policy_kinds()

@@ -31,7 +31,10 @@ def test_train_eval_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert json.loads((out / "spec.json").read_text())["seed"] == 3
     capsys.readouterr()
 
-    assert main(["eval", str(out / "checkpoint"), "--episodes", "2", "--json"]) == 0
+    # a plain Gymnasium id is taken only from the command line, never from the checkpoint's file
+    assert main(["eval", str(out / "checkpoint"), "--episodes", "2", "--json"]) == 2
+    assert "type any other env id on the command line" in capsys.readouterr().err
+    assert main(["eval", str(out / "checkpoint"), "Pendulum-v1", "--episodes", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["env_id"] == "Pendulum-v1" and res["success_rate"] is None and res["return_mean"] < 0
 

@@ -186,6 +186,8 @@ def test_cli_fit_and_eval(tmp_path, capsys) -> None:
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"mae_1", "mae_5", "baseline_mae_5", "disagreement_median"} <= set(res)
     assert main(["wm", "fit", str(tmp_path / "nope")]) == 2
+    assert "argument dataset" in (err := capsys.readouterr().err) and "expected an existing directory" in err
+    assert main(["wm", "fit", str(tmp_path)]) == 2
     assert "not a dataset" in capsys.readouterr().err
     assert main(["wm", "fit", str(tmp_path / "ds"), "--hidden", "a,b"]) == 2
 

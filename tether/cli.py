@@ -1,7 +1,11 @@
 """The ``tether`` command: one entry point whose subcommands live beside the code they drive.
 
 Each command module exposes ``register(subparsers)``; it adds its parser(s) and sets ``func`` to a handler
-taking the parsed args and returning an exit code. Bad input anywhere becomes one line on stderr and exit code 2.
+taking the parsed args and returning an exit code. Bad input anywhere becomes one line on stderr and exit code 2:
+argument types from ``tether.cli_types`` check every number and path while parsing (before any work), and
+``TetherArgumentParser`` prints their message as one line. A file system that refuses to write during the work
+(disk full, read-only, permission denied, a file where a folder was expected) ends with one line and exit code
+1; the writers keep what they had written readable (datasets, bags and checkpoints are written atomically).
 
 Why a static table: building every subcommand's parser meant importing every command module (and through some
 of them torch and the simulators), which made ``tether --help`` take seconds. ``COMMANDS`` names each command
@@ -13,10 +17,12 @@ register, so the two cannot drift.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
+from tether.cli_types import TetherArgumentParser, one_line, print_error
 from tether.errors import TetherError
 
 # command -> (module that registers it, help line), in the order --help lists them
@@ -45,7 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(module for module, _ in C
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = argparse.ArgumentParser(prog="tether", description=__doc__.splitlines()[0])
+    parser = TetherArgumentParser(prog="tether", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     return parser, sub
 
@@ -73,16 +79,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None or command not in COMMANDS or argv[0] != command:
         _overview_parser().parse_args(argv)  # prints help or names the unknown command; exits
         return 2  # pragma: no cover (argparse exits above)
-    args = build_parser(command).parse_args(argv)
+    try:
+        args = build_parser(command).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, its one line already printed): return the code
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("tether: interrupted", file=sys.stderr)
         return 130
-    except (TetherError, ValueError, KeyError, FileNotFoundError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"tether: error: {msg}", file=sys.stderr)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:  # a path that was not what it said
+        print_error(os_error_line(exc))
         return 2
+    except (TetherError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print_error(one_line(msg) if isinstance(msg, BaseException) else str(msg))
+        return 2
+    except OSError as exc:  # the file system refused during the work: disk full, read-only, no permission
+        print_error(os_error_line(exc))
+        return 1
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError met while working: the errno's text and name, the file, and what to do."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or one_line(exc)
+    where = f": {exc.filename!s}" if exc.filename else ""
+    hint = {errno.ENOSPC: "free some space and run again", errno.EDQUOT: "free some space and run again",
+            errno.EROFS: "choose a writable location", errno.EACCES: "check the permissions",
+            errno.EPERM: "check the permissions"}.get(exc.errno or 0)
+    return f"{text}{f' ({name})' if name else ''}{where}{f'; {hint}' if hint else ''}"
 
 
 if __name__ == "__main__":

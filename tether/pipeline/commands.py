@@ -3,32 +3,55 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from tether.cli_types import dr_spec, existing_file, int_range, name, output_dir, positive_int, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pipeline", help="train → deploy to a served robot → record → fine-tune → deploy → report")
-    p.add_argument("--robot", default="quadrotor", help="quadrotor (default), arm or legged")
-    p.add_argument("--task", default=None, help="task (default: the robot's fastest to train)")
-    p.add_argument("--algo", default=None, help="sim training algorithm (default per robot)")
-    p.add_argument("--train-steps", type=int, default=None)
-    p.add_argument("--dr", default="wide", help="DR preset for sim training (default wide: a robust zero-shot policy)")
-    p.add_argument("--real-params", default=None, metavar="FILE",
+    p.add_argument("--robot", default="quadrotor", choices=("quadrotor", "arm", "legged"),
+                   help="quadrotor (default), arm or legged")
+    p.add_argument("--task", default=None, type=name, help="task (default: the robot's fastest to train)")
+    p.add_argument("--algo", default=None, type=name, help="sim training algorithm (default per robot)")
+    p.add_argument("--train-steps", type=positive_int, default=None)
+    p.add_argument("--dr", default="wide", type=dr_spec,
+                   help="DR preset or JSON file for sim training (default wide: a robust zero-shot policy)")
+    p.add_argument("--real-params", default=None, metavar="FILE", type=existing_file,
                    help="JSON for the served robot's hidden parameters (robot serve --params format)")
-    p.add_argument("--episodes", type=int, default=4, help="evaluation episodes on the served robot per policy")
-    p.add_argument("--probe-episodes", type=int, default=3,
+    p.add_argument("--episodes", type=int_range(1, 1000), default=4,
+                   help="evaluation episodes on the served robot per policy")
+    p.add_argument("--probe-episodes", type=int_range(1, 1000), default=3,
                    help="episodes with bounded exploration recorded for identification")
     p.add_argument("--finetune", default="sim", choices=("sim", "h2o", "rlpd"),
                    help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
                         "h2o / rlpd: learn from the recorded data plus the simulator")
-    p.add_argument("--finetune-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run folder (default runs/pipeline-DATE-TIME)")
+    p.add_argument("--finetune-steps", type=positive_int, default=None)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
 
 
+def _check(args: argparse.Namespace) -> dict | None:
+    """Everything the run reads, checked before it trains a step: env id, algorithm, DR file, params file."""
+    from tether.errors import TetherError
+    from tether.pipeline.run import ROBOT_DEFAULTS
+    from tether.policies.algos import available_algorithms
+    from tether.sim.randomization import check_dr_option
+    from tether.sim.registry import env_id, parse_env_id
+    from tether.sim.served_params import load_served_params
+
+    parse_env_id(env_id(args.robot, args.task or ROBOT_DEFAULTS[args.robot]["task"]))
+    if args.algo is not None and args.algo not in available_algorithms():
+        raise TetherError(f"--algo {args.algo!r}: unknown algorithm; expected one of "
+                          f"{', '.join(available_algorithms())}")
+    check_dr_option(args.dr)
+    if args.real_params is None:
+        return None
+    return load_served_params(args.real_params, args.robot, what="--real-params file")
+
+
 def _run(args: argparse.Namespace) -> int:
+    real = _check(args)
     import torch
 
     from tether.pipeline.run import PipelineConfig, run_pipeline
@@ -36,9 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
-                         finetune_steps=args.finetune_steps, seed=args.seed,
-                         real=json.loads(Path(args.real_params).read_text()) if args.real_params else None)
+                         finetune_steps=args.finetune_steps, seed=args.seed, real=real)
     if args.out:
-        cfg.out = Path(args.out)
+        cfg.out = args.out
     run_pipeline(cfg, log=lambda m: print(m, flush=True))
     return 0

@@ -10,6 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tether.cli_types import (
+    backend,
+    dr_spec, env_id, existing_dir, finite_float, int_range, key_value, nonneg_int, output_dir, output_file,
+    positive_int, ray_address, seed, threads,
+)
+
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
     from tether.errors import TetherError
@@ -27,51 +33,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tether.policies.algos import available_algorithms
 
     algos = available_algorithms()
+
+    def algo(text: str) -> str:
+        if text not in algos:
+            raise argparse.ArgumentTypeError(f"unknown algorithm {text!r}; expected one of {', '.join(algos)}")
+        return text
+
     p = subparsers.add_parser(
         "train", help="train a policy in simulation (or from a dataset) and save a checkpoint",
         description="Train a policy. Algorithms: " + "; ".join(f"{k}: {v}" if v else k for k, v in algos.items()),
     )
-    p.add_argument("env_id", help="env id, e.g. tether/QuadrotorHover-v0 (or a Gymnasium Box env like Pendulum-v1)")
-    p.add_argument("--algo", required=True, help=f"training algorithm: {', '.join(algos)}")
-    p.add_argument("--dr", default=None, help="domain-randomisation preset: none, default, wide")
-    p.add_argument("--backend", default=None, help="physics backend: mujoco (default) or pybullet")
-    p.add_argument("--steps", type=int, default=None, help="env steps (online) or gradient steps (offline)")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default runs/ALGO-ENV-sSEED)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default steps/5; 0 off)")
-    p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--dataset", default=None, help="dataset directory for offline / imitation algorithms")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="algorithm option override (repeatable)")
+    p.add_argument("env_id", type=env_id,
+                   help="env id, e.g. tether/QuadrotorHover-v0 (or a Gymnasium Box env like Pendulum-v1)")
+    p.add_argument("--algo", required=True, type=algo, help=f"training algorithm: {', '.join(algos)}")
+    p.add_argument("--dr", default=None, type=dr_spec, help="domain-randomisation preset (none, default, wide) or "
+                                                             "a JSON file of terms")
+    p.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}",
+                   help="physics backend: mujoco (default) or pybullet")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="env steps (online) or gradient steps (offline)")
+    p.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/ALGO-ENV-sSEED)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--eval-every", type=nonneg_int, default=None,
+                   help="evaluate every N steps (default steps/5; 0 off)")
+    p.add_argument("--eval-episodes", type=nonneg_int, default=5)
+    p.add_argument("--dataset", type=existing_dir, default=None,
+                   help="dataset directory for offline / imitation algorithms")
+    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="algorithm option override (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--ray", metavar="ADDRESS", default=None,
+    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", type=ray_address, default=None,
                    help="collect PPO/SAC rollouts on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
                         "default: this machine, no Ray")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser("eval", help="evaluate a checkpoint: success rate and return mean ± std")
-    e.add_argument("checkpoint", type=Path)
-    e.add_argument("env_id", nargs="?", default=None, help="env id (default: the one the checkpoint was trained on)")
-    e.add_argument("--backend", default=None, help="physics backend: mujoco or pybullet")
-    e.add_argument("--dr", default=None, help="domain-randomisation preset for evaluation")
-    e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--video", type=Path, default=None, help="write an mp4 of the episodes")
+    e.add_argument("checkpoint", type=existing_dir)
+    e.add_argument("env_id", nargs="?", type=env_id, default=None,
+                   help="env id (default: the one the checkpoint was trained on, if it is a tether/ id)")
+    e.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}", help="physics backend")
+    e.add_argument("--dr", default=None, type=dr_spec, help="domain-randomisation preset or JSON file for evaluation")
+    e.add_argument("--episodes", type=int_range(1, 1_000_000), default=10)
+    e.add_argument("--seed", type=seed, default=0)
+    e.add_argument("--video", type=output_file((".mp4", ".gif")), default=None, help="write an mp4 of the episodes")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.add_argument("--ray", metavar="ADDRESS", default=None,
+    e.add_argument("--ray", metavar="ADDRESS", type=ray_address, default=None,
                    help="run the episodes on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
                         "default: this machine, no Ray")
     e.set_defaults(func=_eval)
 
     x = subparsers.add_parser("export", help="export a checkpoint to ONNX with an enforced parity check")
-    x.add_argument("checkpoint", type=Path)
-    x.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
-    x.add_argument("--samples", type=int, default=256, help="random observations for the parity check")
-    x.add_argument("--atol", type=float, default=1e-4, help="max abs diff allowed between torch and onnxruntime")
+    x.add_argument("checkpoint", type=existing_dir)
+    x.add_argument("--onnx", type=output_file(".onnx"), required=True,
+                   help="output .onnx path (its folder must exist)")
+    x.add_argument("--samples", type=int_range(1, 1_000_000), default=256,
+                   help="random observations for the parity check")
+    x.add_argument("--atol", type=finite_float(0.0, 1.0, lo_open=True), default=1e-4,
+                   help="max abs diff allowed between torch and onnxruntime")
     x.set_defaults(func=_export)
 
 
+def check_env_and_dr(env: str | None, dr: str | None, option: str = "ENV_ID") -> None:
+    """Before any work: a tether/ id must be registered, and a .json DR option must hold valid terms."""
+    if env is not None and env.startswith("tether/"):
+        from tether.sim.registry import parse_env_id
+
+        parse_env_id(env)
+    if dr is not None:
+        from tether.sim.randomization import check_dr_option
+
+        check_dr_option(dr)
+
+
 def _train(args: argparse.Namespace) -> int:
+    from tether.errors import TetherError
+
+    check_env_and_dr(args.env_id, args.dr)
+    if not args.env_id.startswith("tether/") and (args.backend or args.dr not in (None, "none")):
+        raise TetherError(f"env {args.env_id!r} is a plain Gymnasium env; --backend/--dr apply only to tether/* envs")
     import torch
 
     from tether.policies.algos import get_algorithm
@@ -108,11 +148,12 @@ def _note_effective_steps(algo: str, steps: int | None, sets: dict[str, Any]) ->
 
 def _eval(args: argparse.Namespace) -> int:
     from tether.errors import TetherError
-    from tether.policies.checkpoint import load_checkpoint, load_policy
+    from tether.policies.checkpoint import load_checkpoint, load_policy, recorded_env_id
     from tether.policies.evaluation import evaluate_policy
 
+    check_env_and_dr(args.env_id, args.dr)
     ckpt = load_checkpoint(args.checkpoint)
-    env_id = args.env_id or ckpt.extra.get("env_id") or ckpt.contract.metadata.get("env_id")
+    env_id = args.env_id or recorded_env_id(ckpt)  # from the file: only a registered tether/ id, never imported
     if not env_id:
         raise TetherError(f"checkpoint {args.checkpoint} does not record its env; pass ENV_ID")
     if args.ray and args.video:

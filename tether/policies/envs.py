@@ -29,7 +29,11 @@ def make_env(
     render_mode: str | None = None,
     **kwargs: Any,
 ) -> gym.Env:
-    """Build one env. Non-tether Box envs get actions rescaled to [-1, 1] (RescaleAction)."""
+    """Build one env. Non-tether Box envs get actions rescaled to [-1, 1] (RescaleAction).
+
+    Gymnasium's ``module:id`` form (which imports ``module``) is refused: no id, typed or read, picks code."""
+    if not isinstance(env_id, str) or ":" in env_id:
+        raise TetherError(f"env id {env_id!r} names a module to import (module:id); expected a registered env id")
     if _is_tether_id(env_id):
         import tether.sim  # noqa: F401  (registers the tether/* ids)
 

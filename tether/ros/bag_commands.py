@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
+from tether.cli_types import (
+    domain_id, existing_path, finite_float, msg_type, output_dir, positive_int, ros_topic, topic_spec,
+)
 from tether.errors import TetherError
 
+DISTROS = ("humble", "jazzy")
+# the QoS preset names of tether.ros.qos.PRESETS (a test keeps the two equal; listed here so --help stays light)
+QOS_PRESETS = ("default", "sensor_data", "latched", "command", "system_default", "px4_out", "px4_in")
+MAX_SECONDS = 1e7  # durations/timeouts: finite, at most ~116 days
 
-def _topic_spec(text: str) -> tuple[str, str]:
-    topic, sep, msgtype = text.partition(":")
-    if not sep or not topic or not msgtype:
-        raise argparse.ArgumentTypeError(f"bad topic spec {text!r}; expected /topic:pkg/msg/Type")
-    return topic, msgtype
+
+def new_bag(text: str) -> Path:
+    """``bag record OUT``: a new bag path (NAME or NAME.mcap makes the directory NAME) in a writable folder."""
+    p = output_dir(text[:-5] if text.endswith(".mcap") else text)
+    if p.exists():
+        raise argparse.ArgumentTypeError(f"{str(p)!r} already exists; expected a new bag path")
+    return Path(text)
+
+
+seconds = finite_float(0.0, MAX_SECONDS, lo_open=True, what="seconds")
 
 
 def register(subparsers: Any) -> None:
@@ -26,22 +39,24 @@ def register(subparsers: Any) -> None:
     bsub = bag.add_subparsers(dest="bag_command", metavar="ACTION", required=True)
 
     p = bsub.add_parser("info", help="topics, types and message counts of a bag")
-    p.add_argument("bag")
-    p.add_argument("--distro", default="humble")
+    p.add_argument("bag", type=existing_path)
+    p.add_argument("--distro", default="humble", choices=DISTROS)
     p.set_defaults(func=_bag_info)
 
     p = bsub.add_parser("recover", help="make a bag from a crashed recorder readable (rebuilds metadata.yaml)")
-    p.add_argument("bag")
-    p.add_argument("--distro", default="humble")
+    p.add_argument("bag", type=existing_path)
+    p.add_argument("--distro", default="humble", choices=DISTROS)
     p.set_defaults(func=_bag_recover)
 
     p = bsub.add_parser("record", help="record topics from the DDS graph into a new bag")
-    p.add_argument("out", help="bag name: NAME or NAME.mcap makes the directory NAME holding NAME_0.mcap")
-    p.add_argument("--topic", action="append", type=_topic_spec, required=True, help="/topic:pkg/msg/Type")
-    p.add_argument("--qos", default="sensor_data", help="QoS preset for the recording subscriptions")
-    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    p.add_argument("--domain-id", type=int, default=None)
-    p.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
+    p.add_argument("out", type=new_bag,
+                   help="bag name: NAME or NAME.mcap makes the directory NAME holding NAME_0.mcap")
+    p.add_argument("--topic", action="append", type=topic_spec, required=True, help="/topic:pkg/msg/Type")
+    p.add_argument("--qos", default="sensor_data", choices=QOS_PRESETS,
+                   help="QoS preset for the recording subscriptions")
+    p.add_argument("--duration", type=seconds, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--domain-id", type=domain_id, default=None)
+    p.add_argument("--distro", default="humble", choices=DISTROS,
                    help="target ROS 2 distro: its metadata.yaml version (humble 5, jazzy 9)")
     p.add_argument("--loopback", action="store_true", help="restrict discovery to 127.0.0.1")
     p.set_defaults(func=_bag_record)
@@ -49,18 +64,19 @@ def register(subparsers: Any) -> None:
     topic = subparsers.add_parser("topic", help="ROS 2 graph over Cyclone DDS: list, echo")
     tsub = topic.add_subparsers(dest="topic_command", metavar="ACTION", required=True)
     p = tsub.add_parser("list", help="ROS topics seen through DDS discovery, with types")
-    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--domain-id", type=domain_id, default=None)
     p.add_argument("--loopback", action="store_true")
-    p.add_argument("--wait", type=float, default=1.0, help="seconds to let discovery settle")
+    p.add_argument("--wait", type=finite_float(0.0, 3600.0, what="seconds"), default=1.0,
+                   help="seconds to let discovery settle")
     p.set_defaults(func=_topic_list)
     p = tsub.add_parser("echo", help="print messages of a topic")
-    p.add_argument("topic")
-    p.add_argument("msgtype")
-    p.add_argument("--qos", default="sensor_data")
-    p.add_argument("--count", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=None)
-    p.add_argument("--domain-id", type=int, default=None)
-    p.add_argument("--distro", default="humble")
+    p.add_argument("topic", type=ros_topic)
+    p.add_argument("msgtype", type=msg_type)
+    p.add_argument("--qos", default="sensor_data", choices=QOS_PRESETS)
+    p.add_argument("--count", type=positive_int, default=None)
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds (default: until --count or Ctrl-C)")
+    p.add_argument("--domain-id", type=domain_id, default=None)
+    p.add_argument("--distro", default="humble", choices=DISTROS)
     p.add_argument("--loopback", action="store_true")
     p.set_defaults(func=_topic_echo)
 
@@ -96,16 +112,18 @@ def _bag_record(args: argparse.Namespace) -> int:
     from tether.ros.recorder import BagRecorder
 
     transport = DdsTransport(args.domain_id, args.distro, "loopback" if args.loopback else None)
-    rec = BagRecorder(args.out, args.distro)
     try:
-        rec.record(transport, [(t, m, args.qos) for t, m in args.topic])
-        t_end = None if args.duration is None else time.monotonic() + args.duration
-        while t_end is None or time.monotonic() < t_end:
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        pass
+        rec = BagRecorder(args.out, args.distro)
+        try:
+            rec.record(transport, [(t, m, args.qos) for t, m in args.topic])
+            t_end = None if args.duration is None else time.monotonic() + args.duration
+            while (t_end is None or time.monotonic() < t_end) and rec.error is None:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            rec.close()  # a full disk raises here (one line from the CLI); what was committed stays readable
     finally:
-        rec.close()
         transport.close()
     print(f"recorded {rec.written} messages into {rec.path} (rosbag2 metadata v{rec.version} for {args.distro})")
     return 0

@@ -84,19 +84,38 @@ class _StagedFile:
         payload = bytes(self._buf) + tail
         view = memoryview(payload)
         off = self.committed
-        while view:
-            n = os.pwrite(self._fd, view, off)
-            view, off = view[n:], off + n
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, off)
+                view, off = view[n:], off + n
+        except OSError:
+            self.restore()
+            raise
         self.committed += len(self._buf)
         self._buf.clear()
 
-    def close(self) -> None:
+    def restore(self) -> None:
+        """After a failed write (disk full, I/O error): drop what was not committed and put the provisional tail
+        back at the committed offset, so the file is again a readable MCAP with everything committed before.
+        The tail's bytes were allocated by the previous commit, so rewriting them needs no new space."""
+        self._buf.clear()
+        try:
+            os.pwrite(self._fd, PROVISIONAL_TAIL, self.committed)
+            os.ftruncate(self._fd, self.committed + len(PROVISIONAL_TAIL))
+        except OSError:
+            pass  # `tether bag recover` still finds every complete record
+
+    def close(self, keep_committed: bool = False) -> None:
+        """Finish the file; ``keep_committed`` (after a failed write) only closes it, provisional tail in place."""
         if self._fd < 0:
             return
-        self.commit(b"")
-        os.ftruncate(self._fd, self.committed)
-        os.close(self._fd)
-        self._fd = -1
+        try:
+            if not keep_committed:
+                self.commit(b"")
+                os.ftruncate(self._fd, self.committed)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def bag_directory(path: str | Path) -> Path:
@@ -229,6 +248,8 @@ class BagRecorder:
         self.written = 0
         self.reordered = 0
         self.committed_messages = 0
+        self.dropped = 0  # messages refused after a write error
+        self.error: OSError | None = None
         self._subs: list[Any] = []
         self._closed = False
         self._committed_once = False
@@ -265,6 +286,9 @@ class BagRecorder:
         with self._qlock:
             if self._closed:
                 raise TetherError(f"bag {str(self.path)!r} is closed; expected an open recorder")
+            if self.error is not None:  # the disk refused: drop (counted), never block or raise in the caller
+                self.dropped += 1
+                return
             if ts < self._last_ts:
                 ts = self._last_ts
                 self.reordered += 1
@@ -311,19 +335,23 @@ class BagRecorder:
     def commit(self) -> None:
         """Make everything written so far durable and readable (chunk + provisional tail + metadata.yaml)."""
         with self._lock:
-            if self._writer.storage is None:
+            if self._writer.storage is None or self.error is not None:
                 return
-            drained = self._drain()
-            self.committed_messages += drained
-            storage = self._writer.storage
-            if storage.chunk.bio.tell():
-                storage.close_chunk()
-            elif self._committed_once and len(self._writer.connections) == self._committed_conns:
-                return  # nothing new since the last commit: skip the disk work
-            self._stage.commit(PROVISIONAL_TAIL)
-            self._committed_once = True
-            self._committed_conns = len(self._writer.connections)
-            self._write_metadata()
+            try:
+                drained = self._drain()
+                storage = self._writer.storage
+                if storage.chunk.bio.tell():
+                    storage.close_chunk()
+                elif self._committed_once and len(self._writer.connections) == self._committed_conns:
+                    return  # nothing new since the last commit: skip the disk work
+                self._stage.commit(PROVISIONAL_TAIL)
+                self.committed_messages += drained
+                self._committed_once = True
+                self._committed_conns = len(self._writer.connections)
+                self._write_metadata()
+            except OSError as exc:
+                self._failed(exc)
+                raise
 
     def _write_metadata(self) -> None:
         _write_atomic(
@@ -336,10 +364,20 @@ class BagRecorder:
         while not self._stop.wait(self.flush_period):
             try:
                 self.commit()
-            except Exception:  # a full disk must not kill the process; close() will raise it
-                import logging
+            except OSError:  # a full disk must not kill the process: commit() stopped recording, said it once
+                return
 
-                logging.getLogger("tether.ros.recorder").exception("bag commit failed")
+    def _failed(self, exc: OSError) -> None:
+        """The first write error ends recording: later messages are dropped (counted), the bag keeps everything
+        committed before (a readable MCAP plus metadata.yaml), and ``close()`` raises one OSError naming it."""
+        if self.error is not None:
+            return
+        self.error = exc
+        import logging
+
+        logging.getLogger("tether.ros.recorder").warning(
+            "bag %s: %s; recording stopped, the %d messages committed before are kept", self.path,
+            exc.strerror or exc, self.committed_messages)
 
     def close(self) -> None:
         """Finish the bag with rosbags' full MCAP summary and final metadata.yaml."""
@@ -353,10 +391,20 @@ class BagRecorder:
                 return
             self._closed = True  # no more writes accepted; the queue is final
         with self._lock:
-            self.committed_messages += self._drain()
-            self._writer.close()  # summary + footer through the staged file, then rosbags' metadata.yaml
-            self._stage.close()
-            self._write_metadata()  # replaced by the target distro's version
+            if self.error is None:
+                try:
+                    self.committed_messages += self._drain()
+                    self._writer.close()  # summary + footer through the staged file, then rosbags' metadata.yaml
+                    self._stage.close()
+                    self._write_metadata()  # replaced by the target distro's version
+                    return
+                except OSError as exc:
+                    self._failed(exc)
+            self._stage.close(keep_committed=True)  # the provisional tail of the last good commit stays
+            exc = self.error
+            raise OSError(exc.errno, f"{exc.strerror or exc}; bag {self.path} keeps the {self.committed_messages} "
+                                     f"messages committed before ({self.dropped + len(self._queue)} lost)",
+                          str(self.path)) from None
 
     def __enter__(self) -> BagRecorder:
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from tether.cli_types import backend, dr_spec, env_id, name, output_file, positive_int, seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,14 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = simsub.add_parser("list", help="robots, tasks, env ids, control modes and DR presets")
     ls.set_defaults(func=_list)
     ro = simsub.add_parser("rollout", help="run an env with a random or zero policy")
-    ro.add_argument("env_id")
-    ro.add_argument("--policy", default="random", help="random | zero | expert")
-    ro.add_argument("--backend", default="mujoco")
-    ro.add_argument("--dr", default="none", help="DR preset name or a JSON file of terms")
-    ro.add_argument("--control-mode", default=None)
-    ro.add_argument("--steps", type=int, default=500)
-    ro.add_argument("--seed", type=int, default=0)
-    ro.add_argument("--video", default=None, help="write an mp4 of the rollout")
+    ro.add_argument("env_id", type=env_id, help="e.g. tether/ArmReach-v0")
+    ro.add_argument("--policy", default="random", choices=("random", "zero", "expert"))
+    ro.add_argument("--backend", default="mujoco", type=backend, metavar="{mujoco,pybullet}")
+    ro.add_argument("--dr", default="none", type=dr_spec, help="DR preset name or a JSON file of terms")
+    ro.add_argument("--control-mode", default=None, type=name)
+    ro.add_argument("--steps", type=positive_int, default=500)
+    ro.add_argument("--seed", type=seed, default=0)
+    ro.add_argument("--video", default=None, type=output_file((".mp4", ".gif")), help="write an mp4 of the rollout")
     ro.set_defaults(func=_rollout)
 
 
@@ -48,11 +48,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    import tether.sim
-    from tether.errors import TetherError
+    import numpy as np
 
-    if args.policy not in ("random", "zero", "expert"):
-        raise TetherError(f"unknown policy {args.policy!r}; expected random, zero or expert")
+    import tether.sim
+    from tether.sim.randomization import check_dr_option
+    from tether.sim.registry import parse_env_id
+
+    parse_env_id(args.env_id)
+    check_dr_option(args.dr)
     kwargs = {"backend": args.backend, "dr": args.dr}
     if args.control_mode:
         kwargs["control_mode"] = args.control_mode

@@ -23,7 +23,7 @@ import numpy as np
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.sim.backends import make_batch
-from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, terms_from_json
+from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, terms_from_file
 from tether.sim.robots import make_robot
 from tether.sim.tasks import make_task
 
@@ -40,10 +40,7 @@ def resolve_dr(dr: str | Sequence[DRTerm] | None, presets: Mapping[str, list[DRT
         if dr.endswith(".json"):
             from pathlib import Path
 
-            path = Path(dr)
-            if not path.is_file():
-                raise TetherError(f"DR file {dr} does not exist or is not a file")
-            return terms_from_json(path.read_text())
+            return terms_from_file(Path(dr))  # bounded, typed, finite; names the file and the field
         raise TetherError(
             f"unknown DR preset {dr!r} for robot {robot}; expected one of {', '.join(presets)} or a .json file"
         )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,29 +116,71 @@ class DRTerm:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> DRTerm:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise TetherError(f"DR term has unknown keys {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
-        if "target" not in d:
-            raise TetherError("DR term has no 'target'")
-        return cls(**{**d, "range": tuple(d.get("range", (1.0, 1.0))), "select": tuple(d.get("select", ()))})
+    def from_dict(cls, d: Any, where: str = "DR term") -> DRTerm:
+        """A term from JSON data, every field's type checked (data from files is never trusted)."""
+        from tether.validation import (
+            expect_dict, expect_numbers, expect_list, expect_number, expect_str, optional,
+        )
+
+        d = expect_dict(d, where, required=("target",), allowed=cls.__dataclass_fields__)
+        for key in ("target", "distribution", "operation", "when"):
+            if key in d:
+                expect_str(d[key], f"{where}.{key}", max_len=64)
+        def as_list(v: Any) -> Any:  # in-memory terms may hold tuples; JSON has only lists
+            return list(v) if isinstance(v, tuple) else v
+
+        rng = expect_numbers(as_list(d.get("range", [1.0, 1.0])), f"{where}.range", size=2)
+        select = [expect_str(x, f"{where}.select[{i}]", max_len=256)
+                  for i, x in enumerate(expect_list(as_list(d.get("select", [])), f"{where}.select", max_len=10_000))]
+        interval = optional(expect_number, d.get("interval_s"), f"{where}.interval_s", 0.0, 1e6)
+        per_element = d.get("per_element", True)
+        if not isinstance(per_element, (bool, np.bool_)):
+            raise TetherError(f"{where}.per_element is {per_element!r}; expected true or false")
+        return cls(**{**d, "range": tuple(rng), "select": tuple(select), "interval_s": interval,
+                      "per_element": bool(per_element)})
+
+
+MAX_TERMS = 1000  # DR terms in one file or checkpoint
 
 
 def terms_to_json(terms: Sequence[DRTerm]) -> str:
     return json.dumps([t.to_dict() for t in terms], indent=2)
 
 
-def terms_from_json(text: str) -> list[DRTerm]:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TetherError(f"DR terms are not valid JSON: {exc}") from None
+def terms_from_data(raw: Any, what: str = "DR terms") -> list[DRTerm]:
+    """Terms from parsed JSON: a list of term objects, or a preset ``{"terms": [...], "name", "provenance"}``."""
     if isinstance(raw, dict) and "terms" in raw:
         raw = raw["terms"]
     if not isinstance(raw, list):
-        raise TetherError("DR terms JSON must be a list of term objects (or {'terms': [...]})")
-    return [DRTerm.from_dict(t) for t in raw]
+        raise TetherError(f"{what} is a JSON {type(raw).__name__}; expected a list of term objects "
+                          "(or {'terms': [...]})")
+    if len(raw) > MAX_TERMS:
+        raise TetherError(f"{what} has {len(raw)} terms; expected at most {MAX_TERMS}")
+    return [DRTerm.from_dict(t, f"{what}: term {i}") for i, t in enumerate(raw)]
+
+
+def terms_from_json(text: str, what: str = "DR terms") -> list[DRTerm]:
+    from tether.validation import loads_json
+
+    return terms_from_data(loads_json(text, what, finite=True), what)
+
+
+def terms_from_file(path: str | Path, what: str = "DR file") -> list[DRTerm]:
+    """A JSON file of terms (a path the user chose: a link to a regular file is fine), read with bounded size
+    and nesting; NaN/inf anywhere are refused."""
+    from tether.validation import read_json
+
+    return terms_from_data(read_json(path, what, finite=True, follow_link=True), f"{what} {str(path)!r}")
+
+
+def check_dr_option(dr: str | None, option: str = "--dr") -> None:
+    """For the CLI, before any work: a ``.json`` DR option must hold valid terms (preset names are checked per
+    robot when the env is made). The error names the option."""
+    if isinstance(dr, str) and dr.lower().endswith(".json"):
+        try:
+            terms_from_file(dr, what=f"{option} file")
+        except TetherError as exc:
+            raise TetherError(str(exc)) from None
 
 
 @dataclass

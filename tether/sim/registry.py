@@ -39,13 +39,33 @@ def register_all() -> None:
 
 def parse_env_id(eid: str) -> tuple[str, str, dict]:
     ids = all_env_ids()
-    if eid not in ids:
+    if not isinstance(eid, str) or eid not in ids:
         raise TetherError(f"unknown env id {eid!r}; expected one of {', '.join(sorted(ids))}")
     return ids[eid]
 
 
+def env_id_from_file(value: object, source: str) -> str:
+    """An env id read from a file (checkpoint ``extra.env_id``, contract metadata, dataset metadata, a served
+    robot's params): it must be one of Tether's own registered ids, checked before anything is made.
+
+    Why: Gymnasium's ``make("module:Env-v0")`` imports ``module``, and any other registered id runs that entry
+    point; a file must never choose code to run. A plain Gymnasium id (``Pendulum-v1``) is accepted only when
+    the user types it on the command line; from a file it is refused with a message saying so.
+    """
+    ids = all_env_ids()
+    if isinstance(value, str) and value in ids:
+        return value
+    shown = repr(value)[:80]
+    if isinstance(value, str) and ":" in value:
+        why = "a 'module:id' form would import code and is never taken from a file"
+    else:
+        why = "only Tether's own env ids are taken from a file; type any other env id on the command line"
+    raise TetherError(f"env id {shown} recorded in {source} is not a Tether env id ({why}); expected one of "
+                      f"{', '.join(sorted(ids))}")
+
+
 def make(eid: str, **kwargs) -> gym.Env:
-    """``gymnasium.make`` with a one-line error for unknown ids."""
+    """``gymnasium.make`` with a one-line error for unknown ids (only Tether's own: no ``module:`` import)."""
     parse_env_id(eid)
     register_all()
     return gym.make(eid, **kwargs)

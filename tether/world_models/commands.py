@@ -7,57 +7,50 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from tether.cli_types import existing_dir, int_range, output_dir, positive_int, seed, threads, widths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     wm = subparsers.add_parser("wm", help="world models: fit an ensemble dynamics model to a dataset, evaluate it")
     sub = wm.add_subparsers(dest="wm_command", metavar="WM_COMMAND", required=True)
     f = sub.add_parser("fit", help="fit a probabilistic ensemble (PETS/MBPO style) to a dataset's transitions")
-    f.add_argument("dataset", type=Path, help="dataset directory (LeRobot v3 layout, meta/info.json)")
-    f.add_argument("--out", type=Path, default=None, help="output directory (default DATASET-wm)")
-    f.add_argument("--members", type=int, default=7)
-    f.add_argument("--elites", type=int, default=5)
-    f.add_argument("--hidden", default="200,200,200", help="hidden widths, comma separated")
-    f.add_argument("--updates", type=int, default=5000, help="maximum gradient updates")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    f.add_argument("dataset", type=existing_dir, help="dataset directory (LeRobot v3 layout, meta/info.json)")
+    f.add_argument("--out", type=output_dir, default=None, help="output directory (default DATASET-wm)")
+    f.add_argument("--members", type=int_range(1, 64), default=7, help="ensemble members (1..64)")
+    f.add_argument("--elites", type=int_range(1, 64), default=5, help="elite members used to predict (<= members)")
+    f.add_argument("--hidden", type=widths, default=(200, 200, 200),
+                   help="hidden widths, comma separated (each 1..65536, at most 64 layers)")
+    f.add_argument("--updates", type=positive_int, default=5000, help="maximum gradient updates")
+    f.add_argument("--seed", type=seed, default=0)
+    f.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
     f.set_defaults(func=_fit)
     e = sub.add_parser("eval", help="one-step and open-loop errors of a world model on a dataset, vs baselines")
-    e.add_argument("model", type=Path, help="world model directory written by `tether wm fit`")
-    e.add_argument("dataset", type=Path)
-    e.add_argument("--horizon", type=int, default=10, help="open-loop steps")
+    e.add_argument("model", type=existing_dir, help="world model directory written by `tether wm fit`")
+    e.add_argument("dataset", type=existing_dir)
+    e.add_argument("--horizon", type=int_range(1, 10_000), default=10, help="open-loop steps")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=_eval)
 
 
-def _hidden(text: str) -> tuple[int, ...]:
+def _fit(args: argparse.Namespace) -> int:
     from tether.errors import TetherError
 
-    try:
-        widths = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise TetherError(f"--hidden {text!r}; expected positive comma-separated widths like 200,200,200")
-    return widths
-
-
-def _fit(args: argparse.Namespace) -> int:
+    if args.elites > args.members:
+        raise TetherError(f"--elites {args.elites} > --members {args.members}; expected elites <= members")
+    if not (args.dataset / "meta" / "info.json").is_file():
+        raise TetherError(f"{args.dataset} is not a dataset; expected a directory with meta/info.json")
     import torch
 
     from tether.data.dataset import Dataset
-    from tether.errors import TetherError
     from tether.world_models.ensemble import EnsembleConfig, EnsembleWorldModel
 
     torch.set_num_threads(args.threads)
-    if not (args.dataset / "meta" / "info.json").is_file():
-        raise TetherError(f"{args.dataset} is not a dataset; expected a directory with meta/info.json")
     ds = Dataset(args.dataset)
     tr = ds.to_transitions()
     if len(tr["obs"]) == 0:
         raise TetherError(f"dataset {args.dataset} has no complete transitions to fit")
-    cfg = EnsembleConfig(members=args.members, elites=args.elites, hidden=_hidden(args.hidden),
+    cfg = EnsembleConfig(members=args.members, elites=args.elites, hidden=tuple(args.hidden),
                          max_updates=args.updates, seed=args.seed)
     model = EnsembleWorldModel(tr["obs"].shape[1], tr["action"].shape[1], cfg)
     metrics = model.fit(tr)

@@ -35,6 +35,69 @@ DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int3
           "bool": np.bool_, "uint8": np.uint8}
 
 
+MAX_FPS = 100_000.0
+MAX_FEATURES = 4096
+_TEMPLATE_FIELDS = {"video_key", "chunk_index", "file_index", "episode_chunk", "episode_index"}
+
+
+def _check_template(value: Any, where: str) -> str:
+    """A path template from info.json: relative, no '..', only the placeholders LeRobot defines (a template is
+    formatted with Python's str.format, so '{video_key.__class__}' or '../../x' must never get through)."""
+    import string
+
+    from tether.validation import ValidationError, expect_str
+
+    text = expect_str(value, where, max_len=512)
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValidationError(f"{where} is {text!r}: {exc}") from None
+    parts = text.replace("\\", "/").split("/")
+    if text.startswith("/") or ".." in parts or any(f not in _TEMPLATE_FIELDS for f in fields):
+        raise ValidationError(f"{where} is {text!r}; expected a relative path template using only "
+                              f"{sorted(_TEMPLATE_FIELDS)}")
+    return text
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """meta/info.json, read bounded (tether.validation) and schema-checked for what Tether uses: fps, features,
+    path templates, chunk size, and the tether block (contract, metadata with a syntax-checked env_id)."""
+    from tether.validation import (
+        contract_from_data, expect_dict, expect_env_id_text, expect_int, expect_list, expect_number, expect_str,
+        read_json,
+    )
+
+    where = str(path)
+    info = expect_dict(read_json(path, "dataset info"), where, required=("fps",))
+    expect_str(info.get("codebase_version", ""), f"{where}: codebase_version", max_len=32)
+    expect_number(info["fps"], f"{where}: fps", 0.0, MAX_FPS, lo_open=True)
+    if "chunks_size" in info:
+        expect_int(info["chunks_size"], f"{where}: chunks_size", 1, 10**9)
+    for key in ("data_path", "video_path"):
+        if info.get(key) is not None:
+            _check_template(info[key], f"{where}: {key}")
+    features = expect_dict(info.get("features", {}), f"{where}: features", max_items=MAX_FEATURES)
+    for name, spec in features.items():
+        expect_dict(spec, f"{where}: features[{name!r}]")
+        expect_str(spec.get("dtype", "float32"), f"{where}: features[{name!r}].dtype", max_len=32)
+        for i, n in enumerate(expect_list(spec.get("shape", [1]), f"{where}: features[{name!r}].shape", max_len=8)):
+            expect_int(n, f"{where}: features[{name!r}].shape[{i}]", 0, 1 << 24)
+    tether = expect_dict(info.get("tether") or {}, f"{where}: tether")
+    if "contract" in tether:
+        contract_from_data(tether["contract"], f"{where}: tether.contract")
+    meta = expect_dict(tether.get("metadata") or {}, f"{where}: tether.metadata")
+    if meta.get("env_id") is not None:
+        expect_env_id_text(meta["env_id"], f"{where}: tether.metadata.env_id")
+    return info
+
+
+def read_stats(path: Path) -> dict[str, Any]:
+    """meta/stats.json, read bounded; a JSON object of per-feature statistics."""
+    from tether.validation import expect_dict, read_json
+
+    return expect_dict(read_json(path, "dataset stats"), str(path), max_items=MAX_FEATURES)
+
+
 def chunk_file(n: int, chunks_size: int) -> tuple[int, int]:
     return n // chunks_size, n % chunks_size
 
@@ -43,11 +106,15 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write-then-rename so a reader (or a crash) only ever sees the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:  # disk full or interrupted: the old file stays, no half-written temp is left
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -58,10 +125,14 @@ def atomic_write_json(path: Path, obj: Any, fsync: bool = False) -> None:
 def atomic_write_table(path: Path, table: pa.Table, fsync: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    if fsync:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+    try:
+        pq.write_table(table, tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

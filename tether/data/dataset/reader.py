@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 
 from tether.contract import IOContract
 from tether.data.dataset.layout import (
-    ACTION_KEY, DEFAULT_CHUNKS_SIZE, STATE_KEY, VIDEO_PATH, chunk_file, column_to_numpy, empty_table,
+    ACTION_KEY, DEFAULT_CHUNKS_SIZE, STATE_KEY, VIDEO_PATH, chunk_file, column_to_numpy, empty_table, read_info,
+    read_stats,
 )
 from tether.data.stats import compute_stats
 from tether.data.video import read_video
@@ -49,17 +50,21 @@ class Dataset:
     recovering frames and episodes an interrupted writer left behind."""
 
     def __init__(self, root: str | Path) -> None:
+        from tether.validation import contract_from_data, walk_folder
+
         self.root = Path(root)
         info_path = self.root / "meta" / "info.json"
-        if not info_path.is_file():
+        if not info_path.is_file() and not info_path.is_symlink():
             raise TetherError(f"{self.root} is not a dataset: {info_path} is missing (expected a LeRobot v3.0 dataset)")
-        self.info: dict[str, Any] = json.loads(info_path.read_text())
+        walk_folder(self.root, "dataset")  # a symlink or FIFO anywhere inside is refused, never followed
+        self.info: dict[str, Any] = read_info(info_path)  # bounded, schema-checked
         version = str(self.info.get("codebase_version", ""))
         if not version.startswith("v3"):
             raise TetherError(f"dataset {self.root} has codebase_version {version!r}; expected 'v3.0'")
         self.fps = float(self.info["fps"])
         tether = self.info.get("tether") or {}
-        self.contract = IOContract.from_dict(tether["contract"]) if "contract" in tether else None
+        self.contract: IOContract | None = (contract_from_data(tether["contract"], f"{info_path}: tether.contract")
+                                            if "contract" in tether else None)
         self.metadata: dict[str, Any] = dict(tether.get("metadata", {}))
         self.video_keys = [k for k, v in self.info.get("features", {}).items() if v.get("dtype") == "video"]
         self.notes: list[str] = []  # what recovery had to do, for `tether data info`
@@ -207,7 +212,7 @@ class Dataset:
         if self._stats is None:
             path = self.root / "meta" / "stats.json"
             if path.is_file() and not self.recovered:
-                self._stats = json.loads(path.read_text())
+                self._stats = read_stats(path)
             else:
                 self._stats = compute_stats(
                     {k: v for k, v in self.frames.items() if k in (STATE_KEY, ACTION_KEY, "next.reward")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pyarrow.parquet as pq
 
 from tether.data.dataset.layout import (
     ACTION_KEY, DATA_PATH, DEFAULT_CHUNKS_SIZE, EPISODES_PATH, PARTS_DIR, STATE_KEY, VIDEO_PATH, atomic_write_json,
-    atomic_write_table, chunk_file, column_to_numpy, episodes_table,
+    atomic_write_table, chunk_file, column_to_numpy, episodes_table, read_stats,
 )
 from tether.data.dataset.reader import Dataset
 from tether.data.stats import compute_stats
@@ -66,7 +65,7 @@ def repair(root: str | Path) -> Dataset:
     stats = compute_stats({k: v for k, v in ds.frames.items() if k in (STATE_KEY, ACTION_KEY, "next.reward")})
     old_stats_path = root / "meta" / "stats.json"
     if old_stats_path.is_file():
-        old = json.loads(old_stats_path.read_text())
+        old = read_stats(old_stats_path)
         stats.update({k: v for k, v in old.items() if k in ds.video_keys})
     atomic_write_json(old_stats_path, stats)
     info = dict(ds.info)

@@ -260,8 +260,14 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # leaving on an error (disk full, Ctrl-C): finish what can be finished; the first error is the news
+            self.close()
+        except (OSError, TetherError):
+            pass  # what reached the disk is readable: Dataset() recovers unmerged parts and unindexed episodes
 
     @property
     def num_episodes(self) -> int:

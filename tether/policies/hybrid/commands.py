@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tether.cli_types import (
+    backend,
+    dr_spec, env_id, existing_dir, existing_path, key_value, output_dir, positive_int, seed, threads,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,22 +21,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "simulated transitions weighted and penalised by their estimated dynamics gap. rlpd: real "
                     "dataset and fresh rollouts in ENV sampled 50/50, LayerNorm critic ensemble, high UTD.",
     )
-    p.add_argument("checkpoint", type=Path, help="checkpoint directory (e.g. runs/sac-QuadrotorHover-v0-s0/checkpoint)")
-    p.add_argument("--real", required=True, help="real data: a dataset directory or a rosbag2 recording")
-    p.add_argument("--sim", default=None, help="env id to interact with (default: the checkpoint's env)")
-    p.add_argument("--algo", default="h2o", help="h2o (default) or rlpd")
-    p.add_argument("--steps", type=int, default=None, help="env steps (default 20000 for h2o, 5000 for rlpd)")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default runs/finetune-ALGO-sSEED)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default=None, help="physics backend of the sim env: mujoco or pybullet")
-    p.add_argument("--dr", default=None, help="DR preset or .json for the sim env (default: the checkpoint's terms)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="algorithm option override (repeatable)")
+    p.add_argument("checkpoint", type=existing_dir,
+                   help="checkpoint directory (e.g. runs/sac-QuadrotorHover-v0-s0/checkpoint)")
+    p.add_argument("--real", required=True, type=existing_path,
+                   help="real data: a dataset directory or a rosbag2 recording")
+    p.add_argument("--sim", default=None, type=env_id,
+                   help="env id to interact with (default: the checkpoint's env, if it is a tether/ id)")
+    p.add_argument("--algo", default="h2o", choices=("h2o", "rlpd"), help="h2o (default) or rlpd")
+    p.add_argument("--steps", type=positive_int, default=None, help="env steps (default 20000 for h2o, 5000 for rlpd)")
+    p.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/finetune-ALGO-sSEED)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}",
+                   help="physics backend of the sim env: mujoco or pybullet")
+    p.add_argument("--dr", default=None, type=dr_spec,
+                   help="DR preset or .json for the sim env (default: the checkpoint's terms)")
+    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="algorithm option override (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=_finetune)
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    from tether.policies.commands import check_env_and_dr
+
+    check_env_and_dr(args.sim, args.dr)
     import torch
 
     from tether.policies.commands import _parse_sets

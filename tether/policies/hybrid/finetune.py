@@ -118,7 +118,11 @@ def finetune(
     policy, parent = _load_start(checkpoint)
     contract = policy.contract
     tr, real_prov = load_real(real, contract, reward_fn=reward_fn)
-    env = sim_env if sim_env is not None else parent.get("env_id") or contract.metadata.get("env_id")
+    env = sim_env
+    if env is None and (parent.get("env_id") or contract.metadata.get("env_id")) is not None:
+        from tether.sim.registry import env_id_from_file  # an id from a file: a registered tether/ id or nothing
+
+        env = env_id_from_file(parent.get("env_id") or contract.metadata.get("env_id"), "the checkpoint")
     if env is None:
         raise TetherError("the checkpoint does not record the env it was trained on; pass sim_env (--sim ENV_ID)")
     env_desc = env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)

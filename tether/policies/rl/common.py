@@ -40,8 +40,36 @@ def config_from_dict(cls: type[C], overrides: Mapping[str, Any] | None, what: st
                 raise TetherError(f"{what} option {key}={value!r}; expected a JSON value like {default!r}") from None
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        kwargs[key] = value
+        kwargs[key] = _checked_option(what, key, value, default)
     return cls(**kwargs)  # type: ignore[call-arg]
+
+
+def _checked_option(what: str, key: str, value: Any, default: Any) -> Any:
+    """An option override of the default's kind (bool, whole number, number, list, text) with finite numbers:
+    ``--set lr=nan`` or ``--set num_envs=2.5`` is refused here, before any training starts."""
+    import math
+    import numbers
+
+    def bad(expected: str) -> TetherError:
+        return TetherError(f"{what} option {key}={value!r}; expected {expected} like {default!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("true or false")
+    elif isinstance(default, numbers.Integral):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise bad("a whole number")
+    elif isinstance(default, numbers.Real):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise bad("a finite number")
+    elif isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)):
+            raise bad("a list")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            raise bad("a list of finite numbers")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise bad("a finite number")
+    return value
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
