@@ -200,7 +200,7 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline out is a file", ["pipeline", "--out", afile], "--out"),
         c("pipeline out under a file", ["pipeline", "--out", afile / "p"], "--out"),
         c("pipeline robot", ["pipeline", "--robot", "bogus", "--out", out], "--robot", out),
-        c("pipeline finetune-algo", ["pipeline", "--finetune-algo", "bogus", "--out", out], "--finetune-algo", out),
+        c("pipeline finetune", ["pipeline", "--finetune", "bogus", "--out", out], "--finetune", out),
         c("pipeline dr [1,2,3]", ["pipeline", "--dr", dr123, "--out", out], "--dr", out),
         c("pipeline real-params missing", ["pipeline", "--real-params", missing, "--out", out], "--real-params",
           out),

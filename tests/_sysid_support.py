@@ -34,24 +34,28 @@ class _QuadObsState:
 
 
 class QuadrotorExpertPolicy:
-    """``tether.sim.tasks.quadrotor.Hover.expert`` as a Policy on the flat observation (nominal mass: on a
-    heavier vehicle it sags below the set point, as a memoryless policy does)."""
+    """The hover task's scripted expert (``tether.sim.tasks.quadrotor.geometric_controller``) as a Policy on the
+    flat observation (nominal mass: on a heavier vehicle it sags below the set point, as a memoryless policy
+    does). Thrust + body-rate contracts only."""
 
     def __init__(self, contract: Any) -> None:
-        from tether.sim.robots import make_robot
-        from tether.sim.tasks.quadrotor import Hover
+        from tether.sim.robots import quadrotor as cf
 
+        if contract.control_mode != "thrust_body_rates":
+            raise ValueError(f"the expert flies thrust + body rates; got {contract.control_mode}")
         self.contract = contract
-        self.task = Hover(make_robot("quadrotor"), contract.control_mode)
+        self.max_thrust = 4 * cf.MAX_THRUST
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.atleast_2d(np.asarray(obs, dtype=float))
-        out = [self.contract.to_normalised(self.task.expert(_QuadObsState(self.contract, o, self.task.goal)))
-               for o in obs]
-        return np.clip(np.array(out), -1.0, 1.0)
+        from tether.sim.tasks.quadrotor import geometric_controller
+
+        single = np.ndim(obs) == 1
+        cmd = geometric_controller(self.contract.split_obs(np.atleast_2d(np.asarray(obs, float))), self.max_thrust)
+        out = np.clip(self.contract.to_normalised(cmd), -1.0, 1.0)
+        return out[0] if single else out
 
     def reset(self) -> None:
-        self.task._expert_rc.reset()
+        pass
 
     def save(self, directory: Any) -> None:  # pragma: no cover - never saved
         raise NotImplementedError

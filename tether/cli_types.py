@@ -166,6 +166,18 @@ def existing_path(text: str) -> Path:
     return p
 
 
+def existing_bag(text: str) -> Path:
+    """A rosbag2 bag by the name given to ``--record`` (``out.mcap`` finds the directory ``out``), or its file."""
+    from tether.data.bag_names import resolve_bag
+
+    p = resolve_bag(_path(text))
+    if not p.exists():
+        _fail(text, "does not exist; expected a rosbag2 bag (the name given to --record, its directory or its file)")
+    if not os.access(p, os.R_OK):
+        _fail(text, "cannot be read (permission denied)")
+    return p
+
+
 def _nearest_existing(p: Path, text: str) -> Path:
     """The closest ancestor of ``p`` that exists; a file on the way is an error (it cannot hold a folder)."""
     anc = p.absolute().parent

@@ -9,7 +9,7 @@ from typing import Any
 
 from tether.cli_types import (
     backend,
-    dr_spec, env_id, existing_dir, existing_path, output_dir, positive_int, ros_topic, seed,
+    dr_spec, env_id, existing_bag, existing_dir, existing_path, output_dir, positive_int, ros_topic, seed,
 )
 from tether.errors import TetherError
 
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print info.json and stats instead")
     info.set_defaults(func=_info)
     conv = dsub.add_parser("convert", help="rosbag2 recording(s) → dataset, one episode per bag")
-    conv.add_argument("bags", nargs="+", metavar="BAG", type=existing_path,
+    conv.add_argument("bags", nargs="+", metavar="BAG", type=existing_bag,
                       help="rosbag2 directories or .mcap/.db3 files")
     conv.add_argument("--contract", required=True, type=existing_path,
                       help="checkpoint directory, checkpoint/contract JSON, or dataset whose contract to use")

@@ -283,7 +283,9 @@ def align_bag(
     Episodes split where the optional episode topic changes value (the recorder bumps it at every reset) and
     where any stream's held sample is older than ``max_stale_periods`` control periods (dropouts, a restarted
     robot): stale data would otherwise be held silently into frames that never happened."""
-    paths = [Path(bag)] if isinstance(bag, (str, Path)) else [Path(b) for b in bag]
+    from tether.data.bag_names import resolve_bag
+
+    paths = [resolve_bag(bag)] if isinstance(bag, (str, Path)) else [resolve_bag(b) for b in bag]
     for p in paths:
         if not p.exists():
             raise TetherError(f"bag {p} does not exist; expected a rosbag2 directory or .mcap/.db3 file")

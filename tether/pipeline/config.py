@@ -16,8 +16,10 @@ from tether.errors import TetherError
 # Per robot: the task, the sim algorithm and budget that train it (under the robot's wide DR), the adapter of
 # the real robot, and the parameters of the served robot that the policy never saw in training.
 ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 300_000, "finetune_steps": 150_000,
-                  "adapter": "px4",
+    # a 4-observation window: on a heavier, laggier vehicle than any it trained on (mass x1.6, lag x3, 2 steps
+    # of latency) PPO with it succeeded in 94 % of sim episodes, without it in 19 % (same 400k-step budget)
+    "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 150_000,
+                  "config": {"history": 4}, "adapter": "px4",
                   "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},
     "arm": {"task": "reach", "algo": "ppo", "train_steps": 300_000, "finetune_steps": 100_000,
             "adapter": "arm-ros2-control",

@@ -53,8 +53,11 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     from tether.policies.training import TrainSpec, run_training
 
     log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
+    from tether.pipeline.config import ROBOT_DEFAULTS
+
+    config = dict(ROBOT_DEFAULTS[cfg.robot].get("config", {})) if cfg.algo == ROBOT_DEFAULTS[cfg.robot]["algo"] else {}
     spec = TrainSpec(env_id=cfg.env_id, algo=cfg.algo, steps=cfg.train_steps, out=cfg.out / "train",
-                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=True)
+                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=True, config=config)
     _, path = run_training(spec)
     if path is None:
         raise TetherError("training produced no checkpoint")

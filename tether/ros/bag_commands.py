@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cli_types import (
-    domain_id, existing_path, finite_float, msg_type, output_dir, positive_int, ros_topic, topic_spec,
+    domain_id, existing_bag, existing_path, finite_float, msg_type, output_dir, positive_int, ros_topic, topic_spec,
 )
 from tether.errors import TetherError
 
@@ -39,12 +39,12 @@ def register(subparsers: Any) -> None:
     bsub = bag.add_subparsers(dest="bag_command", metavar="ACTION", required=True)
 
     p = bsub.add_parser("info", help="topics, types and message counts of a bag")
-    p.add_argument("bag", type=existing_path)
+    p.add_argument("bag", type=existing_bag)
     p.add_argument("--distro", default="humble", choices=DISTROS)
     p.set_defaults(func=_bag_info)
 
     p = bsub.add_parser("recover", help="make a bag from a crashed recorder readable (rebuilds metadata.yaml)")
-    p.add_argument("bag", type=existing_path)
+    p.add_argument("bag", type=existing_bag)
     p.add_argument("--distro", default="humble", choices=DISTROS)
     p.set_defaults(func=_bag_recover)
 

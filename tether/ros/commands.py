@@ -200,7 +200,7 @@ def _serve(args: Any) -> int:
 
     faults = Faults(latency_s=args.latency / 1e3, jitter_s=args.jitter / 1e3, drop=args.drop,
                     noise_std=args.noise, seed=args.seed)
-    params = load_params(args.params)
+    params = load_params(args.params, args.robot)
     if args.goal is not None:
         params["goal" if args.robot != "legged" else "command"] = list(args.goal)
     params.setdefault("seed", args.seed)

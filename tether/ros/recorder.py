@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tether.data.bag_names import bag_directory, resolve_bag  # noqa: F401  (re-exported)
 from tether.errors import TetherError
 from tether.ros import types as T
 from tether.ros.qos import QoS, resolve
@@ -116,20 +117,6 @@ class _StagedFile:
         finally:
             os.close(self._fd)
             self._fd = -1
-
-
-def bag_directory(path: str | Path) -> Path:
-    """The bag directory ``ros2 bag record -o NAME`` makes for ``NAME`` or ``NAME.mcap``: ``NAME``."""
-    p = Path(path)
-    return p.with_suffix("") if p.suffix == ".mcap" else p
-
-
-def resolve_bag(path: str | Path) -> Path:
-    """An existing bag for a path as a user gave it to ``--record``: ``out.mcap`` finds the directory ``out``."""
-    p = Path(path)
-    if not p.exists() and bag_directory(p).is_dir():
-        return bag_directory(p)
-    return p
 
 
 def metadata_version(distro: str, version: int | None = None) -> int:

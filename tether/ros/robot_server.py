@@ -85,32 +85,12 @@ class ServerStats:
         return asdict(self)
 
 
-def load_params(path: str | Path | None) -> dict[str, Any]:
-    """``--params`` file: a JSON object with keys from PARAM_KEYS, or a bare JSON list of DR terms.
+def load_params(path: str | Path | None, robot: str | None = None) -> dict[str, Any]:
+    """``--params`` file (see :mod:`tether.sim.served_params` for the schema, checked before anything starts):
+    DR terms, parameter scales, goal / command, seed, env id of the same robot, bridge options."""
+    from tether.sim.served_params import load_served_params
 
-    ``dr``: DR terms (list of dicts, as ``tether.sim.randomization``) or a preset name, sampled once at
-    start; ``scale``: {backend target: factor or per-element factors} applied on top (e.g. ``{"body_mass":
-    1.3}``); ``goal``: [x, y, z] for an arm's target / a quadrotor's set point; ``command``: [vx, vy, yaw rate]
-    for a legged robot (published on /cmd_vel); ``seed``; ``env_id`` (another env of the same robot);
-    ``bridge``: keyword options of the robot's bridge (e.g. ``{"controller": "my_controller"}``).
-    """
-    if path is None:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise TetherError(f"params file {str(p)!r} does not exist; expected a JSON file")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise TetherError(f"params file {str(p)!r} is not valid JSON: {exc}") from None
-    if isinstance(data, list):
-        data = {"dr": data}
-    if not isinstance(data, dict):
-        raise TetherError(f"params file {str(p)!r} holds a {type(data).__name__}; expected an object or a DR list")
-    bad = sorted(set(data) - set(PARAM_KEYS))
-    if bad:
-        raise TetherError(f"params file {str(p)!r} has unknown keys {bad}; expected some of {list(PARAM_KEYS)}")
-    return data
+    return {} if path is None else load_served_params(path, robot)
 
 
 def build_env(robot: str, backend: str, params: dict[str, Any]) -> Any:
@@ -123,6 +103,9 @@ def build_env(robot: str, backend: str, params: dict[str, Any]) -> Any:
         raise TetherError(f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
     if backend not in BACKENDS:
         raise TetherError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    from tether.sim.served_params import check_served_params
+
+    params = check_served_params(params, "robot params", robot)  # an env id from data is a registered one
     env_id, mode, _ = ROBOT_ENVS[robot]
     env_id = params.get("env_id", env_id)
     env = gym.make(env_id, backend=backend, dr=params.get("dr", "none"), control_mode=mode).unwrapped

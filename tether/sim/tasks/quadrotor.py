@@ -150,23 +150,31 @@ class QuadrotorTask(Task):
 
     # ------------------------------------------------------------------ expert
     def expert(self, sim: BatchBackend) -> np.ndarray:
-        """Geometric position controller: PD on position to a desired force, tilt toward it, keep yaw at 0."""
+        """The scripted expert (:func:`geometric_controller`) in this task's control mode."""
         obs = self.observe(sim)
-        R = obs["base_rotmat"].reshape(-1, 3, 3)
-        a_des = 6.0 * obs["pos_error"] - 4.0 * obs["base_lin_vel"] + np.array([0.0, 0.0, cf.GRAVITY])
-        a_des[:, :2] = np.clip(a_des[:, :2], -5.0, 5.0)
-        z_body = R[:, :, 2]
-        thrust = cf.MASS * np.einsum("ni,ni->n", a_des, z_body)
-        z_des = a_des / np.linalg.norm(a_des, axis=1, keepdims=True)
-        e_world = np.cross(z_body, z_des)
-        yaw = np.arctan2(R[:, 1, 0], R[:, 0, 0])
-        rates = 12.0 * np.einsum("nji,nj->ni", R, e_world)
-        rates[:, 2] = -2.0 * yaw
-        rates = np.clip(rates, -cf.MAX_BODY_RATE, cf.MAX_BODY_RATE)
-        thrust = np.clip(thrust, 0.0, 4 * self.robot.actuators.max_thrust)
+        cmd = geometric_controller(obs, 4 * self.robot.actuators.max_thrust)
         if self.control_mode == "motor_thrust":
-            return self._expert_rc(thrust, rates, obs["base_ang_vel"], self.robot.physics_dt * self.robot.substeps)
-        return np.concatenate([thrust[:, None], rates], axis=1)
+            return self._expert_rc(cmd[:, 0], cmd[:, 1:], obs["base_ang_vel"],
+                                   self.robot.physics_dt * self.robot.substeps)
+        return cmd
+
+
+def geometric_controller(fields: Fields, max_collective_thrust: float) -> np.ndarray:
+    """Collective thrust + body rates (N, 4) that fly to the goal: PD on position to a desired force, tilt toward
+    it, keep yaw at 0. From observation fields alone, so it can fly a robot as well as the sim."""
+    R = np.asarray(fields["base_rotmat"]).reshape(-1, 3, 3)
+    a_des = 6.0 * np.reshape(fields["pos_error"], (-1, 3)) - 4.0 * np.reshape(fields["base_lin_vel"], (-1, 3)) \
+        + np.array([0.0, 0.0, cf.GRAVITY])
+    a_des[:, :2] = np.clip(a_des[:, :2], -5.0, 5.0)
+    z_body = R[:, :, 2]
+    thrust = cf.MASS * np.einsum("ni,ni->n", a_des, z_body)
+    z_des = a_des / np.linalg.norm(a_des, axis=1, keepdims=True)
+    e_world = np.cross(z_body, z_des)
+    yaw = np.arctan2(R[:, 1, 0], R[:, 0, 0])
+    rates = 12.0 * np.einsum("nji,nj->ni", R, e_world)
+    rates[:, 2] = -2.0 * yaw
+    rates = np.clip(rates, -cf.MAX_BODY_RATE, cf.MAX_BODY_RATE)
+    return np.concatenate([np.clip(thrust, 0.0, max_collective_thrust)[:, None], rates], axis=1)
 
 
 class Hover(QuadrotorTask):

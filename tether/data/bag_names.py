@@ -1,0 +1,24 @@
+"""How a rosbag2 bag is named on disk, as ``ros2 bag record -o NAME -s mcap`` names it: the directory ``NAME``
+holding ``NAME_0.mcap``, whether the user typed ``NAME`` or ``NAME.mcap``.
+
+Why here: the recorder (ros) writes bags, and the readers (data's bag import, calibration's system
+identification) must find them by the name the user gave ``--record``; one rule for all of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def bag_directory(path: str | Path) -> Path:
+    """The bag directory ``ros2 bag record -o NAME`` makes for ``NAME`` or ``NAME.mcap``: ``NAME``."""
+    p = Path(path)
+    return p.with_suffix("") if p.suffix == ".mcap" else p
+
+
+def resolve_bag(path: str | Path) -> Path:
+    """An existing bag for a path as a user gave it to ``--record``: ``out.mcap`` finds the directory ``out``."""
+    p = Path(path)
+    if not p.exists() and bag_directory(p).is_dir():
+        return bag_directory(p)
+    return p
