@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.cli_types import (
-    domain_id, existing_bag, existing_path, finite_float, msg_type, output_dir, positive_int, ros_topic, topic_spec,
+    domain_id, existing_bag, finite_float, msg_type, output_dir, positive_int, ros_topic, topic_spec,
 )
 from tether.errors import TetherError
 
