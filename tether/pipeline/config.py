@@ -51,6 +51,7 @@ class PipelineConfig:
     seed: int = 0
     domain_id: int | None = None
     robot_seconds_budget: float = 300.0  # the most robot time the loop may use (the 5 minutes)
+    checkpoint: str | None = None  # a sim-trained checkpoint to start from instead of training one
     out: Path = field(default_factory=lambda: Path("runs") / time.strftime("pipeline-%Y%m%d-%H%M%S"))
 
     def resolved(self) -> PipelineConfig:

@@ -111,7 +111,8 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
         "",
     ]
     if identified:
-        lines += ["## Identification", "", "```", str(identified.get("fit")), "```", ""]
+        fit = "\n".join(ln for ln in str(identified.get("fit")).splitlines() if not ln.strip().startswith("note:"))
+        lines += ["## Identification", "", "```", fit, "```", "(Per-bag notes in identify/sysid.json.)", ""]
         lines += [f"![residuals]({p.relative_to(out)})" for p in residual_pngs] + [""]
     lines += [
         "Control loop on the served robot (per episode): "

@@ -63,7 +63,11 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     log(f"tether pipeline: {cfg.robot}/{cfg.task} → run folder {cfg.out}")
     log(f"      served robot: {cfg.real_backend} {cfg.robot}, unseen parameters {cfg.real.get('scale', cfg.real)}, "
         f"{cfg.latency_ms:g} ms each way, over ROS 2 DDS ({cfg.adapter})")
-    ckpt = timed("train", lambda: train(cfg, log))
+    if cfg.checkpoint:
+        ckpt = Path(cfg.checkpoint)
+        log(f"[train] skipped: starting from {ckpt}")
+    else:
+        ckpt = timed("train", lambda: train(cfg, log))
     sim0 = timed("sim eval", lambda: sim_success(cfg, ckpt))
     log(f"      sim success {sim0:.0%}")
     log(f"[zero-shot] {cfg.episodes} episodes on the served robot")
