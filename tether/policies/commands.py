@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-episodes", type=nonneg_int, default=5)
     p.add_argument("--dataset", type=existing_dir, default=None,
                    help="dataset directory for offline / imitation algorithms")
+    p.add_argument("--init", type=existing_dir, default=None, metavar="CHECKPOINT",
+                   help="continue training this checkpoint (PPO), e.g. fine-tuning under an identified DR file")
     p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                    help="algorithm option override (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,6 +114,8 @@ def _train(args: argparse.Namespace) -> int:
     check_env_and_dr(args.env_id, args.dr)
     if not args.env_id.startswith("tether/") and (args.backend or args.dr not in (None, "none")):
         raise TetherError(f"env {args.env_id!r} is a plain Gymnasium env; --backend/--dr apply only to tether/* envs")
+    if args.init is not None and args.algo != "ppo":
+        raise TetherError(f"--init continues a PPO policy; expected --algo ppo, got {args.algo!r}")
     import torch
 
     from tether.policies.algos import get_algorithm
@@ -124,6 +128,7 @@ def _train(args: argparse.Namespace) -> int:
     spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
                      backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                      config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
+                     init_checkpoint=None if args.init is None else str(args.init),
                      executor="ray" if args.ray else "inprocess",
                      executor_options={"address": args.ray} if args.ray else {})
     _, path = run_training(spec)

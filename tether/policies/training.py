@@ -40,6 +40,7 @@ class TrainSpec:
     progress: bool = True
     executor: str = "inprocess"  # where online trainers' batched envs run (tether.sim.vector executors)
     executor_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"address": RAY_ADDRESS}
+    init_checkpoint: str | None = None  # continue training this checkpoint (PPO: fine-tuning under another DR)
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -312,12 +312,18 @@ def train_ppo(
 
 
 # env steps ``tether train ENV --algo ppo`` runs when --steps is not given (what reaches the task's success)
-DEFAULT_STEPS = {"tether/QuadrotorHover-v0": 150_000}
+DEFAULT_STEPS = {"tether/QuadrotorHover-v0": 150_000, "tether/ArmReach-v0": 300_000, "tether/LeggedStand-v0": 200_000}
 
 
 def train_ppo_cli(spec: Any, run: Any) -> GaussianPolicy:
     """``tether train ENV --algo ppo`` entry (see tether.policies.algos)."""
     steps = spec.steps or DEFAULT_STEPS.get(spec.env_id, 200_000)
+    init = None
+    if spec.init_checkpoint:
+        from tether.policies.checkpoint import load_policy
+
+        init = load_policy(spec.init_checkpoint, expected_kind=GaussianPolicy.kind)
     return train_ppo(spec.env_id, steps, spec.config, seed=spec.seed, run=run,
                      env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
-                     executor_options=spec.executor_options)
+                     executor_options=spec.executor_options, init_policy=init,
+                     critic_warmup_iters=3 if init is not None else 0)
