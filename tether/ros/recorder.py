@@ -522,6 +522,8 @@ def read_bag(
     try:
         wanted = set(topics) if topics is not None else None
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if wanted is not None and not conns:
+            return  # rosbags reads an empty connection list as "all of them"
         for conn, ts, raw in reader.messages(connections=conns):
             yield BagMessage(conn.topic, conn.msgtype, ts, reader.deserialize(raw, conn.msgtype))
     finally:
