@@ -233,6 +233,8 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         n_total += T
         obs = np.concatenate([ep.obs, ep.final_obs[None]])
         out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns))
+    if contract.robot == "arm" and contract.control_mode == "ee_delta_pose":
+        contract, out = _arm_joint_commands(path, topics, contract, out, notes)
     if offboard is not None:
         notes.append(f"{n_off} of {n_total} commands sent before the vehicle was armed in offboard mode "
                      f"({status_topic}): rejected by the robot, not replayed")
@@ -254,7 +256,47 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         goal = np.median(pts, axis=0)
         if np.ptp(pts, axis=0).max() > 1e-6:
             notes.append(f"{GOAL_TOPIC} changed during the recording; using its median {goal.round(3).tolist()}")
-    return Recording(contract, out, f"bag {path}", goal, notes)
+    return Recording(contract, out, f"bag {path}", goal, notes)  # (joint contract for an ee_delta_pose arm)
+
+
+def arm_joint_contract(contract: IOContract) -> IOContract:
+    """The contract of what an ``ee_delta_pose`` arm actually receives: joint position targets (the IK runs on
+    the deploying side, so the wire carries joints)."""
+    import dataclasses
+
+    from tether.contract import Field
+    from tether.sim.robots import panda as P
+
+    field = Field.make("joint_pos_target", 7, "rad", "joint", P.Q_LOW, P.Q_HIGH, P.ARM_JOINTS)
+    return dataclasses.replace(contract, actions=(field,), control_mode="joint_position")
+
+
+def _arm_joint_commands(path: Path, topics: dict[str, str], contract: IOContract, episodes: list,
+                        notes: list[str]) -> tuple[IOContract, list]:
+    """For an arm driven by end-effector steps, the joint targets it received: the ros2_control command topic
+    (one Float64MultiArray of the 7 arm joints per tick), each step taking the last command sent within its
+    control period."""
+    cmd_topic = next((t for t, ty in topics.items() if ty == "std_msgs/msg/Float64MultiArray"
+                      and t.endswith("/commands") and not t.startswith("/tether/")), None)
+    if cmd_topic is None:
+        raise TetherError(f"bag {str(path)!r}: an ee_delta_pose arm recording needs the joint commands the arm "
+                          f"received (a ros2_control .../commands topic); it has {sorted(topics)}")
+    msgs = _read_side_topics(path, {cmd_topic: "std_msgs/msg/Float64MultiArray"}).get(cmd_topic, [])
+    msgs = [(t, np.asarray(m.data, dtype=float)) for t, m in msgs if len(m.data) >= 7]
+    if not msgs:
+        raise TetherError(f"bag {str(path)!r}: {cmd_topic} holds no 7-joint commands; expected the arm's targets")
+    times = np.array([t for t, _ in msgs], dtype=np.int64)
+    values = np.stack([v[:7] for _, v in msgs])
+    period = int(round(1e9 / contract.rate_hz))
+    joint = arm_joint_contract(contract)
+    out = []
+    for ep in episodes:
+        j = np.searchsorted(times, ep.stamps_ns + period, side="right") - 1
+        have = j >= 0
+        cmd = values[np.clip(j, 0, None)]
+        out.append(RecordedEpisode(ep.obs, cmd, ep.executed & have, ep.stamps_ns))
+    notes.append(f"ee_delta_pose: joint targets as sent on {cmd_topic} ({len(msgs)} commands)")
+    return joint, out
 
 
 def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, status_topic: str
