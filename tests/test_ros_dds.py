@@ -254,3 +254,42 @@ def test_cli_topic_list_sees_ros_names(transport: DdsTransport, capsys) -> None:
     assert args.func(args) == 0
     assert "/cli/odom [nav_msgs/msg/Odometry]" in capsys.readouterr().out.splitlines()
 
+
+
+TAGGED_CHILD = textwrap.dedent(
+    f"""
+    import sys, time
+    from tether.ros import types as T
+    from tether.ros.cyclonedds_transport import DdsTransport
+    t = DdsTransport(domain_id={DOMAIN}, config="loopback")
+    pub = t.publisher("/tagged", "std_msgs/msg/String")
+    for _ in range(150):
+        pub.publish(T.make(t.store, "std_msgs/msg/String", data=sys.argv[1]))
+        time.sleep(0.02)
+    t.close()
+    """
+)
+
+
+def test_domain_tag_separates_runs_on_one_domain(transport: DdsTransport) -> None:
+    """Two test runs on one host share domain ids: a participant hears only those with its own domain tag."""
+    got: list = []
+    sub = transport.subscribe("/tagged", "std_msgs/msg/String", lambda m: got.append(m.data))
+    other_env = {**os.environ, "TETHER_DDS_DOMAIN_TAG": "another-run"}
+    children = [subprocess.Popen([sys.executable, "-c", TAGGED_CHILD, "other run"], env=other_env),
+                subprocess.Popen([sys.executable, "-c", TAGGED_CHILD, "this run"])]
+    try:
+        for c in children:
+            assert c.wait(60) == 0
+    finally:
+        for c in children:
+            c.kill()
+    assert "this run" in got and set(got) == {"this run"}
+    assert sub.matched() == 0  # both writers gone
+
+
+@pytest.mark.parametrize("tag", ["has space", "x" * 65, "<Tag>"])
+def test_bad_domain_tag_is_refused(monkeypatch, tag: str) -> None:
+    monkeypatch.setenv("TETHER_DDS_DOMAIN_TAG", tag)
+    with pytest.raises(TetherError, match="TETHER_DDS_DOMAIN_TAG"):
+        loopback_config()

@@ -168,7 +168,7 @@ def existing_path(text: str) -> Path:
 
 def existing_bag(text: str) -> Path:
     """A rosbag2 bag by the name given to ``--record`` (``out.mcap`` finds the directory ``out``), or its file."""
-    from tether.data.bag_names import resolve_bag
+    from tether.bag_names import resolve_bag
 
     p = resolve_bag(_path(text))
     if not p.exists():

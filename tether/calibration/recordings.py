@@ -113,7 +113,7 @@ def resolve_contract(contract: IOContract | str | Path | None) -> IOContract | N
 def load_recording(path: str | Path, *, contract: IOContract | str | Path | None = None,
                    goal: Sequence[float] | None = None) -> Recording:
     """A bag directory / .mcap / .db3 file, or a dataset directory; see the module docstring."""
-    from tether.data.bag_names import resolve_bag
+    from tether.bag_names import resolve_bag
 
     p = resolve_bag(path)
     if not p.exists():

@@ -283,7 +283,7 @@ def align_bag(
     Episodes split where the optional episode topic changes value (the recorder bumps it at every reset) and
     where any stream's held sample is older than ``max_stale_periods`` control periods (dropouts, a restarted
     robot): stale data would otherwise be held silently into frames that never happened."""
-    from tether.data.bag_names import resolve_bag
+    from tether.bag_names import resolve_bag
 
     paths = [resolve_bag(bag)] if isinstance(bag, (str, Path)) else [resolve_bag(b) for b in bag]
     for p in paths:

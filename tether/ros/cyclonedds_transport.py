@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,21 +40,43 @@ from tether.ros.transport import Publisher, Transport, WriterInfo
 log = logging.getLogger("tether.ros.dds")
 
 
+DOMAIN_TAG_ENV = "TETHER_DDS_DOMAIN_TAG"
+_TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def domain_tag_from_env() -> str | None:
+    """``TETHER_DDS_DOMAIN_TAG``: Cyclone's domain tag for loopback participants, or None when unset.
+
+    Participants discover only those with the same tag, so two runs on one host (two CI jobs, two developers'
+    test suites) can use the same domain ids without hearing each other's robots. ROS 2 nodes have no tag:
+    leave it unset to talk to them.
+    """
+    tag = os.environ.get(DOMAIN_TAG_ENV, "")
+    if not tag:
+        return None
+    if not _TAG_RE.fullmatch(tag):
+        raise TetherError(f"{DOMAIN_TAG_ENV}={tag!r} is not a domain tag; expected 1-64 of A-Z a-z 0-9 _ . -")
+    return tag
+
+
 def loopback_config(max_participants: int = 32, receive_buffer: str | None = None) -> str:
     """Cyclone XML confining discovery and data to 127.0.0.1, unicast only (ROS LOCALHOST range).
 
-    ``receive_buffer`` (e.g. ``"4MB"``) raises the socket receive buffer, which large images need.
+    ``receive_buffer`` (e.g. ``"4MB"``) raises the socket receive buffer, which large images need. The
+    domain tag from :func:`domain_tag_from_env`, when set, separates this run's participants from others'.
     """
     internal = (
         f'<Internal><SocketReceiveBufferSize min="{receive_buffer}"/></Internal>' if receive_buffer else ""
     )
+    tag = domain_tag_from_env()
     return (
         '<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">'
         "<General><Interfaces><NetworkInterface address=\"127.0.0.1\"/></Interfaces>"
         "<AllowMulticast>false</AllowMulticast></General>"
         "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
         f"<MaxAutoParticipantIndex>{int(max_participants)}</MaxAutoParticipantIndex>"
-        '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'
+        '<Peers><Peer address="127.0.0.1"/></Peers>'
+        f"{f'<Tag>{tag}</Tag>' if tag else ''}</Discovery>"
         f"{internal}</Domain></CycloneDDS>"
     )
 

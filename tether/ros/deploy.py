@@ -279,10 +279,7 @@ class FlatRecorder:
         reason = self.loop.last_output.reason if self.loop is not None and self.loop.last_output else ""
         w(flat.GUARD_TOPIC, "std_msgs/msg/String", self._str(data=reason))
         if self.rejections is not None:
-            now = self.rejections()
-            if now != self._last_rejections:
-                self._last_rejections = now
-                w(flat.STATE_REJECTED_TOPIC, "std_msgs/msg/String", self._str(data=json.dumps(now)))
+            self.record_rejections(self.rejections())
         events = self.loop.supervisor.report.events if self.loop is not None else []
         for text in events[self._events:]:
             w(flat.CONTROL_TOPIC, "std_msgs/msg/String", self._str(data=text))
@@ -290,6 +287,13 @@ class FlatRecorder:
         a = np.asarray(action, dtype=float).reshape(-1)
         self.last_action = np.where(np.isfinite(a), np.clip(a, -1.0, 1.0), 0.0)
         self.k += 1
+
+    def record_rejections(self, now: dict[str, dict[str, int]]) -> None:
+        """Write the rejection counts when they changed; deploy calls it once more with the final counts it
+        reports, so the bag's last word and the summary agree even if a bad message arrived after the last tick."""
+        if now != self._last_rejections:
+            self._last_rejections = now
+            self.bag.write(flat.STATE_REJECTED_TOPIC, "std_msgs/msg/String", self._str(data=json.dumps(now)))
 
 
 def _wait_first_state(robot: Any, timeout_s: float) -> None:
@@ -445,6 +449,8 @@ def deploy(cfg: DeployConfig, *, log: Any = print, install_signals: bool = True,
             stats.stop_reason = "foreign_writer"
         rejected = dict(adapter.rejected)
         state_rejected = adapter.state_rejections()
+        if flat_rec is not None and flat_rec.t0_ns is not None:
+            flat_rec.record_rejections(state_rejected)
         log_ = getattr(transport, "qos_incidents", None)
         incidents = [f"{i.topic}: {i.reason}" for i in log_.items()] if log_ is not None else []
         for line in incidents:  # already logged as warnings by the transport; repeated in the summary

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether.data.bag_names import bag_directory, resolve_bag  # noqa: F401  (re-exported)
+from tether.bag_names import bag_directory, resolve_bag  # noqa: F401  (re-exported)
 from tether.errors import TetherError
 from tether.ros import types as T
 from tether.ros.qos import QoS, resolve

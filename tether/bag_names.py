@@ -1,8 +1,9 @@
 """How a rosbag2 bag is named on disk, as ``ros2 bag record -o NAME -s mcap`` names it: the directory ``NAME``
 holding ``NAME_0.mcap``, whether the user typed ``NAME`` or ``NAME.mcap``.
 
-Why here: the recorder (ros) writes bags, and the readers (data's bag import, calibration's system
-identification) must find them by the name the user gave ``--record``; one rule for all of them.
+Why here, at the top of the package: the recorder (ros) writes bags, the readers (data's bag import,
+calibration's system identification) and the CLI's argument check must all find them by the name the user gave
+``--record``; one rule for all of them, below every subpackage that uses it.
 """
 
 from __future__ import annotations
