@@ -17,15 +17,13 @@ import pytest
 from tests._deploy_support import env_contract
 from tests._sysid_support import QuadrotorExpertPolicy, record_served_deploy
 
-# Each xdist worker records on its own domains: the module's tests can land on both workers (the
-# xdist_group mark below is not honoured by pytest 9.2 + xdist 3.8 here), and two served robots or two
-# deployers on one domain hear each other.
+# Each xdist worker records on its own domains (two served robots or two deployers on one domain hear each
+# other): cheap insurance should this module's tests ever be split across workers.
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 DOMAINS = {"heavy": 61 + 2 * _WORKER, "light": 62 + 2 * _WORKER}
 # case -> (hidden scales of the served robot, one-way wire latency ms)
 CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0),
          "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0)}
-pytestmark = pytest.mark.xdist_group("sysid-served-quadrotor")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from tests._deploy_support import (
     DeployProcess,
@@ -34,7 +33,6 @@ from tests._deploy_support import (
 )
 
 QUAD, ARM = 175, 176
-pytestmark = pytest.mark.xdist_group("dds-domain-175")
 
 
 def _check_run(stats: dict, bag, seconds: float, rate: float) -> list:

@@ -29,8 +29,6 @@ from tests._deploy_support import (
 )
 
 DOMAIN = 40
-# Every test here shares one DDS domain: keep them on one xdist worker (`make test` uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dds-domain-40")
 
 FAULTS = ("--drop", "0.2", "--latency", "5", "--jitter", "30", "--noise", "0.005", "--seed", "3")
 ENV = "tether/LeggedStand-v0"

@@ -30,7 +30,6 @@ from tests._deploy_support import (
 )
 
 DOMAIN = 179
-pytestmark = pytest.mark.xdist_group("dds-domain-179")
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,6 @@ from tests._deploy_support import (
 )
 
 QUAD, SPOOF, ARM = 172, 174, 173
-pytestmark = pytest.mark.xdist_group("dds-domain-172")
 RATES = "/fmu/in/vehicle_rates_setpoint"
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 
 from tests._deploy_support import Probe, ServedRobot, decode, hover_actions, hover_contract, make_replay_checkpoint, \
     robot_stats, wait_until
 
 DOMAIN = 171
-pytestmark = pytest.mark.xdist_group("dds-domain-171")
 RUNS = 10
 
 

@@ -36,7 +36,6 @@ from tether.scale import cluster  # noqa: E402
 from tether.sim.vector import make_vec  # noqa: E402
 
 ARM = "tether/ArmReach-v0"
-pytestmark = pytest.mark.xdist_group("ray")  # `make test` uses --dist loadgroup: one worker, one cluster
 
 
 def _free_port() -> int:

@@ -14,8 +14,6 @@ import pytest
 from tether.errors import TetherError
 
 DOMAIN = 45
-# Every test here shares one DDS domain: keep them on one xdist worker (`make test` uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dds-domain-45")
 
 
 

@@ -23,8 +23,6 @@ from tether.ros.qos import PRESETS
 from tether.ros.cyclonedds_transport import DdsTransport, domain_id_from_env, idl_struct, loopback_config
 
 DOMAIN = 11  # this module's ROS_DOMAIN_ID (range 10-29 belongs to tether.ros tests)
-# Every test here shares one DDS domain: keep them on one xdist worker (`make test` uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dds-domain-11")
 
 N = 15
 
