@@ -25,6 +25,7 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
         ("light, fast motors", {"scale": {"body_mass": 0.65, "motor_time_constant": 0.4}}, 20.0),
         ("weak motors, heavy", {"scale": {"body_mass": 1.3, "actuator_strength": 0.8, "actuator_gain": 0.75}}, 20.0),
         ("nominal body, 40 ms each way", {"scale": {"body_mass": 1.1}}, 40.0),
+        ("heavier still, slower motors", {"scale": {"body_mass": 1.8, "motor_time_constant": 3.5}}, 20.0),
     ],
     "arm": [
         ("heavy, damped", {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}, 10.0),

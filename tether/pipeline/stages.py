@@ -79,13 +79,14 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
     import torch
 
     from tether.policies.checkpoint import load_policy
-    from tether.policies.rl.ppo import train_ppo
+    from tether.policies.rl.ppo import FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
 
     torch.set_num_threads(1)
     policy = load_policy(checkpoint)
     log(f"[fine-tune] PPO from the deployed policy under the identified DR, {cfg.finetune_steps:,} steps")
-    tuned = train_ppo(cfg.env_id, cfg.finetune_steps, {"history": policy.history}, seed=cfg.seed + 1,
-                      env_kwargs={"dr": str(dr_file)}, init_policy=policy, critic_warmup_iters=3)
+    tuned = train_ppo(cfg.env_id, cfg.finetune_steps, {"history": policy.history, "lr": FINETUNE_LR},
+                      seed=cfg.seed + 1, env_kwargs={"dr": str(dr_file)}, init_policy=policy,
+                      critic_warmup_iters=FINETUNE_CRITIC_WARMUP)
     tuned.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file)})
     return tuned.save(cfg.out / "finetune" / "checkpoint")
 
