@@ -39,30 +39,23 @@ from torch import nn
 
 from tether.contract import IOContract
 from tether.errors import TetherError
-from tether.policies.hybrid.common import (
-    EnvLike,
-    ProgressFn,
-    critic_warmup,
-    real_buffer,
-    is_sac_actor,
-    policy_states,
-    warm_start_actor,
-)
+from tether.policies.hybrid.common import EnvLike, ProgressFn, check_run, fit_to_env, real_buffer, start_actor
+from tether.policies.hybrid.common import train_cli
+from tether.policies.hybrid.config import HybridConfig
 from tether.policies.networks import mlp, soft_update
 from tether.policies.normalization import RunningNormalizer
 from tether.policies.buffers import Batch, ReplayBuffer, concat_batches
-from tether.policies.rl.common import config_to_dict, make_vec_env, set_action_bias
+from tether.policies.rl.common import config_to_dict, make_vec_env
 from tether.policies.rl.offpolicy import run_offpolicy
-from tether.policies.rl.sac import SAC, SACConfig
+from tether.policies.rl.sac import SAC
 
 
 @dataclass
-class H2OConfig(SACConfig):
-    """SACConfig (learner, buffer, ``offline_ratio``: the share of each batch drawn from the real data) with
-    H2O's defaults and its own pieces: the dynamics-gap classifiers, the gap-weighted CQL penalty, and the
+class H2OConfig(HybridConfig):
+    """HybridConfig (SAC learner, buffer, ``offline_ratio``: the share of each batch drawn from the real data,
+    warm start) with H2O's own pieces: the dynamics-gap classifiers, the gap-weighted CQL penalty, and the
     guards used when fine-tuning a loaded policy."""
 
-    init_alpha: float = 0.1  # small: a loaded actor must not be pushed to maximum entropy first
     # dynamics-gap classifiers
     disc_hidden: tuple[int, ...] = (256, 256)
     disc_lr: float = 3e-4
@@ -75,8 +68,6 @@ class H2OConfig(SACConfig):
     cql_actions: int = 10  # sampled actions per kind (uniform, π(s), π(s')) in the log-sum-exp
     gap_samples: int = 10  # next states drawn per simulated pair for the KL gap estimate
     gap_noise: float = 0.1  # std of those draws around the simulated next state, in normalised units
-    critic_warmup: int = 1000  # critic-only updates on real data first (only when starting from a policy)
-    distill_states: int = 2000  # sim steps of a non-SAC parent policy whose states its distillation uses
     actor_freeze: int = 1000  # sim steps (starting from a policy) with H2O critic updates but a fixed actor
     # Conservative fine-tuning of a loaded policy (finetune() turns these on; see FINETUNE_DEFAULTS):
     actor_lr: float | None = None  # None: lr
@@ -171,9 +162,7 @@ class H2O:
 
     def __init__(self, contract: IOContract, config: H2OConfig | None = None, *, seed: int = 0) -> None:
         self.cfg = cfg = config or H2OConfig()
-        if not 0.0 < cfg.offline_ratio < 1.0:
-            raise TetherError(f"offline_ratio={cfg.offline_ratio}; expected a share of real data strictly between "
-                              "0 and 1")
+        cfg.check()
         lo, hi = cfg.clip_ratio
         if not 0.0 < lo <= hi:
             raise TetherError(f"clip_ratio={cfg.clip_ratio}; expected 0 < low <= high")
@@ -360,16 +349,12 @@ def train_h2o(
     starts fresh and the first ``learning_starts`` simulator steps use uniform random actions.
     Returns the learner; ``.policy`` is the deployable GaussianPolicy, ``.sim_buffer`` the simulated data.
     """
-    from tether.policies.hybrid.common import check_transitions
     from tether.policies.rl.common import config_from_dict
 
     cfg = config if isinstance(config, H2OConfig) else config_from_dict(H2OConfig, config, "H2O")
-    if total_steps < 1:
-        raise TetherError(f"steps={total_steps}; expected a positive number of simulator steps")
+    check_run(cfg, total_steps, "simulator")
     venv, info = make_vec_env(sim_env, 1, **(env_kwargs or {}))
-    contract = policy.contract if policy is not None else info.contract
-    contract.check_compatible(info.contract, what="simulator env")
-    real = check_transitions(real, contract)
+    contract, real = fit_to_env(real, policy, info.contract, "simulator env")
     if not 0.0 <= cfg.holdout < 0.5:
         raise TetherError(f"holdout={cfg.holdout}; expected a share of the real data in [0, 0.5)")
     n_hold = int(len(real["obs"]) * cfg.holdout) if cfg.select_every > 0 else 0
@@ -379,14 +364,10 @@ def train_h2o(
     agent = H2O(contract, cfg, seed=seed)
     real_buf = real_buffer(train_real, seed=seed)
     agent.disc.fit_normalisers(train_real["obs"], train_real["next_obs"])
-    warm = None
+    warm = start_actor(agent.sac, policy, real, sim_env, cfg, info.neutral_action, real_buf, seed=seed,
+                       env_kwargs=env_kwargs)
     if policy is not None:
-        states = real["obs"] if is_sac_actor(policy) else np.concatenate(
-            [real["obs"], policy_states(sim_env, policy, cfg.distill_states, seed=seed, env_kwargs=env_kwargs)])
-        warm = warm_start_actor(agent.sac, policy, states, seed=seed)
         agent.set_reference(agent.sac.policy)
-    elif cfg.init_neutral_action:
-        set_action_bias(agent.sac.policy, info.neutral_action)
     sim_buf = ReplayBuffer(contract.obs_size, contract.action_size, min(cfg.buffer_size, total_steps + 1),
                            seed=seed + 1)
     rng = np.random.default_rng(seed + 2)
@@ -396,8 +377,6 @@ def train_h2o(
     freeze = cfg.actor_freeze if policy is not None else 0
     n_real = max(1, int(round(cfg.batch_size * cfg.offline_ratio)))
     n_sim = max(1, cfg.batch_size - n_real)
-    if policy is not None and cfg.critic_warmup > 0:
-        critic_warmup(agent.sac, lambda: real_buf.sample(cfg.batch_size), cfg.critic_warmup)
     snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
     state: dict[str, Any] = {"td_window": [], "td_prev": None, "unfrozen_at": None if freeze > 0 else 0}
     t0 = time.perf_counter()
@@ -458,32 +437,10 @@ def train_h2o(
     return agent
 
 
-
-
 def train_h2o_cli(spec: Any, run: Any) -> Any:
     """``tether train SIM_ENV --algo h2o --dataset REAL``: H2O from scratch (``tether finetune`` starts from a
     checkpoint)."""
-    from tether.policies.envs import env_contract, make_env
-    from tether.policies.hybrid.common import load_real
-
-    if not spec.dataset:
-        raise TetherError("--algo h2o needs the real data: pass --dataset DATASET_OR_BAG")
-    probe = make_env(spec.env_id, backend=spec.backend, dr=spec.dr)
-    try:
-        contract = env_contract(probe, spec.env_id)
-    finally:
-        probe.close()
-    real, prov = load_real(spec.dataset, contract)
-    total = spec.steps or 20_000
-
-    def progress(step: int, _total: int, metrics: dict[str, float]) -> None:
-        run.advance(step)
-        run.log(step, metrics)
-
-    agent = train_h2o(spec.env_id, real, total, spec.config, seed=spec.seed, progress=progress,
-                      env_kwargs={"backend": spec.backend, "dr": spec.dr})
-    agent.policy.extra["real_data"] = prov
-    return agent.policy
+    return train_cli(spec, run, train_h2o, "h2o", "the real data")
 
 
 __all__ = ["FINETUNE_DEFAULTS", "H2O", "H2OConfig", "DynamicsGapClassifier", "train_h2o", "train_h2o_cli"]
