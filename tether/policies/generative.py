@@ -31,6 +31,8 @@ from tether.policies.history import ChunkExecutor, ObservationHistory, make_wind
 from tether.policies.networks import mlp, sinusoidal_embedding
 from tether.policies.normalization import RunningNormalizer
 
+# the network every generative class is benchmarked with (same width/depth, chunk of 8, sampler every step)
+BENCH_CONFIG: dict[str, Any] = {"horizon": 8, "n_obs_steps": 2, "n_action_steps": 1, "hidden": [256, 256, 256]}
 
 
 def common_defaults() -> dict[str, Any]:
@@ -185,8 +187,27 @@ class GenerativeChunkPolicy(nn.Module):
     model_cls: type[ChunkGenerator] = ChunkGenerator
 
     @classmethod
-    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
+    def sampler_defaults(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """This kind's own options and the common options it sets differently (may depend on ``overrides``)."""
         raise NotImplementedError
+
+    @classmethod
+    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
+        d = common_defaults()
+        d.update({"obs_size": int(obs_size), "action_size": int(action_size)})
+        d.update(cls.sampler_defaults(overrides))
+        return merge_config(d, overrides, f"{cls.kind} policy")
+
+    @classmethod
+    def benchmark_configs(cls) -> dict[str, dict[str, Any]]:
+        """Name -> config of the untrained instances benchmarks/policy_latency.py times."""
+        raise NotImplementedError
+
+    @classmethod
+    def benchmark_instances(cls, contract: Any) -> dict[str, GenerativeChunkPolicy]:
+        """Untrained instances for benchmarks/policy_latency.py: the sampler runs on every ``act`` call."""
+        torch.manual_seed(0)
+        return {name: cls(contract, cfg) for name, cfg in cls.benchmark_configs().items()}
 
     def __init__(self, contract: IOContract, config: dict[str, Any] | None = None, *,
                  dr_terms: list[Any] | None = None, extra: dict[str, Any] | None = None) -> None:

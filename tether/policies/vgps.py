@@ -134,8 +134,8 @@ class VGPSPolicy(nn.Module):
     @classmethod
     def benchmark_instances(cls, contract: Any) -> dict[str, VGPSPolicy]:
         """For benchmarks/policy_latency.py: K = 16 one-step flow candidates ranked by a 2x256 twin critic."""
-        from tether.policies.diffusion import BENCH_CONFIG
         from tether.policies.flow import FlowPolicy
+        from tether.policies.generative import BENCH_CONFIG
 
         torch.manual_seed(0)
         base = FlowPolicy(contract, {**BENCH_CONFIG, "variant": "mean"})
