@@ -110,7 +110,6 @@ class FlowGenerator(ChunkGenerator):
 class FlowPolicy(GenerativeChunkPolicy):
     """Flow-matching policy over action chunks; ``variant`` picks rectified (K Euler steps) or mean (one step)."""
 
-    kind = "flow"
     model_cls = FlowGenerator
     model: FlowGenerator
 
