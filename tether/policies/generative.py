@@ -26,6 +26,7 @@ from torch import nn
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.policies.base import batch_observations
 from tether.policies.checkpoint import Checkpoint, save_checkpoint
 from tether.policies.history import ChunkExecutor, ObservationHistory, make_windows
 from tether.policies.networks import mlp, sinusoidal_embedding
@@ -234,19 +235,6 @@ class GenerativeChunkPolicy(nn.Module):
     def noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(batch, self.model.x_dim, generator=generator or self._gen)
 
-    def _check_obs(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
-        arr = np.asarray(obs, dtype=np.float32)
-        single = arr.ndim == 1
-        if single:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.contract.obs_size:
-            raise TetherError(
-                f"observation has shape {np.shape(obs)}; expected (B, {self.contract.obs_size}) or "
-                f"({self.contract.obs_size},) for {self.contract.robot}/{self.contract.task}"
-            )
-        if not np.all(np.isfinite(arr)):
-            raise TetherError("observation contains NaN/inf; expected finite values")
-        return arr, single
 
     def chunks_from_window(self, window: np.ndarray, num_samples: int = 1,
                            generator: torch.Generator | None = None) -> np.ndarray:
@@ -260,12 +248,12 @@ class GenerativeChunkPolicy(nn.Module):
 
     # ------------------------------------------------------------------ Policy protocol
     def act_chunk(self, obs: np.ndarray) -> np.ndarray:
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         chunk = self.chunks_from_window(self.history.push(arr))[:, 0]
         return chunk[0] if single else chunk
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         window = self.history.push(arr)
         if self.executor.needs_chunk(arr.shape[0]):
             self.executor.add_chunk(self.chunks_from_window(window)[:, 0])
@@ -276,7 +264,7 @@ class GenerativeChunkPolicy(nn.Module):
         """(B, obs) -> (B, K, A): the first action of K independently sampled chunks (V-GPS candidates)."""
         if num_samples < 1:
             raise TetherError(f"num_samples={num_samples}; expected >= 1")
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         g = None if seed is None else torch.Generator().manual_seed(int(seed))
         out = self.chunks_from_window(self.history.push(arr), num_samples, g)[:, :, 0]
         return out[0] if single else out
