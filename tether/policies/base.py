@@ -37,12 +37,19 @@ def batch_observations(contract: IOContract, obs: np.ndarray, *, finite: bool = 
 
 
 @runtime_checkable
-class Policy(Protocol):
-    contract: IOContract
+class Actor(Protocol):
+    """Anything that acts: what rollouts need (a scripted controller, an exploration wrapper, a policy)."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """(B, obs_size) physical observations -> (B, action_size) actions in [-1, 1]."""
         ...
+
+
+@runtime_checkable
+class Policy(Actor, Protocol):
+    """A trained controller: it acts under the contract it was trained with, and is saved as a checkpoint."""
+
+    contract: IOContract
 
     def reset(self) -> None:
         """Forget per-episode state (history buffers, queued action chunks)."""

@@ -18,6 +18,7 @@ import torch
 
 from tether.contract import ContractError, IOContract
 from tether.errors import TetherError
+from tether.policies.base import Policy
 
 REQUIRED_KEYS = ("obs", "action", "reward", "next_obs", "terminal")
 
@@ -88,7 +89,7 @@ def real_buffer(tr: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
     return ReplayBuffer.from_arrays(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"], seed=seed)
 
 
-def is_sac_actor(policy: Any) -> bool:
+def is_sac_actor(policy: Policy) -> bool:
     """A tanh-squashed, state-dependent Gaussian: the actor SAC/H2O/RLPD can keep training as is."""
     from tether.policies.gaussian import GaussianPolicy
 
@@ -96,7 +97,7 @@ def is_sac_actor(policy: Any) -> bool:
             and policy.config["log_std"] == "state_dependent")
 
 
-def policy_states(env: EnvLike, policy: Any, steps: int, *, seed: int = 0,
+def policy_states(env: EnvLike, policy: Policy, steps: int, *, seed: int = 0,
                   env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
     """Observations the policy itself visits in ``env`` (what a distilled copy must imitate on)."""
     from tether.policies.rl.common import make_vec_env
@@ -113,7 +114,7 @@ def policy_states(env: EnvLike, policy: Any, steps: int, *, seed: int = 0,
     return np.stack(out) if out else np.zeros((0, policy.contract.obs_size), np.float32)
 
 
-def warm_start_actor(sac: Any, policy: Any, states: np.ndarray, *, steps: int = 1000, seed: int = 0) -> str:
+def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int = 1000, seed: int = 0) -> str:
     """Make ``sac.policy`` start where ``policy`` is; returns how ("weights" or "distilled").
 
     A SAC-style actor is taken over as is (weights, observation normaliser, config), so fine-tuning starts from
@@ -183,7 +184,7 @@ def check_run(cfg: Any, total_steps: int, unit: str = "env") -> None:
     cfg.check()
 
 
-def fit_to_env(real: Mapping[str, Any], policy: Any, env_contract: IOContract,
+def fit_to_env(real: Mapping[str, Any], policy: Policy | None, env_contract: IOContract,
                what: str) -> tuple[IOContract, dict[str, np.ndarray]]:
     """(the contract to train under, checked real transitions): the loaded policy's contract when there is one,
     which the env must be compatible with."""
@@ -192,7 +193,7 @@ def fit_to_env(real: Mapping[str, Any], policy: Any, env_contract: IOContract,
     return contract, check_transitions(real, contract)
 
 
-def start_actor(sac: Any, policy: Any, real: Mapping[str, np.ndarray], env: EnvLike, cfg: Any,
+def start_actor(sac: Any, policy: Policy | None, real: Mapping[str, np.ndarray], env: EnvLike, cfg: Any,
                 neutral_action: Any, real_buf: Any, *, seed: int = 0,
                 env_kwargs: Mapping[str, Any] | None = None) -> str | None:
     """Start ``sac``'s actor from ``policy`` (see :func:`warm_start_actor`; returns how) and fit the critics to it
@@ -243,7 +244,7 @@ class RunAdapter:
         self.step = 0
         self.history: list[dict[str, float]] = []
 
-    def set_policy(self, policy: Any) -> None:
+    def set_policy(self, policy: Policy) -> None:
         self.policy = policy
 
     def advance(self, step: int) -> None:
@@ -254,7 +255,7 @@ class RunAdapter:
         if self.progress is not None:
             self.progress(step + self.offset, self.total, dict(metrics))
 
-    def maybe_evaluate(self, step: int, policy: Any = None) -> None:
+    def maybe_evaluate(self, step: int, policy: Policy | None = None) -> None:
         return None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tether.policies.base import Policy
 from tether.policies.hybrid.common import EnvLike, ProgressFn, RunAdapter, check_run, fit_to_env, real_buffer
 from tether.policies.hybrid.common import start_actor, train_cli
 from tether.policies.hybrid.config import HybridConfig
@@ -46,7 +47,7 @@ def train_rlpd(
     config: RLPDConfig | dict[str, Any] | None = None,
     *,
     seed: int = 0,
-    policy: Any = None,
+    policy: Policy | None = None,
     progress: ProgressFn | None = None,
     env_kwargs: dict[str, Any] | None = None,
 ) -> SAC:

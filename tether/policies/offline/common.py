@@ -25,6 +25,7 @@ from torch import nn
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tether.policies.generative import GenerativeChunkPolicy
 from tether.policies.networks import EnsembleQ, soft_update
 from tether.policies.normalization import RunningNormalizer
 
@@ -214,7 +215,7 @@ class QGuidedConfig(OfflineConfig):
 
 
 def train_q_guided(
-    actor: Any,
+    actor: GenerativeChunkPolicy,
     data: OfflineData,
     cfg: QGuidedConfig,
     *,

@@ -12,6 +12,7 @@ import torch
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.buffers import Batch, concat_batches
+from tether.policies.gaussian import GaussianPolicy
 from tether.policies.hybrid.h2o.classifier import DynamicsGapClassifier
 from tether.policies.hybrid.h2o.config import H2OConfig
 from tether.policies.networks import soft_update
@@ -34,13 +35,13 @@ class H2O:
         self.disc_opt = torch.optim.Adam(list(self.disc.sa.parameters()) + list(self.disc.sas.parameters()),
                                          lr=cfg.disc_lr)
         self.num_updates = 0
-        self.reference: Any = None  # the start actor, frozen: the behaviour the BC term anchors to
+        self.reference: GaussianPolicy | None = None  # the start actor, frozen: the behaviour the BC term anchors to
 
     @property
     def policy(self) -> Any:
         return self.sac.policy
 
-    def set_reference(self, actor: Any) -> None:
+    def set_reference(self, actor: GaussianPolicy) -> None:
         """Anchor the actor to (a frozen copy of) ``actor`` and give it its own learning rate."""
         self.reference = copy.deepcopy(actor).requires_grad_(False).eval()
         lr = self.cfg.actor_lr if self.cfg.actor_lr is not None else self.cfg.lr
@@ -71,7 +72,7 @@ class H2O:
                 "train/alpha": sac.alpha, "h2o/bc_mse": float(bc.detach())}
 
     @torch.no_grad()
-    def value_of(self, actor: Any, obs: torch.Tensor) -> float:
+    def value_of(self, actor: GaussianPolicy, obs: torch.Tensor) -> float:
         """Mean over ``obs`` of min_i Q_i(s, μ(s)): how good the critic thinks ``actor``'s deterministic action is."""
         a = actor.deterministic(obs)
         return float(self.sac.q(self.sac._norm(obs), a).min(0).values.mean())

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from tether.errors import TetherError
+from tether.policies.base import Policy
 from tether.policies.buffers import ReplayBuffer
 from tether.policies.hybrid.common import EnvLike, ProgressFn, check_run, fit_to_env, real_buffer, start_actor
 from tether.policies.hybrid.common import train_cli
@@ -44,7 +45,7 @@ def train_h2o(
     config: H2OConfig | dict[str, Any] | None = None,
     *,
     seed: int = 0,
-    policy: Any = None,
+    policy: Policy | None = None,
     progress: ProgressFn | None = None,
     log_every: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
