@@ -40,19 +40,8 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
-from tether.data.topics import (
-    GOAL_TOPIC,
-    GOAL_TYPE,
-    GUARD_TOPIC,
-    PX4_MOTORS,
-    PX4_MOTORS_TYPE,
-    PX4_ODOMETRY,
-    PX4_ODOMETRY_TYPE,
-    PX4_RATES,
-    PX4_RATES_TYPE,
-    PX4_STATUS,
-    PX4_STATUS_TYPE,
-)
+from tether.data.topics import GOAL_TOPIC, GOAL_TYPE, GUARD_TOPIC, PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY
+from tether.data.topics import PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE, PX4_STATUS, PX4_STATUS_TYPE
 from tether.errors import TetherError
 
 MATCH_SPAN = 25  # odometry messages searched either side of the newest received when matching an observation

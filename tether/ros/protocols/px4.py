@@ -49,21 +49,9 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
-from tether.data.topics import (
-    GOAL_TOPIC,
-    PX4_COMMAND,
-    PX4_COMMAND_TYPE,
-    PX4_CONTROL_MODE,
-    PX4_CONTROL_MODE_TYPE,
-    PX4_MOTORS,
-    PX4_MOTORS_TYPE,
-    PX4_ODOMETRY,
-    PX4_ODOMETRY_TYPE,
-    PX4_RATES,
-    PX4_RATES_TYPE,
-    PX4_STATUS,
-    PX4_STATUS_TYPE,
-)
+from tether.data.topics import GOAL_TOPIC, PX4_COMMAND, PX4_COMMAND_TYPE, PX4_CONTROL_MODE, PX4_CONTROL_MODE_TYPE
+from tether.data.topics import PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY, PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE
+from tether.data.topics import PX4_STATUS, PX4_STATUS_TYPE
 from tether.errors import TetherError
 from tether.hardware import frames
 from tether.hardware.interface import ControlStatus
