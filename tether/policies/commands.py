@@ -14,8 +14,7 @@ from tether.cli_types import (
     backend,
     dr_spec, env_id, existing_dir, finite_float, int_range, nonneg_int, output_dir, output_file, positive_int, seed,
 )
-from tether.policies.cli_options import add_ray_option, add_training_options, check_env_and_dr
-from tether.policies.cli_options import parse_sets as _parse_sets
+from tether.policies.cli_options import add_ray_option, add_training_options, check_env_and_dr, parse_sets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,11 +92,11 @@ def _train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)  # small RL nets: extra threads mostly add sync overhead
     get_algorithm(args.algo)  # fail fast with the list of algorithms
-    _note_effective_steps(args.algo, args.steps, _parse_sets(args.set))
+    _note_effective_steps(args.algo, args.steps, parse_sets(args.set))
     out = args.out or Path("runs") / f"{args.algo}-{args.env_id.split('/')[-1]}-s{args.seed}"
     spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
                      backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                     config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
+                     config=parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
                      init_checkpoint=None if args.init is None else str(args.init),
                      executor="ray" if args.ray else "inprocess",
                      executor_options={"address": args.ray} if args.ray else {})
