@@ -14,13 +14,17 @@ transitions (4 episodes, seeds 100-103) are recorded with the parent; test episo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests._hybrid_support import record_transitions  # noqa: E402
+
 ENV = "tether/QuadrotorHover-v0"
-KEYS = ("obs", "action", "reward", "next_obs", "terminal")
 
 
 def main() -> None:
@@ -40,20 +44,7 @@ def main() -> None:
             DRTerm("motor_time_constant", "uniform", "scale", (2.0, 2.0)),
             DRTerm("action_latency", "uniform", "abs", (2, 2))]
     parent = load_policy(args.checkpoint)
-    env = tether.sim.make(ENV, backend="pybullet", dr=real)
-    data: dict[str, list] = {k: [] for k in KEYS}
-    for ep in range(4):
-        o, _ = env.reset(seed=100 + ep)
-        for _ in range(250):
-            a = parent.act(o[None])[0]
-            o2, r, te, tr, _ = env.step(a)
-            for k, v in zip(KEYS, (o, a, r, o2, float(te))):
-                data[k].append(v)
-            o = o2
-            if te or tr:
-                break
-    env.close()
-    arrays = {k: np.asarray(v, np.float32) for k, v in data.items()}
+    arrays = record_transitions(tether.sim.make(ENV, backend="pybullet", dr=real), parent, 4)
 
     def report(name: str, pol, secs: float | None = None) -> None:
         r = evaluate_policy(pol, ENV, episodes=args.episodes, seed=500, backend="pybullet", dr=real)

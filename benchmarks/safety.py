@@ -33,14 +33,16 @@ from tests._deploy_support import (  # noqa: E402
     DeployProcess,
     Probe,
     ServedRobot,
+    arm_under_spoofed_joint_states,
     background,
     bad_odometry,
     decode,
-    env_contract,
+    deploy_loopback,
+    deploy_until_running,
     fake_px4,
     hover_actions,
+    hover_checkpoint,
     hover_contract,
-    joint_state_spoofer,
     make_replay_checkpoint,
     robot_stats,
     wait_until,
@@ -72,8 +74,7 @@ def estop_under_loss(tree: str, tmp: Path, runs: int) -> dict:
     dom = BASE
     srv = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1", "--drop", "0.5", "--seed", "5")
     probe = Probe(dom)
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp / "hover", c, hover_actions(c))
+    ckpt = hover_checkpoint(tmp / "hover")
     floor = THRUST_FLOOR * cf.MASS * cf.GRAVITY / (4 * cf.MAX_THRUST)
     impacts, cuts, crashes = [], 0, 0
     try:
@@ -96,9 +97,8 @@ def estop_under_loss(tree: str, tmp: Path, runs: int) -> dict:
                 time.sleep(0.5)
             seen = len(st()["impacts"])
             estop.publish(T.make(probe.t.store, "std_msgs/msg/Bool", data=False))
-            dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "40",
-                                "--robot-info-timeout", "0", "--ramp-in", "0.3", pythonpath=tree)
-            dep.wait_running()
+            dep = deploy_until_running(ckpt, "px4", dom, 40, "--robot-info-timeout", "0", "--ramp-in", "0.3",
+                                       pythonpath=tree)
             time.sleep(1.5)
             t_press = time.monotonic()
             estop.publish(T.make(probe.t.store, "std_msgs/msg/Bool", data=True))
@@ -137,19 +137,16 @@ def wide_checkpoint(tree: str, tmp: Path) -> list[dict]:
         wide = hover_contract(body_rates=(-100.0, 100.0))
         ckpt = make_replay_checkpoint(tmp / "wide", wide, hover_actions(wide, rates=(1.0, -1.0, 1.0)))
         t0 = time.monotonic()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "2",
-                            "--robot-info-timeout", "0", pythonpath=tree)
+        dep = deploy_loopback(ckpt, "px4", dom, 2, "--robot-info-timeout", "0", pythonpath=tree)
         rc = dep.wait(90)
         got = [m for t, m in decode(probe, RATES, "px4_msgs/msg/VehicleRatesSetpoint") if t > t0]
         over = sum(1 for m in got if np.any(np.abs([m.roll, m.pitch, m.yaw]) > cf.MAX_BODY_RATE + 1e-4))
         rows.append(_row("checkpoint with +-100 rad/s, no robot_info", len(got), over, _crashed(dep, rc), over == 0,
                          f"max |rate| {np.abs([[m.roll, m.pitch, m.yaw] for m in got]).max(axis=0).round(1).tolist()}"
                          if got else "nothing sent"))
-        c = hover_contract()
-        ckpt = make_replay_checkpoint(tmp / "hover", c, hover_actions(c))
+        ckpt = hover_checkpoint(tmp / "hover")
         t0 = time.monotonic()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "2",
-                            "--param", "max_collective_thrust_n=0.05", pythonpath=tree)
+        dep = deploy_loopback(ckpt, "px4", dom, 2, "--param", "max_collective_thrust_n=0.05", pythonpath=tree)
         rc = dep.wait(90)
         got = [m for t, m in decode(probe, RATES, "px4_msgs/msg/VehicleRatesSetpoint") if t > t0]
         hover_norm = cf.MASS * cf.GRAVITY / (4 * cf.MAX_THRUST)
@@ -174,8 +171,7 @@ def spoofed_robot_info(tree: str, tmp: Path) -> dict:
     stop = threading.Event()
     background(stop, 0.02, fake_px4(probe.t, wide))
     try:
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "2",
-                            pythonpath=tree)
+        dep = deploy_loopback(ckpt, "px4", dom, 2, pythonpath=tree)
         rc = dep.wait(90)
     finally:
         stop.set()
@@ -189,27 +185,7 @@ def spoofed_robot_info(tree: str, tmp: Path) -> dict:
 def arm_spoofed_joint_states(tree: str, tmp: Path) -> dict:
     from tether.sim.robots import panda as P
 
-    dom = BASE + 3
-    contract = env_contract("tether/ArmReach-v0")
-    acts = np.array([[1, 1, -1], [-1, -1, 1], [1, -1, 1], [-1, 1, -1]] * 10, dtype=float)
-    ckpt = make_replay_checkpoint(tmp / "jerky", contract, acts)
-    srv = ServedRobot("arm", dom, "--goal", "0.5", "0.0", "0.3")
-    probe = Probe(dom)
-    topic = "/forward_position_controller/commands"
-    probe.listen(topic, "std_msgs/msg/Float64MultiArray")
-    stop = threading.Event()
-    spoof = joint_state_spoofer(probe.t)
-    try:
-        srv.wait_ready()
-        background(stop, 0.01, spoof)
-        dep = DeployProcess(str(ckpt), "--adapter", "arm-ros2-control", "--loopback", "--domain-id", str(dom),
-                            "--duration", "3", pythonpath=tree)
-        rc = dep.wait(90)
-    finally:
-        stop.set()
-        probe.close()
-        srv.stop()
-    q = np.array([np.asarray(m.data) for _, m in decode(probe, topic, "std_msgs/msg/Float64MultiArray")])
+    q, contract, dep, rc = arm_under_spoofed_joint_states(tmp, BASE + 3, pythonpath=tree)
     limit = P.VELOCITY_LIMIT / contract.rate_hz + 1e-9
     steps = np.abs(np.diff(q, axis=0)) if len(q) > 1 else np.zeros((0, 7))
     over = int(np.any(steps > limit, axis=1).sum())
@@ -220,8 +196,7 @@ def arm_spoofed_joint_states(tree: str, tmp: Path) -> dict:
 
 def bad_state(tree: str, tmp: Path) -> dict:
     dom = BASE + 4
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp / "hover3", c, hover_actions(c))
+    ckpt = hover_checkpoint(tmp / "hover3")
     srv = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1")
     probe = Probe(dom)
     stop = threading.Event()
@@ -229,9 +204,7 @@ def bad_state(tree: str, tmp: Path) -> dict:
     sent = [0]
     try:
         srv.wait_ready()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "4",
-                            "--stats-json", str(tmp / "bad.json"), pythonpath=tree)
-        dep.wait_running()
+        dep = deploy_until_running(ckpt, "px4", dom, 4, "--stats-json", str(tmp / "bad.json"), pythonpath=tree)
         background(stop, 0.02, lambda k: (bad(k), sent.__setitem__(0, k + 1)))
         rc = dep.wait(90)
     finally:
@@ -247,15 +220,12 @@ def bad_state(tree: str, tmp: Path) -> dict:
 
 def px4_restart(tree: str, tmp: Path) -> dict:
     dom = BASE + 5
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp / "hover4", c, hover_actions(c))
+    ckpt = hover_checkpoint(tmp / "hover4")
     srv = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1")
     restarted = None
     try:
         srv.wait_ready()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "25",
-                            pythonpath=tree)
-        dep.wait_running()
+        dep = deploy_until_running(ckpt, "px4", dom, 25, pythonpath=tree)
         time.sleep(2.0)
         srv.kill()
         restarted = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1")
@@ -277,15 +247,12 @@ def intruder(tree: str, tmp: Path) -> list[dict]:
     from tether.ros.protocols.px4 import FORCE_DISARM_MAGIC, rates_setpoint, vehicle_command
 
     dom = BASE + 6
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp / "hover5", c, hover_actions(c))
+    ckpt = hover_checkpoint(tmp / "hover5")
     srv = ServedRobot("quadrotor", dom, "--goal", "0", "0", "1")
     rows = []
     try:
         srv.wait_ready()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(dom), "--duration", "12",
-                            pythonpath=tree)
-        dep.wait_running()
+        dep = deploy_until_running(ckpt, "px4", dom, 12, pythonpath=tree)
         out = subprocess.run(["ss", "-uapnH"], capture_output=True, text=True).stdout
         wild = [ln.split()[3] for ln in out.splitlines() if f"pid={dep.proc.pid}," in ln
                 and not (ln.split()[3].startswith("127.0.0.1:") or "%lo:" in ln.split()[3])]

@@ -57,31 +57,60 @@ def env_contract(env_id: str, control_mode: str | None = None) -> Any:
     return c
 
 
-class ServedRobot:
+class CliProcess:
+    """``python -m tether.cli ARGS`` in its own process, its output lines read on threads; the first line holding
+    ``marker`` sets ``marked`` (and ``t_marked``). ``pythonpath`` runs another checkout's tether (benchmarks/
+    safety.py: before vs after); ``stderr_apart`` keeps stderr in ``err`` instead of merging it into ``lines``."""
+
+    def __init__(self, args: list[str], marker: str, *, stderr_apart: bool = False,
+                 pythonpath: str | None = None) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if pythonpath is not None:
+            env["PYTHONPATH"] = pythonpath
+        self.proc = subprocess.Popen([PY, "-m", "tether.cli", *args], cwd=pythonpath or REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self.marked = threading.Event()
+        self.t_marked: float | None = None
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines, marker), daemon=True)]
+        if stderr_apart:
+            self._readers.append(threading.Thread(target=self._read, args=(self.proc.stderr, self.err, None),
+                                                  daemon=True))
+        for th in self._readers:
+            th.start()
+
+    def _read(self, stream: Any, into: list[str], marker: str | None) -> None:
+        for line in stream:
+            into.append(line.rstrip())
+            if marker is not None and marker in line and not self.marked.is_set():
+                self.t_marked = time.monotonic()
+                self.marked.set()
+
+    def _wait_marked(self, timeout: float, failure: str) -> None:
+        if not self.marked.wait(timeout):
+            self.kill()
+            raise AssertionError(f"{failure}:\n" + "\n".join(self.lines[-30:] + self.err[-20:]))
+
+    def _join_readers(self, timeout: float) -> None:
+        for th in self._readers:
+            th.join(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class ServedRobot(CliProcess):
     """``tether robot serve`` in its own process; ``wait_ready`` blocks on its ready line."""
 
     def __init__(self, robot: str, domain: int, *extra: str) -> None:
-        cmd = [PY, "-m", "tether.cli", "robot", "serve", "--robot", robot, "--loopback", "--domain-id", str(domain),
-               *extra]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env)
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            if "ready" in line:
-                self.ready.set()
+        super().__init__(["robot", "serve", "--robot", robot, "--loopback", "--domain-id", str(domain), *extra],
+                         "ready")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        if not self.ready.wait(timeout):
-            self.kill()
-            raise AssertionError("served robot never became ready:\n" + "\n".join(self.lines[-30:]))
+        self._wait_marked(timeout, "served robot never became ready")
 
     def stats(self) -> dict[str, Any] | None:
         for line in reversed(self.lines):
@@ -96,13 +125,8 @@ class ServedRobot:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-        self._t.join(timeout=2.0)
+        self._join_readers(2.0)
         return self.stats()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 class Probe:
@@ -202,41 +226,18 @@ def hover_actions(contract: Any, rates: tuple[float, float, float] = (0.0, 0.0, 
     return np.repeat(a[None], n, axis=0)
 
 
-class DeployProcess:
+class DeployProcess(CliProcess):
     """``tether deploy`` in its own process; ``wait_running`` blocks on its "running" line."""
 
     def __init__(self, *args: str, pythonpath: str | None = None) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        if pythonpath is not None:  # run another checkout's deploy (benchmarks/safety.py: before vs after)
-            env["PYTHONPATH"] = pythonpath
-        self.proc = subprocess.Popen([PY, "-m", "tether.cli", "deploy", *args], cwd=pythonpath or REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[str] = []
-        self.err: list[str] = []
-        self.running = threading.Event()
-        self.t_running: float | None = None
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-        self._e = threading.Thread(target=self._read_err, daemon=True)
-        self._e.start()
+        super().__init__(["deploy", *args], "tether deploy: running", stderr_apart=True, pythonpath=pythonpath)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            if "tether deploy: running" in line:
-                self.t_running = time.monotonic()
-                self.running.set()
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err.append(line.rstrip())
+    @property
+    def t_running(self) -> float | None:
+        return self.t_marked
 
     def wait_running(self, timeout: float = 90.0) -> None:
-        if not self.running.wait(timeout):
-            self.kill()
-            raise AssertionError("deploy never ran:\n" + "\n".join(self.lines[-20:] + self.err[-20:]))
+        self._wait_marked(timeout, "deploy never ran")
 
     def wait(self, timeout: float = 60.0) -> int:
         try:
@@ -244,14 +245,57 @@ class DeployProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError("deploy did not end:\n" + "\n".join(self.lines[-20:] + self.err[-20:])) from None
-        self._t.join(timeout=5.0)
-        self._e.join(timeout=5.0)
+        self._join_readers(5.0)
         return rc
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+
+def deploy_loopback(ckpt: Path, adapter: str, domain: int, duration: float, *extra: str,
+                    pythonpath: str | None = None) -> DeployProcess:
+    """``tether deploy CKPT --adapter ADAPTER --loopback --domain-id DOMAIN --duration DURATION EXTRA...``."""
+    return DeployProcess(str(ckpt), "--adapter", adapter, "--loopback", "--domain-id", str(domain), "--duration",
+                         f"{duration:g}", *extra, pythonpath=pythonpath)
+
+
+def deploy_until_running(ckpt: Path, adapter: str, domain: int, duration: float, *extra: str,
+                         pythonpath: str | None = None) -> DeployProcess:
+    """:func:`deploy_loopback`, returned once its control loop runs."""
+    dep = deploy_loopback(ckpt, adapter, domain, duration, *extra, pythonpath=pythonpath)
+    dep.wait_running()
+    return dep
+
+
+def hover_checkpoint(path: Path) -> Path:
+    """A replay checkpoint at ``path`` that holds the sim quadrotor's hover thrust, body rates zero."""
+    c = hover_contract()
+    return make_replay_checkpoint(path, c, hover_actions(c))
+
+
+ARM_COMMANDS = "/forward_position_controller/commands"
+
+
+def arm_under_spoofed_joint_states(tmp: Path, domain: int, *extra: str,
+                                   pythonpath: str | None = None) -> tuple[np.ndarray, Any, DeployProcess, int]:
+    """Deploy jerky end-effector steps on the served arm while a second /joint_states writer makes the arm "jump"
+    anywhere in its range at 100 Hz; returns (the joint targets sent, in order; contract; deploy; exit code)."""
+    contract = env_contract("tether/ArmReach-v0")  # ee_delta_pose: joint targets come from IK on the read state
+    acts = np.array([[1, 1, -1], [-1, -1, 1], [1, -1, 1], [-1, 1, -1]] * 10, dtype=float)
+    ckpt = make_replay_checkpoint(tmp / "jerky", contract, acts)
+    srv = ServedRobot("arm", domain, "--goal", "0.5", "0.0", "0.3")
+    probe = Probe(domain)
+    probe.listen(ARM_COMMANDS, "std_msgs/msg/Float64MultiArray")
+    stop = threading.Event()
+    spoof = joint_state_spoofer(probe.t)
+    try:
+        srv.wait_ready()
+        background(stop, 0.01, spoof)
+        dep = deploy_loopback(ckpt, "arm-ros2-control", domain, 3, *extra, pythonpath=pythonpath)
+        rc = dep.wait(90)
+    finally:
+        stop.set()
+        probe.close()
+        srv.stop()
+    q = np.array([np.asarray(m.data) for _, m in decode(probe, ARM_COMMANDS, "std_msgs/msg/Float64MultiArray")])
+    return q, contract, dep, rc
 
 
 def decode(probe: Probe, topic: str, msgtype: str) -> list[tuple[float, Any]]:

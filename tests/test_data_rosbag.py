@@ -35,6 +35,15 @@ def arm_contract() -> IOContract:
     )
 
 
+def thrust_contract(*more_obs: Field, rate_hz: float = 50.0) -> IOContract:
+    """A quadrotor hover contract over flat topics: pos_error (and ``more_obs``) in, four motor thrusts out."""
+    return IOContract(
+        robot="quadrotor", task="hover", observations=(Field.make("pos_error", 3, "m", "world"), *more_obs),
+        actions=(Field.make("motor_thrust", 4, "N", low=0.0, high=8.0),), control_mode="motor_thrust",
+        rate_hz=rate_hz,
+    )
+
+
 def q_of(t_ns: int) -> np.ndarray:
     s = (t_ns - T0) / 1e9
     return np.array([0.1 * j + 0.5 * np.sin(s * (j + 1)) for j in range(7)])
@@ -63,6 +72,18 @@ def _f64array(values: np.ndarray):
 
 def _write(w, conn, t_ns: int, msg) -> None:
     w.write(conn, t_ns, TS.serialize_cdr(msg, msg.__msgtype__))
+
+
+def flat_connections(w: Writer, *names: str) -> list:
+    """Connections for the flat topics ``/tether/<name>``: stamps are builtin_interfaces/Time, the episode counter
+    UInt32, everything else Float64MultiArray (what ``tether deploy`` records)."""
+
+    def msgtype(name: str) -> str:
+        if name.endswith("/stamp"):
+            return "builtin_interfaces/msg/Time"
+        return "std_msgs/msg/UInt32" if name == "episode" else "std_msgs/msg/Float64MultiArray"
+
+    return [w.add_connection(f"/tether/{n}", msgtype(n), typestore=TS) for n in names]
 
 
 def write_arm_bag(path: Path, *, storage=StoragePlugin.MCAP, trajectory=False, steps=40, latency_ns=3_000_000,
@@ -152,12 +173,7 @@ def test_arm_ros2_control_bag_converts_exactly(tmp_path: Path, storage, trajecto
 
 
 def test_flat_bag_with_parallel_stamps_and_reward(tmp_path: Path) -> None:
-    contract = IOContract(
-        robot="quadrotor", task="hover",
-        observations=(Field.make("pos_error", 3, "m", "world"), Field.make("base_lin_vel", 3, "m/s", "world")),
-        actions=(Field.make("motor_thrust", 4, "N", low=0.0, high=8.0),),
-        control_mode="motor_thrust", rate_hz=50.0,
-    )
+    contract = thrust_contract(Field.make("base_lin_vel", 3, "m/s", "world"))
     rng = np.random.default_rng(3)
     n = 30
     obs = rng.normal(size=(n, 6))
@@ -166,10 +182,7 @@ def test_flat_bag_with_parallel_stamps_and_reward(tmp_path: Path) -> None:
     dt = 20_000_000
     bag = tmp_path / "flat"
     with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        co = w.add_connection("/tether/obs", "std_msgs/msg/Float64MultiArray", typestore=TS)
-        cs = w.add_connection("/tether/obs/stamp", "builtin_interfaces/msg/Time", typestore=TS)
-        ca = w.add_connection("/tether/action", "std_msgs/msg/Float64MultiArray", typestore=TS)
-        cr = w.add_connection("/tether/reward", "std_msgs/msg/Float64MultiArray", typestore=TS)
+        co, cs, ca, cr = flat_connections(w, "obs", "obs/stamp", "action", "reward")
         for k in range(n):
             stamp = T0 + k * dt
             recv = stamp + 7_000_000  # the bag received obs late; the parallel stamp is the capture time
@@ -214,16 +227,12 @@ def test_missing_topics_and_joint_names_give_one_clear_error(tmp_path: Path) -> 
 
 def test_stale_gap_splits_episodes(tmp_path: Path) -> None:
     """A 1 s dropout (robot restarted) must not be bridged by holding stale samples: it splits the episode."""
-    contract = IOContract(
-        robot="quadrotor", task="hover", observations=(Field.make("pos_error", 3, "m", "world"),),
-        actions=(Field.make("motor_thrust", 4, "N", low=0.0, high=8.0),), control_mode="motor_thrust", rate_hz=50.0,
-    )
+    contract = thrust_contract()
     dt = 20_000_000
     ticks = [k for k in range(60) if not 20 <= k < 70] + list(range(70, 100))
     bag = tmp_path / "gap"
     with Writer(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
-        co = w.add_connection("/tether/obs", "std_msgs/msg/Float64MultiArray", typestore=TS)
-        ca = w.add_connection("/tether/action", "std_msgs/msg/Float64MultiArray", typestore=TS)
+        co, ca = flat_connections(w, "obs", "action")
         for k in ticks:
             _write(w, co, T0 + k * dt, _f64array([k, 0, 0]))
             _write(w, ca, T0 + k * dt, _f64array([4.0, 4.0, 4.0, 4.0]))
@@ -243,11 +252,7 @@ def test_flat_bag_late_stream_jitter_and_rounding_keep_pairs_one_to_one(tmp_path
     preempted, and the control-clock stamps are rounded to whole ns the other way from the importer's grid
     (60 Hz: 16 666 666.67 ns). Every converted frame must still be one recorded (observation, command) pair."""
     rate = 60.0
-    contract = IOContract(
-        robot="quadrotor", task="hover", observations=(Field.make("pos_error", 3, "m", "world"),),
-        actions=(Field.make("motor_thrust", 4, "N", low=0.0, high=8.0),), control_mode="motor_thrust",
-        rate_hz=rate,
-    )
+    contract = thrust_contract(rate_hz=rate)
     rng = np.random.default_rng(7)
     n = 40
     obs = np.column_stack([np.arange(n, dtype=float), rng.normal(size=(n, 2))])
@@ -258,11 +263,7 @@ def test_flat_bag_late_stream_jitter_and_rounding_keep_pairs_one_to_one(tmp_path
     log[12:] += int(3 * period)  # an overrun: three slots skipped, no tick recorded for them
     bag = tmp_path / "loaded"
     with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        ce = w.add_connection("/tether/episode", "std_msgs/msg/UInt32", typestore=TS)
-        co = w.add_connection("/tether/obs", "std_msgs/msg/Float64MultiArray", typestore=TS)
-        cs = w.add_connection("/tether/obs/stamp", "builtin_interfaces/msg/Time", typestore=TS)
-        ca = w.add_connection("/tether/action", "std_msgs/msg/Float64MultiArray", typestore=TS)
-        cas = w.add_connection("/tether/action/stamp", "builtin_interfaces/msg/Time", typestore=TS)
+        ce, co, cs, ca, cas = flat_connections(w, "episode", "obs", "obs/stamp", "action", "action/stamp")
         late = T0 + int(1.5 * period)
         for k in range(n):
             t = int(log[k])

@@ -15,27 +15,34 @@ import time
 
 import pytest
 
-from tests._deploy_support import DeployProcess, Probe, ServedRobot, decode, hover_actions, hover_contract, \
-    make_replay_checkpoint
+from tests._deploy_support import DeployProcess, Probe, ServedRobot, decode, deploy_loopback, hover_checkpoint
 
 FAILSAFE, RESTART = 177, 178
 pytestmark = pytest.mark.xdist_group("dds-domain-177")
 STATUS = "/fmu/out/vehicle_status"
 
 
+def _deploy_hover(tmp_path, domain: int, duration: float) -> DeployProcess:
+    """The hover replay deployed on the served PX4 vehicle, writing its stats to ``tmp_path/s.json``."""
+    return deploy_loopback(hover_checkpoint(tmp_path / "hover"), "px4", domain, duration, "--stats-json",
+                           str(tmp_path / "s.json"), "--ramp-in", "0.2")
+
+
+def _status_probe(domain: int) -> Probe:
+    probe = Probe(domain)
+    probe.listen(STATUS, "px4_msgs/msg/VehicleStatus")
+    return probe
+
+
 def test_offboard_failsafes_are_recovered_by_reengaging(tmp_path):
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp_path / "hover", c, hover_actions(c))
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"bridge": {"offboard_loss_s": 0.25}}))
     srv = ServedRobot("quadrotor", FAILSAFE, "--goal", "0", "0", "1", "--params", str(params), "--drop", "0.3",
                       "--seed", "2")
-    probe = Probe(FAILSAFE)
-    probe.listen(STATUS, "px4_msgs/msg/VehicleStatus")
+    probe = _status_probe(FAILSAFE)
     try:
         srv.wait_ready()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(FAILSAFE), "--duration",
-                            "8", "--stats-json", str(tmp_path / "s.json"), "--ramp-in", "0.2")
+        dep = _deploy_hover(tmp_path, FAILSAFE, 8)
         rc = dep.wait(90)
         t_end = time.monotonic()  # the heartbeat stops with the deploy: that last failsafe is expected
         assert rc == 0, "\n".join(dep.lines + dep.err)
@@ -54,16 +61,12 @@ def test_offboard_failsafes_are_recovered_by_reengaging(tmp_path):
 
 
 def test_autopilot_restart_ends_the_run_with_a_reason_after_landing(tmp_path):
-    c = hover_contract()
-    ckpt = make_replay_checkpoint(tmp_path / "hover", c, hover_actions(c))
     srv = ServedRobot("quadrotor", RESTART, "--goal", "0", "0", "1")
     restarted = None
-    probe = Probe(RESTART)
-    probe.listen(STATUS, "px4_msgs/msg/VehicleStatus")
+    probe = _status_probe(RESTART)
     try:
         srv.wait_ready()
-        dep = DeployProcess(str(ckpt), "--adapter", "px4", "--loopback", "--domain-id", str(RESTART), "--duration",
-                            "60", "--stats-json", str(tmp_path / "s.json"), "--ramp-in", "0.2")
+        dep = _deploy_hover(tmp_path, RESTART, 60)
         dep.wait_running()
         time.sleep(2.5)
         srv.kill()  # the autopilot dies ...

@@ -40,17 +40,12 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
+from tether.data.topics import GOAL_TOPIC, GOAL_TYPE, GUARD_TOPIC, PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY
+from tether.data.topics import PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE, PX4_STATUS, PX4_STATUS_TYPE
 from tether.errors import TetherError
 
-GOAL_TOPIC = "/tether/goal"  # the set point the quadrotor adapter reads (geometry_msgs/PointStamped)
-GUARD_TOPIC = "/tether/guard"  # the guard's reason per tick (std_msgs/String), written by tether deploy
-STATUS_SUFFIX = "/fmu/out/vehicle_status"
-STATUS_TYPE = "px4_msgs/msg/VehicleStatus"
-ODOMETRY_SUFFIX = "/fmu/out/vehicle_odometry"
 MATCH_SPAN = 25  # odometry messages searched either side of the newest received when matching an observation
-ODOMETRY_TYPE = "px4_msgs/msg/VehicleOdometry"
-SETPOINT = {"thrust_body_rates": ("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint"),
-            "motor_thrust": ("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors")}
+SETPOINT = {"thrust_body_rates": (PX4_RATES, PX4_RATES_TYPE), "motor_thrust": (PX4_MOTORS, PX4_MOTORS_TYPE)}
 NOT_TRACKED_REASONS = ("estop", "stale_damp")  # commands sent as "go passive": not tracked by the robot
 DEFAULT_GOAL = np.array([0.0, 0.0, 1.0])
 ROBOT_KINDS = ("quadrotor", "arm", "legged")
@@ -186,11 +181,11 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         raise TetherError(f"bag {str(path)!r} has no {FLAT_ACTION_TOPIC} topic (the commands the robot received); "
                           f"expected a recording from tether deploy --record; it has {sorted(topics) or 'no topics'}")
     episodes = align_bag(path, contract, "flat")
-    status_topic = next((t for t, ty in topics.items() if t.endswith(STATUS_SUFFIX) and ty == STATUS_TYPE), None)
+    status_topic = next((t for t, ty in topics.items() if t.endswith(PX4_STATUS) and ty == PX4_STATUS_TYPE), None)
     want = {GUARD_TOPIC: "std_msgs/msg/String", FLAT_ACTION_TOPIC + "/stamp": "builtin_interfaces/msg/Time",
-            GOAL_TOPIC: "geometry_msgs/msg/PointStamped"}
+            GOAL_TOPIC: GOAL_TYPE}
     if status_topic:
-        want[status_topic] = STATUS_TYPE
+        want[status_topic] = PX4_STATUS_TYPE
     side = _read_side_topics(path, want)
     notes: list[str] = []
     # the guard's reason per command: the i-th /tether/guard message belongs to the i-th command
@@ -311,14 +306,14 @@ def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, 
     bag does not allow it (then the control grid is used)."""
     from tether.data.rosbag_import import FLAT_ACTION_TOPIC, FLAT_OBS_TOPIC
 
-    odo_topic = next((t for t, ty in topics.items() if t.endswith(ODOMETRY_SUFFIX) and ty == ODOMETRY_TYPE), None)
+    odo_topic = next((t for t, ty in topics.items() if t.endswith(PX4_ODOMETRY) and ty == PX4_ODOMETRY_TYPE), None)
     sp_topic, sp_type = SETPOINT.get(contract.control_mode, (None, None))
     if odo_topic is None or sp_topic is None:
         return "no vehicle_odometry or setpoint topic"
-    sp_topic = status_topic[: -len(STATUS_SUFFIX)] + sp_topic
+    sp_topic = status_topic[: -len(PX4_STATUS)] + sp_topic
     if topics.get(sp_topic) != sp_type:
         return f"no {sp_topic}"
-    side = _read_side_topics(path, {odo_topic: ODOMETRY_TYPE, sp_topic: sp_type, status_topic: STATUS_TYPE,
+    side = _read_side_topics(path, {odo_topic: PX4_ODOMETRY_TYPE, sp_topic: sp_type, status_topic: PX4_STATUS_TYPE,
                                     FLAT_OBS_TOPIC: "std_msgs/msg/Float64MultiArray",
                                     FLAT_OBS_TOPIC + "/stamp": "builtin_interfaces/msg/Time",
                                     FLAT_ACTION_TOPIC: "std_msgs/msg/Float64MultiArray"})

@@ -31,6 +31,7 @@ from tether.hardware.chunks import ChunkExecutor
 from tether.hardware.guard import CommandGuard, GuardConfig, GuardOutput
 from tether.hardware.interface import RobotInterface
 from tether.hardware.supervisor import ControlSupervisor, SupervisorConfig
+from tether.policies.base import Policy
 
 log = logging.getLogger("tether.hardware.loop")
 
@@ -107,7 +108,7 @@ class ControlLoop:
 
     def __init__(
         self,
-        policy: Any,
+        policy: Policy,
         robot: RobotInterface,
         rate_hz: float | None = None,
         guard: CommandGuard | None = None,

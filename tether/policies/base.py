@@ -15,15 +15,41 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from tether.contract import IOContract
+from tether.errors import TetherError
+
+
+def batch_observations(contract: IOContract, obs: np.ndarray, *, finite: bool = True) -> tuple[np.ndarray, bool]:
+    """(B, obs_size) float32 observations and whether ``obs`` was a single (obs_size,) one.
+
+    Why one check: every policy must refuse a wrong-sized observation with the same message naming the contract,
+    rather than broadcast or slice it; ``finite`` also refuses NaN/inf (for samplers where it would spread).
+    """
+    arr = np.asarray(obs, dtype=np.float32)
+    single = arr.ndim == 1
+    if single:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != contract.obs_size:
+        raise TetherError(f"observation has shape {np.shape(obs)}; expected (B, {contract.obs_size}) or "
+                          f"({contract.obs_size},) for {contract.robot}/{contract.task}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise TetherError("observation contains NaN/inf; expected finite values")
+    return arr, single
 
 
 @runtime_checkable
-class Policy(Protocol):
-    contract: IOContract
+class Actor(Protocol):
+    """Anything that acts: what rollouts need (a scripted controller, an exploration wrapper, a policy)."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """(B, obs_size) physical observations -> (B, action_size) actions in [-1, 1]."""
         ...
+
+
+@runtime_checkable
+class Policy(Actor, Protocol):
+    """A trained controller: it acts under the contract it was trained with, and is saved as a checkpoint."""
+
+    contract: IOContract
 
     def reset(self) -> None:
         """Forget per-episode state (history buffers, queued action chunks)."""

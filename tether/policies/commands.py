@@ -12,21 +12,9 @@ from typing import Any
 
 from tether.cli_types import (
     backend,
-    dr_spec, env_id, existing_dir, finite_float, int_range, key_value, nonneg_int, output_dir, output_file,
-    positive_int, ray_address, seed, threads,
+    dr_spec, env_id, existing_dir, finite_float, int_range, nonneg_int, output_dir, output_file, positive_int, seed,
 )
-
-
-def _parse_sets(items: list[str] | None) -> dict[str, Any]:
-    from tether.errors import TetherError
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise TetherError(f"--set {item!r}; expected KEY=VALUE (e.g. --set num_envs=16)")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+from tether.policies.cli_options import add_ray_option, add_training_options, check_env_and_dr, parse_sets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,13 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="dataset directory for offline / imitation algorithms")
     p.add_argument("--init", type=existing_dir, default=None, metavar="CHECKPOINT",
                    help="continue training this checkpoint (PPO), e.g. fine-tuning under an identified DR file")
-    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="algorithm option override (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--ray", metavar="ADDRESS", type=ray_address, default=None,
-                   help="collect PPO/SAC rollouts on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
-                        "default: this machine, no Ray")
+    add_training_options(p)
+    add_ray_option(p, "collect PPO/SAC rollouts")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser("eval", help="evaluate a checkpoint: success rate and return mean ± std")
@@ -80,9 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=seed, default=0)
     e.add_argument("--video", type=output_file((".mp4", ".gif")), default=None, help="write an mp4 of the episodes")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.add_argument("--ray", metavar="ADDRESS", type=ray_address, default=None,
-                   help="run the episodes on the Ray cluster at ADDRESS (HOST:PORT, auto, ray://HOST:PORT); "
-                        "default: this machine, no Ray")
+    add_ray_option(e, "run the episodes")
     e.set_defaults(func=_eval)
 
     x = subparsers.add_parser("export", help="export a checkpoint to ONNX with an enforced parity check")
@@ -94,18 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--atol", type=finite_float(0.0, 1.0, lo_open=True), default=1e-4,
                    help="max abs diff allowed between torch and onnxruntime")
     x.set_defaults(func=_export)
-
-
-def check_env_and_dr(env: str | None, dr: str | None, option: str = "ENV_ID") -> None:
-    """Before any work: a tether/ id must be registered, and a .json DR option must hold valid terms."""
-    if env is not None and env.startswith("tether/"):
-        from tether.sim.registry import parse_env_id
-
-        parse_env_id(env)
-    if dr is not None:
-        from tether.sim.randomization import check_dr_option
-
-        check_dr_option(dr)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -123,11 +92,11 @@ def _train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)  # small RL nets: extra threads mostly add sync overhead
     get_algorithm(args.algo)  # fail fast with the list of algorithms
-    _note_effective_steps(args.algo, args.steps, _parse_sets(args.set))
+    _note_effective_steps(args.algo, args.steps, parse_sets(args.set))
     out = args.out or Path("runs") / f"{args.algo}-{args.env_id.split('/')[-1]}-s{args.seed}"
     spec = TrainSpec(env_id=args.env_id, algo=args.algo, steps=args.steps, out=out, seed=args.seed, dr=args.dr,
                      backend=args.backend, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                     config=_parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
+                     config=parse_sets(args.set), dataset=args.dataset, progress=not args.no_progress,
                      init_checkpoint=None if args.init is None else str(args.init),
                      executor="ray" if args.ray else "inprocess",
                      executor_options={"address": args.ray} if args.ray else {})

@@ -80,50 +80,38 @@ def train_bc_flow_cli(spec: Any, run: Any) -> Any:
     return _train_bc(spec, run, FlowPolicy)
 
 
-def _offline(spec: Any) -> tuple[IOContract, Any]:
+def _train_offline(spec: Any, run: Any, algo: str, config_cls: type, train: Any) -> Any:
+    """Train an offline learner on ``spec``'s dataset; ``train(contract, data, cfg, seed=, log=)`` returns the
+    deployable policy, which records the algorithm and the dataset."""
     from tether.policies.offline.common import OfflineData
+    from tether.policies.rl.common import config_from_dict
 
     contract, ds = _open(spec)
-    return contract, OfflineData.from_transitions(ds.to_transitions())
+    data = OfflineData.from_transitions(ds.to_transitions())
+    cfg = config_from_dict(config_cls, spec.config, algo)
+    if spec.steps:
+        cfg.steps = int(spec.steps)
+    policy = train(contract, data, cfg, seed=spec.seed, log=_logger(run))
+    policy.extra.update({"algo": algo, "dataset": str(spec.dataset)})
+    return policy
 
 
 def train_iql_cli(spec: Any, run: Any) -> Any:
     from tether.policies.offline.iql import IQLConfig, train_iql
-    from tether.policies.rl.common import config_from_dict
 
-    contract, data = _offline(spec)
-    cfg = config_from_dict(IQLConfig, spec.config, "iql")
-    if spec.steps:
-        cfg.steps = int(spec.steps)
-    result = train_iql(contract, data, cfg, seed=spec.seed, log=_logger(run))
-    result.policy.extra.update({"algo": "iql", "dataset": str(spec.dataset)})
-    return result.policy
+    return _train_offline(spec, run, "iql", IQLConfig, lambda *a, **kw: train_iql(*a, **kw).policy)
 
 
 def train_dql_cli(spec: Any, run: Any) -> Any:
-    from tether.policies.offline.dql import DQLConfig, train_dql
-    from tether.policies.rl.common import config_from_dict
+    from tether.policies.offline.dql import DQL, DQLConfig
 
-    contract, data = _offline(spec)
-    cfg = config_from_dict(DQLConfig, spec.config, "dql")
-    if spec.steps:
-        cfg.steps = int(spec.steps)
-    policy, _, _ = train_dql(contract, data, cfg, seed=spec.seed, log=_logger(run))
-    policy.extra.update({"algo": "dql", "dataset": str(spec.dataset)})
-    return policy
+    return _train_offline(spec, run, "dql", DQLConfig, lambda *a, **kw: DQL.train(*a, **kw)[0])
 
 
 def train_ofql_cli(spec: Any, run: Any) -> Any:
-    from tether.policies.offline.ofql import OFQLConfig, train_ofql
-    from tether.policies.rl.common import config_from_dict
+    from tether.policies.offline.ofql import OFQL, OFQLConfig
 
-    contract, data = _offline(spec)
-    cfg = config_from_dict(OFQLConfig, spec.config, "ofql")
-    if spec.steps:
-        cfg.steps = int(spec.steps)
-    policy, _, _ = train_ofql(contract, data, cfg, seed=spec.seed, log=_logger(run))
-    policy.extra.update({"algo": "ofql", "dataset": str(spec.dataset)})
-    return policy
+    return _train_offline(spec, run, "ofql", OFQLConfig, lambda *a, **kw: OFQL.train(*a, **kw)[0])
 
 
 __all__ = ["train_bc_diffusion_cli", "train_bc_flow_cli", "train_dql_cli",

@@ -18,12 +18,9 @@ import torch
 
 from tether.errors import TetherError
 from tether.policies.checkpoint import register_policy
-from tether.policies.generative import ChunkGenerator, GenerativeChunkPolicy, common_defaults, merge_config
+from tether.policies.generative import BENCH_CONFIG, ChunkGenerator, GenerativeChunkPolicy
 
 BETA_SCHEDULES = ("cosine", "linear", "vp")
-
-# the network every generative class is benchmarked with (same width/depth, chunk of 8, sampler every step)
-BENCH_CONFIG: dict[str, Any] = {"horizon": 8, "n_obs_steps": 2, "n_action_steps": 1, "hidden": [256, 256, 256]}
 
 
 def make_betas(schedule: str, num_steps: int) -> np.ndarray:
@@ -132,25 +129,22 @@ class DiffusionGenerator(ChunkGenerator):
 
 @register_policy("diffusion")
 class DiffusionPolicy(GenerativeChunkPolicy):
-    """Diffusion Policy (Chi et al.) with an MLP ε-network: chunks, history, receding horizon or ensembling."""
+    """Diffusion Policy (Chi et al.) with an MLP ε-network: chunks, history, receding horizon or ensembling.
 
-    kind = "diffusion"
+    Defaults: trained on a 100-step cosine schedule, sampled with 10 DDIM steps (``kind`` is set by the decorator).
+    """
+
     model_cls = DiffusionGenerator
     model: DiffusionGenerator
 
     @classmethod
-    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
-        d = common_defaults()
-        d.update({"obs_size": int(obs_size), "action_size": int(action_size), "num_train_steps": 100,
-                  "beta_schedule": "cosine", "inference_steps": 10, "clip_sample": True,
-                  "time_scale": 1000.0})
-        return merge_config(d, overrides, "diffusion policy")
+    def sampler_defaults(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {"num_train_steps": 100, "beta_schedule": "cosine", "inference_steps": 10, "clip_sample": True,
+                "time_scale": 1000.0}
 
     @classmethod
-    def benchmark_instances(cls, contract: Any) -> dict[str, DiffusionPolicy]:
-        """Untrained instances for benchmarks/policy_latency.py: the sampler runs on every ``act`` call."""
-        torch.manual_seed(0)
-        return {"diffusion DDIM-10 (3x256, H8)": cls(contract, BENCH_CONFIG)}
+    def benchmark_configs(cls) -> dict[str, dict[str, Any]]:
+        return {"diffusion DDIM-10 (3x256, H8)": BENCH_CONFIG}
 
 
-__all__ = ["BETA_SCHEDULES", "DiffusionGenerator", "DiffusionPolicy", "ddim_timesteps", "make_betas"]
+__all__ = ["BENCH_CONFIG", "BETA_SCHEDULES", "DiffusionGenerator", "DiffusionPolicy", "ddim_timesteps", "make_betas"]

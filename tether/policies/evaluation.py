@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from tether.errors import TetherError
+from tether.policies.base import Actor
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ MAX_BATCH = 32  # episodes evaluated side by side in one batch
 
 
 def evaluate_policy(
-    policy: Any,
+    policy: Actor,
     env: str | gym.Env,
     *,
     episodes: int = 10,
@@ -114,7 +115,7 @@ def evaluate_policy(
                       {"final_info_mean": final_mean})
 
 
-def _run_batch(policy: Any, venv: Any, seed: int, frames: list[np.ndarray] | None
+def _run_batch(policy: Actor, venv: Any, seed: int, frames: list[np.ndarray] | None
                ) -> tuple[list[float], list[int], list[bool], dict[str, list[float]]]:
     """One episode per env of ``venv``: returns, lengths, successes, end-of-episode task metrics."""
     n = venv.num_envs

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tether.errors import TetherError
+from tether.policies.base import Policy
 
 KINDS = ("noise", "chirp")
 MAX_SCALE = 1.0
@@ -151,7 +152,7 @@ class ExplorationPolicy:
         return d
 
 
-def with_exploration(policy: Any, scale: float | None, **kw: Any) -> Any:
+def with_exploration(policy: Policy, scale: float | None, **kw: Any) -> Policy:
     """``policy`` unchanged when ``scale`` is None or 0 (``tether deploy --explore 0``), else wrapped."""
     if scale is None or float(scale) == 0.0:
         return policy

@@ -36,6 +36,7 @@ from torch import nn
 
 from tether.errors import TetherError
 from tether.policies import exported as rt
+from tether.policies.base import Policy
 from tether.policies.exported import ExportedPolicy
 
 
@@ -149,12 +150,12 @@ class _VGPSGraph(nn.Module):
         return (onehot.unsqueeze(-1) * cands).sum(dim=1, keepdim=True)
 
 
-def _is_generative(policy: Any) -> bool:
+def _is_generative(policy: Policy) -> bool:
     model = getattr(policy, "model", None)
     return model is not None and hasattr(model, "generate") and hasattr(model, "condition")
 
 
-def history_length(policy: Any) -> int:
+def history_length(policy: Policy) -> int:
     """Observations a policy conditions on: the generator's window, or ``history`` / ``n_obs_steps`` in its
     config (the Gaussian actors' observation history), else 1."""
     if _is_generative(policy):
@@ -169,7 +170,7 @@ def history_length(policy: Any) -> int:
     return 1
 
 
-def export_spec(policy: Any) -> ExportSpec:
+def export_spec(policy: Policy) -> ExportSpec:
     """The graph and execution settings for ``policy`` (see the module doc); unknown policies are named."""
     kind = str(getattr(policy, "kind", type(policy).__name__))
     if _is_generative(policy):
@@ -207,7 +208,7 @@ def _resolve_policy(policy_or_dir: Any) -> Any:
     return policy_or_dir
 
 
-def parity_observations(policy: Any, n: int, seed: int = 0) -> np.ndarray:
+def parity_observations(policy: Policy, n: int, seed: int = 0) -> np.ndarray:
     """Random observations spread around the policy's training statistics (unit normal if it has none)."""
     rng = np.random.default_rng(seed)
     size = policy.contract.obs_size
@@ -241,7 +242,7 @@ def _torch_export(spec: ExportSpec, obs_size: int, path: Path, opset: int, polic
             raise ExportError(f"ONNX export of {policy_name} failed: {exc}") from exc
 
 
-def _metadata(policy: Any, spec: ExportSpec, report: ExportReport) -> dict[str, str]:
+def _metadata(policy: Policy, spec: ExportSpec, report: ExportReport) -> dict[str, str]:
     c = policy.contract
     chunk = {"horizon": spec.horizon, "n_action_steps": spec.n_action_steps, "execution": spec.execution,
              "ensemble_decay": spec.ensemble_decay}

@@ -32,6 +32,7 @@ import numpy as np
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.policies.base import batch_observations
 from tether.policies.history import ChunkExecutor, ObservationHistory
 
 FORMAT_VERSION = 1
@@ -131,17 +132,6 @@ class ExportedPolicy:
                                   f"(batch, {', '.join(map(str, dims))})")
 
     # ------------------------------------------------------------------ Policy protocol
-    def _check_obs(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
-        arr = np.asarray(obs, dtype=np.float32)
-        single = arr.ndim == 1
-        if single:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.contract.obs_size:
-            raise TetherError(f"observation has shape {np.shape(obs)}; expected (B, {self.contract.obs_size}) or "
-                              f"({self.contract.obs_size},) for {self.contract.robot}/{self.contract.task}")
-        if not np.all(np.isfinite(arr)):
-            raise TetherError("observation contains NaN/inf; expected finite values")
-        return arr, single
 
     def _noise(self, batch: int) -> np.ndarray:
         shape = (batch, self.noise_size)
@@ -160,13 +150,13 @@ class ExportedPolicy:
 
     def act_chunk(self, obs: np.ndarray) -> np.ndarray:
         """The whole chunk sampled for this step (advances the history, bypasses the executor)."""
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         chunk = self.run(self.history.push(arr))
         return chunk[0] if single else chunk
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Next action in [-1, 1]: (B, O) → (B, A), a 1-D observation gives a 1-D action."""
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         window = self.history.push(arr)
         if self.executor.needs_chunk(arr.shape[0]):
             self.executor.add_chunk(self.run(window))

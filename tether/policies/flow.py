@@ -22,7 +22,7 @@ from torch.func import jvp
 
 from tether.errors import TetherError
 from tether.policies.checkpoint import register_policy
-from tether.policies.generative import ChunkGenerator, GenerativeChunkPolicy, common_defaults, merge_config
+from tether.policies.generative import BENCH_CONFIG, ChunkGenerator, GenerativeChunkPolicy
 
 FLOW_VARIANTS = ("rectified", "mean")
 
@@ -110,27 +110,20 @@ class FlowGenerator(ChunkGenerator):
 class FlowPolicy(GenerativeChunkPolicy):
     """Flow-matching policy over action chunks; ``variant`` picks rectified (K Euler steps) or mean (one step)."""
 
-    kind = "flow"
     model_cls = FlowGenerator
     model: FlowGenerator
 
     @classmethod
-    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
-        d = common_defaults()
+    def sampler_defaults(cls, overrides: dict[str, Any]) -> dict[str, Any]:
         variant = str(overrides.get("variant", "rectified"))
-        d.update({"obs_size": int(obs_size), "action_size": int(action_size), "variant": variant,
-                  "inference_steps": 1 if variant == "mean" else 10, "mf_ratio": 0.5, "mf_adaptive_p": 0.5,
-                  "time_scale": 10.0})
-        return merge_config(d, overrides, "flow policy")
+        return {"variant": variant, "inference_steps": 1 if variant == "mean" else 10, "mf_ratio": 0.5,
+                "mf_adaptive_p": 0.5, "time_scale": 10.0}
 
     @classmethod
-    def benchmark_instances(cls, contract: Any) -> dict[str, FlowPolicy]:
-        """Untrained instances for benchmarks/policy_latency.py, same network as the diffusion benchmark."""
-        from tether.policies.diffusion import BENCH_CONFIG
-
-        torch.manual_seed(0)
-        return {"flow rectified Euler-10 (3x256, H8)": cls(contract, {**BENCH_CONFIG, "variant": "rectified"}),
-                "flow one-step mean (3x256, H8)": cls(contract, {**BENCH_CONFIG, "variant": "mean"})}
+    def benchmark_configs(cls) -> dict[str, dict[str, Any]]:
+        """Same network as the diffusion benchmark."""
+        return {"flow rectified Euler-10 (3x256, H8)": {**BENCH_CONFIG, "variant": "rectified"},
+                "flow one-step mean (3x256, H8)": {**BENCH_CONFIG, "variant": "mean"}}
 
 
 __all__ = ["FLOW_VARIANTS", "FlowGenerator", "FlowPolicy"]

@@ -29,6 +29,7 @@ from torch import nn
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.policies.base import batch_observations
 from tether.policies.checkpoint import Checkpoint, register_policy, save_checkpoint
 from tether.policies.history import ObservationHistory
 from tether.policies.networks import mlp, mlp_config
@@ -163,15 +164,7 @@ class GaussianPolicy(nn.Module):
 
     # ------------------------------------------------------------------ Policy protocol (numpy, deployment)
     def _obs_tensor(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
-        arr = np.asarray(obs, dtype=np.float32)
-        single = arr.ndim == 1
-        if single:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.contract.obs_size:
-            raise TetherError(
-                f"observation has shape {np.shape(obs)}; expected (B, {self.contract.obs_size}) or "
-                f"({self.contract.obs_size},) for {self.contract.robot}/{self.contract.task}"
-            )
+        arr, single = batch_observations(self.contract, obs, finite=False)
         return torch.from_numpy(arr), single
 
     def window(self, obs: np.ndarray) -> np.ndarray:

@@ -26,11 +26,14 @@ from torch import nn
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.policies.base import batch_observations
 from tether.policies.checkpoint import Checkpoint, save_checkpoint
 from tether.policies.history import ChunkExecutor, ObservationHistory, make_windows
 from tether.policies.networks import mlp, sinusoidal_embedding
 from tether.policies.normalization import RunningNormalizer
 
+# the network every generative class is benchmarked with (same width/depth, chunk of 8, sampler every step)
+BENCH_CONFIG: dict[str, Any] = {"horizon": 8, "n_obs_steps": 2, "n_action_steps": 1, "hidden": [256, 256, 256]}
 
 
 def common_defaults() -> dict[str, Any]:
@@ -185,8 +188,27 @@ class GenerativeChunkPolicy(nn.Module):
     model_cls: type[ChunkGenerator] = ChunkGenerator
 
     @classmethod
-    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
+    def sampler_defaults(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """This kind's own options and the common options it sets differently (may depend on ``overrides``)."""
         raise NotImplementedError
+
+    @classmethod
+    def default_config(cls, obs_size: int, action_size: int, **overrides: Any) -> dict[str, Any]:
+        d = common_defaults()
+        d.update({"obs_size": int(obs_size), "action_size": int(action_size)})
+        d.update(cls.sampler_defaults(overrides))
+        return merge_config(d, overrides, f"{cls.kind} policy")
+
+    @classmethod
+    def benchmark_configs(cls) -> dict[str, dict[str, Any]]:
+        """Name -> config of the untrained instances benchmarks/policy_latency.py times."""
+        raise NotImplementedError
+
+    @classmethod
+    def benchmark_instances(cls, contract: Any) -> dict[str, GenerativeChunkPolicy]:
+        """Untrained instances for benchmarks/policy_latency.py: the sampler runs on every ``act`` call."""
+        torch.manual_seed(0)
+        return {name: cls(contract, cfg) for name, cfg in cls.benchmark_configs().items()}
 
     def __init__(self, contract: IOContract, config: dict[str, Any] | None = None, *,
                  dr_terms: list[Any] | None = None, extra: dict[str, Any] | None = None) -> None:
@@ -213,19 +235,6 @@ class GenerativeChunkPolicy(nn.Module):
     def noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(batch, self.model.x_dim, generator=generator or self._gen)
 
-    def _check_obs(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
-        arr = np.asarray(obs, dtype=np.float32)
-        single = arr.ndim == 1
-        if single:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.contract.obs_size:
-            raise TetherError(
-                f"observation has shape {np.shape(obs)}; expected (B, {self.contract.obs_size}) or "
-                f"({self.contract.obs_size},) for {self.contract.robot}/{self.contract.task}"
-            )
-        if not np.all(np.isfinite(arr)):
-            raise TetherError("observation contains NaN/inf; expected finite values")
-        return arr, single
 
     def chunks_from_window(self, window: np.ndarray, num_samples: int = 1,
                            generator: torch.Generator | None = None) -> np.ndarray:
@@ -239,12 +248,12 @@ class GenerativeChunkPolicy(nn.Module):
 
     # ------------------------------------------------------------------ Policy protocol
     def act_chunk(self, obs: np.ndarray) -> np.ndarray:
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         chunk = self.chunks_from_window(self.history.push(arr))[:, 0]
         return chunk[0] if single else chunk
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         window = self.history.push(arr)
         if self.executor.needs_chunk(arr.shape[0]):
             self.executor.add_chunk(self.chunks_from_window(window)[:, 0])
@@ -255,7 +264,7 @@ class GenerativeChunkPolicy(nn.Module):
         """(B, obs) -> (B, K, A): the first action of K independently sampled chunks (V-GPS candidates)."""
         if num_samples < 1:
             raise TetherError(f"num_samples={num_samples}; expected >= 1")
-        arr, single = self._check_obs(obs)
+        arr, single = batch_observations(self.contract, obs)
         g = None if seed is None else torch.Generator().manual_seed(int(seed))
         out = self.chunks_from_window(self.history.push(arr), num_samples, g)[:, :, 0]
         return out[0] if single else out

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import TetherError
+from tether.policies.base import Policy
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TrainingRun:
     def __init__(self, spec: TrainSpec, total: int | None = None) -> None:
         self.spec = spec
         self.total = total or spec.steps or 0
-        self.policy: Any = None
+        self.policy: Policy | None = None
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
@@ -85,7 +86,7 @@ class TrainingRun:
         self._next_eval = self.eval_every if self.eval_every > 0 else math.inf
 
     # ------------------------------------------------------------------ state
-    def set_policy(self, policy: Any) -> None:
+    def set_policy(self, policy: Policy) -> None:
         self.policy = policy
 
     def advance(self, step: int) -> None:
@@ -128,7 +129,7 @@ class TrainingRun:
         self._csv_file.flush()
 
     # ------------------------------------------------------------------ evaluation
-    def maybe_evaluate(self, step: int, policy: Any | None = None, *, force: bool = False) -> dict[str, float] | None:
+    def maybe_evaluate(self, step: int, policy: Policy | None = None, *, force: bool = False) -> dict[str, float] | None:
         """Evaluate every ``eval_every`` steps (deterministic, fresh env, seeds disjoint from training)."""
         if not force and step < self._next_eval:
             return None
@@ -136,7 +137,7 @@ class TrainingRun:
             self._next_eval += self.eval_every
         return self.evaluate(step, policy)
 
-    def evaluate(self, step: int, policy: Any | None = None) -> dict[str, float]:
+    def evaluate(self, step: int, policy: Policy | None = None) -> dict[str, float]:
         from tether.policies.evaluation import evaluate_policy
 
         policy = policy if policy is not None else self.policy
@@ -150,7 +151,7 @@ class TrainingRun:
         return metrics
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, policy: Any | None = None, *, interrupted: bool = False) -> Path | None:
+    def save_checkpoint(self, policy: Policy | None = None, *, interrupted: bool = False) -> Path | None:
         policy = policy if policy is not None else self.policy
         if self.out is None or policy is None:
             return None

@@ -22,6 +22,7 @@ from torch import nn
 
 from tether.errors import TetherError
 from tether.policies.checkpoint import Checkpoint, load_policy, register_policy, save_checkpoint
+from tether.policies.gaussian import GaussianPolicy
 from tether.policies.offline.common import Critic
 
 BASE_DIR = "base"
@@ -49,7 +50,7 @@ class _OnnxVGPS(nn.Module):
 class _GaussianCandidates(nn.Module):
     """K tanh/clip-Gaussian samples from a GaussianPolicy with the noise as a fixed buffer."""
 
-    def __init__(self, policy: Any, noise: torch.Tensor) -> None:
+    def __init__(self, policy: GaussianPolicy, noise: torch.Tensor) -> None:
         super().__init__()
         self.policy = policy
         self.register_buffer("noise", noise)
@@ -134,8 +135,8 @@ class VGPSPolicy(nn.Module):
     @classmethod
     def benchmark_instances(cls, contract: Any) -> dict[str, VGPSPolicy]:
         """For benchmarks/policy_latency.py: K = 16 one-step flow candidates ranked by a 2x256 twin critic."""
-        from tether.policies.diffusion import BENCH_CONFIG
         from tether.policies.flow import FlowPolicy
+        from tether.policies.generative import BENCH_CONFIG
 
         torch.manual_seed(0)
         base = FlowPolicy(contract, {**BENCH_CONFIG, "variant": "mean"})

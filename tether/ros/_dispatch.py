@@ -1,7 +1,11 @@
-"""Shared receive path for every transport: decode CDR, call the user's callback, count what went wrong.
+"""Shared pub/sub paths for every transport: encode and write CDR, decode it, call the user's callback,
+count what went wrong.
 
 Why shared: the guarantee "a malformed sample is dropped and counted, a raising callback is logged and
-counted, nothing propagates into the transport's thread" must hold identically for DDS, rclpy and loopback.
+counted, nothing propagates into the transport's thread" must hold identically for DDS, rclpy and loopback,
+and so must the checks made before an endpoint exists. Each transport only says how a subscription attaches
+to and detaches from its wire (:meth:`DispatchingTransport._attach` / ``_detach``) and how raw CDR is written
+(:meth:`CdrPublisher.publish_raw`).
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from tether.errors import TetherError
 from tether.ros import types as T
-from tether.ros.transport import ReceiveInfo, Subscription
+from tether.ros.qos import QoS, resolve
+from tether.ros.transport import Publisher, ReceiveInfo, Subscription, Transport
 
 log = logging.getLogger("tether.ros")
 
@@ -85,6 +91,62 @@ class DispatchingSubscription(Subscription):
         self._closed = True
         if self._on_close is not None:
             self._on_close(self)
+
+
+class CdrPublisher(Publisher):
+    """A publisher that serialises with its transport's typestore; subclasses write the raw CDR."""
+
+    def __init__(self, transport: Any, topic: str, msgtype: str, qos: QoS) -> None:
+        self.topic = topic
+        self.msgtype = msgtype
+        self.qos = qos
+        self._t = transport
+        self.published = 0
+
+    def publish(self, msg: Any) -> None:
+        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
+
+    def _check_open(self) -> None:
+        if self._t.closed:
+            raise TetherError(f"publish on {self.topic} after the transport was closed; expected an open transport")
+
+
+class DispatchingTransport(Transport):
+    """A transport whose subscriptions are :class:`DispatchingSubscription` s: the subscribe path lives here."""
+
+    store: Any
+    closed: bool
+    subscription_class: ClassVar[type[DispatchingSubscription]] = DispatchingSubscription
+
+    def subscribe(
+        self,
+        topic: str,
+        msgtype: str,
+        callback: Callable[..., None],
+        qos: Any = "default",
+        *,
+        raw: bool = False,
+        info: bool = False,
+    ) -> DispatchingSubscription:
+        self._check_open()
+        T.check_topic(topic)
+        T.check_msgtype(self.store, msgtype)
+        q = resolve(qos)
+        sub = self.subscription_class(topic, msgtype, callback, self.store, raw, info, on_close=self._detach)
+        self._attach(sub, q)
+        return sub
+
+    @abstractmethod
+    def _attach(self, sub: DispatchingSubscription, qos: QoS) -> None:
+        """Connect ``sub`` to the wire so that received CDR reaches ``sub.deliver``."""
+
+    @abstractmethod
+    def _detach(self, sub: DispatchingSubscription) -> None:
+        """Disconnect a closing ``sub`` from the wire (called once, from ``sub.close()``)."""
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TetherError("transport is closed; expected an open transport")
 
 
 def pad4(data: bytes) -> bytes:

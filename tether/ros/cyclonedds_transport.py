@@ -27,15 +27,14 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tether.errors import TetherError
 from tether.ros import types as T
-from tether.ros._dispatch import DispatchingSubscription, pad4
+from tether.ros._dispatch import CdrPublisher, DispatchingSubscription, DispatchingTransport, pad4
 from tether.ros.qos import POLICY_NAMES, QoS, QosIncident, QosIncidentLog, resolve
-from tether.ros.transport import Publisher, Transport, WriterInfo
+from tether.ros.transport import WriterInfo
 
 log = logging.getLogger("tether.ros.dds")
 
@@ -267,23 +266,15 @@ class DiscoveredEndpoint:
     participant_key: str
 
 
-class DdsPublisher(Publisher):
+class DdsPublisher(CdrPublisher):
     def __init__(self, transport: DdsTransport, topic: str, msgtype: str, qos: QoS, writer: Any) -> None:
-        self.topic = topic
-        self.msgtype = msgtype
-        self.qos = qos
-        self._t = transport
+        super().__init__(transport, topic, msgtype, qos)
         self._writer = writer
-        self.published = 0
-
-    def publish(self, msg: Any) -> None:
-        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
 
     def publish_raw(self, data: bytes) -> None:
         from cyclonedds._clayer import ddspy_write
 
-        if self._t.closed:
-            raise TetherError(f"publish on {self.topic} after the transport was closed; expected an open transport")
+        self._check_open()
         ret = ddspy_write(self._writer._ref, pad4(data))
         if ret < 0:
             why = " (Cyclone validates CDR on write: the bytes are malformed for this type)" if ret == -3 else ""
@@ -302,7 +293,7 @@ class DdsSubscription(DispatchingSubscription):
         return len(self.reader.get_matched_publications()) if self.reader is not None else 0
 
 
-class DdsTransport(Transport):
+class DdsTransport(DispatchingTransport):
     """Transport over Cyclone DDS; see the module docstring.
 
     ``domain_id``: None -> ``ROS_DOMAIN_ID`` or 0. ``distro``: which typestore encodes messages and hashes
@@ -310,6 +301,7 @@ class DdsTransport(Transport):
     """
 
     _TAKE_BATCH = 64
+    subscription_class = DdsSubscription
 
     def __init__(
         self,
@@ -412,34 +404,22 @@ class DdsTransport(Transport):
             self._pubs.append(pub)
         return pub
 
-    def subscribe(
-        self,
-        topic: str,
-        msgtype: str,
-        callback: Callable[..., None],
-        qos: Any = "default",
-        *,
-        raw: bool = False,
-        info: bool = False,
-    ) -> DdsSubscription:
+    def _attach(self, sub: DispatchingSubscription, qos: QoS) -> None:
         from cyclonedds.core import InstanceState, Listener, ReadCondition, SampleState, ViewState
         from cyclonedds.sub import DataReader
 
-        self._check_open()
-        q = resolve(qos)
-        tp = self._topic(topic, msgtype)
-        sub = DdsSubscription(topic, msgtype, callback, self.store, raw, info, on_close=self._close_sub)
-        listener = Listener(on_requested_incompatible_qos=lambda _r, st: self._incident(topic, "reader", q, st))
-        reader = DataReader(self.participant, tp, qos=q.to_cyclone(self._user_data(msgtype)), listener=listener)
+        assert isinstance(sub, DdsSubscription)
+        tp = self._topic(sub.topic, sub.msgtype)
+        listener = Listener(on_requested_incompatible_qos=lambda _r, st: self._incident(sub.topic, "reader", qos, st))
+        reader = DataReader(self.participant, tp, qos=qos.to_cyclone(self._user_data(sub.msgtype)), listener=listener)
         cond = ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any)
         sub.reader, sub.condition, sub._listener = reader, cond, listener  # type: ignore[attr-defined]
         with self._lock:
             self._subs[id(sub)] = sub
         self._waitset.attach(cond)
         self._guard.set(True)  # wake the dispatcher: transient-local history may already be waiting
-        return sub
 
-    def _close_sub(self, sub: DispatchingSubscription) -> None:
+    def _detach(self, sub: DispatchingSubscription) -> None:
         with self._lock:
             dsub = self._subs.pop(id(sub), None)
             if dsub is None or self.closed:
@@ -606,10 +586,6 @@ class DdsTransport(Transport):
             _delete(reader)
 
     # ---------------------------------------------------------------------------------- lifecycle
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise TetherError("transport is closed; expected an open transport")
 
     def close(self) -> None:
         with self._lock:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from tether.errors import TetherError
 from tether.ros import types as T
-from tether.ros._dispatch import DispatchingSubscription
+from tether.ros._dispatch import CdrPublisher, DispatchingSubscription, DispatchingTransport
 from tether.ros.qos import QoS, QosIncident, QosIncidentLog, incompatibility, resolve
-from tether.ros.transport import Publisher, Transport, WriterInfo
+from tether.ros.transport import Publisher, WriterInfo
 
 
 class _Bus:
@@ -43,21 +42,15 @@ def _bus(domain_id: int) -> _Bus:
         return _BUSES.setdefault(domain_id, _Bus())
 
 
-class _LoopPublisher(Publisher):
-    def __init__(self, transport: LoopbackTransport, topic: str, msgtype: str, qos: QoS) -> None:
-        self.topic = topic
-        self.msgtype = msgtype
-        self.qos = qos
-        self._t = transport
-        self.history: deque[tuple[bytes, int]] = deque(maxlen=qos.depth)
-        self.published = 0
+class _LoopPublisher(CdrPublisher):
+    _t: LoopbackTransport
 
-    def publish(self, msg: Any) -> None:
-        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
+    def __init__(self, transport: LoopbackTransport, topic: str, msgtype: str, qos: QoS) -> None:
+        super().__init__(transport, topic, msgtype, qos)
+        self.history: deque[tuple[bytes, int]] = deque(maxlen=qos.depth)
 
     def publish_raw(self, data: bytes) -> None:
-        if self._t.closed:
-            raise TetherError(f"publish on {self.topic} after the transport was closed; expected an open transport")
+        self._check_open()
         now = time.time_ns()
         self.published += 1
         bus = self._t.bus
@@ -81,7 +74,7 @@ class _LoopPublisher(Publisher):
             )
 
 
-class LoopbackTransport(Transport):
+class LoopbackTransport(DispatchingTransport):
     """In-process Transport; see the module docstring. ``drop`` in [0, 1) drops received samples at random."""
 
     def __init__(self, domain_id: int = 0, distro: str = "humble", drop: float = 0.0, seed: int = 0,
@@ -132,30 +125,16 @@ class LoopbackTransport(Transport):
         self._pubs.append(pub)
         return pub
 
-    def subscribe(
-        self,
-        topic: str,
-        msgtype: str,
-        callback: Callable[..., None],
-        qos: Any = "default",
-        *,
-        raw: bool = False,
-        info: bool = False,
-    ) -> DispatchingSubscription:
-        self._check_open()
-        T.check_topic(topic)
-        T.check_msgtype(self.store, msgtype)
-        rqos = resolve(qos)
-        sub = DispatchingSubscription(topic, msgtype, callback, self.store, raw, info, on_close=self._remove_sub)
+    def _attach(self, sub: DispatchingSubscription, rqos: QoS) -> None:
         sub.matched = lambda: self._matched_writers(sub, rqos)  # type: ignore[method-assign]
         with self.bus.lock:
-            self.bus.readers.setdefault(topic, []).append((sub, rqos, self))
-            writers = list(self.bus.writers.get(topic, []))
+            self.bus.readers.setdefault(sub.topic, []).append((sub, rqos, self))
+            writers = list(self.bus.writers.get(sub.topic, []))
         late: list[tuple[bytes, int, LoopbackTransport]] = []
         for w in writers:
             self._report_pair(w, sub, rqos, self)
             if (
-                w.msgtype == msgtype
+                w.msgtype == sub.msgtype
                 and rqos.durability == "transient_local"
                 and incompatibility(w.qos, rqos) is None
             ):
@@ -163,7 +142,6 @@ class LoopbackTransport(Transport):
         for data, ts, writer in sorted(late, key=lambda x: x[1]):
             sub.deliver(data, ts, writer.participant_id, writer.enclave)
         self._subs.append(sub)
-        return sub
 
     def _matched_writers(self, sub: DispatchingSubscription, rqos: QoS) -> int:
         with self.bus.lock:
@@ -173,14 +151,10 @@ class LoopbackTransport(Transport):
                 if w.msgtype == sub.msgtype and incompatibility(w.qos, rqos) is None
             )
 
-    def _remove_sub(self, sub: DispatchingSubscription) -> None:
+    def _detach(self, sub: DispatchingSubscription) -> None:
         with self.bus.lock:
             entries = self.bus.readers.get(sub.topic, [])
             self.bus.readers[sub.topic] = [e for e in entries if e[0] is not sub]
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise TetherError("transport is closed; expected an open transport")
 
     def close(self) -> None:
         if self.closed:

@@ -20,14 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from tether.errors import TetherError
 from tether.ros import types as T
-from tether.ros._dispatch import DispatchingSubscription
+from tether.ros._dispatch import CdrPublisher, DispatchingSubscription, DispatchingTransport
 from tether.ros.qos import QoS, QosIncident, QosIncidentLog, resolve
-from tether.ros.transport import Publisher, Transport
 
 log = logging.getLogger("tether.ros.rclpy")
 
@@ -59,17 +57,14 @@ def _event_callbacks() -> tuple[Any, Any]:
     return PublisherEventCallbacks, SubscriptionEventCallbacks
 
 
-class RclpyPublisher(Publisher):
+class RclpyPublisher(CdrPublisher):
     def __init__(self, transport: RclpyTransport, topic: str, msgtype: str, qos: QoS, pub: Any) -> None:
-        self.topic, self.msgtype, self.qos = topic, msgtype, qos
-        self._t = transport
+        super().__init__(transport, topic, msgtype, qos)
         self._pub = pub
-
-    def publish(self, msg: Any) -> None:
-        self.publish_raw(T.serialize(self._t.store, msg, self.msgtype))
 
     def publish_raw(self, data: bytes) -> None:
         self._pub.publish(bytes(data))  # rclpy: bytes -> publish_raw (serialised message)
+        self.published += 1
 
     def matched(self) -> int:
         return int(self._pub.get_subscription_count())
@@ -83,8 +78,10 @@ class RclpySubscription(DispatchingSubscription):
         return int(self._t.node.count_publishers(self.topic))
 
 
-class RclpyTransport(Transport):
+class RclpyTransport(DispatchingTransport):
     """Transport over rclpy with its own context, node and executor thread (untested here; see module doc)."""
+
+    subscription_class = RclpySubscription
 
     def __init__(
         self,
@@ -136,34 +133,21 @@ class RclpyTransport(Transport):
         pub = self.node.create_publisher(_message_class(msgtype), topic, q.to_rclpy(), event_callbacks=cbs)
         return RclpyPublisher(self, topic, msgtype, q, pub)
 
-    def subscribe(
-        self,
-        topic: str,
-        msgtype: str,
-        callback: Callable[..., None],
-        qos: Any = "default",
-        *,
-        raw: bool = False,
-        info: bool = False,
-    ) -> RclpySubscription:
+    def _attach(self, sub: DispatchingSubscription, qos: QoS) -> None:
         _, SubscriptionEventCallbacks = _event_callbacks()
-        q = resolve(qos)
-        T.check_topic(topic)
-        T.check_msgtype(self.store, msgtype)
-        sub = RclpySubscription(topic, msgtype, callback, self.store, raw, info, on_close=self._close_sub)
+        assert isinstance(sub, RclpySubscription)
         sub._t = self
-        cbs = SubscriptionEventCallbacks(incompatible_qos=lambda ev: self._event(topic, "reader", q, ev))
+        cbs = SubscriptionEventCallbacks(incompatible_qos=lambda ev: self._event(sub.topic, "reader", qos, ev))
         sub._sub = self.node.create_subscription(
-            _message_class(msgtype), topic, lambda data: sub.deliver(data), q.to_rclpy(), event_callbacks=cbs, raw=True
+            _message_class(sub.msgtype), sub.topic, lambda data: sub.deliver(data), qos.to_rclpy(),
+            event_callbacks=cbs, raw=True,
         )
         self._subs.append(sub)
-        return sub
 
-    def _close_sub(self, sub: DispatchingSubscription) -> None:
-        rsub = sub  # type: ignore[assignment]
-        if getattr(rsub, "_sub", None) is not None and not self.closed:
-            self.node.destroy_subscription(rsub._sub)  # type: ignore[attr-defined]
-            rsub._sub = None  # type: ignore[attr-defined]
+    def _detach(self, sub: DispatchingSubscription) -> None:
+        if getattr(sub, "_sub", None) is not None and not self.closed:
+            self.node.destroy_subscription(sub._sub)  # type: ignore[attr-defined]
+            sub._sub = None  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self.closed:

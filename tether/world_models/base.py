@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from tether.errors import TetherError
+from tether.policies.base import Actor
 
 
 @runtime_checkable
@@ -79,7 +80,7 @@ class Trajectory:
 
 def imagine(
     model: WorldModel,
-    policy: Any,
+    policy: Actor,
     start_obs: np.ndarray,
     horizon: int,
     *,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from tether.cli_types import existing_dir, int_range, output_dir, positive_int, seed, threads, widths
+from tether.cli_types import existing_dir, int_range, output_dir, positive_int, seed, widths
+from tether.policies.cli_options import add_threads_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hidden widths, comma separated (each 1..65536, at most 64 layers)")
     f.add_argument("--updates", type=positive_int, default=5000, help="maximum gradient updates")
     f.add_argument("--seed", type=seed, default=0)
-    f.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
+    add_threads_option(f)
     f.set_defaults(func=_fit)
     e = sub.add_parser("eval", help="one-step and open-loop errors of a world model on a dataset, vs baselines")
     e.add_argument("model", type=existing_dir, help="world model directory written by `tether wm fit`")

@@ -10,9 +10,8 @@ average, in normalised units, so one threshold works across tasks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,7 @@ from torch import nn
 
 from tether.errors import TetherError
 from tether.policies.networks import EnsembleMLP
-
-WEIGHTS = "weights.safetensors"
-META = "world_model.json"
+from tether.world_models.storage import detached, load_weights, load_world_model, save_world_model
 
 
 @dataclass
@@ -285,43 +282,18 @@ class EnsembleWorldModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().clone() for k, v in self.net.state_dict().items()}
+        tensors = detached(self.net)
         tensors["elite_idx"] = torch.as_tensor(self.elite_idx, dtype=torch.int64)
-        save_file(tensors, str(directory / WEIGHTS))
-        cfg = asdict(self.cfg)
-        cfg["hidden"] = list(cfg["hidden"])
-        meta = {"kind": self.kind, "obs_size": self.obs_size, "action_size": self.action_size, "config": cfg,
-                "extra": dict(extra or {})}
-        (directory / META).write_text(json.dumps(meta, indent=2))
-        return directory
+        return save_world_model(directory, self.kind, self.obs_size, self.action_size, self.cfg, tensors,
+                                extra=extra or {})
 
     @classmethod
     def load(cls, directory: str | Path) -> EnsembleWorldModel:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for f in (META, WEIGHTS):
-            if not (directory / f).is_file():
-                raise TetherError(f"world model {directory} has no {f}; expected {META} and {WEIGHTS}")
-        try:
-            meta = json.loads((directory / META).read_text())
-            tensors = load_file(str(directory / WEIGHTS))
-        except (json.JSONDecodeError, OSError, RuntimeError, ValueError, SafetensorError) as exc:
-            raise TetherError(f"world model {directory} is unreadable ({exc})") from None
-        if meta.get("kind") != cls.kind:
-            raise TetherError(f"world model {directory} is a {meta.get('kind')!r}; expected {cls.kind!r}")
+        meta, tensors = load_world_model(directory, cls.kind)
         cfg = EnsembleConfig(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
         model = cls(meta["obs_size"], meta["action_size"], cfg)
         elite = tensors.pop("elite_idx", None)
-        try:
-            model.net.load_state_dict(tensors)
-        except RuntimeError as exc:
-            raise TetherError(f"world model {directory} weights do not match its config ({exc})") from None
+        load_weights(model.net, tensors, directory)
         if elite is not None:
             model.elite_idx = elite.numpy()
         model.fitted = True

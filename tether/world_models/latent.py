@@ -17,9 +17,8 @@ it never reconstructs observations.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,7 @@ from torch import nn
 from tether.errors import TetherError
 from tether.world_models.metrics import consecutive_windows
 from tether.policies.networks import EnsembleQ, mlp, soft_update
-
-WEIGHTS = "weights.safetensors"
-META = "world_model.json"
+from tether.world_models.storage import detached, load_weights, load_world_model, save_world_model
 
 
 @dataclass
@@ -298,39 +295,17 @@ class LatentWorldModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().clone() for k, v in self.nets.state_dict().items()}
-        tensors.update({f"q_target.{k}": v.detach().contiguous().clone()
-                        for k, v in self.q_target.state_dict().items()})
-        save_file(tensors, str(directory / WEIGHTS))
-        cfg = json.loads(json.dumps(asdict(self.cfg), default=list))
-        meta = {"kind": self.kind, "obs_size": self.obs_size, "action_size": self.action_size, "config": cfg}
-        (directory / META).write_text(json.dumps(meta, indent=2))
-        return directory
+        tensors = {**detached(self.nets), **detached(self.q_target, "q_target.")}
+        return save_world_model(directory, self.kind, self.obs_size, self.action_size, self.cfg, tensors)
 
     @classmethod
     def load(cls, directory: str | Path) -> LatentWorldModel:
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for f in (META, WEIGHTS):
-            if not (directory / f).is_file():
-                raise TetherError(f"world model {directory} has no {f}; expected {META} and {WEIGHTS}")
-        meta = json.loads((directory / META).read_text())
-        if meta.get("kind") != cls.kind:
-            raise TetherError(f"world model {directory} is a {meta.get('kind')!r}; expected {cls.kind!r}")
+        meta, tensors = load_world_model(directory, cls.kind)
         c = dict(meta["config"])
         c["hidden"] = tuple(c["hidden"])
         c["image_shape"] = tuple(c["image_shape"]) if c.get("image_shape") else None
         model = cls(meta["obs_size"], meta["action_size"], LatentConfig(**c))
-        tensors = load_file(str(directory / WEIGHTS))
         qt = {k[len("q_target."):]: v for k, v in tensors.items() if k.startswith("q_target.")}
-        try:
-            model.nets.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("q_target.")})
-            model.q_target.load_state_dict(qt)
-        except RuntimeError as exc:
-            raise TetherError(f"world model {directory} weights do not match its config ({exc})") from None
+        load_weights(model.nets, {k: v for k, v in tensors.items() if not k.startswith("q_target.")}, directory)
+        load_weights(model.q_target, qt, directory)
         return model

@@ -28,8 +28,7 @@ import torch
 
 from tether.contract import IOContract
 from tether.errors import TetherError
-from tether.policies.networks import soft_update
-from tether.policies.buffers import Batch, ReplayBuffer, concat_batches, mix
+from tether.policies.buffers import ReplayBuffer, concat_batches, mix
 from tether.policies.rl.common import config_from_dict, config_to_dict, make_vec_env, set_action_bias
 from tether.policies.rl.offpolicy import episode_metrics, run_offpolicy
 from tether.policies.rl.sac import SAC, SACConfig
@@ -66,34 +65,13 @@ class EnsembleSAC(SAC):
         off = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)
         return off.mean() / (n - 1)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def critic_penalty(self, obs_n: torch.Tensor, action: torch.Tensor,
+                       q: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """η × the critics' gradient diversity (none with η = 0, which is exactly SAC)."""
         if self.eta == 0.0:
-            return super().update(batch)
-        cfg = self.cfg
-        alpha = self.log_alpha.detach().exp()
-        obs_n, next_n = self._norm(batch["obs"]), self._norm(batch["next_obs"])
-        with torch.no_grad():
-            next_a, next_logp = self.policy.sample(batch["next_obs"], generator=self.gen)
-            tq = self.q_target(next_n, next_a)
-            if cfg.num_min_qs < cfg.num_qs:
-                tq = tq[torch.randperm(cfg.num_qs, generator=self.gen)[: cfg.num_min_qs]]
-            tq = tq.min(0).values
-            if cfg.backup_entropy:
-                tq = tq - alpha * next_logp
-            y = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * tq
-        q = self.q(obs_n, batch["action"])
-        div = self._diversity(obs_n, batch["action"])
-        critic_loss = ((q - y.unsqueeze(0)) ** 2).mean(1).sum() + self.eta * div
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        soft_update(self.q_target, self.q, cfg.tau)
-        self.num_updates += 1
-        out = {"train/critic_loss": float(critic_loss.detach()), "train/q_mean": float(q.detach().mean()),
-               "train/q_std": float(q.detach().std(0).mean()), "train/diversity": float(div.detach())}
-        if self.num_updates % cfg.actor_delay == 0:
-            out.update(self.update_actor(batch["obs"]))
-        return out
+            return None, {}
+        div = self._diversity(obs_n, action)
+        return self.eta * div, {"train/q_std": float(q.detach().std(0).mean()), "train/diversity": float(div.detach())}
 
     def q_value(self, obs: np.ndarray, action: np.ndarray | None = None, *, reduce: str = "min") -> np.ndarray:
         """Q(obs, action) (action defaults to the policy's deterministic action), min or mean over critics."""

@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tether.cli_types import (
-    backend,
-    dr_spec, env_id, existing_dir, existing_path, key_value, output_dir, positive_int, seed, threads,
-)
+from tether.cli_types import backend, dr_spec, env_id, existing_dir, existing_path, output_dir, positive_int, seed
+from tether.policies.cli_options import add_training_options, check_env_and_dr, parse_sets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,20 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="physics backend of the sim env: mujoco or pybullet")
     p.add_argument("--dr", default=None, type=dr_spec,
                    help="DR preset or .json for the sim env (default: the checkpoint's terms)")
-    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="algorithm option override (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1)")
+    add_training_options(p)
     p.set_defaults(func=_finetune)
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from tether.policies.commands import check_env_and_dr
-
     check_env_and_dr(args.sim, args.dr)
     import torch
 
-    from tether.policies.commands import _parse_sets
     from tether.policies.hybrid.finetune import ALGOS, finetune
     from tether.errors import TetherError
 
@@ -71,7 +63,7 @@ def _finetune(args: argparse.Namespace) -> int:
                 bar.set_postfix(shown, refresh=False)
     try:
         finetune(args.checkpoint, args.real, args.sim, algo=args.algo, steps=args.steps, seed=args.seed, out=out,
-                 config=_parse_sets(args.set), backend=args.backend, dr=args.dr, progress=progress)
+                 config=parse_sets(args.set), backend=args.backend, dr=args.dr, progress=progress)
     finally:
         if bar is not None:
             bar.close()

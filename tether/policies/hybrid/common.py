@@ -18,6 +18,7 @@ import torch
 
 from tether.contract import ContractError, IOContract
 from tether.errors import TetherError
+from tether.policies.base import Policy
 
 REQUIRED_KEYS = ("obs", "action", "reward", "next_obs", "terminal")
 
@@ -88,7 +89,7 @@ def real_buffer(tr: Mapping[str, np.ndarray], *, seed: int = 0) -> Any:
     return ReplayBuffer.from_arrays(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"], seed=seed)
 
 
-def is_sac_actor(policy: Any) -> bool:
+def is_sac_actor(policy: Policy) -> bool:
     """A tanh-squashed, state-dependent Gaussian: the actor SAC/H2O/RLPD can keep training as is."""
     from tether.policies.gaussian import GaussianPolicy
 
@@ -96,7 +97,7 @@ def is_sac_actor(policy: Any) -> bool:
             and policy.config["log_std"] == "state_dependent")
 
 
-def policy_states(env: EnvLike, policy: Any, steps: int, *, seed: int = 0,
+def policy_states(env: EnvLike, policy: Policy, steps: int, *, seed: int = 0,
                   env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
     """Observations the policy itself visits in ``env`` (what a distilled copy must imitate on)."""
     from tether.policies.rl.common import make_vec_env
@@ -113,7 +114,7 @@ def policy_states(env: EnvLike, policy: Any, steps: int, *, seed: int = 0,
     return np.stack(out) if out else np.zeros((0, policy.contract.obs_size), np.float32)
 
 
-def warm_start_actor(sac: Any, policy: Any, states: np.ndarray, *, steps: int = 1000, seed: int = 0) -> str:
+def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int = 1000, seed: int = 0) -> str:
     """Make ``sac.policy`` start where ``policy`` is; returns how ("weights" or "distilled").
 
     A SAC-style actor is taken over as is (weights, observation normaliser, config), so fine-tuning starts from
@@ -176,6 +177,65 @@ def critic_warmup(sac: Any, sample: Callable[[], dict[str, torch.Tensor]], updat
         sac.cfg.actor_delay = delay
 
 
+def check_run(cfg: Any, total_steps: int, unit: str = "env") -> None:
+    """Refuse a run without steps, or a config whose batches leave out the real data or the fresh rollouts."""
+    if total_steps < 1:
+        raise TetherError(f"steps={total_steps}; expected a positive number of {unit} steps")
+    cfg.check()
+
+
+def fit_to_env(real: Mapping[str, Any], policy: Policy | None, env_contract: IOContract,
+               what: str) -> tuple[IOContract, dict[str, np.ndarray]]:
+    """(the contract to train under, checked real transitions): the loaded policy's contract when there is one,
+    which the env must be compatible with."""
+    contract = policy.contract if policy is not None else env_contract
+    contract.check_compatible(env_contract, what=what)
+    return contract, check_transitions(real, contract)
+
+
+def start_actor(sac: Any, policy: Policy | None, real: Mapping[str, np.ndarray], env: EnvLike, cfg: Any,
+                neutral_action: Any, real_buf: Any, *, seed: int = 0,
+                env_kwargs: Mapping[str, Any] | None = None) -> str | None:
+    """Start ``sac``'s actor from ``policy`` (see :func:`warm_start_actor`; returns how) and fit the critics to it
+    on ``real_buf`` (see :func:`critic_warmup`), or, without a policy, start at the env's neutral action when the
+    config asks for it (returns None)."""
+    if policy is not None:
+        states = real["obs"] if is_sac_actor(policy) else np.concatenate(
+            [real["obs"], policy_states(env, policy, cfg.distill_states, seed=seed, env_kwargs=env_kwargs)])
+        warm = warm_start_actor(sac, policy, states, seed=seed)
+        critic_warmup(sac, lambda: real_buf.sample(cfg.batch_size), cfg.critic_warmup)
+        return warm
+    if cfg.init_neutral_action:
+        from tether.policies.rl.common import set_action_bias
+
+        set_action_bias(sac.policy, neutral_action)
+    return None
+
+
+def train_cli(spec: Any, run: Any, train: Callable[..., Any], algo: str, needs: str) -> Any:
+    """``tether train ENV --algo ALGO --dataset REAL``: a hybrid learner from scratch on ``spec``'s env, with
+    the dataset as its real data; returns the deployable policy, which records that data's provenance."""
+    from tether.policies.envs import env_contract, make_env
+
+    if not spec.dataset:
+        raise TetherError(f"--algo {algo} needs {needs}: pass --dataset DATASET_OR_BAG")
+    probe = make_env(spec.env_id, backend=spec.backend, dr=spec.dr)
+    try:
+        contract = env_contract(probe, spec.env_id)
+    finally:
+        probe.close()
+    real, prov = load_real(spec.dataset, contract)
+
+    def progress(step: int, _total: int, metrics: dict[str, float]) -> None:
+        run.advance(step)
+        run.log(step, metrics)
+
+    learner = train(spec.env_id, real, spec.steps or 20_000, spec.config, seed=spec.seed, progress=progress,
+                    env_kwargs={"backend": spec.backend, "dr": spec.dr})
+    learner.policy.extra["real_data"] = prov
+    return learner.policy
+
+
 class RunAdapter:
     """Routes ``train_sac``'s run hooks (advance/log/maybe_evaluate/set_policy) to a progress callback."""
 
@@ -184,7 +244,7 @@ class RunAdapter:
         self.step = 0
         self.history: list[dict[str, float]] = []
 
-    def set_policy(self, policy: Any) -> None:
+    def set_policy(self, policy: Policy) -> None:
         self.policy = policy
 
     def advance(self, step: int) -> None:
@@ -195,9 +255,10 @@ class RunAdapter:
         if self.progress is not None:
             self.progress(step + self.offset, self.total, dict(metrics))
 
-    def maybe_evaluate(self, step: int, policy: Any = None) -> None:
+    def maybe_evaluate(self, step: int, policy: Policy | None = None) -> None:
         return None
 
 
-__all__ = ["REQUIRED_KEYS", "ProgressFn", "RunAdapter", "check_transitions", "critic_warmup",
-           "is_sac_actor", "load_real", "policy_states", "real_buffer", "warm_start_actor"]
+__all__ = ["REQUIRED_KEYS", "ProgressFn", "RunAdapter", "check_run", "check_transitions", "critic_warmup",
+           "fit_to_env", "is_sac_actor", "load_real", "policy_states", "real_buffer", "start_actor", "train_cli",
+           "warm_start_actor"]

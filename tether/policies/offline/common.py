@@ -13,7 +13,7 @@ the one-step average-velocity generator (gradients through one network call).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from torch import nn
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tether.policies.generative import GenerativeChunkPolicy
 from tether.policies.networks import EnsembleQ, soft_update
 from tether.policies.normalization import RunningNormalizer
 
@@ -156,29 +157,65 @@ def td_target(critic_target: Critic, next_obs: torch.Tensor, next_action: torch.
 
 
 @dataclass
-class QGuidedConfig:
-    """Knobs shared by Diffusion-QL and OFQL (defaults follow Diffusion-QL's D4RL locomotion settings)."""
+class OfflineConfig:
+    """What every offline learner's settings have: how long, how big a batch, the TD backup, how often to log."""
 
-    steps: int = 20_000
+    steps: int = 20_000  # gradient steps (each on one minibatch drawn uniformly from the data)
     batch_size: int = 256
     gamma: float = 0.99
-    tau: float = 0.005
+    tau: float = 0.005  # Polyak rate of the target critic
+    log_every: int = 500  # steps between logged means of the training losses
+
+
+def minibatches(data: OfflineData, cfg: OfflineConfig, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``cfg.steps`` minibatches (s, a, r, s', terminal) drawn with replacement from ``data`` with ``gen``."""
+    t = data.torch()
+    n = len(data)
+    for _ in range(cfg.steps):
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        yield t["obs"][idx], t["actions"][idx], t["rewards"][idx], t["next_obs"][idx], t["terminals"][idx]
+
+
+class MeanLog:
+    """Sums scalar losses step by step and logs their means every ``log_every`` steps and at the last one.
+
+    Why: logging one minibatch's loss is noise; every offline learner reports the mean since its last log line.
+    """
+
+    def __init__(self, cfg: OfflineConfig, log: Callable[[int, dict[str, float]], None] | None) -> None:
+        self.every, self.last, self.log = cfg.log_every, cfg.steps, log
+        self.sums: dict[str, float] = {}
+
+    def add(self, step: int, values: Mapping[str, torch.Tensor]) -> None:
+        """Add the losses of (0-based) ``step``; log and restart the means where a log line is due."""
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        if (step + 1) % self.every == 0 or step + 1 == self.last:
+            if self.log is not None:
+                count = (step % self.every) + 1
+                self.log(step + 1, {f"train/{k}": v / count for k, v in self.sums.items()})
+            self.sums = {}
+
+
+@dataclass
+class QGuidedConfig(OfflineConfig):
+    """Knobs shared by Diffusion-QL and OFQL (defaults follow Diffusion-QL's D4RL locomotion settings)."""
+
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     eta: float = 1.0  # weight of the normalised Q term against behaviour cloning
     hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
     critic_layer_norm: bool = False
-    ema_decay: float = 0.995
-    ema_every: int = 5
-    ema_start: int = 1000
+    ema_decay: float = 0.995  # the EMA actor gives TD targets' next actions and, at the end, the deployed weights
+    ema_every: int = 5  # steps between EMA updates
+    ema_start: int = 1000  # before this step the EMA copies the actor outright
     grad_clip: float = 5.0
     num_candidates: int = 10  # deployment: sample N actions, run the argmax-Q one (1 = plain one-sample policy)
-    log_every: int = 500
 
 
 def train_q_guided(
-    actor: Any,
+    actor: GenerativeChunkPolicy,
     data: OfflineData,
     cfg: QGuidedConfig,
     *,
@@ -211,13 +248,9 @@ def train_q_guided(
     ema = copy.deepcopy(model).requires_grad_(False)
     actor_opt = torch.optim.Adam(model.denoiser.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam(critic.qs.parameters(), lr=cfg.critic_lr)
-    t = data.torch()
-    n = len(data)
     model.train()
-    sums: dict[str, float] = {}
-    for step in range(cfg.steps):
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        s, a, r, s2, d = t["obs"][idx], t["actions"][idx], t["rewards"][idx], t["next_obs"][idx], t["terminals"][idx]
+    means = MeanLog(cfg, log)
+    for step, (s, a, r, s2, d) in enumerate(minibatches(data, cfg, gen)):
         # ---- critic: twin-Q TD with next actions from the EMA actor
         with torch.no_grad():
             a2 = policy_action(ema, ema.condition(s2), gen)
@@ -247,18 +280,12 @@ def train_q_guided(
                 decay = 0.0 if step < cfg.ema_start else cfg.ema_decay
                 for pe, p in zip(ema.denoiser.parameters(), model.denoiser.parameters()):
                     pe.lerp_(p, 1.0 - decay)
-        for k, v in (("critic_loss", critic_loss), ("bc_loss", bc), ("q_loss", q_loss), ("q_mean", q.mean())):
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        if log is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
-            count = (step % cfg.log_every) + 1
-            log(step + 1, {f"train/{k}": v / count for k, v in sums.items()})
-            sums = {}
-        elif (step + 1) % cfg.log_every == 0:
-            sums = {}
+        means.add(step, {"critic_loss": critic_loss, "bc_loss": bc, "q_loss": q_loss, "q_mean": q.mean()})
     model.denoiser.load_state_dict(ema.denoiser.state_dict())
     actor.eval()
     actor.reset()
     return actor, critic.eval()
 
 
-__all__ = ["Critic", "OfflineData", "QGuidedConfig", "td_target", "train_q_guided"]
+__all__ = ["Critic", "MeanLog", "OfflineConfig", "OfflineData", "QGuidedConfig", "minibatches", "td_target",
+           "train_q_guided"]

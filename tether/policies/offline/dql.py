@@ -17,7 +17,8 @@ import torch
 
 from tether.contract import IOContract
 from tether.policies.diffusion import DiffusionGenerator, DiffusionPolicy
-from tether.policies.offline.common import Critic, OfflineData, QGuidedConfig, train_q_guided
+from tether.policies.offline.common import Critic, OfflineData, QGuidedConfig
+from tether.policies.offline.q_guided import QGuidedMethod
 
 
 @dataclass
@@ -42,17 +43,13 @@ def _action(model: DiffusionGenerator, cond: torch.Tensor, gen: torch.Generator)
     return model.sample_ddpm(cond, gen)
 
 
+DQL = QGuidedMethod("dql", dql_actor, _bc, _action)
+
+
 def train_dql(contract: IOContract, data: OfflineData, cfg: DQLConfig | None = None, *, seed: int = 0,
-              log: Any = None) -> tuple[Any, DiffusionPolicy, Critic]:
+             log: Any = None) -> tuple[Any, DiffusionPolicy, Critic]:
     """Returns (deployable policy, actor, critic); the policy is a VGPSPolicy when num_candidates > 1."""
-    from tether.policies.vgps import VGPSPolicy
-
-    cfg = cfg or DQLConfig()
-    actor = dql_actor(contract, cfg, seed)
-    actor, critic = train_q_guided(actor, data, cfg, bc_loss=_bc, policy_action=_action, seed=seed, log=log)
-    actor.extra.update({"algo": "dql"})
-    policy = VGPSPolicy(actor, critic, cfg.num_candidates, seed=seed) if cfg.num_candidates > 1 else actor
-    return policy, actor, critic
+    return DQL.train(contract, data, cfg or DQLConfig(), seed=seed, log=log)
 
 
-__all__ = ["DQLConfig", "dql_actor", "train_dql"]
+__all__ = ["DQL", "DQLConfig", "dql_actor", "train_dql"]

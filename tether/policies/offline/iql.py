@@ -20,22 +20,19 @@ from torch import nn
 from tether.contract import IOContract
 from tether.policies.gaussian import GaussianPolicy
 from tether.policies.networks import ValueNet, mlp_config, soft_update
-from tether.policies.offline.common import Critic, OfflineData
+from tether.policies.offline.common import Critic, MeanLog, OfflineConfig, OfflineData, minibatches
 
 
 @dataclass
-class IQLConfig:
-    steps: int = 20_000
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    expectile: float = 0.7
+class IQLConfig(OfflineConfig):
+    """OfflineConfig plus IQL's value expectile, advantage weighting and networks."""
+
+    expectile: float = 0.7  # τ: V(s) is this upper expectile of Q(s, a) over the dataset's actions
     beta: float = 3.0  # inverse temperature of the advantage weights
     max_weight: float = 100.0
     lr: float = 3e-4
     hidden: tuple[int, ...] = (256, 256)
     critic_layer_norm: bool = False
-    log_every: int = 500
 
 
 @dataclass
@@ -69,13 +66,9 @@ def train_iql(contract: IOContract, data: OfflineData, cfg: IQLConfig | None = N
     v_opt = torch.optim.Adam(value.parameters(), lr=cfg.lr)
     pi_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     pi_sched = torch.optim.lr_scheduler.CosineAnnealingLR(pi_opt, T_max=max(cfg.steps, 1))
-    t = data.torch()
-    n = len(data)
     policy.train()
-    sums: dict[str, float] = {}
-    for step in range(cfg.steps):
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        s, a, r, s2, d = t["obs"][idx], t["actions"][idx], t["rewards"][idx], t["next_obs"][idx], t["terminals"][idx]
+    means = MeanLog(cfg, log)
+    for step, (s, a, r, s2, d) in enumerate(minibatches(data, cfg, gen)):
         with torch.no_grad():
             q_t = critic_target.q_min(s, a)
         # ---- V: expectile of the dataset's Q
@@ -103,13 +96,7 @@ def train_iql(contract: IOContract, data: OfflineData, cfg: IQLConfig | None = N
         nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
         pi_opt.step()
         pi_sched.step()
-        for k, val in (("v_loss", v_loss), ("q_loss", q_loss), ("pi_loss", pi_loss), ("q_mean", q_t.mean())):
-            sums[k] = sums.get(k, 0.0) + float(val.detach())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            if log is not None:
-                count = (step % cfg.log_every) + 1
-                log(step + 1, {f"train/{k}": val / count for k, val in sums.items()})
-            sums = {}
+        means.add(step, {"v_loss": v_loss, "q_loss": q_loss, "pi_loss": pi_loss, "q_mean": q_t.mean()})
     policy.extra.update({"algo": "iql"})
     policy.eval()
     return IQLResult(policy=policy, critic=critic.eval(), value=value.eval())

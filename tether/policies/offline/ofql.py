@@ -17,7 +17,8 @@ import torch
 
 from tether.contract import IOContract
 from tether.policies.flow import FlowGenerator, FlowPolicy
-from tether.policies.offline.common import Critic, OfflineData, QGuidedConfig, train_q_guided
+from tether.policies.offline.common import Critic, OfflineData, QGuidedConfig
+from tether.policies.offline.q_guided import QGuidedMethod
 
 
 @dataclass
@@ -42,17 +43,13 @@ def _action(model: FlowGenerator, cond: torch.Tensor, gen: torch.Generator) -> t
     return model.one_step(cond, torch.randn(cond.shape[0], model.x_dim, generator=gen))
 
 
+OFQL = QGuidedMethod("ofql", ofql_actor, _bc, _action)
+
+
 def train_ofql(contract: IOContract, data: OfflineData, cfg: OFQLConfig | None = None, *, seed: int = 0,
-               log: Any = None) -> tuple[Any, FlowPolicy, Critic]:
+              log: Any = None) -> tuple[Any, FlowPolicy, Critic]:
     """Returns (deployable policy, actor, critic); the policy is a VGPSPolicy when num_candidates > 1."""
-    from tether.policies.vgps import VGPSPolicy
-
-    cfg = cfg or OFQLConfig()
-    actor = ofql_actor(contract, cfg, seed)
-    actor, critic = train_q_guided(actor, data, cfg, bc_loss=_bc, policy_action=_action, seed=seed, log=log)
-    actor.extra.update({"algo": "ofql"})
-    policy = VGPSPolicy(actor, critic, cfg.num_candidates, seed=seed) if cfg.num_candidates > 1 else actor
-    return policy, actor, critic
+    return OFQL.train(contract, data, cfg or OFQLConfig(), seed=seed, log=log)
 
 
-__all__ = ["OFQLConfig", "ofql_actor", "train_ofql"]
+__all__ = ["OFQL", "OFQLConfig", "ofql_actor", "train_ofql"]

@@ -19,6 +19,7 @@ import torch
 from tether.contract import IOContract
 from tether.errors import TetherError
 from tether.policies.envs import env_contract, make_env
+from tether.policies.gaussian import GaussianPolicy
 
 C = TypeVar("C")
 
@@ -145,7 +146,7 @@ def neutral_action_of(env: gym.Env, contract: IOContract) -> np.ndarray | None:
         return None
 
 
-def set_action_bias(policy: Any, neutral: np.ndarray | None, limit: float = 0.9) -> None:
+def set_action_bias(policy: GaussianPolicy, neutral: np.ndarray | None, limit: float = 0.9) -> None:
     """Start a policy's mean at the neutral action (e.g. hover thrust) instead of the middle of the range.
 
     Why: for a quadrotor the middle of the thrust range is far from hover, and an untrained policy that flies

@@ -24,10 +24,12 @@ from tether.sim.core import VecStep
 
 @dataclass
 class LoopStats:
-    steps: int = 0
-    updates: int = 0
-    env_time_s: float = 0.0
-    update_time_s: float = 0.0
+    """What the loop did so far, for logging and for the learners' own schedules (``observe`` sees it)."""
+
+    steps: int = 0  # env steps, summed over the vector's envs
+    updates: int = 0  # learn() calls
+    env_time_s: float = 0.0  # acting, stepping and storing
+    update_time_s: float = 0.0  # learning
     episodes: list[dict[str, Any]] = field(default_factory=list)  # every finished episode, in order
     metrics: dict[str, float] = field(default_factory=dict)  # the last update's
 

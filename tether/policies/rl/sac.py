@@ -86,29 +86,46 @@ class SAC:
     def _norm(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy.obs_norm(obs)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One SAC step on ``batch`` (obs, action, reward, next_obs, done); returns scalar metrics."""
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """r + γ(1 − done)·(min over the critics, or a random ``num_min_qs`` of them, of Q_target(s', a'), minus
+        α log π(a'|s') with ``backup_entropy``), a' ~ π(s'); no gradient."""
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
-        obs_n, next_n = self._norm(batch["obs"]), self._norm(batch["next_obs"])
         with torch.no_grad():
             next_a, next_logp = self.policy.sample(batch["next_obs"], generator=self.gen)
-            tq = self.q_target(next_n, next_a)
+            tq = self.q_target(self._norm(batch["next_obs"]), next_a)
             if cfg.num_min_qs < cfg.num_qs:
                 idx = torch.randperm(cfg.num_qs, generator=self.gen)[: cfg.num_min_qs]
                 tq = tq[idx]
             tq = tq.min(0).values
             if cfg.backup_entropy:
                 tq = tq - alpha * next_logp
-            y = batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * tq
+            return batch["reward"] + cfg.gamma * (1.0 - batch["done"]) * tq
+
+    def critic_penalty(self, obs_n: torch.Tensor, action: torch.Tensor,
+                       q: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """A term added to the critic loss and its metrics; none in plain SAC (subclasses such as EDAC add one).
+
+        ``obs_n`` are normalised observations, ``q`` the critics' values (N, B) at the batch's actions.
+        """
+        return None, {}
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One SAC step on ``batch`` (obs, action, reward, next_obs, done); returns scalar metrics."""
+        cfg = self.cfg
+        y = self.td_target(batch)
+        obs_n = self._norm(batch["obs"])
         q = self.q(obs_n, batch["action"])
         critic_loss = ((q - y.unsqueeze(0)) ** 2).mean(1).sum()
+        penalty, metrics = self.critic_penalty(obs_n, batch["action"], q)
+        if penalty is not None:
+            critic_loss = critic_loss + penalty
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
         soft_update(self.q_target, self.q, cfg.tau)
         self.num_updates += 1
-        out = {"train/critic_loss": float(critic_loss.detach()), "train/q_mean": float(q.detach().mean())}
+        out = {"train/critic_loss": float(critic_loss.detach()), "train/q_mean": float(q.detach().mean()), **metrics}
         if self.num_updates % cfg.actor_delay == 0:
             out.update(self.update_actor(batch["obs"]))
         return out

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from tether.data.topics import GOAL_TOPIC, GOAL_TYPE  # noqa: F401 (GOAL_TOPIC: the protocols import it from here)
 from tether.hardware.estop import DEFAULT_ESTOP_TOPIC
 from tether.hardware.plausibility import Implausible, bounded
 from tether.ros import types as T
 
-GOAL_TOPIC = "/tether/goal"  # geometry_msgs/PointStamped, reliable
 CMD_VEL_TOPIC = "/cmd_vel"  # geometry_msgs/Twist
 ESTOP_TOPIC = DEFAULT_ESTOP_TOPIC  # std_msgs/Bool, latched
 ROBOT_INFO_TOPIC = "/tether/robot_info"  # std_msgs/String JSON, latched
@@ -24,7 +24,7 @@ ROBOT_STATS_TOPIC = "/tether/robot_stats"  # std_msgs/String JSON, ~2 Hz
 
 def goal_message(store: Any, goal: np.ndarray, frame_id: str) -> Any:
     p = store.types["geometry_msgs/msg/Point"](x=float(goal[0]), y=float(goal[1]), z=float(goal[2]))
-    return T.make(store, "geometry_msgs/msg/PointStamped", header=T.header(store, frame_id), point=p)
+    return T.make(store, GOAL_TYPE, header=T.header(store, frame_id), point=p)
 
 
 def goal_point(msg: Any, bound: float) -> np.ndarray:

@@ -49,6 +49,9 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
+from tether.data.topics import GOAL_TOPIC, PX4_COMMAND, PX4_COMMAND_TYPE, PX4_CONTROL_MODE, PX4_CONTROL_MODE_TYPE
+from tether.data.topics import PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY, PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE
+from tether.data.topics import PX4_STATUS, PX4_STATUS_TYPE
 from tether.errors import TetherError
 from tether.hardware import frames
 from tether.hardware.interface import ControlStatus
@@ -110,9 +113,7 @@ class Topics:
     @classmethod
     def under(cls, namespace: str = "") -> Topics:
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        return cls(f"{ns}/fmu/out/vehicle_odometry", f"{ns}/fmu/out/vehicle_status",
-                   f"{ns}/fmu/in/offboard_control_mode", f"{ns}/fmu/in/vehicle_rates_setpoint",
-                   f"{ns}/fmu/in/actuator_motors", f"{ns}/fmu/in/vehicle_command")
+        return cls(*(ns + t for t in (PX4_ODOMETRY, PX4_STATUS, PX4_CONTROL_MODE, PX4_RATES, PX4_MOTORS, PX4_COMMAND)))
 
 
 # ---------------------------------------------------------------------------------------------- vehicle
@@ -183,7 +184,7 @@ def odometry_message(store: Any, position_enu: np.ndarray, quat_enu_flu: np.ndar
                      ang_vel_flu: np.ndarray, timestamp_us: int) -> Any:
     """The inverse mapping (ENU/FLU state -> VehicleOdometry as PX4 would publish it), for served robots."""
     return T.make(
-        store, "px4_msgs/msg/VehicleOdometry", timestamp=int(timestamp_us), timestamp_sample=int(timestamp_us),
+        store, PX4_ODOMETRY_TYPE, timestamp=int(timestamp_us), timestamp_sample=int(timestamp_us),
         pose_frame=1, position=frames.enu_to_ned(position_enu).astype(np.float32),
         q=frames.quat_enu_flu_to_ned_frd(quat_enu_flu).astype(np.float32), velocity_frame=VELOCITY_FRAME_NED,
         velocity=frames.enu_to_ned(vel_enu).astype(np.float32),
@@ -195,7 +196,7 @@ def rates_setpoint(store: Any, collective_thrust_n: float, body_rates_flu: np.nd
                    max_collective_thrust_n: float, timestamp_us: int) -> Any:
     rates = frames.flu_to_frd(np.asarray(body_rates_flu, dtype=float))
     thrust = float(np.clip(collective_thrust_n / max_collective_thrust_n, 0.0, 1.0))
-    return T.make(store, "px4_msgs/msg/VehicleRatesSetpoint", timestamp=int(timestamp_us),
+    return T.make(store, PX4_RATES_TYPE, timestamp=int(timestamp_us),
                   roll=float(rates[0]), pitch=float(rates[1]), yaw=float(rates[2]),
                   thrust_body=np.array([0.0, 0.0, -thrust], dtype=np.float32))
 
@@ -204,7 +205,7 @@ def actuator_motors(store: Any, thrust_n: np.ndarray, max_motor_thrust_n: float,
                     timestamp_us: int) -> Any:
     control = np.full(N_PX4_MOTORS, np.nan, dtype=np.float32)
     control[list(motor_map)] = np.clip(np.asarray(thrust_n, dtype=float) / max_motor_thrust_n, 0.0, 1.0)
-    return T.make(store, "px4_msgs/msg/ActuatorMotors", timestamp=int(timestamp_us),
+    return T.make(store, PX4_MOTORS_TYPE, timestamp=int(timestamp_us),
                   timestamp_sample=int(timestamp_us), control=control)
 
 
@@ -221,13 +222,13 @@ def decode_actuator_motors(msg: Any, max_motor_thrust_n: float, motor_map: Seque
 
 
 def offboard_mode(store: Any, mode: str, timestamp_us: int) -> Any:
-    return T.make(store, "px4_msgs/msg/OffboardControlMode", timestamp=int(timestamp_us),
+    return T.make(store, PX4_CONTROL_MODE_TYPE, timestamp=int(timestamp_us),
                   body_rate=mode == "thrust_body_rates", direct_actuator=mode == "motor_thrust")
 
 
 def vehicle_command(store: Any, command: int, timestamp_us: int, param1: float = 0.0, param2: float = 0.0,
                     param7: float = 0.0) -> Any:
-    return T.make(store, "px4_msgs/msg/VehicleCommand", timestamp=int(timestamp_us), command=int(command),
+    return T.make(store, PX4_COMMAND_TYPE, timestamp=int(timestamp_us), command=int(command),
                   param1=float(param1), param2=float(param2), param7=float(param7), target_system=1,
                   target_component=1, source_system=1, source_component=1, from_external=True)
 
@@ -268,7 +269,7 @@ class PX4Quadrotor(RosRobot):
         *,
         limits: RobotLimits | None = None,
         namespace: str = "",
-        goal_topic: str | None = "/tether/goal",
+        goal_topic: str | None = GOAL_TOPIC,
         goal: Sequence[float] | None = None,
         goal_publishers: PublisherFilter | None = None,
         motor_map: Sequence[int] = PX4_QUAD_X_MOTOR_MAP,
@@ -336,16 +337,16 @@ class PX4Quadrotor(RosRobot):
 
     def _subscriptions(self) -> list[Sub]:
         t = self.topics
-        return [Sub(t.odometry, "px4_msgs/msg/VehicleOdometry", "px4_out", self._decode_odometry),
-                Sub(t.status, "px4_msgs/msg/VehicleStatus", "px4_out", vehicle_state),
+        return [Sub(t.odometry, PX4_ODOMETRY_TYPE, "px4_out", self._decode_odometry),
+                Sub(t.status, PX4_STATUS_TYPE, "px4_out", vehicle_state),
                 *goal_subscription(self.goal_topic, self.robot_limits.state_bound("goal"), self.goal_publishers)]
 
     def _publishers(self) -> list[tuple[str, str, Any]]:
         t = self.topics
-        return [(t.control_mode, "px4_msgs/msg/OffboardControlMode", "px4_in"),
-                (t.rates, "px4_msgs/msg/VehicleRatesSetpoint", "px4_in"),
-                (t.motors, "px4_msgs/msg/ActuatorMotors", "px4_in"),
-                (t.command, "px4_msgs/msg/VehicleCommand", "px4_in")]
+        return [(t.control_mode, PX4_CONTROL_MODE_TYPE, "px4_in"),
+                (t.rates, PX4_RATES_TYPE, "px4_in"),
+                (t.motors, PX4_MOTORS_TYPE, "px4_in"),
+                (t.command, PX4_COMMAND_TYPE, "px4_in")]
 
     # ------------------------------------------------------------------ heartbeat + command retries
     def publish_heartbeat(self) -> None:
@@ -543,15 +544,15 @@ class PX4Bridge(Bridge):
         return time.time_ns() // 1000
 
     def outputs(self) -> list[tuple[str, str, Any]]:
-        return [(self.topics.odometry, "px4_msgs/msg/VehicleOdometry", PX4_OUT_WRITER),
-                (self.topics.status, "px4_msgs/msg/VehicleStatus", PX4_OUT_WRITER)]
+        return [(self.topics.odometry, PX4_ODOMETRY_TYPE, PX4_OUT_WRITER),
+                (self.topics.status, PX4_STATUS_TYPE, PX4_OUT_WRITER)]
 
     def inputs(self) -> list[tuple[str, str, Any]]:
         t = self.topics
-        return [(t.control_mode, "px4_msgs/msg/OffboardControlMode", "px4_in"),
-                (t.rates, "px4_msgs/msg/VehicleRatesSetpoint", "px4_in"),
-                (t.motors, "px4_msgs/msg/ActuatorMotors", "px4_in"),
-                (t.command, "px4_msgs/msg/VehicleCommand", PX4_CMD_READER)]
+        return [(t.control_mode, PX4_CONTROL_MODE_TYPE, "px4_in"),
+                (t.rates, PX4_RATES_TYPE, "px4_in"),
+                (t.motors, PX4_MOTORS_TYPE, "px4_in"),
+                (t.command, PX4_COMMAND_TYPE, PX4_CMD_READER)]
 
     # ------------------------------------------------------------------ rules
     def heartbeat_alive(self, now: float | None = None) -> bool:
@@ -705,7 +706,7 @@ class PX4Bridge(Bridge):
                                 self.noise(np.asarray(lin, dtype=float)), self.noise(np.asarray(ang, dtype=float)),
                                 now)
         with self.lock:
-            status = T.make(self.store, "px4_msgs/msg/VehicleStatus", timestamp=now,
+            status = T.make(self.store, PX4_STATUS_TYPE, timestamp=now,
                             arming_state=ARMING_STATE_ARMED if self.armed else ARMING_STATE_DISARMED,
                             nav_state=self.nav_state, nav_state_user_intention=self.user_intention,
                             failsafe=self.failsafes > 0)

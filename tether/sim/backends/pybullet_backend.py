@@ -14,6 +14,9 @@ offsets (PyBullet cannot change either after loading).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -310,85 +313,19 @@ class PybulletBackend(Backend):
     def param_elements(self, target: str) -> list[str]:
         if target in _UNSUPPORTED:
             return []
-        if target == "body_mass":
-            return self._mass_elements()
-        if target == "friction":
-            return [GROUND] + [o.name for o in self.scene.objects if o.kind == "box"] + list(self._links)
-        if target in ("joint_damping", "joint_frictionloss"):
-            return list(self.robot.joints)
-        if target in ("actuator_gain", "actuator_strength"):
-            return list(self.robot.joints) if self._pd else [f"rotor{i}" for i in range(len(self._command))]
-        if target == "motor_time_constant":
-            return [] if self._pd else [f"rotor{i}" for i in range(len(self._command))]
-        if target == "gravity":
-            return ["z"]
-        if target == "terrain_roughness":
-            return ["terrain"] if self.scene.terrain.kind == "heightfield" else []
-        raise TetherError(f"backend pybullet has no parameter target {target!r}")
+        if target not in PARAMS:
+            raise TetherError(f"backend pybullet has no parameter target {target!r}")
+        return PARAMS[target].elements(self)
 
     def get_param(self, target: str) -> np.ndarray:
-        p = self.p
-        if target == "body_mass":
-            return np.array([p.getDynamicsInfo(*self._handle(n))[0] for n in self._mass_elements()])
-        if target == "friction":
-            return np.array([p.getDynamicsInfo(*self._handle(n))[1] for n in self.param_elements("friction")])
-        if target == "joint_damping":
-            return self._damping.copy()
-        if target == "joint_frictionloss":
-            return self._frictionloss.copy()
-        if target == "actuator_gain":
-            return self._kp.copy() if self._pd else self._gain.copy()
-        if target == "actuator_strength":
-            return self._torque_limit.copy() if self._pd else self._max_thrust.copy()
-        if target == "motor_time_constant":
-            return self._tau.copy()
-        if target == "gravity":
-            return np.array([self._gravity])
-        if target == "terrain_roughness":
-            return np.array([self._terrain_roughness])
-        raise TetherError(f"backend pybullet cannot randomise {target!r}")
+        if target not in PARAMS:
+            raise TetherError(f"backend pybullet cannot randomise {target!r}")
+        return PARAMS[target].get(self)
 
     def set_param(self, target: str, values) -> None:
-        p, values = self.p, np.asarray(values, dtype=float)
-        if target == "body_mass":
-            for n, m in zip(self._mass_elements(), values):
-                b, l = self._handle(n)
-                key = n if n in self._objects else l
-                ratio = m / max(self._nominal_mass[key], 1e-12)
-                p.changeDynamics(b, l, mass=float(m), localInertiaDiagonal=(self._nominal_inertia[key] * ratio).tolist())
-        elif target == "friction":
-            for n, f in zip(self.param_elements("friction"), values):
-                p.changeDynamics(*self._handle(n), lateralFriction=float(f))
-        elif target == "joint_damping":
-            self._damping = values.copy()
-        elif target == "joint_frictionloss":
-            self._frictionloss = values.copy()
-        elif target == "actuator_gain":
-            if self._pd:
-                self._kd = self._nominal_kd * values / np.maximum(self._nominal_kp, 1e-12)
-                self._kp = values.copy()
-            else:
-                self._gain = values.copy()
-        elif target == "actuator_strength":
-            if self._pd:
-                self._torque_limit = values.copy()
-            else:
-                self._max_thrust = values.copy()
-        elif target == "motor_time_constant":
-            self._tau = values.copy()
-        elif target == "gravity":
-            self._gravity = float(values[0])
-            p.setGravity(0, 0, self._gravity)
-        elif target == "terrain_roughness":
-            if float(values[0]) == self._terrain_roughness:
-                return  # rebuilding a heightfield costs ~0.2 s; only do it when the ground really changes
-            friction = p.getDynamicsInfo(self._ground, -1)[1]
-            self._terrain_roughness = float(values[0])
-            p.removeBody(self._ground)
-            self._ground = self._make_ground()
-            p.changeDynamics(self._ground, -1, lateralFriction=friction)
-        else:
+        if target not in PARAMS:
             raise TetherError(f"backend pybullet cannot randomise {target!r}")
+        PARAMS[target].set(self, np.asarray(values, dtype=float))
 
     # ------------------------------------------------------------------ rendering
     def render(self, width: int = 320, height: int = 240, camera: str | None = None) -> np.ndarray:
@@ -404,3 +341,93 @@ class PybulletBackend(Backend):
             self.p.disconnect()
         except pb.error:
             pass
+
+
+# ---------------------------------------------------------------------- the DR parameter table
+@dataclass(frozen=True)
+class Param:
+    """One DR target: which elements it has, how to read them from the running simulation and how to write them.
+
+    Why a table (as the MuJoCo backend's): a target is supported exactly when it has a row here; the ones
+    PyBullet cannot change after loading (``_UNSUPPORTED``) have none and are refused by name.
+    """
+
+    elements: Callable[[PybulletBackend], list[str]]
+    get: Callable[[PybulletBackend], np.ndarray]
+    set: Callable[[PybulletBackend, np.ndarray], None]
+
+
+def _rotors(B: PybulletBackend) -> list[str]:
+    return [f"rotor{i}" for i in range(len(B._command))]
+
+
+def _friction_elements(B: PybulletBackend) -> list[str]:
+    return [GROUND] + [o.name for o in B.scene.objects if o.kind == "box"] + list(B._links)
+
+
+def _set_mass(B: PybulletBackend, values: np.ndarray) -> None:
+    for n, m in zip(B._mass_elements(), values):
+        b, link = B._handle(n)
+        key = n if n in B._objects else link
+        ratio = m / max(B._nominal_mass[key], 1e-12)
+        B.p.changeDynamics(b, link, mass=float(m), localInertiaDiagonal=(B._nominal_inertia[key] * ratio).tolist())
+
+
+def _set_friction(B: PybulletBackend, values: np.ndarray) -> None:
+    for n, f in zip(_friction_elements(B), values):
+        B.p.changeDynamics(*B._handle(n), lateralFriction=float(f))
+
+
+def _set_gain(B: PybulletBackend, values: np.ndarray) -> None:
+    if B._pd:  # damping scales with stiffness, always relative to nominal (no drift across resets)
+        B._kd = B._nominal_kd * values / np.maximum(B._nominal_kp, 1e-12)
+        B._kp = values.copy()
+    else:
+        B._gain = values.copy()
+
+
+def _set_strength(B: PybulletBackend, values: np.ndarray) -> None:
+    if B._pd:
+        B._torque_limit = values.copy()
+    else:
+        B._max_thrust = values.copy()
+
+
+def _set_gravity(B: PybulletBackend, values: np.ndarray) -> None:
+    B._gravity = float(values[0])
+    B.p.setGravity(0, 0, B._gravity)
+
+
+def _set_roughness(B: PybulletBackend, values: np.ndarray) -> None:
+    if float(values[0]) == B._terrain_roughness:
+        return  # rebuilding a heightfield costs ~0.2 s; only do it when the ground really changes
+    friction = B.p.getDynamicsInfo(B._ground, -1)[1]
+    B._terrain_roughness = float(values[0])
+    B.p.removeBody(B._ground)
+    B._ground = B._make_ground()
+    B.p.changeDynamics(B._ground, -1, lateralFriction=friction)
+
+
+def _attr(name: str) -> tuple[Callable[[PybulletBackend], np.ndarray], Callable[[PybulletBackend, np.ndarray], None]]:
+    """(getter, setter) of a per-element array this backend applies itself each substep."""
+    return (lambda B: getattr(B, name).copy()), (lambda B, v: setattr(B, name, v.copy()))
+
+
+PARAMS: dict[str, Param] = {
+    "body_mass": Param(lambda B: B._mass_elements(),
+                       lambda B: np.array([B.p.getDynamicsInfo(*B._handle(n))[0] for n in B._mass_elements()]),
+                       _set_mass),
+    "friction": Param(_friction_elements,
+                      lambda B: np.array([B.p.getDynamicsInfo(*B._handle(n))[1] for n in _friction_elements(B)]),
+                      _set_friction),
+    "joint_damping": Param(lambda B: list(B.robot.joints), *_attr("_damping")),
+    "joint_frictionloss": Param(lambda B: list(B.robot.joints), *_attr("_frictionloss")),
+    "actuator_gain": Param(lambda B: list(B.robot.joints) if B._pd else _rotors(B),
+                           lambda B: B._kp.copy() if B._pd else B._gain.copy(), _set_gain),
+    "actuator_strength": Param(lambda B: list(B.robot.joints) if B._pd else _rotors(B),
+                               lambda B: B._torque_limit.copy() if B._pd else B._max_thrust.copy(), _set_strength),
+    "motor_time_constant": Param(lambda B: [] if B._pd else _rotors(B), *_attr("_tau")),
+    "gravity": Param(lambda B: ["z"], lambda B: np.array([B._gravity]), _set_gravity),
+    "terrain_roughness": Param(lambda B: ["terrain"] if B.scene.terrain.kind == "heightfield" else [],
+                               lambda B: np.array([B._terrain_roughness]), _set_roughness),
+}
