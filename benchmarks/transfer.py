@@ -23,7 +23,9 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
     "quadrotor": [
         ("heavy, slow motors", {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}, 20.0),
         ("light, fast motors", {"scale": {"body_mass": 0.65, "motor_time_constant": 0.4}}, 20.0),
-        ("weak motors, heavy", {"scale": {"body_mass": 1.3, "actuator_strength": 0.8, "actuator_gain": 0.75}}, 20.0),
+        # thrust-to-weight 2.25 x 0.7 = 1.6 (a weak-motor set with mass x1.3 and strength x0.8 on top leaves 1.04:
+        # it cannot hover with any margin, and identification rightly sees mass/thrust x2.2)
+        ("weak motors", {"scale": {"actuator_gain": 0.7}}, 20.0),
         ("nominal body, 40 ms each way", {"scale": {"body_mass": 1.1}}, 40.0),
         ("heavier still, slower motors", {"scale": {"body_mass": 1.8, "motor_time_constant": 3.5}}, 20.0),
     ],

@@ -18,7 +18,6 @@ import pytest
 from tests._deploy_support import DeployProcess, Probe, ServedRobot, decode, deploy_loopback, hover_checkpoint
 
 FAILSAFE, RESTART = 177, 178
-pytestmark = pytest.mark.xdist_group("dds-domain-177")
 STATUS = "/fmu/out/vehicle_status"
 
 
