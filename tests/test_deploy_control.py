@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
 from tests._deploy_support import DeployProcess, Probe, ServedRobot, decode, deploy_loopback, hover_checkpoint
 
