@@ -74,20 +74,22 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_loop_closes_on_a_heavier_laggier_quadrotor_than_it_trained_on(tmp_path):
-    """CI-sized: a policy trained on the nominal quadrotor only (no DR) sags below the set point on a served
-    robot 1.6x as heavy with 2x the motor lag; identification from its bags and sim fine-tuning under the
-    identified DR bring it within the task's tolerance. Fixed seed; the margin is whole episodes."""
+def test_loop_closes_on_a_quadrotor_with_twice_the_latency_it_trained_for(tmp_path):
+    """The loop as `make demo` runs it (wide DR, a 4-observation actor), on a served robot outside that DR: 40 ms
+    each way (wide DR covers 0-3 control steps of latency) and 10 % heavier. Identification from the bags and sim
+    fine-tuning under the identified DR must track the set point better than the zero-shot policy did, and the
+    policy kept must do at least as well on the robot. Fixed seed; 2 episodes per stage."""
     from tether.pipeline.run import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig(train_steps=150_000, dr="none", episodes=2, probe_episodes=2, finetune_steps=100_000,
-                         sim_eval_episodes=4, real={"scale": {"body_mass": 1.6, "motor_time_constant": 2.0}},
-                         out=tmp_path / "run", domain_id=96, seed=0)
+    cfg = PipelineConfig(episodes=2, probe_episodes=2, sim_eval_episodes=4, latency_ms=40.0,
+                         real={"scale": {"body_mass": 1.1}}, out=tmp_path / "run", domain_id=96, seed=0)
     s = run_pipeline(cfg, log=lambda _m: None)
     print({k: s[k] for k in ("sim_success", "served_success_zero_shot", "served_success_tuned",
                              "served_final_error_zero_shot", "served_final_error_tuned", "robot_seconds")})
     assert s["sim_success"] >= 0.75
-    assert s["served_success_tuned"] >= s["served_success_zero_shot"] + 0.5  # at least one more whole episode of 2
     assert s["served_final_error_tuned"] < s["served_final_error_zero_shot"]
+    assert s["served_success_tuned"] >= s["served_success_zero_shot"]
+    assert s["served_success_kept"] == max(s["served_success_tuned"], s["served_success_zero_shot"])
     fit = s["identified"]["report"]["scale"]
-    assert abs(fit["body_mass"] - 1.6) < 0.16  # within 10 % of the hidden mass
+    assert abs(fit["body_mass"] - 1.1) < 0.11  # within 10 % of the hidden mass
+    assert s["robot_seconds"] <= cfg.robot_seconds_budget

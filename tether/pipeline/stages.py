@@ -52,12 +52,13 @@ class Deployment:
 def train(cfg: PipelineConfig, log: Log) -> Path:
     from tether.policies.training import TrainSpec, run_training
 
-    log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
     from tether.pipeline.config import ROBOT_DEFAULTS
 
+    log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
     config = dict(ROBOT_DEFAULTS[cfg.robot].get("config", {})) if cfg.algo == ROBOT_DEFAULTS[cfg.robot]["algo"] else {}
+    # a live bar on a terminal; in a log file (CI, benchmarks) its redraws would bury the stage lines
     spec = TrainSpec(env_id=cfg.env_id, algo=cfg.algo, steps=cfg.train_steps, out=cfg.out / "train",
-                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=True, config=config)
+                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=sys.stderr.isatty(), config=config)
     _, path = run_training(spec)
     if path is None:
         raise TetherError("training produced no checkpoint")
