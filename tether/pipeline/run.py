@@ -79,6 +79,11 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     if cfg.finetune == "sim":
         dr_file, identified = timed("identify", lambda: identify(cfg, ckpt, recorded, log))
         tuned = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, dr_file, log))
+        on_identified = {tag: timed("sim eval", lambda p=p: sim_success(cfg, p, dr_file))
+                         for tag, p in (("zero_shot", ckpt), ("tuned", tuned))}
+        log(f"      in sim under the identified DR: {on_identified['zero_shot']:.0%} zero-shot → "
+            f"{on_identified['tuned']:.0%} fine-tuned")
+        identified["sim_success"] = on_identified
     else:
         dataset = timed("dataset", lambda: real_dataset(cfg, ckpt, recorded, log))
         tuned = timed("fine-tune", lambda: hybrid_finetune(cfg, ckpt, dataset, log))

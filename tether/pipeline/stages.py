@@ -65,13 +65,14 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     return Path(path)
 
 
-def sim_success(cfg: PipelineConfig, checkpoint: Path) -> float:
-    """Success in MuJoCo on the nominal robot (no DR): the reference the served robot is held to."""
+def sim_success(cfg: PipelineConfig, checkpoint: Path, dr: Path | None = None) -> float:
+    """Success in MuJoCo on the nominal robot (no DR): the reference the served robot is held to; with ``dr``
+    (the identified DR) how well a policy does on the robot as identified."""
     from tether.policies.checkpoint import load_policy
     from tether.policies.evaluation import evaluate_policy
 
     result = evaluate_policy(load_policy(checkpoint), cfg.env_id, episodes=cfg.sim_eval_episodes,
-                             seed=10_000 + cfg.seed)
+                             seed=10_000 + cfg.seed, dr=None if dr is None else str(dr))
     return float(result.success_rate or 0.0)
 
 
