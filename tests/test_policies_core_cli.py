@@ -72,3 +72,17 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:
         run_training(TrainSpec("Pendulum-v1", "test-interrupt", steps=1000, out=tmp_path / "r", progress=False))
     ck = load_checkpoint(tmp_path / "r" / "checkpoint")
     assert ck.extra["interrupted"] is True and ck.extra["steps"] == 123
+
+
+def test_evaluation_schedule_follows_the_trainers_default_length() -> None:
+    """Without --steps the trainer picks the length; until it says so no periodic evaluation runs (an unknown
+    length used to mean an evaluation after every rollout), and then one every fifth of the run."""
+    from tether.policies.training import TrainingRun, TrainSpec
+
+    run = TrainingRun(TrainSpec("Pendulum-v1", "ppo", steps=None, out=None, progress=False))
+    assert run.eval_every == 0 and run.maybe_evaluate(10_000) is None
+    run.set_total(150_000)
+    assert run.eval_every == 30_000 and run.maybe_evaluate(29_999) is None
+    explicit = TrainingRun(TrainSpec("Pendulum-v1", "ppo", steps=None, out=None, progress=False, eval_every=7))
+    explicit.set_total(150_000)
+    assert explicit.eval_every == 7

@@ -62,7 +62,8 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
     obs, actions, episodes = _episode_arrays(ds)
-    policy.fit(obs, actions, episodes, steps=spec.steps or 5000, seed=spec.seed, log=_logger(run),
+    run.set_total(spec.steps or 5000)
+    policy.fit(obs, actions, episodes, steps=run.total, seed=spec.seed, log=_logger(run),
                **{k: (float(v) if k != "batch_size" else int(v)) for k, v in fit_kwargs.items()})
     policy.extra.update({"algo": spec.algo, "dataset": str(spec.dataset)})
     return policy

@@ -77,11 +77,24 @@ class TrainingRun:
                 self._writer = SummaryWriter(log_dir=str(self.out / "tb"))
             except ImportError:  # tensorboard is a declared dependency; keep training if it is absent
                 self._writer = None
-        if spec.progress and self.total:
-            from tqdm.auto import tqdm
+        self.eval_every = 0
+        self._next_eval: float = math.inf
+        self.set_total(self.total)
 
-            self._bar = tqdm(total=self.total, desc=f"{spec.algo} {spec.env_id}", unit="step", dynamic_ncols=True)
-        every = spec.eval_every if spec.eval_every is not None else max(self.total // 5, 1)
+    def set_total(self, total: int) -> None:
+        """The run's length, once known: trainers resolve their own default when ``--steps`` is not given, and
+        the progress bar and the evaluation schedule (``steps // 5`` unless set) follow it. Until then no
+        periodic evaluation runs (an unknown length once meant one every iteration)."""
+        self.total = int(total or 0)
+        if self.spec.progress and self.total:
+            if self._bar is None:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(total=self.total, desc=f"{self.spec.algo} {self.spec.env_id}", unit="step",
+                                 dynamic_ncols=True)
+            else:
+                self._bar.total = self.total
+        every = self.spec.eval_every if self.spec.eval_every is not None else self.total // 5
         self.eval_every = int(every)
         self._next_eval = self.eval_every if self.eval_every > 0 else math.inf
 

@@ -53,7 +53,8 @@ def train_mbpo_cli(spec: Any, run: Any) -> Any:
 
     cfg = _split(spec.config, MBPOConfig)
     cfg.reward = _reward_option(spec.config, ENV_REWARDS.get(spec.env_id))
-    learner = train_mbpo(spec.env_id, spec.steps or 5000, cfg, seed=spec.seed, run=run,
+    run.set_total(spec.steps or 5000)
+    learner = train_mbpo(spec.env_id, run.total, cfg, seed=spec.seed, run=run,
                          env_kwargs={"backend": spec.backend, "dr": spec.dr})
     if spec.out is not None:
         learner.model.save(spec.out / "world_model")
@@ -81,7 +82,8 @@ def train_offline_mbrl_cli(spec: Any, run: Any) -> Any:
     model.fit(data)
     if spec.out is not None:
         model.save(spec.out / "world_model")
-    learner = train_offline_mbrl(model, data, contract, spec.steps or 50_000, cfg, seed=spec.seed, run=run)
+    run.set_total(spec.steps or 50_000)
+    learner = train_offline_mbrl(model, data, contract, run.total, cfg, seed=spec.seed, run=run)
     return learner.policy
 
 
@@ -124,6 +126,7 @@ def train_mppi_cli(spec: Any, run: Any) -> Any:
             raise TetherError(f"collect.noise={noise!r}; expected a JSON pair like [0.1, 0.6]") from None
     noise = tuple(float(x) for x in (noise if isinstance(noise, (list, tuple)) else (noise, noise)))
     steps = spec.steps or 10_000
+    run.set_total(steps)
     data = collect_transitions(spec.env_id, steps, policy=policy, noise=noise, seed=spec.seed,
                                env_kwargs={"backend": spec.backend, "dr": spec.dr})
     run.advance(steps)

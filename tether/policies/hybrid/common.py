@@ -230,7 +230,8 @@ def train_cli(spec: Any, run: Any, train: Callable[..., Any], algo: str, needs: 
         run.advance(step)
         run.log(step, metrics)
 
-    learner = train(spec.env_id, real, spec.steps or 20_000, spec.config, seed=spec.seed, progress=progress,
+    run.set_total(spec.steps or 20_000)
+    learner = train(spec.env_id, real, run.total, spec.config, seed=spec.seed, progress=progress,
                     env_kwargs={"backend": spec.backend, "dr": spec.dr})
     learner.policy.extra["real_data"] = prov
     return learner.policy

@@ -331,6 +331,7 @@ DEFAULT_STEPS = {"tether/QuadrotorHover-v0": 150_000, "tether/ArmReach-v0": 300_
 def train_ppo_cli(spec: Any, run: Any) -> GaussianPolicy:
     """``tether train ENV --algo ppo`` entry (see tether.policies.algos)."""
     steps = spec.steps or DEFAULT_STEPS.get(spec.env_id, 200_000)
+    run.set_total(steps)
     init, config = None, spec.config
     if spec.init_checkpoint:
         from tether.policies.checkpoint import load_policy

@@ -225,6 +225,7 @@ def train_sac(
 def train_sac_cli(spec: Any, run: Any) -> GaussianPolicy:
     """``tether train ENV --algo sac`` entry (see tether.policies.algos)."""
     steps = spec.steps or 100_000
+    run.set_total(steps)
     return train_sac(spec.env_id, steps, spec.config, seed=spec.seed, run=run,
                      env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
                      executor_options=spec.executor_options).policy
