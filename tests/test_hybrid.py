@@ -22,13 +22,12 @@ from tether.contract import Field, IOContract
 from tether.errors import TetherError
 from tether.policies.hybrid import finetune
 from tether.policies.hybrid.h2o import DynamicsGapClassifier, train_h2o
-from tether.policies.hybrid.rlpd import train_rlpd
 from tether.policies.offline.common import OfflineData
 from tether.policies.offline.iql import IQLConfig, train_iql
 from tether.policies.rl.sac import train_sac
+from tests._hybrid_support import KEYS, record_transitions
 
 HORIZON, STEP, ROT_DEG, X_PATCH = 25, 0.1, 120.0, 0.3
-KEYS = ("obs", "action", "reward", "next_obs", "terminal")
 
 
 def toy_contract() -> IOContract:
@@ -401,20 +400,7 @@ def test_h2o_finetuning_of_a_quadrotor_checkpoint_does_not_degrade_it_on_the_rea
     torch.set_num_threads(1)
     parent = _quad_parent()
     real_terms = _quad_real_terms()
-    env = make_env(QUAD, backend="pybullet", dr=real_terms)
-    out: dict[str, list] = {k: [] for k in KEYS}
-    for ep in range(2):
-        o, _ = env.reset(seed=100 + ep)
-        for _ in range(250):
-            a = parent.act(o)
-            o2, r, te, tr, _ = env.step(a)
-            for k, v in zip(KEYS, (o, a, r, o2, te)):
-                out[k].append(v)
-            o = o2
-            if te or tr:
-                break
-    env.close()
-    real = {k: np.asarray(v, np.float32) for k, v in out.items()}
+    real = record_transitions(make_env(QUAD, backend="pybullet", dr=real_terms), parent, 2)
 
     def real_eval(pol):
         return evaluate_policy(pol, QUAD, episodes=4, seed=500, backend="pybullet", dr=real_terms)
