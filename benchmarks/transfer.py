@@ -54,8 +54,9 @@ def main() -> None:
     print(f"# transfer  {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}")
     print("| robot | served robot (hidden params, latency) | sim success | zero-shot | after identification + "
-          "sim fine-tuning | kept / sim | robot min | wall min |")
-    print("|---|---|---|---|---|---|---|---|")
+          "sim fine-tuning | kept / sim | final error zero-shot → tuned | identified (scale) | sim on identified DR "
+          "zero-shot → tuned | robot min | wall min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for robot in args.robots.split(","):
         base = PipelineConfig(robot=robot, episodes=args.episodes, out=args.out / robot / "train").resolved()
@@ -72,9 +73,14 @@ def main() -> None:
             s = run_pipeline(cfg, log=lambda _m: None)
             wall = (time.perf_counter() - t1) / 60 + train_min
             kept = s["served_success_kept"] / s["sim_success"] if s["sim_success"] else float("nan")
+            ident = s.get("identified") or {}
+            fit = ", ".join(f"{k} ×{v:.3g}" for k, v in (ident.get("report", {}).get("scale") or {}).items())
+            on_id = ident.get("sim_success") or {}
+            on_id_text = f"{on_id['zero_shot']:.0%} → {on_id['tuned']:.0%}" if on_id else "-"
             print(f"| {robot} | {name}: {params['scale']}, {latency:g} ms | {s['sim_success']:.0%} | "
                   f"{s['served_success_zero_shot']:.0%} | {s['served_success_tuned']:.0%} | {kept:.0%} | "
-                  f"{s['robot_seconds'] / 60:.1f} | {wall:.1f} |", flush=True)
+                  f"{s['served_final_error_zero_shot']:.3f} → {s['served_final_error_tuned']:.3f} | {fit or '-'} | "
+                  f"{on_id_text} | {s['robot_seconds'] / 60:.1f} | {wall:.1f} |", flush=True)
             rows.append({"robot": robot, "set": name, "params": params, "latency_ms": latency, **{
                 k: s[k] for k in ("sim_success", "served_success_zero_shot", "served_success_tuned", "kept",
                                   "robot_seconds")}, "wall_min_incl_training": wall})

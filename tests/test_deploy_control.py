@@ -49,7 +49,9 @@ def test_offboard_failsafes_are_recovered_by_reengaging(tmp_path):
     finally:
         probe.close()
         srv.stop()
-    nav = [m.nav_state for t, m in decode(probe, STATUS, "px4_msgs/msg/VehicleStatus") if t < t_end - 1.5]
+    # a failsafe in the run's last 3 s may not be recovered before the deploy ends (re-engaging waits for the
+    # setpoint stream; on a loaded 2-core machine one took over 1.5 s): only earlier ones must be
+    nav = [m.nav_state for t, m in decode(probe, STATUS, "px4_msgs/msg/VehicleStatus") if t < t_end - 3.0]
     fell_back = [i for i in range(1, len(nav)) if nav[i - 1] == 14 and nav[i] == 2]
     regained = [i for i in fell_back if 14 in nav[i:]]
     assert srv_stats["bridge"]["failsafes"] >= 1 and fell_back, (srv_stats["bridge"], nav[-20:])

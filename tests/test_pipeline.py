@@ -29,6 +29,27 @@ def test_hover_metric_scores_a_recorded_run_like_the_sim_task():
     assert not score(env.contract, drifting).success
 
 
+def test_a_vehicle_handed_over_on_the_ground_has_not_crashed_but_one_that_lands_has():
+    """PX4 vehicles are often handed over before their hold has lifted them (height under the 3 cm crash line);
+    the policy then takes off. That start is not a crash; coming back down to the ground is."""
+    env = TetherEnv("quadrotor", "hover")
+    obs, _ = env.reset(seed=1)
+    trace = [obs]
+    for _ in range(env.task.max_steps):
+        obs, _, term, trunc, _ = env.step(env.expert_action())
+        trace.append(obs)
+        if term or trunc:
+            break
+    run = np.array(trace)
+    pos_error = env.contract.obs_slices["pos_error"]
+    on_ground = run[:1].copy()
+    on_ground[0, pos_error] = [0.0, 0.0, 1.0]  # 1 m below the set point (goal height 1 m): sitting on the ground
+    assert score(env.contract, np.vstack([on_ground, on_ground, run])).success
+    landed = np.vstack([run, on_ground])
+    assert not score(env.contract, landed).success
+    assert not score(env.contract, np.repeat(on_ground, 60, axis=0)).success  # never took off
+
+
 def test_metric_refuses_unknown_tasks_and_empty_runs():
     from dataclasses import replace
 

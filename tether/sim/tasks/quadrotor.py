@@ -72,6 +72,18 @@ def flight_objective(fields: Fields, goal_z: Any = 1.0) -> tuple[Any, Any, Any]:
     return reward, crashed, err
 
 
+def crashed_in_flight(crashed: Any) -> bool:
+    """Whether the vehicle crashed while flown: entered the crashed state after it was first clear of it.
+
+    Why: a PX4 vehicle is often handed over while still on the ground (its hold has not lifted it yet when
+    offboard engages), and "height under 3 cm" marks those first steps; the policy then takes off. A simulated
+    episode starts in the air, where this is the same as "ever crashed". A vehicle that never leaves the ground
+    fails on its position error instead."""
+    c = np.asarray(crashed, dtype=bool).reshape(-1)
+    clear = np.flatnonzero(~c)
+    return bool(len(clear) and c[clear[0]:].any())
+
+
 class QuadrotorTask(Task):
     robot_name = "quadrotor"
     error_metric, error_label = "position_error", "position error (m)"
@@ -198,7 +210,7 @@ class Hover(QuadrotorTask):
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         err = np.asarray(metrics["position_error"], dtype=np.float64)
         tail = err[-max(1, int(round(self.robot.control_rate_hz))):]
-        return bool(len(err) and not np.any(metrics["crashed"]) and tail.mean() < self.success_radius)
+        return bool(len(err) and not crashed_in_flight(metrics["crashed"]) and tail.mean() < self.success_radius)
 
 
 class Waypoint(QuadrotorTask):
@@ -246,4 +258,4 @@ class Waypoint(QuadrotorTask):
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         reached = np.asarray(metrics.get("waypoints_reached", np.cumsum(metrics["reached"])))
-        return bool(len(reached) and not np.any(metrics["crashed"]) and reached[-1] >= self.n_waypoints)
+        return bool(len(reached) and not crashed_in_flight(metrics["crashed"]) and reached[-1] >= self.n_waypoints)
