@@ -195,6 +195,8 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline episodes 0", ["pipeline", "--episodes", "0", "--out", out], "--episodes", out),
         c("pipeline finetune-steps 0", ["pipeline", "--finetune-steps", "0", "--out", out], "--finetune-steps",
           out),
+        c("pipeline finetune-rounds 0", ["pipeline", "--finetune-rounds", "0", "--out", out], "--finetune-rounds",
+          out),
         c("pipeline seed -1", ["pipeline", "--seed", "-1", "--out", out], "--seed", out),
         c("pipeline out read-only", ["pipeline", "--out", ro_out], "--out", ro_out),
         c("pipeline out is a file", ["pipeline", "--out", afile], "--out"),

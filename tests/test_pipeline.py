@@ -50,6 +50,17 @@ def test_a_vehicle_handed_over_on_the_ground_has_not_crashed_but_one_that_lands_
     assert not score(env.contract, np.repeat(on_ground, 60, axis=0)).success  # never took off
 
 
+def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
+    from tether.pipeline.run import PipelineConfig
+
+    for bad, match in (({"finetune_rounds": 0}, "fine-tuning rounds 0"),
+                       ({"finetune_rounds": 2.5}, "fine-tuning rounds 2.5"),
+                       ({"finetune_target": 1.5}, "fine-tuning target 1.5"),
+                       ({"finetune_target": 0}, "fine-tuning target 0")):
+        with pytest.raises(TetherError, match=match):
+            PipelineConfig(**bad).resolved()
+
+
 def test_metric_refuses_unknown_tasks_and_empty_runs():
     from dataclasses import replace
 

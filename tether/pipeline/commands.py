@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune", default="sim", choices=("sim", "h2o", "rlpd"),
                    help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
                         "h2o / rlpd: learn from the recorded data plus the simulator")
-    p.add_argument("--finetune-steps", type=positive_int, default=None)
+    p.add_argument("--finetune-steps", type=positive_int, default=None,
+                   help="sim fine-tuning steps between checks under the identified DR (default per robot)")
+    p.add_argument("--finetune-rounds", type=int_range(1, 100), default=4,
+                   help="sim fine-tuning runs at most this many times --finetune-steps, stopping once the policy "
+                        "succeeds in 90 %% of sim episodes under the identified DR (default 4)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
@@ -59,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
-                         finetune_steps=args.finetune_steps, seed=args.seed, real=real)
+                         finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds, seed=args.seed,
+                         real=real)
     if args.out:
         cfg.out = args.out
     run_pipeline(cfg, log=lambda m: print(m, flush=True))

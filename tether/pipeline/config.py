@@ -48,7 +48,9 @@ class PipelineConfig:
     latency_ms: float = 20.0  # one-way network delay to and from the served robot
     episode_seconds: float | None = None
     finetune: str = "sim"  # "sim": fine-tune in sim under the identified DR; "h2o"/"rlpd": real data + sim
-    finetune_steps: int | None = None
+    finetune_steps: int | None = None  # sim fine-tuning steps between checks under the identified DR
+    finetune_rounds: int = 4  # the most of those stretches in one fine-tuning run ...
+    finetune_target: float = 0.9  # ... which stops once sim success under the identified DR reaches this
     sim_eval_episodes: int = 20
     seed: int = 0
     domain_id: int | None = None
@@ -61,6 +63,10 @@ class PipelineConfig:
             raise TetherError(f"unknown robot {self.robot!r}; expected one of {', '.join(ROBOT_DEFAULTS)}")
         if self.finetune not in ("sim", "h2o", "rlpd"):
             raise TetherError(f"unknown fine-tuning {self.finetune!r}; expected sim, h2o or rlpd")
+        if not (isinstance(self.finetune_rounds, int) and 1 <= self.finetune_rounds <= 100):
+            raise TetherError(f"fine-tuning rounds {self.finetune_rounds!r}; expected a whole number 1..100")
+        if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):
+            raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
         d = ROBOT_DEFAULTS[self.robot]
         return PipelineConfig(**{**asdict(self), "task": self.task or d["task"], "algo": self.algo or d["algo"],
                                  "train_steps": self.train_steps or d["train_steps"],

@@ -7,7 +7,7 @@ Layout of the run folder::
     bags/             zeroshot-<i>/, probe-<i>/, tuned-<i>/            (rosbag2 MCAP, as `ros2 bag record -o`)
     identify/         dr_identified.json, sysid.json, residual plots   (real-to-sim identification)
     data/real/        the recorded episodes as a LeRobot-v3 dataset
-    finetune/         checkpoint/                                       (the fine-tuned policy)
+    finetune/         checkpoint/ (the fine-tuned policy: the best check under the identified DR)
     report.md, *.png  the report
 
 The policy finally kept is the one the served robot scored best (success, then final error), never one chosen
@@ -78,9 +78,9 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     identified: dict[str, Any] | None = None
     if cfg.finetune == "sim":
         dr_file, identified = timed("identify", lambda: identify(cfg, ckpt, recorded, log))
-        tuned = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, dr_file, log))
-        on_identified = {tag: timed("sim eval", lambda p=p: sim_success(cfg, p, dr_file))
-                         for tag, p in (("zero_shot", ckpt), ("tuned", tuned))}
+        tuned, tuned_score = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, dr_file, log))
+        on_identified = {"zero_shot": timed("sim eval", lambda: sim_success(cfg, ckpt, dr_file)),
+                         "tuned": tuned_score}
         log(f"      in sim under the identified DR: {on_identified['zero_shot']:.0%} zero-shot → "
             f"{on_identified['tuned']:.0%} fine-tuned")
         identified["sim_success"] = on_identified

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +177,7 @@ def train_ppo(
     executor_options: dict[str, Any] | None = None,
     init_policy: GaussianPolicy | None = None,
     critic_warmup_iters: int = 0,
+    until: Callable[[int, GaussianPolicy], bool] | None = None,
 ) -> GaussianPolicy:
     """Train and return the policy (its ``extra`` holds training stats). ``run`` is an optional TrainingRun.
 
@@ -184,6 +186,8 @@ def train_ppo(
     normaliser and history length; fine-tuning under another DR, say); its fresh critic first learns alone for
     ``critic_warmup_iters`` rollouts, so the actor is not steered by a value function that knows nothing yet, and
     the actor's observation normaliser stays as trained (moving it would shift every input under its weights).
+    ``until(steps, policy)``, called after every update, ends training early when it returns True (the pipeline
+    stops fine-tuning once the policy works on the robot as identified).
     """
     cfg = config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, config, "PPO")
     if total_steps < cfg.num_envs * cfg.rollout_steps:
@@ -309,6 +313,8 @@ def train_ppo(
                 run.advance(steps)
                 run.log(steps, metrics)
                 run.maybe_evaluate(steps, policy)
+            if until is not None and until(steps, policy):
+                break
     finally:
         venv.close()
         policy.extra.update({"algo": "ppo", "ppo_config": config_to_dict(cfg), "env_steps": steps,
