@@ -120,6 +120,15 @@ def test_dr_terms_and_contract_travel_with_the_checkpoint(tmp_path) -> None:
         evaluate_policy(load_policy(tmp_path / "ck"), "tether/ArmReach-v0", episodes=1)
 
 
+def test_until_ends_training_when_it_says_so() -> None:
+    """The hook the pipeline stops fine-tuning with: called after every update with the steps so far."""
+    cfg = PPOConfig(num_envs=2, rollout_steps=16, epochs=1, minibatch_size=32)
+    seen: list[int] = []
+    pol = train_ppo("tether/QuadrotorHover-v0", 320, cfg, seed=0,
+                    until=lambda steps, _p: seen.append(steps) or steps >= 96)
+    assert seen == [32, 64, 96] and pol.extra["env_steps"] == 96
+
+
 def test_eval_writes_video(tmp_path) -> None:
     """Full thrust flies out of the 2 m box in well under a second: a short episode, a short video."""
     import imageio.v2 as imageio
