@@ -61,6 +61,31 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
             PipelineConfig(**bad).resolved()
 
 
+def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
+    """Fine-tuning is checked under the identified DR every ``finetune_steps`` (a last stretch shorter than that
+    is checked too) and goes on until the target or the round limit; the kept weights are the best check's."""
+    import json as _json
+
+    from tether.pipeline.run import PipelineConfig
+    from tether.pipeline.stages import sim_finetune
+    from tether.policies.checkpoint import load_checkpoint
+    from tether.policies.rl.ppo import PPOConfig, train_ppo
+
+    parent = train_ppo("tether/QuadrotorHover-v0", 32, PPOConfig(num_envs=2, rollout_steps=16), seed=0)
+    ckpt = parent.save(tmp_path / "parent")
+    dr = tmp_path / "dr.json"
+    dr.write_text(_json.dumps([{"target": "body_mass", "distribution": "uniform", "operation": "scale",
+                                "range": [1.1, 1.2]}]))
+    for steps, rounds, checks in ((2048, 3, [2048, 4096, 6144]), (3000, 1, [2048])):
+        lines: list[str] = []
+        cfg = PipelineConfig(finetune_steps=steps, finetune_rounds=rounds, finetune_target=1.0, sim_eval_episodes=1,
+                             out=tmp_path / f"run{steps}").resolved()
+        path, score = sim_finetune(cfg, ckpt, dr, lines.append)
+        seen = [int(line.split("after ")[1].split(" steps")[0].replace(",", "")) for line in lines if "after " in line]
+        assert seen == checks, lines  # a hover policy trained for 32 steps never reaches the target
+        assert score == 0.0 and load_checkpoint(path).extra["kept_at_steps"] in checks
+
+
 def test_metric_refuses_unknown_tasks_and_empty_runs():
     from dataclasses import replace
 

@@ -99,15 +99,16 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
     parent = load_policy(checkpoint)
     best: dict[str, Any] = {"score": -1.0, "state": None, "steps": 0, "checked": 0}
 
-    def check(steps: int, policy: Any) -> bool:
-        if steps - best["checked"] < cfg.finetune_steps:
-            return False
+    def evaluate(steps: int, policy: Any) -> float:
         best["checked"] = steps
         score = sim_success(cfg, policy, dr_file)
         log(f"      after {steps:,} steps: sim success under the identified DR {score:.0%}")
         if score > best["score"]:
             best.update(score=score, state=copy.deepcopy(policy.state_dict()), steps=steps)
-        return score >= cfg.finetune_target
+        return score
+
+    def check(steps: int, policy: Any) -> bool:
+        return steps - best["checked"] >= cfg.finetune_steps and evaluate(steps, policy) >= cfg.finetune_target
 
     total = cfg.finetune_steps * cfg.finetune_rounds
     log(f"[fine-tune] PPO from the deployed policy under the identified DR: up to {total:,} steps, checked every "
@@ -116,8 +117,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
                       env_kwargs={"dr": str(dr_file)}, init_policy=parent,
                       critic_warmup_iters=FINETUNE_CRITIC_WARMUP, until=check)
     if tuned.extra["env_steps"] != best["checked"]:  # the last stretch, shorter than a check interval
-        best["checked"] = 0
-        check(tuned.extra["env_steps"], tuned)
+        evaluate(tuned.extra["env_steps"], tuned)
     tuned.load_state_dict(best["state"])
     tuned.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file),
                         "kept_at_steps": best["steps"], "identified_dr_success": best["score"]})
