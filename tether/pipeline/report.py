@@ -102,7 +102,8 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
         f" | {summary['served_success_tuned']:.0%} | {summary['served_final_error_tuned']:.3f} | "
         f"{phases['fine-tuned'].robot_seconds:.0f} s |",
         "",
-        f"Sim success (MuJoCo, nominal robot): {sim:.0%} (fine-tuned policy: {summary['sim_success_tuned']:.0%}"
+        f"Sim success (MuJoCo, nominal robot): {sim:.0%} (fine-tuned policy, tuned for the robot as identified: "
+        f"{summary['sim_success_tuned']:.0%}"
         + (f"; under the identified DR: {on_id['zero_shot']:.0%} zero-shot, {on_id['tuned']:.0%} fine-tuned"
            if on_id else "") + "). "
         f"Kept: the **{summary['kept']}** policy, the one the served robot scored best: {kept:.0%} success, "

@@ -88,7 +88,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
         dataset = timed("dataset", lambda: real_dataset(cfg, ckpt, recorded, log))
         tuned = timed("fine-tune", lambda: hybrid_finetune(cfg, ckpt, dataset, log))
     sim1 = timed("sim eval", lambda: sim_success(cfg, tuned))
-    log(f"      fine-tuned policy: sim success {sim1:.0%}")
+    log(f"      fine-tuned policy on the nominal sim robot: {sim1:.0%} (it is tuned for the robot as identified)")
     log(f"[deploy] the fine-tuned policy, {cfg.episodes} episodes")
     after = timed("deploy", lambda: deploy_phase(cfg, tuned, "tuned", cfg.episodes, log))
     keep_tuned = (after.success_rate, -after.final_error) >= (zero.success_rate, -zero.final_error)
