@@ -83,7 +83,9 @@ def main() -> None:
                   f"{on_id_text} | {s['robot_seconds'] / 60:.1f} | {wall:.1f} |", flush=True)
             rows.append({"robot": robot, "set": name, "params": params, "latency_ms": latency, **{
                 k: s[k] for k in ("sim_success", "served_success_zero_shot", "served_success_tuned", "kept",
-                                  "robot_seconds")}, "wall_min_incl_training": wall})
+                                  "served_final_error_zero_shot", "served_final_error_tuned", "robot_seconds")},
+                "identified_scale": (ident.get("report") or {}).get("scale"), "sim_on_identified": on_id or None,
+                "wall_min_incl_training": wall})
     (args.out / "transfer.json").write_text(json.dumps(rows, indent=2, default=str))
 
 

@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sid.add_argument("--goal", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
                      help="quadrotor set point, when the recording does not carry /tether/goal (a dataset)")
     sid.add_argument("--params", default=None, help="comma-separated parameters to fit (default: the robot's set)")
-    sid.add_argument("--budget", type=int, default=300, help="parameter sets the global search may replay")
+    sid.add_argument("--budget", type=int, default=300,
+                     help="parameter sets one global search may replay (a latency fit runs one from each "
+                          "whole-step latency)")
     sid.add_argument("--window", type=float, default=None, metavar="S",
                      help="replay window, s (default 0.5 for recordings; logs are replayed whole)")
     sid.add_argument("--max-windows", type=int, default=64, help="windows used at most (spread over the data)")

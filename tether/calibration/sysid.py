@@ -777,11 +777,12 @@ def identify(
 ) -> SysIdResult:
     """Fit ``params`` (DR target names, optionally 'target:elem1+elem2', and 'action_latency') to ``data``.
 
-    ``budget`` bounds the parameter sets CMA-ES may replay; the latency scan, the short searches from each
-    whole-step latency (``budget // 2`` each, when latency is fitted; the main search then takes ``budget // 2``)
-    and the polish add about ``max_latency + (max_latency + 1) budget / 2 + 6 (n + 5)`` more. ``window_s``: replay window length; "auto" = 0.5 s for closed-loop data,
-    whole episodes for open-loop logs; None = whole episodes. ``max_windows`` keeps that many windows spread
-    evenly over the data (the cost of a fit is proportional to it)."""
+    ``budget``: the parameter sets one CMA-ES search may replay. When latency is fitted, a search of
+    ``budget // 2`` starts from each whole-step latency and the best goes on with ``budget // 2``, about
+    ``(max_latency + 2) budget / 2`` in all; the latency scan and the polish add about ``max_latency + 6 (n + 5)``
+    more. ``window_s``: replay window length; "auto" = 0.5 s for closed-loop data, whole episodes for open-loop
+    logs; None = whole episodes. ``max_windows`` keeps that many windows spread evenly over the data (the cost of
+    a fit is proportional to it)."""
     import cma
 
     t_start = time.perf_counter()
@@ -875,7 +876,8 @@ def identify(
                 es.tell(list(xs), [float(v) for v in np.sum(R**2, axis=(1, 2))])
             return np.clip(np.asarray(es.result.xbest, dtype=float), lo, hi)
 
-        if fit_latency and len(lats) > 1:
+        multistart = fit_latency and len(lats) > 1
+        if multistart:
             # The nominal scan confounds delay with slow actuators: at nominal lag, a motor lag x3.5 replays best
             # as two more steps of delay, and a search seeded there stays in that valley (lag x0.72, 100 ms, on
             # a served quadrotor whose truth was x3.5, 40 ms; residual 0.47 against 0.35 at the truth's basin).
@@ -886,8 +888,7 @@ def identify(
 
             starts = [search(X0[i].astype(float), 0.3, max(budget // 2, 20)) for i in range(len(lats))]
             x = min(starts, key=cost)
-        rest = budget // 2 if fit_latency and len(lats) > 1 else budget
-        x = search(x, 0.3, max(budget // 3, 1) if two_rounds else max(rest, 1))
+        x = search(x, 0.3, max(budget // 3, 1) if two_rounds else max(budget // 2 if multistart else budget, 1))
         fd = np.r_[[0.01] * n, [0.05] * int(fit_latency)]
         if not two_rounds:
             x, r, J = _lm_polish(obj, x, lo, hi, fd)

@@ -19,7 +19,7 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     # a 4-observation window: on a heavier, laggier vehicle than any it trained on (mass x1.6, lag x3, 2 steps
     # of latency) PPO with it succeeded in 94 % of sim episodes, without it in 19 % (same 400k-step budget)
     # fine-tuning under the identified DR (the fit ± at least 10 %): 150k steps left a test run's policy at
-    # 40-55 % sim success on it, 300k and 600k at 100 % (two seeds); 500k steps take ~45 s on 2 cores
+    # 40-55 % sim success on it, 300k (one seed) and 600k (two seeds) at 100 %; 500k steps take 40-45 s on 2 cores
     "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 500_000,
                   "config": {"history": 4}, "adapter": "px4",
                   "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},

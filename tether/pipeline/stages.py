@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tether.errors import TetherError
 from tether.pipeline.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from tether.policies.base import Policy
 
 Log = Callable[[str], None]
 ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
@@ -65,7 +68,7 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     return Path(path)
 
 
-def sim_success(cfg: PipelineConfig, policy: Path | Any, dr: Path | None = None) -> float:
+def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | None = None) -> float:
     """Success in MuJoCo on the nominal robot (no DR): the reference the served robot is held to; with ``dr``
     (the identified DR) how well a policy (a checkpoint, or one in memory) does on the robot as identified."""
     from tether.policies.checkpoint import load_policy
@@ -99,7 +102,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
     parent = load_policy(checkpoint)
     best: dict[str, Any] = {"score": -1.0, "state": None, "steps": 0, "checked": 0}
 
-    def evaluate(steps: int, policy: Any) -> float:
+    def evaluate(steps: int, policy: Policy) -> float:
         best["checked"] = steps
         score = sim_success(cfg, policy, dr_file)
         log(f"      after {steps:,} steps: sim success under the identified DR {score:.0%}")
@@ -107,7 +110,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
             best.update(score=score, state=copy.deepcopy(policy.state_dict()), steps=steps)
         return score
 
-    def check(steps: int, policy: Any) -> bool:
+    def check(steps: int, policy: Policy) -> bool:
         return steps - best["checked"] >= cfg.finetune_steps and evaluate(steps, policy) >= cfg.finetune_target
 
     total = cfg.finetune_steps * cfg.finetune_rounds
