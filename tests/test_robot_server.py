@@ -50,6 +50,9 @@ def test_px4_offboard_rules(transports, tmp_path):
         server.open()
         b = server.bridge
         store = ct.store
+        far = mission[0] + np.array([0.0, 0.0, 0.6])
+        b.hold_pos[:] = far  # (where its hold controller keeps it until the test moves it)
+        put_at(far)
         pub_mode = ct.publisher("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
         pub_rates = ct.publisher("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint", "px4_in")
         pub_motor = ct.publisher("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors", "px4_in")
@@ -228,3 +231,67 @@ def test_params_change_the_physics(tmp_path):
         base.close()
         heavy.close()
         t.close()
+
+
+def test_px4_waypoint_mission_moves_the_goal_once_each_waypoint_is_reached_under_the_policy(transports):
+    """A served waypoint task flies its seed's mission: the next waypoint becomes the goal when the vehicle,
+    in offboard, comes within the task's reach radius of this one, and is published at once (not at the next
+    ~10 Hz repeat); outside offboard nothing moves; the last waypoint stays the goal."""
+    from tether.ros.protocols.px4 import offboard_mode, vehicle_command
+    from tether.ros.robot_server import RobotServer
+
+    st, ct = transports
+    server = RobotServer("quadrotor", st, params={"env_id": "tether/QuadrotorWaypoint-v0", "seed": 3})
+    try:
+        server.open()
+        b = server.bridge
+        mission = np.array(b.task.waypoints[0])
+        assert b.mission is not None and np.allclose(b.goal, mission[0])
+        goals = []
+        ct.subscribe("/tether/goal", "geometry_msgs/msg/PointStamped",
+                     lambda m: goals.append((m.point.x, m.point.y, m.point.z)))
+
+        def put_at(p):
+            b.sim.reset_state(np.zeros(0), base_pos=np.asarray(p, float), base_quat=np.array([1.0, 0, 0, 0]),
+                              base_lin_vel=np.zeros(3), base_ang_vel=np.zeros(3))
+            server.step_once()
+
+        # not under the policy: at the first waypoint, the goal stays
+        put_at(mission[0])
+        assert np.allclose(b.goal, mission[0]) and b.waypoints_reached == 0
+        far = mission[0] + np.array([0.0, 0.0, 0.6])
+        b.hold_pos[:] = far  # (where its hold controller keeps it until the test moves it)
+        put_at(far)
+        pub_mode = ct.publisher("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
+        pub_cmd = ct.publisher("/fmu/in/vehicle_command", "px4_msgs/msg/VehicleCommand", "px4_in")
+        assert pub_mode.wait_matched(1, 5.0) and pub_cmd.wait_matched(1, 5.0)
+        now = lambda: time.time_ns() // 1000  # noqa: E731
+        pub_mode.publish(offboard_mode(ct.store, "thrust_body_rates", now()))
+        assert _settle(server, lambda: b.heartbeat is not None)
+        pub_cmd.publish(vehicle_command(ct.store, 176, now(), 1.0, 6.0))
+        from tether.ros.protocols.px4 import NAV_OFFBOARD
+
+        assert _settle(server, lambda: b.nav_state == NAV_OFFBOARD)
+        # 0.2 m off (outside the 0.15 m radius): no move
+        put_at(mission[0] + np.array([0.2, 0.0, 0.0]))
+        assert b.waypoints_reached == 0
+        for k in range(1, len(mission) + 1):
+            pub_mode.publish(offboard_mode(ct.store, "thrust_body_rates", now()))
+            put_at(mission[k - 1] + np.array([0.0, 0.1, 0.0]))  # inside the radius
+            assert b.waypoints_reached == k
+            want = mission[min(k, len(mission) - 1)]
+            assert np.allclose(b.goal, want)
+            if k < len(mission):  # published at once: heard before the server's next step
+                deadline = time.monotonic() + 2.0
+                while not (goals and np.allclose(goals[-1], want)) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                assert goals and np.allclose(goals[-1], want)
+        assert b.summary()["waypoints_reached"] == len(mission) == b.summary()["waypoints"]
+    finally:
+        server.close()
+    # a fixed goal in the params turns the mission off
+    fixed = RobotServer("quadrotor", st, params={"env_id": "tether/QuadrotorWaypoint-v0", "goal": [0, 0, 1]})
+    try:
+        assert fixed.bridge.mission is None and np.allclose(fixed.bridge.goal, [0, 0, 1])
+    finally:
+        fixed.close()

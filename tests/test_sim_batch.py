@@ -105,9 +105,6 @@ def test_objective_scores_recorded_transitions_as_the_env_rewarded_them(eid):
             transition_rewards(env.contract, trace[:-1], np.array(actions), trace[1:])
         return
     labelled = transition_rewards(env.contract, trace[:-1], np.array(actions), trace[1:])
-    if robot == "quadrotor" and task == "waypoint":  # reaching a waypoint moves the goal: env state, not fields
-        assert labelled.shape == (len(rewards),)
-        return
     if robot == "legged":  # the recording has no trunk height: the kinematic estimate stands in (within 1 cm)
         assert np.abs(labelled - np.array(rewards)).max() < 0.02
     else:
@@ -147,3 +144,41 @@ def test_onboard_rate_controller_matches_the_numpy_reference():
         assert np.abs(native.qvel).max() > 0.5  # the commands did fly the vehicles
     finally:
         mujoco.set_mjcb_control(callback)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_recorded_waypoint_flight_is_scored_by_the_goal_moves_it_shows(seed):
+    """A recording has no waypoint counter: each goal move (the error jumping by more than the vehicle's own
+    motion) is a waypoint reached, and the last counts once within the reach radius. Checked on the expert's
+    flight through the simulator's mission: all four counted, a recording cut short of the last waypoint fails,
+    and a hover flight shows no goal move."""
+    from tether.sim.tasks.quadrotor import waypoints_reached
+    from tether.sim.tasks.scoring import task_for
+
+    env = TetherEnv("quadrotor", "waypoint")
+    obs, _ = env.reset(seed=seed)
+    trace, counts = [obs], []
+    for _ in range(env.task.max_steps):
+        obs, _, te, tr, info = env.step(env.expert_action())
+        trace.append(obs), counts.append(int(env.task.index[0]))
+        if te or tr:
+            break
+    trace, counts = np.array(trace), np.array(counts)
+    assert info["success"] and counts[-1] == 4
+    task = task_for(env.contract)
+    f = env.contract.split_obs(trace)
+
+    def reached(upto: int) -> int:
+        _, _, m = task.objective({k: v[:upto - 1] for k, v in f.items()}, None, {k: v[1:upto] for k, v in f.items()})
+        return waypoints_reached(m, task.reach_radius)
+
+    assert reached(len(trace)) == 4 and score_episode(env.contract, trace).success
+    third = int(np.argmax(counts >= 3))  # the step the third waypoint was reached (the goal moves after it)
+    assert reached(third + 1) == 2 and reached(third + 3) == 3
+    assert not score_episode(env.contract, trace[: third + 3]).success
+    hover = TetherEnv("quadrotor", "hover")
+    obs, _ = hover.reset(seed=seed)
+    flight = [obs] + [hover.step(hover.expert_action())[0] for _ in range(200)]
+    fh = hover.contract.split_obs(np.array(flight))
+    _, _, m = task.objective({k: v[:-1] for k, v in fh.items()}, None, {k: v[1:] for k, v in fh.items()})
+    assert not np.any(m["goal_moved"])

@@ -9,8 +9,9 @@ from the contract's observation fields (``/tether/obs``, or the dataset's ``obse
 - ``joint_pos`` / ``joint_vel``: matched to the robot model's joints by component name, never by position;
 - ``base_ang_vel`` (body frame), ``base_lin_vel`` (world frame only), ``projected_gravity``;
 - ``base_rotmat`` -> attitude quaternion; ``pos_error`` -> position = goal - error, the goal read from the
-  bag's ``/tether/goal`` (a dataset does not keep it: ``goal`` argument, else 1 m above the origin; only
-  ground contact depends on it);
+  bag's ``/tether/goal`` as it stood when each observation was made, so a waypoint mission replays as one
+  flight (a dataset does not keep it: ``goal`` argument, else 1 m above the origin; only ground contact
+  depends on it);
 - other fields (targets, commands, the last action) are not states of the robot and are ignored.
 
 Cropping to what the robot executed. In a bag: a PX4 vehicle executes setpoints only while armed in offboard
@@ -209,6 +210,7 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
             offboard = (np.array([t for t, _ in msgs], dtype=np.int64),
                         np.array([m.nav_state == nav_off and m.arming_state == armed for _, m in msgs]))
     period = int(round(1e9 / contract.rate_hz))
+    goals = _goal_track(side.get(GOAL_TOPIC, []))
     out, n_total, n_off, n_damp = [], 0, 0, 0
     for ep in episodes:
         T = len(ep.action)
@@ -226,7 +228,8 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
             n_damp += int(np.sum(damp & ok))
             ok &= ~damp
         n_total += T
-        obs = np.concatenate([ep.obs, ep.final_obs[None]])
+        obs = _on_first_goal(contract, np.concatenate([ep.obs, ep.final_obs[None]]),
+                             np.append(ep.stamps_ns, ep.stamps_ns[-1] + period), goals)
         out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns))
     if contract.robot == "arm" and contract.control_mode == "ee_delta_pose":
         contract, out = _arm_joint_commands(path, topics, contract, out, notes)
@@ -238,20 +241,43 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
     if n_damp:
         notes.append(f"{n_damp} commands sent as a guard damp (e-stop / stale state): not tracked, not replayed")
     if status_topic and contract.robot == "quadrotor" and len(out) == 1:
-        ev = _px4_event_timing(path, topics, contract, status_topic)
+        ev = _px4_event_timing(path, topics, contract, status_topic, goals)
         if isinstance(ev, str):
             notes.append(f"robot tick times not used ({ev}); commands taken on the control grid")
         else:
             out, ev_notes = [ev[0]], ev[1]
             notes = [n for n in notes if "offboard" not in n] + ev_notes
     goal = None
-    goals = side.get(GOAL_TOPIC, [])
-    if goals:
-        pts = np.array([[m.point.x, m.point.y, m.point.z] for _, m in goals])
-        goal = np.median(pts, axis=0)
-        if np.ptp(pts, axis=0).max() > 1e-6:
-            notes.append(f"{GOAL_TOPIC} changed during the recording; using its median {goal.round(3).tolist()}")
+    if goals is not None:
+        goal = goals[1][0]
+        moves = int(np.sum(np.any(np.diff(goals[1], axis=0) != 0, axis=1)))
+        if moves:
+            notes.append(f"{GOAL_TOPIC} moved {moves} times during the recording (a mission); each observation's "
+                         "error is taken against the goal current when it was made")
     return Recording(contract, out, f"bag {path}", goal, notes)  # (joint contract for an ee_delta_pose arm)
+
+
+def _goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The recorded goal over time: (receive times ns, (K, 3) points), None when the bag has none."""
+    if not msgs:
+        return None
+    return (np.array([t for t, _ in msgs], dtype=np.int64),
+            np.array([[m.point.x, m.point.y, m.point.z] for _, m in msgs], dtype=float))
+
+
+def _on_first_goal(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
+                   goals: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Observations whose ``pos_error`` is rewritten against the recording's first goal. Why: the replay takes
+    position = goal - error with one goal, and a mission moves the goal (each observation was made against the
+    newest goal the controller had heard by its stamp), so without this every waypoint would look like a jump
+    of the vehicle."""
+    if goals is None or "pos_error" not in contract.obs_slices:
+        return obs
+    t, pts = goals
+    i = np.clip(np.searchsorted(t, t_obs, side="right") - 1, 0, None)
+    out = np.array(obs, dtype=float, copy=True)
+    out[:, contract.obs_slices["pos_error"]] += pts[0] - pts[i]
+    return out
 
 
 def arm_joint_contract(contract: IOContract) -> IOContract:
@@ -294,8 +320,8 @@ def _arm_joint_commands(path: Path, topics: dict[str, str], contract: IOContract
     return joint, out
 
 
-def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, status_topic: str
-                      ) -> tuple[RecordedEpisode, list[str]] | str:
+def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, status_topic: str,
+                      goals: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[RecordedEpisode, list[str]] | str:
     """The recording on the vehicle's own clock: which odometry message (one per tick of the vehicle's loop)
     each observation was, when that tick ran, and when each setpoint was sent. Why: the controller's and the
     vehicle's loops are not locked; a setpoint arriving near the vehicle's tick boundary is applied a tick
@@ -335,6 +361,7 @@ def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, 
     wnorm = np.array([np.linalg.norm(np.asarray(m.angular_velocity, dtype=float)) for _, m in odo])
     obs = np.array([np.asarray(m.data, dtype=float) for _, m in obs_m])
     t_obs = np.array([m.sec * 10**9 + m.nanosec for _, m in obs_t], dtype=np.int64)
+    obs = _on_first_goal(contract, obs, t_obs, goals)
     sl = contract.obs_slices["base_ang_vel"]
     onorm = np.linalg.norm(obs[:, sl], axis=1)
     # which odometry message each observation is: near the newest the bag had received by then (the bag's

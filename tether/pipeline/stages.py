@@ -175,7 +175,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     out = Deployment()
     for i in range(episodes):
         bag = cfg.out / "bags" / f"{tag}-{i}"
-        params = {**cfg.real, "seed": 1000 + i}
+        params = {"env_id": cfg.env_id, **cfg.real, "seed": 1000 + i}  # the served robot runs the policy's task
         params_file.write_text(json.dumps(params, indent=2))
         server = _serve(cfg, params_file, 1000 + i, domain_id, cfg.out / "robot_server.log")
         t0 = time.monotonic()

@@ -317,6 +317,8 @@ class RobotServer:
         self._drain_commands()
         self.bridge.actuate(self.substeps)
         self._publish(self.bridge.state_messages())
+        if self.bridge.goal_moved():  # a mission's next waypoint: now, not at the ~10 Hz repeat
+            self._publish(self.bridge.extra_messages(), faulty=False)
         self.stats.ticks += 1
 
     def publish_stats(self) -> None:

@@ -64,6 +64,20 @@ class Bridge:
         self.counters = BridgeCounters()
         self.lock = threading.Lock()
         self.goal = None if goal is None else np.asarray(goal, dtype=float)
+        self._goal_moved = False
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        """Move the goal (a mission's next waypoint); the server publishes it at once, not at its next ~10 Hz
+        repeat, so the policy sees the new goal as soon as the wire allows. Call with ``self.lock`` held."""
+        self.goal = np.asarray(goal, dtype=float).copy()
+        self.task.goal[:] = self.goal
+        self._goal_moved = True
+
+    def goal_moved(self) -> bool:
+        """Whether the goal moved since the last call (the server's cue to publish it now)."""
+        with self.lock:
+            moved, self._goal_moved = self._goal_moved, False
+        return moved
 
     def outputs(self) -> list[tuple[str, str, Any]]:
         return []

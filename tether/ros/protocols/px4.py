@@ -520,6 +520,10 @@ class PX4Bridge(Bridge):
         except Exception:
             self.motor_max = self.max_thrust
         self.rate_controller = cf.RateController(self.max_thrust)
+        # a served waypoint task flies its own mission (this seed's waypoints) unless a fixed goal was given
+        waypoints = getattr(self.task, "waypoints", None)
+        self.mission = None if self.goal is not None or waypoints is None else np.array(waypoints[0], dtype=float)
+        self.waypoints_reached = 0
         if self.goal is None:
             self.goal = np.asarray(self.task.goal[0], dtype=float).copy()
         else:
@@ -697,6 +701,19 @@ class PX4Bridge(Bridge):
             self.sim.step(1)
             with self.lock:
                 self._touchdown(dt)
+        with self.lock:
+            self._advance_mission()
+
+    def _advance_mission(self) -> None:
+        """The waypoint mission, as a ground station flies one: once the vehicle, under the policy (offboard), is
+        within the task's reach radius of the goal, the next waypoint becomes the goal (the task's own rule,
+        ``Waypoint.evaluate``); the last one stays the goal once reached."""
+        if self.mission is None or self.nav_state != NAV_OFFBOARD or self.waypoints_reached >= len(self.mission):
+            return
+        if np.linalg.norm(self.goal - np.asarray(self.sim.base_pose()[0], dtype=float)) < self.task.reach_radius:
+            self.waypoints_reached += 1
+            if self.waypoints_reached < len(self.mission):
+                self.set_goal(self.mission[self.waypoints_reached])
 
     def state_messages(self) -> list[tuple[str, Any]]:
         pos, quat = self.sim.base_pose()
@@ -718,4 +735,6 @@ class PX4Bridge(Bridge):
                  impact_speed=max(self.impacts, default=0.0), touchdowns=len(self.impacts),
                  impacts=[round(v, 4) for v in self.impacts[-50:]],
                  altitude=float(self.sim.base_pose()[0][2]))
+        if self.mission is not None:
+            d.update(waypoints_reached=self.waypoints_reached, waypoints=len(self.mission))
         return d

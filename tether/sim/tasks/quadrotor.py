@@ -25,6 +25,9 @@ GOAL_MARKER = "goal"
 CRASH_HEIGHT = 0.03  # m
 MAX_ERROR = 2.0  # m from the goal
 MAX_TILT = 1.4  # rad
+# a goal move, told from the vehicle's own motion in one control step: 5 m/s for one step of stale odometry
+# is 0.1 m; waypoints closer together than that are all but never drawn
+GOAL_JUMP = 0.1  # m
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -58,16 +61,16 @@ def quadrotor_action_fields(control_mode: str, max_thrust: float = cf.MAX_THRUST
     )
 
 
-def flight_objective(fields: Fields, goal_z: Any = 1.0) -> tuple[Any, Any, Any]:
+def flight_objective(fields: Fields, goal_z: Any = 1.0, max_error: float = MAX_ERROR) -> tuple[Any, Any, Any]:
     """(shaped reward, crashed, position error) shared by every quadrotor task.
 
-    Reward 1 - |e| - 0.05 |omega| - 0.05 |v|, and -10 on a crash: |e| > 2 m, tilt > 1.4 rad, or height
-    (goal height - e_z) under 3 cm.
+    Reward 1 - |e| - 0.05 |omega| - 0.05 |v|, and -10 on a crash: |e| > ``max_error`` (2 m), tilt > 1.4 rad,
+    or height (goal height - e_z) under 3 cm.
     """
     require(fields, ("pos_error", "base_rotmat", "base_lin_vel", "base_ang_vel"), "quadrotor")
     e = fields["pos_error"]
     err = norm(e)
-    crashed = (err > MAX_ERROR) | (fields["base_rotmat"][..., 8] < math.cos(MAX_TILT)) | (goal_z - e[..., 2] < CRASH_HEIGHT)
+    crashed = (err > max_error) | (fields["base_rotmat"][..., 8] < math.cos(MAX_TILT)) | (goal_z - e[..., 2] < CRASH_HEIGHT)
     reward = 1.0 - err - 0.05 * norm(fields["base_ang_vel"]) - 0.05 * norm(fields["base_lin_vel"]) - 10.0 * crashed
     return reward, crashed, err
 
@@ -220,6 +223,7 @@ class Waypoint(QuadrotorTask):
     episode_seconds = 12.0
     reach_radius = 0.15
     n_waypoints = 4
+    max_error = 3.0  # m: consecutive waypoints lie up to 2.4 m apart
 
     def __init__(self, robot, n: int = 1, control_mode: str | None = None) -> None:
         super().__init__(robot, n, control_mode)
@@ -239,12 +243,24 @@ class Waypoint(QuadrotorTask):
         return {"goal_z": self.goal[:, 2], "last_waypoint": self.index >= self.n_waypoints - 1}
 
     def objective(self, prev, action, fields, ctx=None):
+        """Progress toward the current waypoint (10 per metre closed), +10 on reaching it, -10 on a crash.
+
+        Why progress and not the hover reward: 1 - |e| per step pays for staying near a waypoint, and reaching
+        one moves the goal up to 2.4 m away (and the last one ends the episode), so PPO learned to hover just
+        outside the first waypoint: 0-5 % of episodes visited all four after 1.5M steps. Progress sums to the
+        path flown whatever the pace, so only reaching pays more."""
         ctx = ctx or {}
-        reward, crashed, err = flight_objective(fields, ctx.get("goal_z", 1.0))
+        _, crashed, err = flight_objective(fields, ctx.get("goal_z", 1.0), self.max_error)
+        toward = (fields["base_lin_vel"] * fields["pos_error"]).sum(-1) / (err + 1e-6)  # speed toward it, m/s
         reached = err < self.reach_radius
         finished = reached & ctx["last_waypoint"] if "last_waypoint" in ctx else reached & False
-        return reward + 10.0 * reached, crashed | finished, {"position_error": err, "crashed": crashed,
-                                                             "reached": reached}
+        dt = 1.0 / self.robot.control_rate_hz
+        reward = 10.0 * dt * toward - 0.01 * norm(fields["base_ang_vel"]) + 10.0 * reached - 10.0 * crashed
+        # the goal moved between the two observations: the error changed by more than the vehicle's own motion
+        moved = norm(fields["pos_error"] - prev["pos_error"]
+                     + 0.5 * dt * (fields["base_lin_vel"] + prev["base_lin_vel"])) > GOAL_JUMP
+        return reward, crashed | finished, {"position_error": err, "crashed": crashed, "reached": reached,
+                                            "goal_moved": moved}
 
     def evaluate(self, sim, prev, fields, action):
         out = super().evaluate(sim, prev, fields, action)
@@ -257,5 +273,17 @@ class Waypoint(QuadrotorTask):
         return out
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
-        reached = np.asarray(metrics.get("waypoints_reached", np.cumsum(metrics["reached"])))
-        return bool(len(reached) and not crashed_in_flight(metrics["crashed"]) and reached[-1] >= self.n_waypoints)
+        return bool(len(metrics["crashed"]) and not crashed_in_flight(metrics["crashed"])
+                    and waypoints_reached(metrics, self.reach_radius) >= self.n_waypoints)
+
+
+def waypoints_reached(metrics: Mapping[str, np.ndarray], reach_radius: float) -> int:
+    """Waypoints visited in an episode: the simulator's count when it kept one; in a recording (a served or real
+    robot's mission, which moves the goal once the vehicle reaches it) every goal move is a waypoint reached,
+    and the last goal counts once the error to it fell under the reach radius."""
+    if "waypoints_reached" in metrics:
+        return int(np.asarray(metrics["waypoints_reached"])[-1])
+    moved = np.nonzero(np.asarray(metrics["goal_moved"], dtype=bool))[0]
+    err = np.asarray(metrics["position_error"], dtype=np.float64)
+    since = err[moved[-1]:] if len(moved) else err
+    return len(moved) + int(bool(np.any(since < reach_radius)))
