@@ -6,7 +6,8 @@ training DR, on both sides of nominal) is met over ROS 2 DDS: zero-shot success,
 recorded bags and sim fine-tuning under the identified DR, then success again. The table gives sim success, the
 two served successes (and their ratio to sim), robot minutes used, and wall time per row.
 
-Usage: python benchmarks/transfer.py [--robots quadrotor] [--sets heavy,light,...] [--episodes 4] [--out DIR]
+Usage: python benchmarks/transfer.py [--robots quadrotor,quadrotor/waypoint] [--sets heavy,light,...] [--episodes 4]
+       [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it)
 """
 
 from __future__ import annotations
@@ -58,16 +59,19 @@ def main() -> None:
           "zero-shot → tuned | robot min | wall min |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
-    for robot in args.robots.split(","):
-        base = PipelineConfig(robot=robot, episodes=args.episodes, out=args.out / robot / "train").resolved()
+    for item in args.robots.split(","):
+        robot, _, task = item.partition("/")
+        task = task or None
+        base = PipelineConfig(robot=robot, task=task, episodes=args.episodes,
+                              out=args.out / item / "train").resolved()
         t0 = time.perf_counter()
         ckpt = train(base, lambda _m: None)
         train_min = (time.perf_counter() - t0) / 60
         for name, params, latency in SETS[robot]:
             if args.sets and name.split(",")[0] not in args.sets.split(","):
                 continue
-            out = args.out / robot / name.replace(" ", "_").replace(",", "")
-            cfg = PipelineConfig(robot=robot, episodes=args.episodes, real=params, latency_ms=latency,
+            out = args.out / item / name.replace(" ", "_").replace(",", "")
+            cfg = PipelineConfig(robot=robot, task=task, episodes=args.episodes, real=params, latency_ms=latency,
                                  checkpoint=str(ckpt), out=out)
             t1 = time.perf_counter()
             s = run_pipeline(cfg, log=lambda _m: None)
@@ -77,11 +81,11 @@ def main() -> None:
             fit = ", ".join(f"{k} ×{v:.3g}" for k, v in (ident.get("report", {}).get("scale") or {}).items())
             on_id = ident.get("sim_success") or {}
             on_id_text = f"{on_id['zero_shot']:.0%} → {on_id['tuned']:.0%}" if on_id else "-"
-            print(f"| {robot} | {name}: {params['scale']}, {latency:g} ms | {s['sim_success']:.0%} | "
+            print(f"| {base.robot}/{base.task} | {name}: {params['scale']}, {latency:g} ms | {s['sim_success']:.0%} | "
                   f"{s['served_success_zero_shot']:.0%} | {s['served_success_tuned']:.0%} | {kept:.0%} | "
                   f"{s['served_final_error_zero_shot']:.3f} → {s['served_final_error_tuned']:.3f} | {fit or '-'} | "
                   f"{on_id_text} | {s['robot_seconds'] / 60:.1f} | {wall:.1f} |", flush=True)
-            rows.append({"robot": robot, "set": name, "params": params, "latency_ms": latency, **{
+            rows.append({"robot": robot, "task": base.task, "set": name, "params": params, "latency_ms": latency, **{
                 k: s[k] for k in ("sim_success", "served_success_zero_shot", "served_success_tuned", "kept",
                                   "served_final_error_zero_shot", "served_final_error_tuned", "robot_seconds")},
                 "identified_scale": (ident.get("report") or {}).get("scale"), "sim_on_identified": on_id or None,
