@@ -137,3 +137,38 @@ def test_sysid_reads_the_dataset_converted_from_the_bag(bags, contract_file, tmp
     assert abs(fit.scale["body_mass"] / 1.3 - 1) < 0.10, fit.summary()
     assert any("cut from the data" in n for n in fit.notes), fit.notes
     assert fit.residual_after < 0.4 * fit.residual_before  # on the controller's grid: the loops' phase shows
+
+
+def test_a_waypoint_mission_bag_replays_as_one_flight_and_scores_by_its_goal_moves(tmp_path):
+    """The served waypoint task moves the goal as each waypoint is reached. Read back from the deploy bag,
+    positions (goal - error, each error against the goal current when it was made) run on without the metre-long
+    jumps a single goal would give them, and the recorded flight's score counts one waypoint per goal move seen
+    on /tether/goal."""
+    import numpy as np
+
+    from tether.calibration.recordings import load_recording, to_trajectories
+    from tether.data.topics import GOAL_TOPIC
+    from tether.pipeline.stages import controlled_obs
+    from tether.ros.recorder import read_bag
+    from tether.sim.tasks.quadrotor import waypoints_reached
+    from tether.sim.tasks.scoring import task_for
+
+    contract = env_contract("tether/QuadrotorWaypoint-v0")
+    with pytest.MonkeyPatch.context() as mp:
+        bag = record_served_deploy(tmp_path, robot="quadrotor", adapter="px4", domain=65 + _WORKER,
+                                   policy=QuadrotorExpertPolicy(contract), latency_ms=10.0, seconds=9.0,
+                                   params={"env_id": "tether/QuadrotorWaypoint-v0", "seed": 5}, monkeypatch=mp)
+    goals = np.array([[m.msg.point.x, m.msg.point.y, m.msg.point.z] for m in read_bag(bag, topics=[GOAL_TOPIC])])
+    moves = int(np.sum(np.any(np.diff(goals, axis=0) != 0, axis=1)))
+    assert moves >= 2, goals  # the expert reached at least two waypoints in the time
+    rec = load_recording(bag, contract=contract)
+    assert any(f"moved {moves} times" in n for n in rec.notes), rec.notes
+    data = to_trajectories(rec)
+    for states in data.states:
+        step = np.linalg.norm(np.diff(states["base_pos"], axis=0), axis=1)
+        assert np.nanmax(step) < 0.1, np.nanmax(step)  # 5 m/s for a 20 ms tick; a waypoint is ~1 m
+    task = task_for(contract)
+    obs = contract.split_obs(controlled_obs(bag))
+    _, _, metrics = task.objective({k: v[:-1] for k, v in obs.items()}, None, {k: v[1:] for k, v in obs.items()})
+    assert int(np.sum(metrics["goal_moved"])) == moves
+    assert waypoints_reached(metrics, task.reach_radius) in (moves, moves + 1)
