@@ -34,7 +34,10 @@ agent's timesync translates them). PX4 normalised thrust is only approximately l
 The served-robot side (:class:`PX4Bridge`) applies PX4's rules: setpoints only armed + offboard with a live
 heartbeat whose flags match; offboard refused without a heartbeat; heartbeat loss -> position hold (a
 failsafe, user intention kept); NAV_LAND descends at ``land_speed`` and disarms once its land detector sees
-the vehicle at rest on the ground; the speed of every touchdown is measured (``impact_speed``).
+the vehicle at rest on the ground; the speed of every touchdown is measured (``impact_speed``). A served
+waypoint task (``env_id`` tether/QuadrotorWaypoint-v0, no fixed goal) plays the ground station's part too: it
+publishes the seed's waypoints on ``/tether/goal`` one by one, each once the vehicle, in offboard, is within the
+task's reach radius of the last.
 """
 
 from __future__ import annotations
