@@ -189,3 +189,23 @@ def test_ee_delta_recording_is_refused(tmp_path, capsys):
     ds = sim_recording(tmp_path / "ee", "tether/ArmReach-v0", _expert, scales={}, episodes=1, steps=12)
     rc, err = _run(capsys, ds)
     assert rc == 2 and "control mode 'ee_delta_pose' is not one" in err
+
+
+def test_a_quadrotor_on_the_ground_is_not_replayed():
+    """A crashed vehicle rests on the ground for the rest of a served episode, where contact, not the commands,
+    decides its motion: those transitions leave the fit (a state never read, NaN, does not count as low)."""
+    from tests._deploy_support import env_contract
+    from tether.calibration.recordings import GROUND_CLEARANCE, RecordedEpisode, Recording, to_trajectories
+
+    c = env_contract("tether/QuadrotorHover-v0")
+    T = 10
+    z = np.array([1.0, np.nan, 0.8, 0.5, 0.2, 0.06, 0.04, 0.013, 0.013, 0.013, 0.013])
+    obs = np.zeros((T + 1, c.obs_size))
+    obs[:, c.obs_slices["base_rotmat"]] = np.eye(3).ravel()
+    obs[:, c.obs_slices["pos_error"]] = np.column_stack([np.zeros(T + 1), np.zeros(T + 1), 1.0 - z])
+    ep = RecordedEpisode(obs, np.zeros((T, c.action_size)), np.ones(T, bool))
+    data = to_trajectories(Recording(c, [ep], "test", goal=np.array([0.0, 0.0, 1.0])))
+    low = z < GROUND_CLEARANCE
+    np.testing.assert_array_equal(data.executed[0], ~(low[:-1] | low[1:]))
+    assert data.executed[0].tolist() == [True] * 5 + [False] * 5
+    assert any("under 0.05 m" in n for n in data.notes), data.notes
