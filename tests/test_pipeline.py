@@ -119,12 +119,19 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     bags = sorted((run / "bags").iterdir())
     assert [b.name for b in bags] == ["probe-0", "tuned-0", "zeroshot-0"]  # as ros2 bag -o names them
     assert sum(1 for _ in read_bag(bags[2], topics=["/tether/obs"])) > 20
-    preset = terms_from_json((run / "identify" / "dr_identified.json").read_text())
-    assert any(t.target == "body_mass" for t in preset)  # centred on the fit of the served robot's mass
+    saved = json.loads((run / "summary.json").read_text())
+    # a 4096-step policy may crash at once: a vehicle resting on the ground leaves nothing to identify, and the
+    # loop says so and fine-tunes under the training DR; when it flew long enough, the preset is the fit's
+    if saved["identified"].get("error"):
+        assert "no replay window" in saved["identified"]["error"] and "Not identified" in report
+        assert any("not identified" in line for line in lines)
+        assert any("under the training DR 'wide'" in line for line in lines)
+    else:
+        preset = terms_from_json((run / "identify" / "dr_identified.json").read_text())
+        assert any(t.target == "body_mass" for t in preset)  # centred on the fit of the served robot's mass
     sim = load_checkpoint(run / "train" / "checkpoint")
     tuned = load_checkpoint(run / "finetune" / "checkpoint")
     assert tuned.contract == sim.contract
-    saved = json.loads((run / "summary.json").read_text())
     assert saved["served_success_tuned"] == summary["served_success_tuned"]
     assert 0 < saved["robot_seconds"] <= cfg.robot_seconds_budget and saved["robot_episodes"] == 3
     assert saved["kept"] in ("zero-shot", "fine-tuned")

@@ -114,7 +114,10 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
         "fine-tuning is what it uses to close the gap.",
         "",
     ]
-    if identified:
+    if identified.get("error"):
+        lines += ["## Identification", "", f"Not identified: {identified['error']}. Fine-tuned under the training "
+                  f"DR `{cfg.dr}` instead.", ""]
+    elif identified:
         fit = "\n".join(ln for ln in str(identified.get("fit")).splitlines() if not ln.strip().startswith("note:"))
         lines += ["## Identification", "", "```", fit, "```", "(Per-bag notes in identify/sysid.json.)", ""]
         lines += [f"![residuals]({p.relative_to(out)})" for p in residual_pngs] + [""]

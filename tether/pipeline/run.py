@@ -78,12 +78,14 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     identified: dict[str, Any] | None = None
     if cfg.finetune == "sim":
         dr_file, identified = timed("identify", lambda: identify(cfg, ckpt, recorded, log))
-        tuned, tuned_score = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, dr_file, log))
-        on_identified = {"zero_shot": timed("sim eval", lambda: sim_success(cfg, ckpt, dr_file)),
-                         "tuned": tuned_score}
-        log(f"      in sim under the identified DR: {on_identified['zero_shot']:.0%} zero-shot → "
-            f"{on_identified['tuned']:.0%} fine-tuned")
-        identified["sim_success"] = on_identified
+        tune_dr = cfg.dr if dr_file is None else dr_file  # nothing identified: go on under the training DR
+        tuned, tuned_score = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, tune_dr, log))
+        if dr_file is not None:
+            on_identified = {"zero_shot": timed("sim eval", lambda: sim_success(cfg, ckpt, dr_file)),
+                             "tuned": tuned_score}
+            log(f"      in sim under the identified DR: {on_identified['zero_shot']:.0%} zero-shot → "
+                f"{on_identified['tuned']:.0%} fine-tuned")
+            identified["sim_success"] = on_identified
     else:
         dataset = timed("dataset", lambda: real_dataset(cfg, ckpt, recorded, log))
         tuned = timed("fine-tune", lambda: hybrid_finetune(cfg, ckpt, dataset, log))

@@ -68,9 +68,9 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     return Path(path)
 
 
-def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | None = None) -> float:
+def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | str | None = None) -> float:
     """Success in MuJoCo on the nominal robot (no DR): the reference the served robot is held to; with ``dr``
-    (the identified DR) how well a policy (a checkpoint, or one in memory) does on the robot as identified."""
+    (the identified DR file, or a preset) how well a policy (a checkpoint, or one in memory) does under it."""
     from tether.policies.checkpoint import load_policy
     from tether.policies.evaluation import evaluate_policy
 
@@ -80,9 +80,10 @@ def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | None = No
     return float(result.success_rate or 0.0)
 
 
-def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log) -> tuple[Path, float]:
-    """Warm-start the policy in sim under the identified DR: minutes, not a retrain (PPO policies). Returns the
-    fine-tuned checkpoint and its sim success under that DR.
+def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log) -> tuple[Path, float]:
+    """Warm-start the policy in sim under the identified DR (or, when nothing could be identified, the training
+    DR ``cfg.dr``): minutes, not a retrain (PPO policies). Returns the fine-tuned checkpoint and its sim success
+    under that DR.
 
     One run of up to ``finetune_rounds`` x ``finetune_steps``, checked in sim under the identified DR after
     every ``finetune_steps``: it stops once the policy succeeds in ``finetune_target`` of those episodes, and the
@@ -105,7 +106,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
     def evaluate(steps: int, policy: Policy) -> float:
         best["checked"] = steps
         score = sim_success(cfg, policy, dr_file)
-        log(f"      after {steps:,} steps: sim success under the identified DR {score:.0%}")
+        log(f"      after {steps:,} steps: sim success under {which} {score:.0%}")
         if score > best["score"]:
             best.update(score=score, state=copy.deepcopy(policy.state_dict()), steps=steps)
         return score
@@ -114,7 +115,8 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path, log: Log)
         return steps - best["checked"] >= cfg.finetune_steps and evaluate(steps, policy) >= cfg.finetune_target
 
     total = cfg.finetune_steps * cfg.finetune_rounds
-    log(f"[fine-tune] PPO from the deployed policy under the identified DR: up to {total:,} steps, checked every "
+    which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
+    log(f"[fine-tune] PPO from the deployed policy under {which}: up to {total:,} steps, checked every "
         f"{cfg.finetune_steps:,}, until {cfg.finetune_target:.0%} sim success")
     tuned = train_ppo(cfg.env_id, total, {"history": parent.history, "lr": FINETUNE_LR}, seed=cfg.seed + 1,
                       env_kwargs={"dr": str(dr_file)}, init_policy=parent,
@@ -192,7 +194,8 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        s = score_episode(contract, controlled_obs(bag))
+        run = controlled_run(bag)
+        s = score_episode(contract, run.obs, goal=run.goal, goal_moves=run.goal_moves)
         out.bags.append(bag)
         out.errors.append(s.error)
         out.successes.append(s.success)
@@ -204,11 +207,23 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     return out
 
 
-def controlled_obs(bag: Path) -> np.ndarray:
+@dataclass
+class ControlledRun:
+    """A recorded episode from when the robot first followed the policy (see :func:`controlled_run`)."""
+
+    obs: np.ndarray  # (T, obs)
+    goal: np.ndarray | None = None  # (T, 3) the goal current at each observation (/tether/goal); None: none heard
+    goal_moves: np.ndarray | None = None  # (T,) goal moves heard since the recording began (a mission's waypoints)
+
+
+def controlled_run(bag: Path) -> ControlledRun:
     """The recorded observations from when the robot first followed the policy: a PX4 vehicle ignores setpoints
     until offboard engages (its own hold controller flies it until then), which the deploy records on the
-    control topic; what happens before that is not the policy's doing. Later losses of control stay in."""
-    from tether.data.topics import CONTROL_TOPIC, OBS_TOPIC
+    control topic; what happens before that is not the policy's doing. Later losses of control stay in. With
+    them, the goal each observation was made against and how often it had moved: the crash height and a
+    mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
+    observation kept here)."""
+    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
     from tether.ros.recorder import read_bag
 
     obs, stamps, since = [], [], 0
@@ -219,15 +234,26 @@ def controlled_obs(bag: Path) -> np.ndarray:
     for m in read_bag(bag, topics=[OBS_TOPIC]):
         obs.append(np.asarray(m.msg.data))
         stamps.append(m.log_ns)
-    obs_arr = np.array(obs)
-    first = int(np.searchsorted(np.array(stamps), since)) if since else 0
-    return obs_arr[first:] if len(obs_arr) - first >= 2 else obs_arr
+    obs_arr, t_obs = np.array(obs), np.array(stamps, dtype=np.int64)
+    first = int(np.searchsorted(t_obs, since)) if since else 0
+    if len(obs_arr) - first < 2:
+        first = 0
+    goals = [(m.log_ns, (m.msg.point.x, m.msg.point.y, m.msg.point.z)) for m in read_bag(bag, topics=[GOAL_TOPIC])]
+    if not goals:
+        return ControlledRun(obs_arr[first:])
+    t_goal = np.array([t for t, _ in goals], dtype=np.int64)
+    pts = np.array([p for _, p in goals], dtype=float)
+    moves = np.concatenate([[0], np.cumsum(np.any(np.diff(pts, axis=0) != 0, axis=1))])
+    i = np.clip(np.searchsorted(t_goal, t_obs[first:], side="right") - 1, 0, None)
+    return ControlledRun(obs_arr[first:], pts[i], moves[i])
 
 
-def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) -> tuple[Path, dict[str, Any]]:
+def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log
+             ) -> tuple[Path | None, dict[str, Any]]:
     """System identification from the deploy bags: the DR to fine-tune under (physical terms centred on the fit,
     plus the training DR's sensor noise and pushes, which identification does not replace), and the residual
-    report (simulated vs recorded states with nominal and with identified parameters)."""
+    report (simulated vs recorded states with nominal and with identified parameters). ``None`` and the reason
+    when the bags hold nothing to fit (a policy that crashed at once leaves a vehicle resting on the ground)."""
     from tether.calibration.recordings import identify_recordings
     from tether.calibration.residuals import residual_report
     from tether.policies.checkpoint import load_checkpoint
@@ -238,7 +264,11 @@ def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log) 
     contract = load_checkpoint(checkpoint).contract
     goal = (cfg.real or {}).get("goal")
     log(f"[identify] system identification from {len(bags)} deploy bags")
-    data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed)
+    try:
+        data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed)
+    except TetherError as exc:
+        log(f"      not identified: {exc}")
+        return None, {"error": str(exc)}
     out = cfg.out / "identify"
     out.mkdir(parents=True, exist_ok=True)
     identified = [DRTerm.from_dict(t) for t in result.dr_preset()["terms"]]

@@ -282,12 +282,16 @@ class Waypoint(QuadrotorTask):
 
 
 def waypoints_reached(metrics: Mapping[str, np.ndarray], reach_radius: float) -> int:
-    """Waypoints visited in an episode: the simulator's count when it kept one; in a recording (a served or real
-    robot's mission, which moves the goal once the vehicle reaches it) every goal move is a waypoint reached,
-    and the last goal counts once the error to it fell under the reach radius."""
+    """Waypoints visited in an episode: the simulator's count when it kept one. In a recording (a served or real
+    robot's mission, which moves the goal once the vehicle reaches it) every goal move is a waypoint reached -
+    counted on the recorded goal topic where there is one (``goal_moves``), else seen as a jump of the error
+    (``goal_moved``) - and the last goal counts once the error to it fell under the reach radius."""
     if "waypoints_reached" in metrics:
         return int(np.asarray(metrics["waypoints_reached"])[-1])
-    moved = np.nonzero(np.asarray(metrics["goal_moved"], dtype=bool))[0]
     err = np.asarray(metrics["position_error"], dtype=np.float64)
+    if "goal_moves" in metrics:
+        moves = np.asarray(metrics["goal_moves"])
+        return int(moves[-1]) + int(bool(np.any(err[moves == moves[-1]] < reach_radius)))
+    moved = np.nonzero(np.asarray(metrics["goal_moved"], dtype=bool))[0]
     since = err[moved[-1]:] if len(moved) else err
     return len(moved) + int(bool(np.any(since < reach_radius)))

@@ -48,16 +48,27 @@ class EpisodeScore:
     final_error: float  # mean error over the last second
 
 
-def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None) -> EpisodeScore:
-    """Score one recorded episode (its observations in order, (T, obs), and optionally its physical actions)."""
+def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None, *,
+                  goal: np.ndarray | None = None, goal_moves: np.ndarray | None = None) -> EpisodeScore:
+    """Score one recorded episode (its observations in order, (T, obs), and optionally its physical actions).
+
+    ``goal`` (T, 3): the goal each observation was made against, where the recording has it (a bag's
+    ``/tether/goal``): tasks whose objective needs it (a quadrotor's height above ground is goal height minus
+    error) use it instead of their default; ``goal_moves`` (T,): how often it had moved by then (a waypoint
+    mission's count)."""
     obs = np.asarray(obs, np.float64)
     if obs.ndim != 2 or len(obs) < 2:
         raise TetherError(f"recorded run has {len(obs)} observations; expected at least two control steps")
     task = task_for(contract)
     f = contract.split_obs(obs)
     act = np.zeros((len(obs) - 1, contract.action_size)) if action is None else np.asarray(action, np.float64)[:-1]
+    ctx = task.default_context()
+    if goal is not None and "goal_z" in ctx:
+        ctx["goal_z"] = np.asarray(goal, np.float64)[1:, 2]
     _, terminated, metrics = task.objective({k: v[:-1] for k, v in f.items()}, act,
-                                            {k: v[1:] for k, v in f.items()}, task.default_context())
+                                            {k: v[1:] for k, v in f.items()}, ctx)
+    if goal_moves is not None:
+        metrics["goal_moves"] = np.asarray(goal_moves)[1:]
     metrics = {k: np.broadcast_to(np.asarray(v), (len(obs) - 1,)) for k, v in metrics.items()}
     error = np.asarray(metrics[task.error_metric], np.float64)
     tail = error[-max(1, int(round(contract.rate_hz))):]
