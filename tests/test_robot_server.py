@@ -50,9 +50,6 @@ def test_px4_offboard_rules(transports, tmp_path):
         server.open()
         b = server.bridge
         store = ct.store
-        far = mission[0] + np.array([0.0, 0.0, 0.6])
-        b.hold_pos[:] = far  # (where its hold controller keeps it until the test moves it)
-        put_at(far)
         pub_mode = ct.publisher("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode", "px4_in")
         pub_rates = ct.publisher("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint", "px4_in")
         pub_motor = ct.publisher("/fmu/in/actuator_motors", "px4_msgs/msg/ActuatorMotors", "px4_in")
