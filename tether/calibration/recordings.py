@@ -214,7 +214,7 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
             offboard = (np.array([t for t, _ in msgs], dtype=np.int64),
                         np.array([m.nav_state == nav_off and m.arming_state == armed for _, m in msgs]))
     period = int(round(1e9 / contract.rate_hz))
-    goals = _goal_track(side.get(GOAL_TOPIC, []))
+    goals = goal_track(side.get(GOAL_TOPIC, []))
     out, n_total, n_off, n_damp = [], 0, 0, 0
     for ep in episodes:
         T = len(ep.action)
@@ -261,8 +261,9 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
     return Recording(contract, out, f"bag {path}", goal, notes)  # (joint contract for an ee_delta_pose arm)
 
 
-def _goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The recorded goal over time: (receive times ns, (K, 3) points), None when the bag has none."""
+def goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The recorded goal over time from ``(receive time ns, PointStamped)`` pairs: (times, (K, 3) points), None
+    when the bag has none."""
     if not msgs:
         return None
     return (np.array([t for t, _ in msgs], dtype=np.int64),

@@ -223,6 +223,7 @@ def controlled_run(bag: Path) -> ControlledRun:
     them, the goal each observation was made against and how often it had moved: the crash height and a
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
+    from tether.calibration.recordings import goal_track
     from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
     from tether.ros.recorder import read_bag
 
@@ -238,11 +239,10 @@ def controlled_run(bag: Path) -> ControlledRun:
     first = int(np.searchsorted(t_obs, since)) if since else 0
     if len(obs_arr) - first < 2:
         first = 0
-    goals = [(m.log_ns, (m.msg.point.x, m.msg.point.y, m.msg.point.z)) for m in read_bag(bag, topics=[GOAL_TOPIC])]
-    if not goals:
+    track = goal_track([(m.log_ns, m.msg) for m in read_bag(bag, topics=[GOAL_TOPIC])])
+    if track is None:
         return ControlledRun(obs_arr[first:])
-    t_goal = np.array([t for t, _ in goals], dtype=np.int64)
-    pts = np.array([p for _, p in goals], dtype=float)
+    t_goal, pts = track
     moves = np.concatenate([[0], np.cumsum(np.any(np.diff(pts, axis=0) != 0, axis=1))])
     i = np.clip(np.searchsorted(t_goal, t_obs[first:], side="right") - 1, 0, None)
     return ControlledRun(obs_arr[first:], pts[i], moves[i])
