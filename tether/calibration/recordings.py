@@ -254,7 +254,7 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
     goal = None
     if goals is not None:
         goal = goals[1][0]
-        moves = int(np.sum(np.any(np.diff(goals[1], axis=0) != 0, axis=1)))
+        moves = int(goal_moves(goals[1])[-1])
         if moves:
             notes.append(f"{GOAL_TOPIC} moved {moves} times during the recording (a mission); each observation's "
                          "error is taken against the goal current when it was made")
@@ -268,6 +268,11 @@ def goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | N
         return None
     return (np.array([t for t, _ in msgs], dtype=np.int64),
             np.array([[m.point.x, m.point.y, m.point.z] for _, m in msgs], dtype=float))
+
+
+def goal_moves(points: np.ndarray) -> np.ndarray:
+    """(K,) how often a recorded goal track's (K, 3) points had moved by each message (a mission's waypoints)."""
+    return np.concatenate([[0], np.cumsum(np.any(np.diff(points, axis=0) != 0, axis=1))])
 
 
 def _on_first_goal(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,

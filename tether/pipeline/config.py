@@ -32,7 +32,7 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Per robot and task, where a task other than the robot's first needs other budgets.
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    # 4 waypoints in 12 s: PPO (history 4, wide DR, 1.5M steps, ~2.5 min on 2 cores) reached all four in
+    # 4 waypoints in 12 s: PPO (history 4, wide DR, 1.5M steps, 2-3 min on 2 cores) reached all four in
     # 95-100 % of nominal-sim episodes and 60-65 % under the wide DR (two seeds)
     ("quadrotor", "waypoint"): {"train_steps": 1_500_000, "finetune_steps": 500_000},
 }

@@ -223,7 +223,7 @@ def controlled_run(bag: Path) -> ControlledRun:
     them, the goal each observation was made against and how often it had moved: the crash height and a
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
-    from tether.calibration.recordings import goal_track
+    from tether.calibration.recordings import goal_moves, goal_track
     from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
     from tether.ros.recorder import read_bag
 
@@ -243,9 +243,8 @@ def controlled_run(bag: Path) -> ControlledRun:
     if track is None:
         return ControlledRun(obs_arr[first:])
     t_goal, pts = track
-    moves = np.concatenate([[0], np.cumsum(np.any(np.diff(pts, axis=0) != 0, axis=1))])
     i = np.clip(np.searchsorted(t_goal, t_obs[first:], side="right") - 1, 0, None)
-    return ControlledRun(obs_arr[first:], pts[i], moves[i])
+    return ControlledRun(obs_arr[first:], pts[i], goal_moves(pts)[i])
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log
