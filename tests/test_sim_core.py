@@ -163,14 +163,46 @@ def test_latency_term_delays_actions_by_exactly_the_sampled_steps(latency):
     o2, _ = direct.reset(seed=3)
     assert info["latency_steps"] == latency
     rng = np.random.default_rng(0)
-    actions = rng.uniform(-0.3, 0.3, (20, 4)).astype(np.float32)
-    neutral = direct.contract.to_normalised(direct.task.neutral_action()).astype(np.float32)
+    actions = rng.uniform(-0.3, 0.3, (20, 4))
+    neutral = direct.contract.to_normalised(direct.task.neutral_action())
     shifted = [neutral] * latency + list(actions[:-latency])
     for a, b in zip(actions, shifted):
         o1, *_ = delayed.step(a)
         o2, *_ = direct.step(b)
         # last_action differs by design (it is what the policy emitted); physics must match exactly
         np.testing.assert_allclose(o1[:18], o2[:18], atol=1e-9)
+
+
+@pytest.mark.parametrize("env_id", ["tether/QuadrotorWaypoint-v0", "tether/ArmReach-v0"])
+def test_commands_move_no_faster_than_the_deploy_guard_lets_them(env_id):
+    """The sim sends what a deployed robot receives: the guard's default rate limit, the same sequence."""
+    from tether.contract import FULL_RANGE_S
+    from tether.hardware.guard import CommandGuard, GuardConfig
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    core, c = env.core, env.contract
+    guard = CommandGuard(c, None, GuardConfig(ramp_in_s=0.0), dt=1.0 / c.rate_hz)
+    guard.start(c.to_physical(core.sent[0]), now=0.0)
+    rng = np.random.default_rng(1)
+    actions = (rng.choice([-1.0, 1.0], (40, c.action_size)) * rng.uniform(0.2, 1.0, (40, c.action_size))).astype(
+        np.float32).astype(np.float64)
+    moved = []
+    for k, a in enumerate(actions):
+        before = core.sent[0].copy()
+        env.step(a)
+        out = guard.step(c.to_physical(a), state_stamp=k * guard.dt, now=k * guard.dt)
+        np.testing.assert_allclose(c.to_physical(core.sent[0]), out.command, rtol=1e-9, atol=1e-9)
+        moved.append(np.abs(core.sent[0] - before).max())
+        assert np.array_equal(env.core.last_action[0], a)  # the policy's own action is fed back
+    step = 2.0 / (c.rate_hz * FULL_RANGE_S)
+    assert max(moved) == pytest.approx(step) and guard.counters.rate_limited > 10
+    free = gym.make(env_id, full_range_s=None).unwrapped
+    free.reset(seed=0)
+    free.step(actions[0])
+    np.testing.assert_allclose(free.core.sent[0], actions[0])  # None: the command jumps at once
+    with pytest.raises(TetherError, match="full_range_s"):
+        TetherEnv("quadrotor", "hover", full_range_s=0.0)
 
 
 def test_obs_noise_and_bias_apply_and_are_seeded():

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from tether.contract import IOContract
+from tether.contract import FULL_RANGE_S, IOContract, full_range_step
 from tether.errors import TetherError
 from tether.hardware.limits import RobotLimits
 
@@ -37,7 +37,8 @@ class GuardConfig:
     """Tunable safety behaviour. Arrays broadcast to the action size; ``None`` means "not configured".
 
     ``max_delta`` is the per-tick rate limit in physical units per element (e.g. rad per tick); ``max_rate``
-    is the same per second and is converted with the control period; ``full_range_s`` (default 0.25 s) bounds
+    is the same per second and is converted with the control period; ``full_range_s`` (default
+    ``contract.FULL_RANGE_S``, 0.25 s, which the simulator applies too) bounds
     the rate by "no element crosses its whole limit range faster than this", so even an unconfigured guard
     never lets a command jump from one limit to the other in one tick (None disables it; the tightest of the
     three applies). ``low``/``high`` can only tighten the
@@ -47,7 +48,7 @@ class GuardConfig:
 
     max_delta: float | Sequence[float] | None = None
     max_rate: float | Sequence[float] | None = None
-    full_range_s: float | None = 0.25
+    full_range_s: float | None = FULL_RANGE_S
     low: float | Sequence[float] | None = None
     high: float | Sequence[float] | None = None
     stale_periods: float = 3.0
@@ -138,7 +139,8 @@ class CommandGuard:
                 raise TetherError(f"full_range_s is {self.config.full_range_s}; expected > 0 seconds or None")
             span = high - low
             finite = np.isfinite(span)
-            delta[finite] = np.minimum(delta[finite], span[finite] * self.dt / self.config.full_range_s)
+            delta[finite] = np.minimum(delta[finite], full_range_step(span[finite], 1.0 / self.dt,
+                                                                      self.config.full_range_s))
         if np.any(delta <= 0):
             raise TetherError(f"rate limit {delta.tolist()} per tick; expected every element > 0")
         self.max_delta = delta

@@ -1,8 +1,9 @@
 """The batched simulation core: N randomised worlds of one robot and task, stepped together in this process.
 
-A step is a fixed sequence of array operations over the whole batch: clip the normalised actions, delay
-them by each world's sampled latency, map them to physical units through the contract, let the task actuate
-(the backend steps every world at once), read the observation and privileged fields, score the step with
+A step is a fixed sequence of array operations over the whole batch: clip the normalised actions, limit how
+fast each command moves as the deploy guard does (``full_range_s``), delay them by each world's sampled
+latency, map them to physical units through the contract, let the task actuate (the backend steps every world
+at once), read the observation and privileged fields, score the step with
 the task's objective, add each world's sensor noise and bias, and, for the worlds whose episode ended, keep
 the final observation, decide success by the task's rule over the episode's metrics and reset them in the
 same step (``autoreset``). No Python runs per world except resets and per-world random draws.
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.contract import IOContract
+from tether.contract import FULL_RANGE_S, IOContract, full_range_step
 from tether.errors import TetherError
 from tether.sim.backends import make_batch
 from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, terms_from_file
@@ -74,13 +75,22 @@ class VecStep:
 
 
 class SimCore:
-    """N worlds of ``robot``/``task`` on ``backend`` under DR ``dr``, stepped as one batch in-process."""
+    """N worlds of ``robot``/``task`` on ``backend`` under DR ``dr``, stepped as one batch in-process.
+
+    ``full_range_s``: the command sent each step moves at most its range times ``1 / (rate * full_range_s)``
+    from the last one sent, the deploy guard's default rate limit (``contract.FULL_RANGE_S``), so a policy
+    learns on the commands a robot receives (None: commands jump freely). The ``last_action`` observation is
+    the policy's own action, as the deploy loop feeds it back."""
 
     def __init__(self, robot: str, task: str, n: int = 1, backend: str = "mujoco",
                  dr: str | Sequence[DRTerm] | None = "none", control_mode: str | None = None,
-                 threads: int | None = None, autoreset: bool = True, **task_kwargs: Any) -> None:
+                 threads: int | None = None, autoreset: bool = True, full_range_s: float | None = FULL_RANGE_S,
+                 **task_kwargs: Any) -> None:
         if int(n) < 1:
             raise TetherError(f"a batch needs at least 1 world; got {n}")
+        if full_range_s is not None and not (isinstance(full_range_s, (int, float)) and np.isfinite(full_range_s)
+                                             and full_range_s > 0):
+            raise TetherError(f"full_range_s {full_range_s!r}; expected a number of seconds > 0, or None")
         self.n = int(n)
         self.robot_spec = make_robot(robot)
         self.task = make_task(robot, task, self.robot_spec, n=self.n, control_mode=control_mode, **task_kwargs)
@@ -97,6 +107,9 @@ class SimCore:
         self._neutral = np.clip(c.to_normalised(self.task.neutral_action()), -1.0, 1.0)
         self._max_latency = max_latency_steps(self.dr_terms)
         self._history = np.tile(self._neutral, (self.n, self._max_latency + 1, 1))
+        # the command last sent (normalised) and how far one step may move it (span 2 in normalised units)
+        self.sent = np.tile(self._neutral, (self.n, 1))
+        self._max_step = np.inf if full_range_s is None else float(full_range_step(2.0, self._rate, full_range_s))
         self.last_action = np.tile(self._neutral, (self.n, 1))
         self._has_last_action = "last_action" in c.obs_slices
         self._has_priv = bool(c.privileged)
@@ -132,6 +145,7 @@ class SimCore:
         self.sim.set_external_force(ids, np.zeros((len(ids), 3)))
         self._push_until[ids] = -1
         self._history[ids] = self._neutral
+        self.sent[ids] = self._neutral
         self.last_action[ids] = self._neutral
         self._ep_return[ids] = 0.0
         fields = self._observe()
@@ -153,12 +167,13 @@ class SimCore:
         if not np.isfinite(a).all():  # a NaN command holds still (the neutral action), as the guard would
             a = np.where(np.isnan(a), self._neutral, a)
         a = np.minimum(np.maximum(a, -1.0), 1.0)
+        self.sent = np.minimum(np.maximum(a, self.sent - self._max_step), self.sent + self._max_step)
         if self._max_latency:
             self._history[:, 1:] = self._history[:, :-1]
-            self._history[:, 0] = a
+            self._history[:, 0] = self.sent
             applied = self._history[np.arange(self.n), self._ep.latency_steps]
         else:
-            applied = a
+            applied = self.sent
         steps = self.task.steps
         if self._ep.push_terms:
             self._pushes(steps)

@@ -546,6 +546,7 @@ class PX4Bridge(Bridge):
         self.impacts: list[float] = []
         self._rest_s = 0.0
         self._prev_z = float(pos[2])
+        self._tick_us: int | None = None  # when the last tick latched its setpoint (its states' stamp)
 
     def _now_us(self) -> int:
         return time.time_ns() // 1000
@@ -679,6 +680,7 @@ class PX4Bridge(Bridge):
     def actuate(self, substeps: int) -> None:
         dt = self.spec.physics_dt
         with self.lock:
+            self._tick_us = self._now_us()
             if self.nav_state == NAV_OFFBOARD and not self.heartbeat_alive():
                 self.failsafes += 1
                 self._hold_here(NAV_POSCTL, failsafe=True)  # offboard lost: position mode where it is
@@ -721,7 +723,10 @@ class PX4Bridge(Bridge):
     def state_messages(self) -> list[tuple[str, Any]]:
         pos, quat = self.sim.base_pose()
         lin, ang = self.sim.base_velocity()
-        now = self._now_us()
+        # stamped with the tick that made them (when it latched its setpoint), as PX4 stamps a sample, not with
+        # the moment they go out: physics takes 1-15 ms, more on a loaded machine, and a stamp taken after it
+        # would place a setpoint that arrived meanwhile before the tick that did not use it
+        now = self._now_us() if self._tick_us is None else self._tick_us
         odom = odometry_message(self.store, self.noise(np.asarray(pos, dtype=float)), np.asarray(quat, dtype=float),
                                 self.noise(np.asarray(lin, dtype=float)), self.noise(np.asarray(ang, dtype=float)),
                                 now)
