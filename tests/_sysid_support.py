@@ -103,7 +103,8 @@ def sim_recording(out: Path, env_id: str, act: Any, *, scales: dict[str, float],
     from tether.policies.exploration import ExplorationPolicy
 
     kw = {} if control_mode is None else {"control_mode": control_mode}
-    env = gym.make(env_id, backend=backend, dr="none", **kw).unwrapped
+    # the robot itself: commands reach it as sent (a deploy's guard shapes them before they are recorded)
+    env = gym.make(env_id, backend=backend, dr="none", full_range_s=None, **kw).unwrapped
     c = env.contract
 
     class _Inner:  # the scripted controller as a Policy, so the exploration wrapper is the deploy one

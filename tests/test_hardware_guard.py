@@ -166,7 +166,7 @@ def test_stale_state_holds_or_damps_within_timeout(action: str) -> None:
         outs.append(out.command)
         t += c.dt
     # ages are 1, 2, 3, ... periods: stale from the third tick on (2.5 periods), never later
-    assert reasons[:2] == ["policy", "policy"]
+    assert reasons[:2] == ["rate_limit", "rate_limit"]  # fresh: the policy's command (6 -> 7 by 0.5 a tick)
     assert all(r == f"stale_{action}" for r in reasons[2:])
     if action == "hold":
         np.testing.assert_allclose(outs[-1], outs[1])  # frozen at the last fresh command

@@ -187,16 +187,18 @@ def test_commands_move_no_faster_than_the_deploy_guard_lets_them(env_id):
     rng = np.random.default_rng(1)
     actions = (rng.choice([-1.0, 1.0], (40, c.action_size)) * rng.uniform(0.2, 1.0, (40, c.action_size))).astype(
         np.float32).astype(np.float64)
-    moved = []
+    moved, reasons = [], set()
     for k, a in enumerate(actions):
         before = core.sent[0].copy()
         env.step(a)
         out = guard.step(c.to_physical(a), state_stamp=k * guard.dt, now=k * guard.dt)
         np.testing.assert_allclose(c.to_physical(core.sent[0]), out.command, rtol=1e-9, atol=1e-9)
         moved.append(np.abs(core.sent[0] - before).max())
+        reasons.add(out.reason)
         assert np.array_equal(env.core.last_action[0], a)  # the policy's own action is fed back
     step = 2.0 / (c.rate_hz * FULL_RANGE_S)
     assert max(moved) == pytest.approx(step) and guard.counters.rate_limited > 10
+    assert "rate_limit" in reasons  # and the guard's record says when it shaped a command
     free = gym.make(env_id, full_range_s=None).unwrapped
     free.reset(seed=0)
     free.step(actions[0])

@@ -88,7 +88,7 @@ class GuardOutput:
     """What to send. ``damp`` asks adapters that can (kp=0, kd>0 motors) to go passive as well."""
 
     command: np.ndarray
-    reason: str  # "policy", "ramp", "nan_hold", "stale_hold", "stale_damp", "estop", "hold"
+    reason: str  # "policy", "rate_limit", "ramp", "nan_hold", "stale_hold", "stale_damp", "estop", "hold"
     damp: bool = False
 
 
@@ -306,6 +306,8 @@ class CommandGuard:
         limited = np.clip(step, -self.max_delta, self.max_delta)
         if np.any(limited != step):
             c.rate_limited += 1
+            if reason == "policy":  # in the record: the robot did not get the command the policy chose
+                reason = "rate_limit"
         out = np.clip(prev + limited, self.low, self.high)
         self._s.prev = out
         return GuardOutput(out.copy(), reason, damp)
