@@ -209,3 +209,26 @@ def test_a_quadrotor_on_the_ground_is_not_replayed():
     np.testing.assert_array_equal(data.executed[0], ~(low[:-1] | low[1:]))
     assert data.executed[0].tolist() == [True] * 5 + [False] * 5
     assert any("under 0.05 m" in n for n in data.notes), data.notes
+
+
+@pytest.mark.parametrize("skew_ticks", [-1, 0, 1])
+def test_a_mission_replays_as_one_flight_when_goal_and_observation_clocks_drift_a_tick(skew_ticks):
+    """Observation stamps (the control grid) and goal receive times drift apart on a loaded machine; each
+    observation is rebased onto the first goal through the goal it was made against, continuous either way."""
+    from tests._deploy_support import env_contract
+    from tether.calibration.recordings import _on_first_goal
+
+    c = env_contract("tether/QuadrotorWaypoint-v0")
+    period = 20_000_000
+    t_obs = np.arange(60) * period
+    pos = np.column_stack([np.linspace(0, 1.2, 60), np.linspace(0, -0.6, 60), np.full(60, 1.0)])
+    wps = np.array([[0.4, -0.2, 1.0], [1.3, -0.7, 1.2], [0.2, 0.5, 0.8]])
+    made_on = np.searchsorted([20, 40], np.arange(60), side="right")  # obs 20 on: the second waypoint
+    obs = np.zeros((60, c.obs_size))
+    obs[:, c.obs_slices["pos_error"]] = wps[made_on] - pos
+    # the goal track, heard every tick just after the observation's stamp, its moves ``skew_ticks`` off
+    k = np.arange(60)
+    tr = (k * period + 1, wps[np.searchsorted([20, 40], k - skew_ticks, side="right")])
+    out = _on_first_goal(c, obs, t_obs, tr)
+    rebuilt = wps[0] - out[:, c.obs_slices["pos_error"]]
+    np.testing.assert_allclose(rebuilt, pos, atol=1e-12)

@@ -180,7 +180,7 @@ def test_faults_never_leave_limits_and_bag_survives_sigkill(served, probe, tmp_p
     assert len(gap) - first_stale > 10
     # restarted robot: the policy is back in control (through nan holds / ramp) before the e-stop
     back = [r for ts, r in ticks if t_back < ts < t_estop]
-    assert {"policy", "ramp"} & set(back)
+    assert {"policy", "rate_limit", "ramp"} & set(back)
     # e-stop: latched from its first tick to the end
     after = [r for ts, r in ticks if ts > t_estop]
     i = after.index("estop")

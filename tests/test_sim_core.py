@@ -173,7 +173,7 @@ def test_latency_term_delays_actions_by_exactly_the_sampled_steps(latency):
         np.testing.assert_allclose(o1[:18], o2[:18], atol=1e-9)
 
 
-@pytest.mark.parametrize("env_id", ["tether/QuadrotorWaypoint-v0", "tether/ArmReach-v0"])
+@pytest.mark.parametrize("env_id", ["tether/QuadrotorWaypoint-v0", "tether/LeggedStand-v0"])
 def test_commands_move_no_faster_than_the_deploy_guard_lets_them(env_id):
     """The sim sends what a deployed robot receives: the guard's default rate limit, the same sequence."""
     from tether.contract import FULL_RANGE_S
@@ -205,6 +205,10 @@ def test_commands_move_no_faster_than_the_deploy_guard_lets_them(env_id):
     np.testing.assert_allclose(free.core.sent[0], actions[0])  # None: the command jumps at once
     with pytest.raises(TetherError, match="full_range_s"):
         TetherEnv("quadrotor", "hover", full_range_s=0.0)
+    arm = gym.make("tether/ArmReach-v0").unwrapped  # end-effector deltas: the guard limits joint targets instead
+    arm.reset(seed=0)
+    arm.step(np.ones(arm.contract.action_size))
+    np.testing.assert_allclose(arm.core.sent[0], 1.0)
 
 
 def test_obs_noise_and_bias_apply_and_are_seeded():

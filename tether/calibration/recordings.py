@@ -280,13 +280,27 @@ def _on_first_goal(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
     """Observations whose ``pos_error`` is rewritten against the recording's first goal. Why: the replay takes
     position = goal - error with one goal, and a mission moves the goal (each observation was made against the
     newest goal the controller had heard by its stamp), so without this every waypoint would look like a jump
-    of the vehicle."""
+    of the vehicle.
+
+    Which goal an observation was made against: the one current at its stamp, or, next to a move, the one
+    before or after it if that keeps the vehicle's position continuous. Why: observation stamps are on the
+    control grid and goal times are the bag's receive times; on a loaded machine they drift a tick apart, and
+    an observation at a move was paired with the other waypoint (a 0.9 m jump in a CI run)."""
     if goals is None or "pos_error" not in contract.obs_slices:
         return obs
     t, pts = goals
-    i = np.clip(np.searchsorted(t, t_obs, side="right") - 1, 0, None)
+    start = np.concatenate([[0], np.flatnonzero(np.any(np.diff(pts, axis=0) != 0, axis=1)) + 1])
+    seg_t, seg = t[start], pts[start]  # one row per goal the track held, in order
+    sl = contract.obs_slices["pos_error"]
     out = np.array(obs, dtype=float, copy=True)
-    out[:, contract.obs_slices["pos_error"]] += pts[0] - pts[i]
+    at = np.clip(np.searchsorted(seg_t, t_obs, side="right") - 1, 0, None)
+    held, prev = 0, None
+    for k in range(len(out)):
+        cands = np.arange(max(held, at[k] - 1), min(max(held, at[k] + 1), len(seg) - 1) + 1)
+        pos = seg[cands] - out[k, sl]
+        j = int(cands[np.argmin(np.linalg.norm(pos - prev, axis=1))]) if prev is not None else int(at[k])
+        held, prev = j, seg[j] - out[k, sl]
+        out[k, sl] += seg[0] - seg[j]
     return out
 
 

@@ -79,8 +79,9 @@ class SimCore:
 
     ``full_range_s``: the command sent each step moves at most its range times ``1 / (rate * full_range_s)``
     from the last one sent, the deploy guard's default rate limit (``contract.FULL_RANGE_S``), so a policy
-    learns on the commands a robot receives (None: commands jump freely). The ``last_action`` observation is
-    the policy's own action, as the deploy loop feeds it back."""
+    learns on the commands a robot receives (None: commands jump freely; end-effector deltas are never
+    shaped, the guard limits the joint targets they become). The ``last_action`` observation is the policy's
+    own action, as the deploy loop feeds it back."""
 
     def __init__(self, robot: str, task: str, n: int = 1, backend: str = "mujoco",
                  dr: str | Sequence[DRTerm] | None = "none", control_mode: str | None = None,
@@ -109,7 +110,10 @@ class SimCore:
         self._history = np.tile(self._neutral, (self.n, self._max_latency + 1, 1))
         # the command last sent (normalised) and how far one step may move it (span 2 in normalised units)
         self.sent = np.tile(self._neutral, (self.n, 1))
-        self._max_step = np.inf if full_range_s is None else float(full_range_step(2.0, self._rate, full_range_s))
+        # an end-effector delta is not what the robot receives: the guard limits the joint targets after IK
+        # (the task's IK already bounds their speed), so only command-space actions are shaped here
+        shaped = full_range_s is not None and c.control_mode != "ee_delta_pose"
+        self._max_step = float(full_range_step(2.0, self._rate, full_range_s)) if shaped else np.inf
         self.last_action = np.tile(self._neutral, (self.n, 1))
         self._has_last_action = "last_action" in c.obs_slices
         self._has_priv = bool(c.privileged)
