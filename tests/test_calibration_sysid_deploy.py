@@ -174,7 +174,7 @@ def test_a_waypoint_mission_bag_replays_as_one_flight_and_scores_by_its_goal_mov
         step = np.linalg.norm(np.diff(states["base_pos"], axis=0), axis=1)
         assert np.nanmax(step) < 0.1, np.nanmax(step)  # 5 m/s for a 20 ms tick; a waypoint is ~1 m
     task = task_for(contract)
-    run = controlled_run(bag)
+    run = controlled_run(bag, contract)
     obs = contract.split_obs(run.obs)
     _, _, metrics = task.objective({k: v[:-1] for k, v in obs.items()}, None, {k: v[1:] for k, v in obs.items()})
     # the error's jumps tell the goal moves within the kept run; the goal topic counts them all

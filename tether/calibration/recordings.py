@@ -275,32 +275,45 @@ def goal_moves(points: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.any(np.diff(points, axis=0) != 0, axis=1))])
 
 
+def goals_made_against(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
+                       goals: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Which goal of a recorded goal track (``goal_track``) each observation was made against: (T,) the index
+    of that goal among the track's distinct goals in order (= the goal moves heard by then), and those (G, 3)
+    goals.
+
+    The goal current at the observation's stamp, or, next to a move, the one before or after it if that keeps
+    the vehicle's position (goal - ``pos_error``) continuous. Why: observation stamps are on the control grid and
+    goal times are the bag's receive times; on a loaded machine they drift a tick apart, and an observation at a
+    move was paired with the other waypoint (a 0.9 m jump in a CI run). Without ``pos_error`` in the contract,
+    by time alone."""
+    t, pts = goals
+    moves = goal_moves(pts)
+    start = np.searchsorted(moves, np.arange(moves[-1] + 1))  # each distinct goal's first message
+    seg_t, seg = t[start], pts[start]
+    at = np.clip(np.searchsorted(seg_t, t_obs, side="right") - 1, 0, None)
+    if "pos_error" not in contract.obs_slices:
+        return at, seg
+    err = np.asarray(obs, dtype=float)[:, contract.obs_slices["pos_error"]]
+    held = np.empty(len(err), dtype=np.int64)
+    j, prev = 0, None
+    for k in range(len(err)):
+        cands = np.arange(max(j, at[k] - 1), min(max(j, at[k] + 1), len(seg) - 1) + 1)
+        j = int(at[k]) if prev is None else int(cands[np.argmin(np.linalg.norm(seg[cands] - err[k] - prev, axis=1))])
+        held[k], prev = j, seg[j] - err[k]
+    return held, seg
+
+
 def _on_first_goal(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
                    goals: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """Observations whose ``pos_error`` is rewritten against the recording's first goal. Why: the replay takes
-    position = goal - error with one goal, and a mission moves the goal (each observation was made against the
-    newest goal the controller had heard by its stamp), so without this every waypoint would look like a jump
-    of the vehicle.
-
-    Which goal an observation was made against: the one current at its stamp, or, next to a move, the one
-    before or after it if that keeps the vehicle's position continuous. Why: observation stamps are on the
-    control grid and goal times are the bag's receive times; on a loaded machine they drift a tick apart, and
-    an observation at a move was paired with the other waypoint (a 0.9 m jump in a CI run)."""
+    position = goal - error with one goal, and a mission moves the goal, so without this every waypoint would
+    look like a jump of the vehicle (each observation is taken against the goal it was made against,
+    ``goals_made_against``)."""
     if goals is None or "pos_error" not in contract.obs_slices:
         return obs
-    t, pts = goals
-    start = np.concatenate([[0], np.flatnonzero(np.any(np.diff(pts, axis=0) != 0, axis=1)) + 1])
-    seg_t, seg = t[start], pts[start]  # one row per goal the track held, in order
-    sl = contract.obs_slices["pos_error"]
+    held, seg = goals_made_against(contract, obs, t_obs, goals)
     out = np.array(obs, dtype=float, copy=True)
-    at = np.clip(np.searchsorted(seg_t, t_obs, side="right") - 1, 0, None)
-    held, prev = 0, None
-    for k in range(len(out)):
-        cands = np.arange(max(held, at[k] - 1), min(max(held, at[k] + 1), len(seg) - 1) + 1)
-        pos = seg[cands] - out[k, sl]
-        j = int(cands[np.argmin(np.linalg.norm(pos - prev, axis=1))]) if prev is not None else int(at[k])
-        held, prev = j, seg[j] - out[k, sl]
-        out[k, sl] += seg[0] - seg[j]
+    out[:, contract.obs_slices["pos_error"]] += seg[0] - seg[held]
     return out
 
 

@@ -26,6 +26,7 @@ from tether.errors import TetherError
 from tether.pipeline.config import PipelineConfig
 
 if TYPE_CHECKING:
+    from tether.contract import IOContract
     from tether.policies.base import Policy
 
 Log = Callable[[str], None]
@@ -194,7 +195,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        run = controlled_run(bag)
+        run = controlled_run(bag, contract)
         s = score_episode(contract, run.obs, goal=run.goal, goal_moves=run.goal_moves)
         out.bags.append(bag)
         out.errors.append(s.error)
@@ -216,14 +217,14 @@ class ControlledRun:
     goal_moves: np.ndarray | None = None  # (T,) goal moves heard since the recording began (a mission's waypoints)
 
 
-def controlled_run(bag: Path) -> ControlledRun:
+def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
     """The recorded observations from when the robot first followed the policy: a PX4 vehicle ignores setpoints
     until offboard engages (its own hold controller flies it until then), which the deploy records on the
     control topic; what happens before that is not the policy's doing. Later losses of control stay in. With
     them, the goal each observation was made against and how often it had moved: the crash height and a
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
-    from tether.calibration.recordings import goal_moves, goal_track
+    from tether.calibration.recordings import goal_track, goals_made_against
     from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
     from tether.ros.recorder import read_bag
 
@@ -242,9 +243,8 @@ def controlled_run(bag: Path) -> ControlledRun:
     track = goal_track([(m.log_ns, m.msg) for m in read_bag(bag, topics=[GOAL_TOPIC])])
     if track is None:
         return ControlledRun(obs_arr[first:])
-    t_goal, pts = track
-    i = np.clip(np.searchsorted(t_goal, t_obs[first:], side="right") - 1, 0, None)
-    return ControlledRun(obs_arr[first:], pts[i], goal_moves(pts)[i])
+    held, goals = goals_made_against(contract, obs_arr[first:], t_obs[first:], track)
+    return ControlledRun(obs_arr[first:], goals[held], held)
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log
