@@ -29,14 +29,24 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
         ("weak motors", {"scale": {"actuator_gain": 0.7}}, 20.0),
         ("nominal body, 40 ms each way", {"scale": {"body_mass": 1.1}}, 40.0),
         ("heavier still, slower motors", {"scale": {"body_mass": 1.8, "motor_time_constant": 3.5}}, 20.0),
+        ("light and slow motors, 30 ms each way", {"scale": {"body_mass": 0.6, "motor_time_constant": 2.8}}, 30.0),
+        ("strong and fast motors, heavier",
+         {"scale": {"actuator_gain": 1.35, "motor_time_constant": 0.35, "body_mass": 1.2}}, 10.0),
     ],
     "arm": [
         ("heavy, damped", {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}, 10.0),
         ("weak joints", {"scale": {"actuator_gain": 0.6}}, 10.0),
+        ("light and loose, 25 ms each way",
+         {"scale": {"body_mass": 0.6, "joint_damping": 0.3, "actuator_gain": 1.4}}, 25.0),
+        ("weak and stiff, slippery",
+         {"scale": {"actuator_strength": 0.6, "joint_damping": 2.5, "friction": 0.3}}, 10.0),
     ],
     "legged": [
         ("heavy, weak", {"scale": {"body_mass": 1.3, "actuator_gain": 0.7}}, 10.0),
         ("light, stiff", {"scale": {"body_mass": 0.8, "actuator_gain": 1.3}}, 10.0),
+        ("slippery ground, heavier", {"scale": {"friction": 0.25, "body_mass": 1.2}}, 20.0),
+        ("light and weak, 25 ms each way",
+         {"scale": {"body_mass": 0.7, "actuator_gain": 0.7, "actuator_strength": 0.7}}, 25.0),
     ],
 }
 

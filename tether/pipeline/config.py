@@ -37,7 +37,6 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # 2 cores), 70-80 % after 1.5M (seeds 0, 1)
     ("quadrotor", "waypoint"): {"train_steps": 3_000_000, "finetune_steps": 500_000},
 }
-STAGES = ("sim", "robot-rl")  # what may follow identification: sim fine-tuning, and (optionally) robot RL
 
 
 @dataclass
