@@ -76,14 +76,27 @@ def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
     dr = tmp_path / "dr.json"
     dr.write_text(_json.dumps([{"target": "body_mass", "distribution": "uniform", "operation": "scale",
                                 "range": [1.1, 1.2]}]))
-    for steps, rounds, checks in ((2048, 3, [2048, 4096, 6144]), (3000, 1, [2048])):
+    def checks_of(lines: list[str], run: str) -> list[int]:
+        return [int(line.split("after ")[1].split(" steps")[0].replace(",", "")) for line in lines
+                if f"{run}, after " in line]
+
+    for steps, rounds, checks, fresh in ((2048, 3, [2048, 4096, 6144], False), (3000, 1, [2048], True)):
         lines: list[str] = []
         cfg = PipelineConfig(finetune_steps=steps, finetune_rounds=rounds, finetune_target=1.0, sim_eval_episodes=1,
-                             out=tmp_path / f"run{steps}").resolved()
+                             finetune_fresh=fresh, out=tmp_path / f"run{steps}").resolved()
         path, score = sim_finetune(cfg, ckpt, dr, lines.append)
-        seen = [int(line.split("after ")[1].split(" steps")[0].replace(",", "")) for line in lines if "after " in line]
-        assert seen == checks, lines  # a hover policy trained for 32 steps never reaches the target
-        assert score == 0.0 and load_checkpoint(path).extra["kept_at_steps"] == checks[0]  # ties keep the first
+        assert checks_of(lines, "warm start") == checks, lines  # a 32-step hover policy never reaches the target
+        # short of the target, a fresh policy (the parent's PPO settings: 32-step iterations here) trains under
+        # the same DR and is checked too (when asked to)
+        assert checks_of(lines, "fresh") == ([2976] if fresh else []), lines
+        kept = load_checkpoint(path).extra
+        assert score == 0.0 and kept["kept_at_steps"] == checks[0] and kept["kept_run"] == "warm start"  # ties
+    # under the training DR (nothing identified) a fresh policy would repeat the original training: not run
+    lines = []
+    cfg = PipelineConfig(finetune_steps=2048, finetune_rounds=1, finetune_target=1.0, sim_eval_episodes=1,
+                         out=tmp_path / "unidentified").resolved()
+    sim_finetune(cfg, ckpt, "default", lines.append)
+    assert checks_of(lines, "warm start") == [2048] and not checks_of(lines, "fresh"), lines
 
 
 def test_metric_refuses_unknown_tasks_and_empty_runs():

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-rounds", type=int_range(1, 100), default=4,
                    help="sim fine-tuning runs at most this many times --finetune-steps, stopping once the policy "
                         "succeeds in 90 %% of sim episodes under the identified DR (default 4)")
+    p.add_argument("--no-fresh", dest="finetune_fresh", action="store_false",
+                   help="when the warm start falls short of 90 %%, do not also train a fresh policy under the "
+                        "identified DR (by default the better of the two is kept)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
@@ -63,8 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
-                         finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds, seed=args.seed,
-                         real=real)
+                         finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
+                         finetune_fresh=args.finetune_fresh, seed=args.seed, real=real)
     if args.out:
         cfg.out = args.out
     run_pipeline(cfg, log=lambda m: print(m, flush=True))

@@ -57,6 +57,7 @@ class PipelineConfig:
     finetune_steps: int | None = None  # sim fine-tuning steps between checks under the identified DR
     finetune_rounds: int = 4  # the most of those stretches in one fine-tuning run ...
     finetune_target: float = 0.9  # ... which stops once sim success under the identified DR reaches this
+    finetune_fresh: bool = True  # short of the target: also train a fresh policy under the identified DR
     sim_eval_episodes: int = 20
     seed: int = 0
     domain_id: int | None = None
