@@ -144,7 +144,8 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     tuned = best["policy"]
     tuned.load_state_dict(best["state"])
     tuned.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file),
-                        "kept_at_steps": best["steps"], "kept_run": best["run"], "identified_dr_success": best["score"]})
+                        "kept_at_steps": best["steps"], "kept_run": best["run"],
+                        "identified_dr_success": best["score"]})
     log(f"      kept: the {best['run']} policy after {best['steps']:,} steps ({best['score']:.0%})")
     return tuned.save(cfg.out / "finetune" / "checkpoint"), best["score"]
 

@@ -1,4 +1,4 @@
-"""PyBullet backend: the same URDF, the same actuator models, stepped explicitly.
+"""PyBullet backend: the same URDF, the same actuator models, realised per physics substep.
 
 PyBullet has no native equivalent of MuJoCo's PD actuator with force range or of filter dynamics, so both
 are realised here per physics substep: PD torques are computed from the measured joint state and clipped to
@@ -6,10 +6,12 @@ the torque limit, joint damping and dry friction are added (PyBullet's own joint
 damping are switched off so they do not count twice). On a fixed-base robot the velocity terms (PD damping
 and joint damping) are integrated implicitly, as MuJoCo's ``implicitfast`` integrator does: explicit damping
 at the 2 ms physics step made a lighter (mass x0.6) or stiffer (gain x1.4) Panda chatter at 4 rad/s while
-holding still, where MuJoCo stays at rest (see :meth:`PybulletBackend._implicit_pd`). Rotor thrust follows the same exact
-first-order lag as MuJoCo's ``filterexact``, and forces are applied in the world frame (PyBullet's
-LINK_FRAME torques are unreliable for the base). PyBullet's base pose is its centre-of-mass frame; this
-backend converts to and from the URDF link frame so poses mean the same as on MuJoCo.
+holding still, where MuJoCo stays at rest (see :meth:`PybulletBackend._implicit_pd`). A floating-base robot
+keeps explicit damping (its mass matrix would carry the base's six DOFs; the A1 settles at every gain and mass
+tried: gain x4, and gain x3 with mass x0.4). Rotor thrust follows the same exact first-order lag as MuJoCo's
+``filterexact``, and forces are applied in the world frame (PyBullet's LINK_FRAME torques are unreliable
+for the base). PyBullet's base pose is its centre-of-mass frame; this backend converts to and from the URDF
+link frame so poses mean the same as on MuJoCo.
 
 Not available here and refused by name if a DR term asks for them: joint armature and centre-of-mass
 offsets (PyBullet cannot change either after loading).
