@@ -103,3 +103,22 @@ def test_cli_sysid_and_bad_logs(hidden_robot_log, tmp_path, capsys):
         identify("quadrotor", data, params=["mass"])
     with pytest.raises(TetherError, match="unknown robot 'boat'"):
         identify("boat", data)
+
+
+def test_loop_latency_range_leaves_out_stalls():
+    """The latency range the DR trains on is the loop's jitter, not a stall: a loaded run once recorded 31
+    commands 6 s after their state, and the range went from 4..5 steps to 4..270 (a robot nothing can fly)."""
+    from tether.calibration.sysid import STALL_STEPS, loop_latency
+
+    period = 0.02
+    rng = np.random.default_rng(0)
+    normal = 0.09 + rng.uniform(0.0, 0.02, 1300)  # 4..5 whole steps beyond the next tick
+    mean, steps, stalls = loop_latency(normal, period)
+    assert steps == (4, 5) and stalls == 0 and abs(mean - normal.mean()) < 1e-12
+    stalled = np.r_[normal, np.full(31, 6.0), np.nan, np.nan]
+    mean, steps, stalls = loop_latency(stalled, period)
+    assert steps == (4, 5) and stalls == 31 and mean < 0.12
+    # jitter within the stall margin is latency, and stays in the range
+    late = np.r_[normal, np.full(100, 0.09 + STALL_STEPS * period)]
+    assert loop_latency(late, period)[1][1] >= 4 + STALL_STEPS - 1
+    assert loop_latency(np.array([np.nan]), period) == (None, None, 0)

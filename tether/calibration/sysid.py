@@ -85,6 +85,28 @@ WARMUP_STEPS = 10  # control steps of warm-up before each window where hidden ac
 DR_FLOOR = 0.10  # smallest DR half-width, relative to the fitted scale (see SysIdResult.dr_terms)
 
 
+STALL_STEPS = 5  # a command this many control steps later than the median after its state marks a stall
+
+
+def loop_latency(delays: np.ndarray, period: float) -> tuple[float | None, tuple[int, int] | None, int]:
+    """From each command's delay (s) between the state it was computed from and its tick in force: the mean
+    delay, the spread of whole control steps beyond the next tick (2nd to 98th percentile), and how many
+    commands were left out as stalls.
+
+    Why stalls are left out: the range becomes the DR's action latency, which every simulated step then draws
+    from. A controller or link that stalls for seconds (one bag of a loaded test run: 31 commands 6 s after
+    their state) would otherwise widen a measured 4..5 steps to 4..270 and train for a robot that cannot fly.
+    A stall is not the loop's latency; the fit's windows already set aside what the commands do not explain."""
+    d = np.asarray(delays, dtype=float)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return None, None, 0
+    steps = np.maximum(np.ceil(d / period - 1e-9) - 1, 0)
+    normal = steps <= np.median(steps) + STALL_STEPS
+    steps, d = steps[normal], d[normal]
+    return float(np.mean(d)), (int(np.percentile(steps, 2)), int(np.percentile(steps, 98))), int(np.sum(~normal))
+
+
 # ---------------------------------------------------------------------- data
 @dataclass
 class Trajectories:
@@ -946,12 +968,10 @@ def identify(
         if len(below) and len(above):
             lat_std = max(lat_std, float(above.min() - below.max()) / np.sqrt(12))
         d = np.concatenate([t[1] + lat - t[2] for t in data.timing if t is not None])
-        d = d[np.isfinite(d)]
-        d = d[np.isfinite(d)]
-        if len(d):
-            steps_each = np.maximum(np.ceil(d / rp.period - 1e-9) - 1, 0)
-            loop_s = float(np.mean(d))
-            loop_steps = (int(np.percentile(steps_each, 2)), int(np.percentile(steps_each, 98)))
+        loop_s, loop_steps, stalls = loop_latency(d, rp.period)
+        if stalls:
+            notes.append(f"{stalls} commands came more than {STALL_STEPS} control steps later than the median "
+                         f"after their state (the controller or the link stalled): left out of the latency range")
     return SysIdResult(
         robot=robot, params=rp.params, nominal={t: v.copy() for t, v in rp.nominal.items()}, log_scale=scales[0],
         log_std=log_std, correlation=corr, latency_s=float(delays[0]) * rp.dt, latency_std_s=lat_std,
