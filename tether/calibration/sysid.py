@@ -40,7 +40,7 @@ The DR preset centres every term on the fit (a ``scale`` term on the nominal mod
 standard deviations (default 3, at least ``DR_FLOOR`` of the value: repeated recordings scatter more than one
 recording's statistics say), so ``tether train --dr preset.json`` trains across what the data could not rule
 out; the latency range is the spread of whole-step delays measured per command when the robot's tick times are
-known.
+known (stalls left out: :func:`loop_latency`).
 
 Inputs: a deploy bag or a dataset converted from one (``tether.calibration.recordings``), or a trajectory
 log (``.npz`` / ``.json``): ``command`` (N, nu) actuator inputs in physical units (joint position targets or
