@@ -7,7 +7,9 @@ recorded bags and sim fine-tuning under the identified DR, then success again. T
 two served successes (and their ratio to sim), robot minutes used, and wall time per row.
 
 Usage: python benchmarks/transfer.py [--robots quadrotor,quadrotor/waypoint] [--sets heavy,light,...] [--episodes 4]
-       [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it)
+       [--checkpoint CKPT] [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it;
+       --checkpoint starts one ROBOT/TASK from a sim-trained policy instead of training one, so rows can be
+       rerun on the same parent)
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ def main() -> None:
     ap.add_argument("--robots", default="quadrotor")
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all of each robot)")
     ap.add_argument("--episodes", type=int, default=4)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="sim-trained policy of the one --robots item")
     ap.add_argument("--out", type=Path, default=Path("runs") / time.strftime("transfer-%Y%m%d-%H%M%S"))
     args = ap.parse_args()
+    if args.checkpoint is not None and "," in args.robots:
+        ap.error("--checkpoint serves one --robots item")
     print(f"# transfer  {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}")
     print("| robot | served robot (hidden params, latency) | sim success | zero-shot | after identification + "
@@ -75,7 +80,7 @@ def main() -> None:
         base = PipelineConfig(robot=robot, task=task, episodes=args.episodes,
                               out=args.out / item / "train").resolved()
         t0 = time.perf_counter()
-        ckpt = train(base, lambda _m: None)
+        ckpt = args.checkpoint if args.checkpoint is not None else train(base, lambda _m: None)
         train_min = (time.perf_counter() - t0) / 60
         for name, params, latency in SETS[robot]:
             if args.sets and name.split(",")[0] not in args.sets.split(","):

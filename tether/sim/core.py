@@ -171,7 +171,8 @@ class SimCore:
         if not np.isfinite(a).all():  # a NaN command holds still (the neutral action), as the guard would
             a = np.where(np.isnan(a), self._neutral, a)
         a = np.minimum(np.maximum(a, -1.0), 1.0)
-        self.sent = np.minimum(np.maximum(a, self.sent - self._max_step), self.sent + self._max_step)
+        self.sent = a if self._max_step == np.inf else np.clip(a, self.sent - self._max_step,
+                                                              self.sent + self._max_step)
         if self._max_latency:
             self._history[:, 1:] = self._history[:, :-1]
             self._history[:, 0] = self.sent
