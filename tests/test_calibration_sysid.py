@@ -105,6 +105,24 @@ def test_cli_sysid_and_bad_logs(hidden_robot_log, tmp_path, capsys):
         identify("boat", data)
 
 
+def test_tick_band_follows_the_robot_loops_jitter():
+    """Event timing counts a command arriving near a robot tick partly, over a band as wide as the robot loop's
+    own jitter: a steady loop keeps the floor, a loaded one (ticks off by 1 ms rms) widens it, a missed slot is not
+    jitter, and the band never reaches a quarter period (the assignment would stop meaning anything)."""
+    from tether.calibration.replay import TICK_BAND_S, tick_band
+
+    period = 0.02
+    rng = np.random.default_rng(0)
+    steady = np.arange(400) * period + rng.normal(0.0, 1e-5, 400)
+    assert tick_band([steady], period) == TICK_BAND_S
+    loaded = np.arange(400) * period + rng.normal(0.0, 0.001, 400)
+    assert 0.0032 < tick_band([loaded], period) < 0.0037  # sqrt(6) x the intervals' 1.41 ms
+    skipped = np.sort(np.r_[np.delete(steady, np.arange(10, 400, 40))])  # ten slots skipped by a slow loop
+    assert tick_band([skipped], period) == TICK_BAND_S
+    assert tick_band([np.arange(400) * period + rng.normal(0.0, 0.02, 400)], period) == period / 4
+    assert tick_band([np.zeros(1)], period) == TICK_BAND_S
+
+
 def test_loop_latency_range_leaves_out_stalls():
     """The latency range the DR trains on is the loop's jitter, not a stall: a loaded run once recorded 31
     commands 6 s after their state, and the range went from 4..5 steps to 4..270 (a robot nothing can fly)."""

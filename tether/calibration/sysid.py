@@ -61,7 +61,9 @@ from typing import Any
 
 import numpy as np
 
-from tether.calibration.replay import COMMAND_MODES, Replayer, Windows, delay_schedule, rotation_increments
+from tether.calibration.replay import (
+    COMMAND_MODES, TICK_BAND_S, Replayer, Windows, delay_schedule, rotation_increments, tick_band,
+)
 from tether.errors import TetherError
 
 STATE_KEYS = ("joint_pos", "joint_vel", "base_pos", "base_quat", "base_lin_vel", "base_ang_vel")
@@ -455,9 +457,13 @@ def _event_windows(replayer: Replayer, data: Trajectories, L: int, stride: int, 
         measured = np.all([np.all(np.isfinite(v), axis=1) for v in s.values()], axis=0)
         quat = _fill_quats(s["base_quat"]) if rate_mode else None
         for a, b in _executed_runs(data, e, len(st) - 1):
-            for t in range(a + lead, b - L + 1, stride):
+            t = a + lead
+            while t <= b - L:
                 if not (measured[t] and measured[t - burn]):
-                    continue  # a window starts (and its warm-up begins) at a state the controller read
+                    # a window starts (and its warm-up begins) at a state the controller read: the next one
+                    # (under load the controller misses a tick in five; skipping the window lost a third)
+                    t += 1
+                    continue
                 idx = sent(st[t - burn] - margin, st[t + L])
                 rows.append((c[idx], ct[idx] - st[t], st[t - burn + 1:t + L + 1] - st[t]))
                 _add_window(meas, starts, warm, origin, s, state_at, e, t, L, burn)
@@ -466,6 +472,7 @@ def _event_windows(replayer: Replayer, data: Trajectories, L: int, stride: int, 
                     pidx = sent(st[a] - margin, st[b0])
                     pre.append((c[pidx], ct[pidx] - st[t], st[a + 1:b0 + 1] - st[t],
                                 rotation_increments(quat[a:b0 + 1])))
+                t += stride
     if not rows:
         raise TetherError(f"no replay window fits the data: every executed stretch is shorter than {L + lead} "
                           f"ticks ({burn} of warm-up, {history} of history and {L} per window); record longer or "
@@ -479,7 +486,7 @@ def _event_windows(replayer: Replayer, data: Trajectories, L: int, stride: int, 
         ctime[i, :len(tt)] = tt
     win = Windows(cmds, {k: np.array(v) for k, v in meas.items()}, np.array(starts), 0, origin, burn,
                   np.array(warm) if burn else None, cmd_time=ctime, tick_time=np.array([r[2] for r in rows]),
-                  steps_override=L)
+                  steps_override=L, tick_band=tick_band([t[0] for t in data.timing if t is not None], T))
     if pre:
         P = max(len(p[3]) for p in pre)
         Mp = max(max(len(p[0]) for p in pre), 1)
@@ -866,6 +873,9 @@ def identify(
 
     windows, notes = build(data, not two_rounds)
     notes = list(data.notes) + notes
+    if windows.tick_time is not None and windows.tick_band > TICK_BAND_S:
+        notes.append(f"the robot's loop jitters (its tick intervals): a command arriving within "
+                     f"{1e3 * windows.tick_band:.1f} ms of a tick counts partly as the one in force")
     n = len(rp.params)
     obj = _Objective(rp, windows, n, fit_latency, float(max_latency))
     zero = np.zeros(n)
