@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     real = _check(args)
     import torch
 
-    from tether.pipeline.run import PipelineConfig, run_pipeline
+    from tether.pipeline.run import PipelineConfig, check_servable, run_pipeline
 
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
@@ -70,5 +70,6 @@ def _run(args: argparse.Namespace) -> int:
                          finetune_fresh=args.finetune_fresh, seed=args.seed, real=real)
     if args.out:
         cfg.out = args.out
+    check_servable(cfg.resolved())  # before any work (run_pipeline checks again, for callers of the API)
     run_pipeline(cfg, log=lambda m: print(m, flush=True))
     return 0

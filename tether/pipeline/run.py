@@ -38,10 +38,33 @@ from tether.pipeline.stages import (
 )
 
 
+def check_servable(cfg: PipelineConfig) -> None:
+    """Refuse, before anything trains, a task the robot's adapter cannot serve (ContractError naming the fields):
+    arm push observes the cube, and ros2_control has no object-pose input, which deploy found only after
+    training had run."""
+    import gymnasium as gym
+
+    import tether.sim  # noqa: F401  (registers the envs)
+    from tether.policies.checkpoint import load_checkpoint
+    from tether.policies.envs import env_contract
+    from tether.ros.protocols import adapter_class
+
+    if cfg.checkpoint:
+        contract = load_checkpoint(cfg.checkpoint).contract
+    else:
+        env = gym.make(cfg.env_id)
+        try:
+            contract = env_contract(env, cfg.env_id)
+        finally:
+            env.close()
+    adapter_class(cfg.adapter).check_contract(contract)
+
+
 def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     from tether.pipeline.report import write_report
 
     cfg = cfg.resolved()
+    check_servable(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     t0 = time.perf_counter()

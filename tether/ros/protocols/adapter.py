@@ -114,7 +114,7 @@ def check_serves(contract: IOContract, obs_fields: Iterable[str], action_fields:
         problems.append(f"action fields {bad_act} (it executes {sorted(act_ok)})")
     if problems:
         raise ContractError(f"the {adapter} adapter cannot serve contract {contract.robot}/{contract.task}: "
-                            + "; ".join(problems))
+                            + "; ".join(problems) + "; expected a contract within what the adapter serves")
 
 
 def joint_components(contract: IOContract, field_name: str, default: Sequence[str]) -> tuple[str, ...]:
@@ -147,6 +147,17 @@ class RosRobot(RobotInterface):
     required_topics: tuple[str, ...] = ()
     #: the command topic whose subscriber (the robot's controller) means "in control" (None: always in control)
     control_topic: str | None = None
+    #: what the adapter can serve: observation fields, action fields, control modes, and its name in errors
+    serves_obs: tuple[str, ...] = ()
+    serves_actions: tuple[str, ...] = ()
+    serves_modes: tuple[str, ...] = ()
+    adapter_name: str = ""
+
+    @classmethod
+    def check_contract(cls, contract: IOContract) -> None:
+        """Raise ContractError naming every field or mode of ``contract`` this adapter cannot serve. A class
+        method, so that a pipeline can refuse a task before it trains for it, not when it first deploys."""
+        check_serves(contract, cls.serves_obs, cls.serves_actions, cls.serves_modes, cls.adapter_name)
 
     def __init__(self, transport: Any, *, limits: RobotLimits, connect_timeout_s: float = 5.0,
                  distro: str = "humble") -> None:

@@ -23,7 +23,7 @@ from tether.hardware import frames
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import StampCheck, bounded, unit_quaternion
 from tether.ros import types as T
-from tether.ros.protocols.adapter import RosRobot, Sub, check_serves, index_by_name, joint_components
+from tether.ros.protocols.adapter import RosRobot, Sub, index_by_name, joint_components
 from tether.ros.protocols.common import CMD_VEL_TOPIC
 from tether.ros.protocols.legged import (
     A1_JOINTS,
@@ -77,6 +77,8 @@ class JointLevelLegged(RosRobot):
     """A ros2_control legged robot as a RobotInterface (see module docstring)."""
 
     robot_kind = "legged"
+    serves_obs, serves_actions, serves_modes = tuple(LEGGED_OBS), tuple(LEGGED_ACTIONS), tuple(LEGGED_MODES)
+    adapter_name = "joint-level"
 
     def __init__(
         self,
@@ -96,7 +98,7 @@ class JointLevelLegged(RosRobot):
         limits = limits or default_limits()
         super().__init__(transport, limits=limits, connect_timeout_s=connect_timeout_s, distro=distro)
         self.contract = contract or legged_contract(limits)
-        check_serves(self.contract, LEGGED_OBS, LEGGED_ACTIONS, LEGGED_MODES, "joint-level")
+        self.check_contract(self.contract)
         self.joints = joint_components(self.contract, "joint_pos", A1_JOINTS)
         self.action_joints = joint_components(self.contract, "joint_pos_target", self.joints)
         self.controller_joints = tuple(controller_joints or self.action_joints)

@@ -66,7 +66,6 @@ from tether.ros.protocols.adapter import (
     PublisherFilter,
     RosRobot,
     Sub,
-    check_serves,
     fixed_goal,
     goal_subscription,
     goal_value,
@@ -262,6 +261,8 @@ class PX4Quadrotor(RosRobot):
     """A PX4 vehicle in offboard mode as a RobotInterface (see module docstring)."""
 
     robot_kind = "quadrotor"
+    serves_obs, serves_actions, serves_modes = tuple(QUAD_OBS), tuple(QUAD_ACTIONS), tuple(QUAD_MODES)
+    adapter_name = "px4"
     stale_action = "damp"  # stale state: a descent on the last state, never a held rate command
     stale_escalation_s = 1.0  # no state for a second: land (latched)
 
@@ -287,7 +288,7 @@ class PX4Quadrotor(RosRobot):
         limits = limits or default_limits()
         super().__init__(transport, limits=limits, connect_timeout_s=connect_timeout_s, distro=distro)
         self.contract = contract or quad_contract(limits)
-        check_serves(self.contract, QUAD_OBS, QUAD_ACTIONS, QUAD_MODES, "px4")
+        self.check_contract(self.contract)
         self.mode = self.contract.control_mode
         for name, v, lo in (("heartbeat_hz", heartbeat_hz, 2.0), ("retry_s", 1.0 / max(retry_s, 1e-9), 0.2)):
             if not (np.isfinite(v) and v >= lo):

@@ -41,7 +41,6 @@ from tether.ros.protocols.adapter import (
     PublisherFilter,
     RosRobot,
     Sub,
-    check_serves,
     fixed_goal,
     goal_subscription,
     goal_value,
@@ -193,6 +192,8 @@ class ArmRos2Control(RosRobot):
     """A ros2_control arm as a RobotInterface (see module docstring for topics and types)."""
 
     robot_kind = "arm"
+    serves_obs, serves_actions, serves_modes = tuple(ARM_OBS), tuple(ARM_ACTIONS), tuple(ARM_MODES)
+    adapter_name = "arm-ros2-control"
 
     def __init__(
         self,
@@ -215,7 +216,7 @@ class ArmRos2Control(RosRobot):
         limits = limits or default_limits()
         super().__init__(transport, limits=limits, connect_timeout_s=connect_timeout_s, distro=distro)
         self.contract = contract or arm_contract(limits)
-        check_serves(self.contract, ARM_OBS, ARM_ACTIONS, ARM_MODES, "arm-ros2-control")
+        self.check_contract(self.contract)
         if command_interface not in COMMAND_INTERFACES:
             raise TetherError(
                 f"command interface {command_interface!r}; expected one of {', '.join(COMMAND_INTERFACES)}")

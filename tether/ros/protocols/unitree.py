@@ -34,7 +34,7 @@ from tether.hardware import frames
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import Implausible, bounded, unit_quaternion
 from tether.ros import types as T
-from tether.ros.protocols.adapter import RosRobot, Sub, check_serves, joint_components
+from tether.ros.protocols.adapter import RosRobot, Sub, joint_components
 from tether.ros.protocols.bridge import Bridge
 from tether.ros.protocols.common import CMD_VEL_TOPIC, twist_message
 from tether.ros.protocols.legged import (
@@ -160,6 +160,8 @@ class UnitreeLowLevel(RosRobot):
     """
 
     robot_kind = "legged"
+    serves_obs, serves_actions, serves_modes = tuple(LEGGED_OBS), tuple(LEGGED_ACTIONS), tuple(LEGGED_MODES)
+    adapter_name = "unitree"
     stale_action = "damp"  # Unitree motors can go passive
 
     def __init__(
@@ -182,7 +184,7 @@ class UnitreeLowLevel(RosRobot):
         limits = limits or default_limits()
         super().__init__(transport, limits=limits, connect_timeout_s=connect_timeout_s, distro=distro)
         self.contract = contract or legged_contract(limits)
-        check_serves(self.contract, LEGGED_OBS, LEGGED_ACTIONS, LEGGED_MODES, "unitree")
+        self.check_contract(self.contract)
         self.joints = joint_components(self.contract, "joint_pos", A1_JOINTS)
         self.action_joints = joint_components(self.contract, "joint_pos_target", self.joints)
         self.obs_idx = motor_indices(self.joints)
