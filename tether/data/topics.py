@@ -1,4 +1,4 @@
-"""The topic names a deploy bag carries: Tether's flat topics, the goal, and PX4's.
+"""The topic names a deploy bag carries: Tether's flat topics, the e-stop, the goal, and PX4's.
 
 One home for them because several places speak them: ``tether deploy`` writes them (ros), the bag importer and
 exporter read and write them (data), the pipeline scores recorded runs from them, and system identification
@@ -17,6 +17,7 @@ GUARD_TOPIC = "/tether/guard"  # std_msgs/String: why the guard chose each comma
 STATE_REJECTED_TOPIC = "/tether/state_rejected"  # std_msgs/String JSON: state messages dropped, per reason
 CONTROL_TOPIC = "/tether/control"  # std_msgs/String JSON: the robot's control status when it changes
 
+ESTOP_TOPIC = "/tether/estop"  # std_msgs/Bool, latched: the operator's e-stop (deploy listens and records it)
 GOAL_TOPIC = "/tether/goal"  # geometry_msgs/PointStamped, reliable: the set point robot adapters read
 GOAL_TYPE = "geometry_msgs/msg/PointStamped"
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tether.data.topics import ESTOP_TOPIC
 from tether.hardware.guard import CommandGuard
 
-DEFAULT_ESTOP_TOPIC = "/tether/estop"
+DEFAULT_ESTOP_TOPIC = ESTOP_TOPIC
 
 
 class EStopListener:

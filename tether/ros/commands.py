@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tether.data import topics
 from tether.errors import TetherError
 
 
@@ -153,7 +154,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--lost-control", type=float, default=3.0, metavar="S",
                    help="stop (exit 3) when the robot has not followed for S s while its state kept arriving")
-    p.add_argument("--estop-topic", default="/tether/estop", help="latched std_msgs/Bool e-stop topic")
+    p.add_argument("--estop-topic", default=topics.ESTOP_TOPIC, help="latched std_msgs/Bool e-stop topic")
     p.add_argument("--goal-publisher", action="append", default=None, metavar="ENCLAVE",
                    help="accept /tether/goal only from this ROS enclave (repeatable; default: the first writer)")
     p.add_argument("--estop-publisher", action="append", default=None, metavar="ENCLAVE",

@@ -68,7 +68,7 @@ class DeployConfig:
     ramp_in_s: float = 0.5
     robot_info_timeout_s: float = 1.5
     connect_timeout_s: float = 10.0
-    estop_topic: str = "/tether/estop"
+    estop_topic: str = flat.ESTOP_TOPIC
     episode: int = 0
     transport: str = "auto"  # auto (rclpy when importable, else Cyclone DDS) | cyclonedds | rclpy
     node_name: str = "tether_deploy"  # rclpy only
