@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fresh", dest="finetune_fresh", action="store_false",
                    help="when the warm start falls short of 90 %%, do not also train a fresh policy under the "
                         "identified DR (by default the better of the two is kept)")
+    p.add_argument("--robot-rl", default="auto", choices=("auto", "on", "off"),
+                   help="fine-tune on the served robot itself, episode by episode over DDS, with the robot and "
+                        "identified-sim data mixed (RLPD-style): auto (default) when the best policy so far keeps "
+                        "under 95 %% of sim success and the robot-time budget has room; on; off")
+    p.add_argument("--robot-rl-episodes", type=int_range(1, 1000), default=12,
+                   help="the most robot-RL episodes (the 5-minute robot-time budget may stop it sooner)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
@@ -67,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
                          finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
-                         finetune_fresh=args.finetune_fresh, seed=args.seed, real=real)
+                         finetune_fresh=args.finetune_fresh, robot_rl=args.robot_rl,
+                         robot_rl_episodes=args.robot_rl_episodes, seed=args.seed, real=real)
     if args.out:
         cfg.out = args.out
     check_servable(cfg.resolved())  # before any work (run_pipeline checks again, for callers of the API)

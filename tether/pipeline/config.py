@@ -39,6 +39,10 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+ROBOT_RL = ("auto", "on", "off")
+KEEP_TARGET = 0.95  # share of sim success the served robot must keep (the target); short of it, robot RL
+
+
 @dataclass
 class PipelineConfig:
     robot: str = "quadrotor"
@@ -58,6 +62,12 @@ class PipelineConfig:
     finetune_rounds: int = 4  # the most of those stretches in one fine-tuning run ...
     finetune_target: float = 0.9  # ... which stops once sim success under the identified DR reaches this
     finetune_fresh: bool = True  # short of the target: also train a fresh policy under the identified DR
+    # fine-tune on the served robot itself: "auto" (when the fine-tuned policy keeps < KEEP_TARGET of sim), "on", "off"
+    robot_rl: str = "auto"
+    robot_rl_episodes: int = 12  # the most robot-RL episodes (the robot-time budget may stop it sooner)
+    robot_rl_explore: float = 0.1  # exploration on the robot during robot RL (normalised action units, guarded)
+    robot_rl_prior_episodes: int = 30  # simulated episodes under the identified DR mixed into every batch
+    robot_rl_config: dict[str, Any] | None = None  # RobotRLConfig overrides
     sim_eval_episodes: int = 20
     seed: int = 0
     domain_id: int | None = None
@@ -72,6 +82,12 @@ class PipelineConfig:
             raise TetherError(f"unknown fine-tuning {self.finetune!r}; expected sim, h2o or rlpd")
         if not (isinstance(self.finetune_rounds, int) and 1 <= self.finetune_rounds <= 100):
             raise TetherError(f"fine-tuning rounds {self.finetune_rounds!r}; expected a whole number 1..100")
+        if self.robot_rl not in ROBOT_RL:
+            raise TetherError(f"robot RL {self.robot_rl!r}; expected one of {', '.join(ROBOT_RL)}")
+        if not (isinstance(self.robot_rl_episodes, int) and 1 <= self.robot_rl_episodes <= 1000):
+            raise TetherError(f"robot-RL episodes {self.robot_rl_episodes!r}; expected a whole number 1..1000")
+        if not (isinstance(self.robot_rl_explore, (int, float)) and 0 <= self.robot_rl_explore <= 1):
+            raise TetherError(f"robot-RL exploration {self.robot_rl_explore!r}; expected a scale in [0, 1]")
         if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):
             raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
         task = self.task or ROBOT_DEFAULTS[self.robot]["task"]

@@ -8,6 +8,7 @@ Layout of the run folder::
     identify/         dr_identified.json, sysid.json, residual plots   (real-to-sim identification)
     data/real/        the recorded episodes as a LeRobot-v3 dataset
     finetune/         checkpoint/ (the fine-tuned policy: the best check under the identified DR)
+    robot_rl/         round-<i>/checkpoint/, checkpoint/ (robot RL, when it runs; its bags are bags/rl-<i>/)
     report.md, *.png  the report
 
 The policy finally kept is the one the served robot scored best (success, then final error), never one chosen
@@ -23,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tether.pipeline.config import ROBOT_DEFAULTS, PipelineConfig  # noqa: F401  (re-exported: the CLI's)
+from tether.pipeline.config import KEEP_TARGET, ROBOT_DEFAULTS, PipelineConfig  # noqa: F401  (re-exported: the CLI's)
 from tether.pipeline.stages import (
     Deployment,
     Log,
@@ -99,6 +100,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     probe = timed("deploy", lambda: deploy_phase(cfg, ckpt, "probe", cfg.probe_episodes, log, explore=cfg.explore))
     recorded = zero.bags + probe.bags
     identified: dict[str, Any] | None = None
+    dr_file = None
     if cfg.finetune == "sim":
         dr_file, identified = timed("identify", lambda: identify(cfg, ckpt, recorded, log))
         tune_dr = cfg.dr if dr_file is None else dr_file  # nothing identified: go on under the training DR
@@ -116,29 +118,73 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     log(f"      fine-tuned policy on the nominal sim robot: {sim1:.0%} (it is tuned for the robot as identified)")
     log(f"[deploy] the fine-tuned policy, {cfg.episodes} episodes")
     after = timed("deploy", lambda: deploy_phase(cfg, tuned, "tuned", cfg.episodes, log))
-    keep_tuned = (after.success_rate, -after.final_error) >= (zero.success_rate, -zero.final_error)
-    chosen = tuned if keep_tuned else ckpt
-    robot_s = zero.robot_seconds + probe.robot_seconds + after.robot_seconds
+    phases = {"zero-shot": zero, "probe": probe, "fine-tuned": after}
+    # (name, checkpoint, its evaluation on the robot); on a tie the later stage is kept
+    candidates = [("zero-shot", ckpt, zero), ("fine-tuned", tuned, after)]
+    robot_rl_summary: dict[str, Any] | None = None
+    if _wants_robot_rl(cfg, candidates, sim0, sum(p.robot_seconds for p in phases.values()), per_episode, log):
+        from tether.pipeline.robot_rl import robot_rl
+
+        start = _best(candidates)
+        used = sum(p.robot_seconds for p in phases.values())
+        rl_ckpt, rounds = timed("robot RL", lambda: robot_rl(cfg, start[1], dr_file or cfg.dr, recorded + after.bags,
+                                                             used, log))
+        log(f"[deploy] the robot-RL policy, {cfg.episodes} episodes")
+        rl_after = timed("deploy", lambda: deploy_phase(cfg, rl_ckpt, "robotrl", cfg.episodes, log))
+        phases.update({"robot RL": rounds, "after robot RL": rl_after})
+        candidates.append(("robot RL", rl_ckpt, rl_after))
+        robot_rl_summary = {"start": start[0], "episodes": len(rounds.bags), "robot_seconds": rounds.robot_seconds,
+                            "served_success": rl_after.success_rate, "served_final_error": rl_after.final_error}
+    kept_name, chosen, kept_phase = _best(candidates)
+    robot_s = sum(p.robot_seconds for p in phases.values())
     summary = {
         "robot": cfg.robot, "task": cfg.task, "env_id": cfg.env_id, "algo": cfg.algo, "finetune": cfg.finetune,
         "sim_success": sim0, "sim_success_tuned": sim1,
         "served_success_zero_shot": zero.success_rate, "served_success_tuned": after.success_rate,
         "served_final_error_zero_shot": zero.final_error, "served_final_error_tuned": after.final_error,
-        "served_success_kept": max(zero.success_rate, after.success_rate),
-        "kept": "fine-tuned" if keep_tuned else "zero-shot",
-        "robot_seconds": robot_s, "robot_episodes": len(zero.bags) + len(probe.bags) + len(after.bags),
-        "identified": identified,
+        "served_success_kept": kept_phase.success_rate,
+        "kept": kept_name,
+        "robot_seconds": robot_s, "robot_episodes": sum(len(p.bags) for p in phases.values()),
+        "identified": identified, "robot_rl": robot_rl_summary,
         "timings_s": timings, "total_s": time.perf_counter() - t0,
-        "checkpoints": {"sim": str(ckpt), "finetuned": str(tuned), "kept": str(chosen)},
-        "bags": [str(b) for b in zero.bags + probe.bags + after.bags],
+        "checkpoints": {"sim": str(ckpt), "finetuned": str(tuned), "kept": str(chosen),
+                        **({"robot_rl": str(candidates[-1][1])} if robot_rl_summary else {})},
+        "bags": [str(b) for p in phases.values() for b in p.bags],
     }
-    report = write_report(cfg, summary, {"zero-shot": zero, "probe": probe, "fine-tuned": after})
+    report = write_report(cfg, summary, phases)
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     ratio = summary["served_success_kept"] / sim0 if sim0 > 0 else float("nan")
+    rl_text = f" → {robot_rl_summary['served_success']:.0%} after robot RL" if robot_rl_summary else ""
     log(f"done in {summary['total_s'] / 60:.1f} min, {robot_s / 60:.1f} min of robot time: served-robot success "
-        f"{zero.success_rate:.0%} zero-shot → {after.success_rate:.0%} fine-tuned (kept: {summary['kept']}, "
+        f"{zero.success_rate:.0%} zero-shot → {after.success_rate:.0%} fine-tuned{rl_text} (kept: {summary['kept']}, "
         f"{ratio:.0%} of sim's {sim0:.0%}); report: {report}")
     return summary
+
+
+def _best(candidates: list[tuple[str, Path, Deployment]]) -> tuple[str, Path, Deployment]:
+    """The policy the served robot scored best (success, then final error); a tie goes to the later stage."""
+    best = candidates[0]
+    for c in candidates[1:]:
+        if (c[2].success_rate, -c[2].final_error) >= (best[2].success_rate, -best[2].final_error):
+            best = c
+    return best
+
+
+def _wants_robot_rl(cfg: PipelineConfig, candidates: list[tuple[str, Path, Deployment]], sim0: float,
+                    used_s: float, per_episode: float, log: Log) -> bool:
+    """Whether to fine-tune on the robot itself: ``cfg.robot_rl`` "on", or "auto" while the best policy so far
+    keeps less than KEEP_TARGET of sim success; and only while the budget leaves room for one robot-RL episode
+    and the evaluation of its result."""
+    if cfg.robot_rl == "off":
+        return False
+    best = _best(candidates)[2].success_rate
+    if cfg.robot_rl == "auto" and (sim0 <= 0 or best >= KEEP_TARGET * sim0):
+        return False
+    if used_s + (1 + cfg.episodes) * per_episode > cfg.robot_seconds_budget:
+        log(f"[robot RL] skipped: {used_s:.0f} s of robot time used leaves no room in the "
+            f"{cfg.robot_seconds_budget:.0f} s budget for an episode and {cfg.episodes} to evaluate it")
+        return False
+    return True
 
 
 __all__ = ["Deployment", "PipelineConfig", "run_pipeline"]

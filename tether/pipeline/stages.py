@@ -2,7 +2,8 @@
 
 train (sim, wide DR) -> deploy zero-shot on the served robot -> probe it with bounded exploration ->
 identify its parameters from the bags -> fine-tune in sim under the identified DR (warm start) [or H2O/RLPD on
-the recorded data] -> deploy the candidate -> keep whichever policy the robot itself scored best.
+the recorded data] -> deploy the candidate -> [robot RL on the served robot, ``tether.pipeline.robot_rl``, when
+the robot still falls short] -> keep whichever policy the robot itself scored best.
 
 The served robot runs in its own process (``tether robot serve``), so every deploy talks to it only through
 ROS 2 DDS on loopback, exactly as it would to a real robot; one robot process per episode plays the part of an
@@ -50,6 +51,14 @@ class Deployment:
     @property
     def final_error(self) -> float:
         return float(np.mean([e[-50:].mean() for e in self.errors])) if self.errors else float("nan")
+
+    def extend(self, other: Deployment) -> None:
+        """Append another phase's episodes (and its robot time) to this one."""
+        self.bags += other.bags
+        self.errors += other.errors
+        self.successes += other.successes
+        self.loop_stats += other.loop_stats
+        self.robot_seconds += other.robot_seconds
 
 
 # ---------------------------------------------------------------------------------------------- sim
@@ -181,9 +190,10 @@ def episode_seconds(cfg: PipelineConfig) -> float:
 
 
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
-                 explore: float = 0.0) -> Deployment:
+                 explore: float = 0.0, first: int = 0) -> Deployment:
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
-    task's own objective; ``explore`` > 0 adds bounded exploration (for identification)."""
+    task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
+    numbers the episodes on from a phase run in parts (their bags and the robot's start states differ)."""
     import time
 
     from tether.policies.checkpoint import load_checkpoint
@@ -196,7 +206,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     (cfg.out / "bags").mkdir(parents=True, exist_ok=True)
     domain_id = cfg.domain_id if cfg.domain_id is not None else 60 + (os.getpid() % 40)
     out = Deployment()
-    for i in range(episodes):
+    for i in range(first, first + episodes):
         bag = cfg.out / "bags" / f"{tag}-{i}"
         params = {"env_id": cfg.env_id, **cfg.real, "seed": 1000 + i}  # the served robot runs the policy's task
         params_file.write_text(json.dumps(params, indent=2))
@@ -222,7 +232,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
         out.successes.append(s.success)
         out.loop_stats.append(result.as_dict())
         st = result.stats.as_dict()
-        log(f"      {tag} episode {i + 1}/{episodes}: final error {s.final_error:.3f}, "
+        log(f"      {tag} episode {i + 1}/{first + episodes}: final error {s.final_error:.3f}, "
             f"{'success' if s.success else 'fail'}; loop {st.get('rate_hz', float('nan')):.1f} Hz, "
             f"misses {st.get('miss_rate', float('nan')):.1%}")
     return out
@@ -237,6 +247,19 @@ class ControlledRun:
     goal_moves: np.ndarray | None = None  # (T,) goal moves heard since the recording began (a mission's waypoints)
 
 
+def control_since(bag: Path) -> int:
+    """When (bag time, ns) the robot first followed the policy: the deploy records on the control topic that a
+    PX4 vehicle ignored setpoints until offboard engaged; 0 when it followed from the start."""
+    from tether.data.topics import CONTROL_TOPIC
+    from tether.ros.recorder import read_bag
+
+    control = [(m.log_ns, m.msg.data) for m in read_bag(bag, topics=[CONTROL_TOPIC])]
+    if control and control[0][1].startswith("not in control"):
+        back = [t for t, text in control[1:] if text.startswith("control back")]
+        return back[0] if back else 0
+    return 0
+
+
 def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
     """The recorded observations from when the robot first followed the policy: a PX4 vehicle ignores setpoints
     until offboard engages (its own hold controller flies it until then), which the deploy records on the
@@ -245,14 +268,10 @@ def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
     from tether.calibration.recordings import goal_track, goals_made_against
-    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
+    from tether.data.topics import GOAL_TOPIC, OBS_TOPIC
     from tether.ros.recorder import read_bag
 
-    obs, stamps, since = [], [], 0
-    control = [(m.log_ns, m.msg.data) for m in read_bag(bag, topics=[CONTROL_TOPIC])]
-    if control and control[0][1].startswith("not in control"):
-        back = [t for t, text in control[1:] if text.startswith("control back")]
-        since = back[0] if back else 0
+    obs, stamps, since = [], [], control_since(bag)
     for m in read_bag(bag, topics=[OBS_TOPIC]):
         obs.append(np.asarray(m.msg.data))
         stamps.append(m.log_ns)
@@ -312,7 +331,7 @@ def real_dataset(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: L
     contract = load_checkpoint(checkpoint).contract
 
     def reward_fn(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
-        return transition_rewards(contract, obs, action, next_obs)
+        return transition_rewards(contract, obs, contract.to_physical(action), next_obs)  # datasets: normalised
 
     out = cfg.out / "data" / "real"
     ds = convert_bags(bags, contract, out, mapping="flat", reward_fn=reward_fn, task=f"{cfg.robot}/{cfg.task}")

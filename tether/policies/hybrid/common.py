@@ -120,12 +120,17 @@ def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int
     A SAC-style actor is taken over as is (weights, observation normaliser, config), so fine-tuning starts from
     exactly the deployed behaviour. Any other policy (PPO's clipped Gaussian, diffusion, flow) is distilled:
     the fresh tanh actor regresses onto ``policy.act`` on ``states`` (real and simulated observations), with its
-    normaliser fitted to those states (or the parent's normaliser, when it has one). Targets are kept inside
+    normaliser fitted to those states (or the parent's normaliser, when it has one). A policy that reads a history
+    takes ``states`` as stacked windows (B, history * obs). Targets are kept inside
     ±0.98 so the tanh actor is not asked for saturated pre-activations, whose log-probabilities would swamp
     SAC's entropy terms.
     """
     if policy.contract.obs_size != sac.contract.obs_size or policy.contract.action_size != sac.contract.action_size:
         raise TetherError("policy and learner contracts differ in size; expected the checkpoint's contract")
+    history = getattr(policy, "history", 1)
+    if history != sac.policy.history:
+        raise TetherError(f"the policy reads {history} observations and the learner's actor "
+                          f"{sac.policy.history}; expected the learner built with the policy's history")
     if is_sac_actor(policy):
         actor = copy.deepcopy(policy)
         actor.extra = {}
@@ -133,14 +138,19 @@ def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int
         sac.actor_opt = torch.optim.Adam(actor.parameters(), lr=sac.cfg.lr)
         return "weights"
     states = np.asarray(states, np.float32)
-    target = np.clip(np.asarray(policy.act(states), np.float32), -0.98, 0.98)
+    if history > 1:  # stacked windows (B, history * obs): the torch API reads them as they are, statelessly
+        with torch.inference_mode():
+            raw = policy.deterministic(torch.from_numpy(states)).numpy()
+    else:
+        raw = policy.act(states)
+    target = np.clip(np.asarray(raw, np.float32), -0.98, 0.98)
     actor = sac.policy
     src_norm = getattr(policy, "obs_norm", None)
     if src_norm is not None and getattr(src_norm, "size", -1) == actor.obs_norm.size and float(src_norm.count) > 0:
         actor.obs_norm.load_state_dict(src_norm.state_dict())  # keep the parent's normalisation exactly
         clip = float(src_norm.clip)
     else:
-        actor.obs_norm.update(states)
+        actor.obs_norm.update(states.reshape(-1, actor.obs_norm.size))  # per frame, as the actor normalises
         clip = 10.0
     actor.obs_norm.clip = clip
     actor.config["norm_clip"] = clip  # saved with the checkpoint, so a reload normalises the same way

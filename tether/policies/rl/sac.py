@@ -48,8 +48,9 @@ class SACConfig:
     target_entropy: float | None = None  # None: -action_size
     backup_entropy: bool = True
     norm_obs: bool = False
-    offline_ratio: float = 0.5
-    init_neutral_action: bool = True  # start the policy mean at the env's neutral action (hover thrust)  # share of each batch drawn from an offline buffer when one is given
+    offline_ratio: float = 0.5  # share of each batch drawn from an offline buffer when one is given
+    init_neutral_action: bool = True  # start the policy mean at the env's neutral action (hover thrust)
+    history: int = 1  # observations the actor and critics read (oldest first); > 1 learns from stacked windows
 
 
 class SAC:
@@ -66,9 +67,9 @@ class SAC:
         self.policy = GaussianPolicy(contract, {
             "net": {"hidden": list(cfg.hidden), "act": cfg.activation, "layer_norm": False},
             "squash": "tanh", "log_std": "state_dependent", "head_scale": 1.0,
-            "norm_clip": 10.0 if cfg.norm_obs else 1e9,
+            "norm_clip": 10.0 if cfg.norm_obs else 1e9, "history": int(cfg.history),
         })
-        self.q = EnsembleQ(contract.obs_size, a, cfg.num_qs, cfg.critic_hidden, act=cfg.activation,
+        self.q = EnsembleQ(self.policy.input_size, a, cfg.num_qs, cfg.critic_hidden, act=cfg.activation,
                            layer_norm=cfg.critic_layer_norm)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), requires_grad=True)
@@ -78,13 +79,15 @@ class SAC:
         self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self.num_updates = 0
         self.buffer: ReplayBuffer | None = None
+        self.reference: GaussianPolicy | None = None  # the start actor, frozen: what anchor_to keeps the actor near
+        self.bc_weight = 0.0
 
     @property
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
 
     def _norm(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.policy.obs_norm(obs)
+        return self.policy.normalise(obs)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         """r + γ(1 − done)·(min over the critics, or a random ``num_min_qs`` of them, of Q_target(s', a'), minus
@@ -130,8 +133,25 @@ class SAC:
             out.update(self.update_actor(batch["obs"]))
         return out
 
+    def anchor_to(self, actor: GaussianPolicy, bc_weight: float, actor_lr: float | None = None) -> None:
+        """From now on keep the actor near (a frozen copy of) ``actor``, with its own learning rate.
+
+        Why: fine-tuning a loaded actor against a fresh critic, which is only trustworthy near the data, collapses
+        the actor (a hover policy at 100 % fell to 0 % after a few thousand robot-RL updates without it). The
+        actor step becomes TD3+BC-style (Fujimoto & Gu, 2021): maximise (Q − α log π)/mean|Q| plus
+        ``bc_weight``·‖μ(s) − μ_start(s)‖², so the mean action moves only where Q consistently says so;
+        dividing by |Q| makes that trade-off independent of the reward scale. α is not tuned then: entropy is
+        not the goal.
+        """
+        self.reference = copy.deepcopy(actor).requires_grad_(False).eval()
+        self.bc_weight = float(bc_weight)
+        self.actor_opt = adam(self.policy.parameters(), actor_lr if actor_lr is not None else self.cfg.lr)
+
     def update_actor(self, obs: torch.Tensor) -> dict[str, float]:
-        """Actor step (maximise Q - α log π) and temperature step on the same observations."""
+        """Actor step (maximise Q - α log π) and temperature step on the same observations (the anchored step
+        instead, after :meth:`anchor_to`)."""
+        if self.reference is not None and self.bc_weight > 0:
+            return self._update_actor_anchored(obs)
         alpha = self.log_alpha.detach().exp()
         self.q.requires_grad_(False)
         a, logp = self.policy.sample(obs, generator=self.gen)
@@ -150,6 +170,23 @@ class SAC:
             self.alpha_opt.step()
         out["train/alpha"] = self.alpha
         return out
+
+    def _update_actor_anchored(self, obs: torch.Tensor) -> dict[str, float]:
+        alpha = self.log_alpha.detach().exp()
+        self.q.requires_grad_(False)
+        a, logp = self.policy.sample(obs, generator=self.gen)
+        qa = self.q(self._norm(obs), a).min(0).values
+        scale = qa.detach().abs().mean().clamp(min=1e-3)
+        with torch.no_grad():
+            ref = self.reference.deterministic(obs)
+        bc = ((self.policy.deterministic(obs) - ref) ** 2).sum(-1).mean()
+        actor_loss = (alpha * logp - qa).mean() / scale + self.bc_weight * bc
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.q.requires_grad_(True)
+        return {"train/actor_loss": float(actor_loss.detach()), "train/entropy": float(-logp.detach().mean()),
+                "train/alpha": self.alpha, "train/bc_mse": float(bc.detach())}
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         with torch.inference_mode():
@@ -182,6 +219,9 @@ def train_sac(
     cfg = config if isinstance(config, SACConfig) else config_from_dict(SACConfig, config, "SAC")
     if agent is not None:
         cfg = agent.cfg
+    if cfg.history != 1:
+        raise TetherError(f"history={cfg.history}: train_sac collects single observations; a history actor learns "
+                          "from stacked episodes (tether.policies.hybrid.robot_rl); expected history=1")
     venv, info = make_vec_env(env, cfg.num_envs, executor=executor, executor_options=executor_options,
                               **(env_kwargs or {}))
     contract = info.contract

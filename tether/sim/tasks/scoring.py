@@ -33,12 +33,23 @@ def task_for(contract: IOContract) -> Any:
     return _task(contract.robot, contract.task, contract.control_mode, contract.metadata.get("terrain"))
 
 
+def transition_outcomes(contract: IOContract, obs: np.ndarray, action: np.ndarray,
+                        next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The task's reward and termination for recorded transitions (obs, physical action, next obs): (T,), (T,)
+    bool. Why termination too: a robot keeps recording after a crash that would have ended a sim episode, and
+    a learner must not bootstrap through it."""
+    task = task_for(contract)
+    reward, terminated, _ = task.objective(contract.split_obs(np.asarray(obs, np.float64)),
+                                           np.asarray(action, np.float64),
+                                           contract.split_obs(np.asarray(next_obs, np.float64)), task.default_context())
+    n = len(obs)
+    return (np.broadcast_to(np.asarray(reward, np.float32), (n,)).copy(),
+            np.broadcast_to(np.asarray(terminated, bool), (n,)).copy())
+
+
 def transition_rewards(contract: IOContract, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     """The task's reward for recorded transitions (obs, physical action, next obs), (T,)."""
-    task = task_for(contract)
-    reward, _, _ = task.objective(contract.split_obs(np.asarray(obs, np.float64)), np.asarray(action, np.float64),
-                                  contract.split_obs(np.asarray(next_obs, np.float64)), task.default_context())
-    return np.broadcast_to(np.asarray(reward, np.float32), (len(obs),)).copy()
+    return transition_outcomes(contract, obs, action, next_obs)[0]
 
 
 @dataclass

@@ -3,7 +3,6 @@ estimated dynamics gap, plus the TD3+BC-style actor step used when fine-tuning a
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -35,41 +34,20 @@ class H2O:
         self.disc_opt = torch.optim.Adam(list(self.disc.sa.parameters()) + list(self.disc.sas.parameters()),
                                          lr=cfg.disc_lr)
         self.num_updates = 0
-        self.reference: GaussianPolicy | None = None  # the start actor, frozen: the behaviour the BC term anchors to
 
     @property
     def policy(self) -> Any:
         return self.sac.policy
 
+    @property
+    def reference(self) -> GaussianPolicy | None:
+        """The start actor the BC term anchors to (None until :meth:`set_reference`)."""
+        return self.sac.reference
+
     def set_reference(self, actor: GaussianPolicy) -> None:
-        """Anchor the actor to (a frozen copy of) ``actor`` and give it its own learning rate."""
-        self.reference = copy.deepcopy(actor).requires_grad_(False).eval()
-        lr = self.cfg.actor_lr if self.cfg.actor_lr is not None else self.cfg.lr
-        self.sac.actor_opt = torch.optim.Adam(self.sac.policy.parameters(), lr=lr)
-
-    def update_actor_bc(self, obs: torch.Tensor) -> dict[str, float]:
-        """TD3+BC-style step: maximise (Q − α log π)/mean|Q| while staying near the start actor's mean action.
-
-        Why: a fresh critic is only trustworthy near the data; dividing by |Q| makes the trade-off independent of
-        the reward scale, and the BC term keeps the deployable mean where the starting policy was except where Q
-        consistently says otherwise (Fujimoto & Gu, 2021). α is not tuned here: entropy is not the goal.
-        """
-        sac = self.sac
-        alpha = sac.log_alpha.detach().exp()
-        sac.q.requires_grad_(False)
-        a, logp = sac.policy.sample(obs, generator=sac.gen)
-        qa = sac.q(sac._norm(obs), a).min(0).values
-        scale = qa.detach().abs().mean().clamp(min=1e-3)
-        with torch.no_grad():
-            ref = self.reference.deterministic(obs)
-        bc = ((sac.policy.deterministic(obs) - ref) ** 2).sum(-1).mean()
-        actor_loss = (alpha * logp - qa).mean() / scale + self.cfg.bc_weight * bc
-        sac.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        sac.actor_opt.step()
-        sac.q.requires_grad_(True)
-        return {"train/actor_loss": float(actor_loss.detach()), "train/entropy": float(-logp.detach().mean()),
-                "train/alpha": sac.alpha, "h2o/bc_mse": float(bc.detach())}
+        """Anchor the actor to (a frozen copy of) ``actor`` and give it its own learning rate
+        (:meth:`tether.policies.rl.sac.SAC.anchor_to`)."""
+        self.sac.anchor_to(actor, self.cfg.bc_weight, self.cfg.actor_lr)
 
     @torch.no_grad()
     def value_of(self, actor: GaussianPolicy, obs: torch.Tensor) -> float:
@@ -114,8 +92,7 @@ class H2O:
         sac.num_updates += 1
         self.num_updates += 1
         if train_actor:
-            out.update(sac.update_actor(batch["obs"]) if self.reference is None or cfg.bc_weight <= 0
-                       else self.update_actor_bc(batch["obs"]))
+            out.update(sac.update_actor(batch["obs"]))
         out.update({"train/critic_loss": float(td.detach()), "train/q_mean": float(q.detach().mean()),
                     "h2o/cql_penalty": float(penalty.detach()), "h2o/sim_weight_mean": float(w_sim.mean()),
                     "h2o/gap_mean": float(u.mean())})

@@ -1,0 +1,97 @@
+"""The pipeline's robot-RL stage: fine-tune on the served robot itself, over DDS, episode by episode.
+
+Each round deploys the current actor for one episode (bounded exploration, through the deploy guard like every
+command, recorded), reads the episode back from its bag, and lets the learner
+(:class:`tether.policies.hybrid.robot_rl.RobotRL`) update between episodes: half robot transitions, half
+transitions simulated under the identified DR. Every robot episode the loop has recorded before (zero-shot,
+probe, the sim-fine-tuned policy's) is robot data too and goes in first. Robot time is counted as in every
+deploy phase, and the rounds stop while enough of the budget is left to evaluate the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tether.errors import TetherError
+from tether.pipeline.config import PipelineConfig
+from tether.pipeline.stages import Deployment, Log, control_since, deploy_phase, episode_seconds
+
+if TYPE_CHECKING:
+    from tether.contract import IOContract
+    from tether.policies.hybrid.robot_rl import Episode
+
+
+def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
+    """The bag's episodes on the control grid, from when the robot first followed the policy (a PX4 vehicle
+    flies itself until offboard engages), with the task's reward and termination; an episode ends at its first
+    terminal transition (a crash), as a sim episode would."""
+    from tether.data.rosbag_import import align_bag
+    from tether.policies.hybrid.robot_rl import Episode
+    from tether.sim.tasks.scoring import transition_outcomes
+
+    since = control_since(bag)
+    out = []
+    for ep in align_bag(bag, contract, "flat"):
+        keep = ep.stamps_ns >= since
+        if keep.sum() < 2:
+            continue
+        obs = np.concatenate([ep.obs[keep], ep.final_obs[None]])
+        act = ep.action[keep]
+        reward, terminated = transition_outcomes(contract, obs[:-1], contract.to_physical(act), obs[1:])
+        hit = np.flatnonzero(terminated)
+        t = int(hit[0]) + 1 if hit.size else len(act)
+        out.append(Episode(obs[: t + 1], act[:t], reward[:t], terminal=bool(hit.size)))
+    return out
+
+
+def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: list[Path], robot_seconds_used: float,
+             log: Log) -> tuple[Path, Deployment]:
+    """Robot RL from the checkpoint ``start``; returns the last actor's checkpoint and the rounds' deployment."""
+    import torch
+
+    from tether.policies.checkpoint import load_checkpoint, load_policy
+    from tether.policies.hybrid.robot_rl import RobotRL, sim_episodes
+
+    torch.set_num_threads(1)
+    contract = load_checkpoint(start).contract
+    per_episode = episode_seconds(cfg)
+    reserve = cfg.episodes * per_episode  # the evaluation of the result must still fit the budget
+    out = cfg.out / "robot_rl"
+    policy = load_policy(start)
+    which = "the identified DR" if isinstance(prior_dr, Path) else f"the training DR '{prior_dr}'"
+    log(f"[robot RL] from {start}: prior {cfg.robot_rl_prior_episodes} sim episodes under {which}; up to "
+        f"{cfg.robot_rl_episodes} robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
+    prior = sim_episodes(cfg.env_id, policy, cfg.robot_rl_prior_episodes, dr=prior_dr, explore=cfg.robot_rl_explore,
+                         seed=cfg.seed + 20_000)
+    learner = RobotRL(policy, prior, dict(cfg.robot_rl_config or {}), seed=cfg.seed)
+    earlier = [ep for bag in recorded for ep in robot_episodes(bag, contract)]
+    if earlier:
+        learner.add(earlier)
+    learner.improve()
+    log(f"      {learner.actor_init} actor; {len(learner.robot)} recorded robot transitions, {learner.updates} "
+        f"updates so far")
+    rounds = Deployment()
+    for i in range(cfg.robot_rl_episodes):
+        if robot_seconds_used + rounds.robot_seconds + per_episode + reserve > cfg.robot_seconds_budget:
+            log(f"      stopped after {i} episodes: the robot-time budget keeps {reserve:.0f} s for the evaluation")
+            break
+        ckpt = learner.policy.save(out / f"round-{i}" / "checkpoint")
+        one = deploy_phase(cfg, ckpt, "rl", 1, log, explore=cfg.robot_rl_explore, first=i)
+        rounds.extend(one)
+        n = learner.add([ep for bag in one.bags for ep in robot_episodes(bag, contract)])
+        metrics = learner.improve()
+        log(f"      round {i + 1}: {n} robot transitions ({len(learner.robot)} in all), {learner.updates} updates, "
+            f"mean Q {metrics.get('train/q_mean', float('nan')):.2f}")
+    final = learner.policy
+    final.extra.update({"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr),
+                        "robot_episodes": len(rounds.bags)})
+    if not rounds.bags:
+        raise TetherError(f"no robot-RL episode fits the robot-time budget of {cfg.robot_seconds_budget:.0f} s "
+                          f"({robot_seconds_used:.0f} s used); expected room for one episode and the evaluation")
+    return final.save(out / "checkpoint"), rounds
+
+
+__all__ = ["robot_episodes", "robot_rl"]

@@ -1,0 +1,209 @@
+"""Robot RL: fine-tune a deployed policy with whole episodes run on the robot (RLPD's recipe, episodic).
+
+Why episodic: SERL runs the actor on the robot and the learner beside it. A high update-to-data ratio does not
+fit between two 20 ms control ticks on a small computer, and an actor that waits on gradient steps misses its
+deadlines. So the robot runs one episode of the current actor (with bounded exploration, which the deploy
+guard clips like any command), and between episodes, while the robot stands at its start, the learner makes
+``utd`` updates per new robot transition. Every batch is half robot transitions and half transitions simulated
+under the identified DR (the prior: what the simulator, once identified, predicts), with RLPD's LayerNorm
+critic ensemble and a random-subset minimum.
+
+The actor keeps the deployed policy's observation history: transitions hold stacked windows (oldest first,
+the first observation repeated at an episode start), exactly as the deployed actor stacks them live, and the
+critics read the same windows. A PPO parent (clipped Gaussian) is distilled into SAC's tanh actor on those
+windows first; its observation normalisation is kept.
+
+This module knows nothing of ROS: the caller runs the episodes (``tether.pipeline.robot_rl`` deploys them over
+DDS and reads them back from the bags) and hands them over as :class:`Episode`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from tether.errors import TetherError
+from tether.policies.base import Policy
+from tether.policies.buffers import ReplayBuffer, concat_batches, mix
+from tether.policies.hybrid.common import EnvLike, critic_warmup, warm_start_actor
+from tether.policies.hybrid.config import HybridConfig
+from tether.policies.rl.common import config_from_dict, config_to_dict
+from tether.policies.rl.sac import SAC, SACConfig
+
+
+@dataclass
+class Episode:
+    """One episode as the learner sees it: ``obs[t + 1]`` followed ``action[t]``."""
+
+    obs: np.ndarray  # (T + 1, obs) physical units, the contract's order
+    action: np.ndarray  # (T, A) normalised, as executed (after the guard)
+    reward: np.ndarray  # (T,)
+    terminal: bool = False  # ended in a terminal state (a crash): no bootstrap from obs[-1]
+
+    def __post_init__(self) -> None:
+        self.obs = np.asarray(self.obs, np.float32)
+        self.action = np.asarray(self.action, np.float32)
+        self.reward = np.asarray(self.reward, np.float32).reshape(-1)
+        t = len(self.action)
+        if self.obs.ndim != 2 or self.action.ndim != 2 or len(self.obs) != t + 1 or len(self.reward) != t:
+            raise TetherError(f"episode has obs {self.obs.shape}, actions {self.action.shape}, rewards "
+                              f"{self.reward.shape}; expected (T+1, obs), (T, A), (T,)")
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+
+@dataclass
+class RobotRLConfig(HybridConfig):
+    """RLPD's settings for fine-tuning on a robot (LayerNorm critic ensemble, symmetric sampling), with the
+    actor anchored to the deployed policy (see :meth:`tether.policies.rl.sac.SAC.anchor_to`): without the
+    anchor a hover policy at 100 % fell to 0 % on its robot after ~4000 updates (``benchmarks/RESULTS.md``)."""
+
+    utd: int = 10  # updates per new robot transition, made between episodes
+    num_qs: int = 4
+    num_min_qs: int = 2
+    critic_hidden: tuple[int, ...] = (128, 128)  # 4 x 128: ~10 ms per update on one core (10 x 256: ~45 ms)
+    critic_layer_norm: bool = True
+    offline_ratio: float = 0.5  # share of every batch drawn from the simulated prior
+    learning_starts: int = 0
+    autotune: bool = False
+    init_alpha: float = 0.01
+    bc_weight: float = 2.5  # weight of staying near the deployed actor's mean action
+    actor_lr: float = 3e-5
+    critic_warmup: int = 2000  # critic-only updates on the prior before the loaded actor moves
+    distill_steps: int = 2000  # regression steps that copy a non-SAC parent into the tanh actor
+    max_updates: int = 20_000  # the most updates between two episodes (bounds the wait)
+
+    def sac_config(self, history: int) -> SACConfig:
+        names = {f.name for f in fields(SACConfig)}
+        return SACConfig(**{**{k: getattr(self, k) for k in names}, "history": history})
+
+
+def stack_history(obs: np.ndarray, history: int) -> np.ndarray:
+    """(N, obs) observations of one episode -> (N, history * obs): the window ending at each step, oldest first,
+    the first observation repeated before the start (as :class:`~tether.policies.history.ObservationHistory`)."""
+    obs = np.asarray(obs, np.float32)
+    if history == 1:
+        return obs
+    idx = np.maximum(np.arange(len(obs))[:, None] + np.arange(1 - history, 1)[None, :], 0)
+    return obs[idx].reshape(len(obs), history * obs.shape[1])
+
+
+def episode_transitions(episodes: Sequence[Episode], history: int) -> dict[str, np.ndarray]:
+    """Stacked (obs, action, reward, next_obs, terminal) arrays of whole episodes."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal")}
+    for ep in episodes:
+        if len(ep) == 0:
+            continue
+        w = stack_history(ep.obs, history)
+        term = np.zeros(len(ep), np.float32)
+        term[-1] = float(ep.terminal)
+        for k, v in zip(parts, (w[:-1], ep.action, ep.reward, w[1:], term)):
+            parts[k].append(v)
+    if not parts["obs"]:
+        raise TetherError("no transitions: every episode is empty; expected at least one recorded step")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def sim_episodes(env: EnvLike, policy: Policy, episodes: int, *, dr: Any = None, explore: float = 0.0,
+                 seed: int = 0, backend: str | None = None) -> list[Episode]:
+    """``episodes`` episodes of ``policy`` in a simulator (an env id, with ``dr``: a preset, terms or a DR file;
+    or a factory), with Gaussian exploration of ``explore`` (normalised units, clipped to [-1, 1]) so the
+    critics see actions beside the policy's own."""
+    from tether.policies.envs import make_env
+
+    if isinstance(env, str):
+        terms = None if dr is None else dr if isinstance(dr, (list, tuple)) else str(dr)
+        env = make_env(env, backend=backend, dr=terms)
+    else:
+        env = env()
+    rng = np.random.default_rng(seed)
+    out = []
+    try:
+        for i in range(episodes):
+            o, _ = env.reset(seed=seed + i)
+            if hasattr(policy, "reset"):
+                policy.reset()
+            obs, acts, rews, term = [o], [], [], False
+            while True:
+                a = np.asarray(policy.act(np.asarray(o, np.float32)[None]), np.float32).reshape(-1)
+                if explore > 0:
+                    a = a + explore * rng.standard_normal(a.shape).astype(np.float32)
+                a = np.clip(a, -1.0, 1.0)
+                o, r, te, tr, _ = env.step(a)
+                obs.append(o), acts.append(a), rews.append(r)
+                if te or tr:
+                    term = bool(te)
+                    break
+            out.append(Episode(np.array(obs), np.array(acts), np.array(rews), term))
+    finally:
+        env.close()
+    return out
+
+
+class RobotRL:
+    """The learner: ``add(episodes)`` from the robot, ``improve()`` between episodes, ``policy`` to deploy next."""
+
+    def __init__(self, policy: Policy, prior: Sequence[Episode], config: RobotRLConfig | dict[str, Any] | None = None,
+                 *, seed: int = 0) -> None:
+        from tether.policies.gaussian import GaussianPolicy
+
+        if not isinstance(policy, GaussianPolicy):
+            raise TetherError(f"robot RL fine-tunes a Gaussian actor (PPO or SAC); this policy is a "
+                              f"{type(policy).__name__}; expected a policy trained with --algo ppo or sac")
+        cfg = config if isinstance(config, RobotRLConfig) else config_from_dict(RobotRLConfig, config, "robot RL")
+        cfg.check()
+        self.cfg, self.seed, self.history = cfg, seed, policy.history
+        self.contract = policy.contract
+        self.sac = SAC(policy.contract, cfg.sac_config(self.history), seed=seed)
+        prior_tr = episode_transitions(prior, self.history)
+        self.prior = ReplayBuffer.from_arrays(prior_tr["obs"], prior_tr["action"], prior_tr["reward"],
+                                              prior_tr["next_obs"], prior_tr["terminal"], seed=seed)
+        self.robot = ReplayBuffer(self.prior.obs_size, self.contract.action_size, 200_000, seed=seed + 1)
+        t0 = time.perf_counter()
+        self.actor_init = warm_start_actor(self.sac, policy, prior_tr["obs"], steps=cfg.distill_steps, seed=seed)
+        self.sac.policy.dr_terms = getattr(policy, "dr_terms", None)
+        critic_warmup(self.sac, lambda: self.prior.sample(cfg.batch_size), cfg.critic_warmup)
+        self.sac.anchor_to(self.sac.policy, cfg.bc_weight, cfg.actor_lr)
+        self.pending = 0  # robot transitions added since the last improve()
+        self.updates = 0
+        self.update_s = time.perf_counter() - t0
+
+    def add(self, episodes: Sequence[Episode]) -> int:
+        """Add robot episodes; returns the number of transitions added."""
+        tr = episode_transitions(episodes, self.history)
+        self.robot.add(tr["obs"], tr["action"], tr["reward"], tr["next_obs"], tr["terminal"])
+        self.pending += len(tr["obs"])
+        return len(tr["obs"])
+
+    def improve(self, updates: int | None = None) -> dict[str, float]:
+        """``updates`` SAC steps (default: ``utd`` per robot transition added since the last call, at most
+        ``max_updates``), each batch ``offline_ratio`` prior and the rest robot data; returns the last metrics."""
+        n = min(self.cfg.utd * self.pending, self.cfg.max_updates) if updates is None else int(updates)
+        sources = [(self.robot, 1.0 - self.cfg.offline_ratio), (self.prior, self.cfg.offline_ratio)]
+        metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.sac.policy.train()
+        for _ in range(n):
+            metrics = self.sac.update(concat_batches(*mix(sources, self.cfg.batch_size)))
+        self.sac.policy.eval()
+        self.update_s += time.perf_counter() - t0
+        self.updates += n
+        self.pending = 0
+        return metrics
+
+    @property
+    def policy(self) -> Any:
+        """The actor to deploy next (deterministic ``act``), its provenance in ``extra``."""
+        p = self.sac.policy
+        p.extra.update({"algo": "robot_rl", "robot_rl_config": config_to_dict(self.cfg), "actor_init": self.actor_init,
+                        "robot_transitions": len(self.robot), "prior_transitions": len(self.prior),
+                        "gradient_updates": self.updates, "update_time_s": self.update_s})
+        return p
+
+
+__all__ = ["Episode", "RobotRL", "RobotRLConfig", "episode_transitions", "sim_episodes", "stack_history"]
