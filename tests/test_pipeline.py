@@ -56,7 +56,10 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
     for bad, match in (({"finetune_rounds": 0}, "fine-tuning rounds 0"),
                        ({"finetune_rounds": 2.5}, "fine-tuning rounds 2.5"),
                        ({"finetune_target": 1.5}, "fine-tuning target 1.5"),
-                       ({"finetune_target": 0}, "fine-tuning target 0")):
+                       ({"finetune_target": 0}, "fine-tuning target 0"),
+                       ({"robot_rl": "yes"}, "robot RL 'yes'"),
+                       ({"robot_rl_episodes": 0}, "robot-RL episodes 0"),
+                       ({"robot_rl_explore": 2.0}, "robot-RL exploration 2.0")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
 
@@ -119,8 +122,11 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     from tether.ros.recorder import read_bag
     from tether.sim.randomization import terms_from_json
 
+    # robot RL "on" (it runs whatever the served robot scores) with one episode and a small learner
     cfg = PipelineConfig(train_steps=4096, episodes=1, probe_episodes=1, episode_seconds=4.0, finetune_steps=2048,
-                         sim_eval_episodes=2, out=tmp_path / "run", domain_id=97)
+                         sim_eval_episodes=2, out=tmp_path / "run", domain_id=97, robot_rl="on", robot_rl_episodes=1,
+                         robot_rl_prior_episodes=2, robot_rl_config={"distill_steps": 50, "critic_warmup": 20,
+                                                                     "utd": 1, "batch_size": 32})
     lines: list[str] = []
     summary = run_pipeline(cfg, log=lines.append)
     run = tmp_path / "run"
@@ -130,8 +136,9 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     report = (run / "report.md").read_text()
     assert "served-robot success" in report and "![Tracking" in report and "Robot time used" in report
     bags = sorted((run / "bags").iterdir())
-    assert [b.name for b in bags] == ["probe-0", "tuned-0", "zeroshot-0"]  # as ros2 bag -o names them
-    assert sum(1 for _ in read_bag(bags[2], topics=["/tether/obs"])) > 20
+    # as ros2 bag -o names them
+    assert [b.name for b in bags] == ["probe-0", "rl-0", "robotrl-0", "tuned-0", "zeroshot-0"]
+    assert sum(1 for _ in read_bag(bags[-1], topics=["/tether/obs"])) > 20
     saved = json.loads((run / "summary.json").read_text())
     # a 4096-step policy may crash at once: a vehicle resting on the ground leaves nothing to identify, and the
     # loop says so and fine-tunes under the training DR; when it flew long enough, the preset is the fit's
@@ -146,8 +153,19 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     tuned = load_checkpoint(run / "finetune" / "checkpoint")
     assert tuned.contract == sim.contract
     assert saved["served_success_tuned"] == summary["served_success_tuned"]
-    assert 0 < saved["robot_seconds"] <= cfg.robot_seconds_budget and saved["robot_episodes"] == 3
-    assert saved["kept"] in ("zero-shot", "fine-tuned")
+    assert 0 < saved["robot_seconds"] <= cfg.robot_seconds_budget and saved["robot_episodes"] == 5
+    assert saved["kept"] in ("zero-shot", "fine-tuned", "robot RL")
+    # robot RL: one guarded, recorded episode with exploration, learned from, then its actor deployed and scored
+    rl = saved["robot_rl"]
+    assert rl["episodes"] == 1 and rl["robot_seconds"] > 0 and rl["served_success"] in (0.0, 1.0)
+    assert saved["checkpoints"]["robot_rl"] == str(run / "robot_rl" / "round-0" / "checkpoint")  # the one round
+    actor = load_checkpoint(saved["checkpoints"]["robot_rl"])
+    assert actor.contract == sim.contract and actor.extra["algo"] == "robot_rl"
+    assert actor.extra["robot_transitions"] > 0 and actor.extra["gradient_updates"] > 0
+    assert actor.config["history"] == sim.config.get("history", 1)  # the deployed policy's history is kept
+    assert "after robot RL" in report and any("[robot RL]" in line for line in lines)
+    guard = [m.msg.data for m in read_bag(run / "bags" / "rl-0", topics=["/tether/guard"])]
+    assert guard  # every robot-RL command went through the deploy guard (its reason recorded per tick)
 
 
 @pytest.mark.slow

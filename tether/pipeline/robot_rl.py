@@ -2,7 +2,7 @@
 
 Each round deploys the current actor for one episode (bounded exploration, through the deploy guard like every
 command, recorded), reads the episode back from its bag, and lets the learner
-(:class:`tether.policies.hybrid.robot_rl.RobotRL`) update between episodes: half robot transitions, half
+(:class:`tether.policies.hybrid.robot_rl.RobotRL`) update between episodes: robot transitions, with a share of
 transitions simulated under the identified DR. Every robot episode the loop has recorded before (zero-shot,
 probe, the sim-fine-tuned policy's) is robot data too and goes in first. Robot time is counted as in every
 deploy phase, and the rounds stop while enough of the budget is left to evaluate the result.
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
     """The bag's episodes on the control grid, from when the robot first followed the policy (a PX4 vehicle
-    flies itself until offboard engages), with the task's reward and termination; an episode ends at its first
-    terminal transition (a crash), as a sim episode would."""
+    flies itself until offboard engages) and was first clear of the task's terminal state (a vehicle handed over
+    on the ground has not crashed, as the task's own scoring says), with the task's reward and termination; an
+    episode ends at its first terminal transition after that (a crash), as a sim episode would."""
     from tether.data.rosbag_import import align_bag
     from tether.policies.hybrid.robot_rl import Episode
     from tether.sim.tasks.scoring import transition_outcomes
@@ -41,15 +42,24 @@ def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
         obs = np.concatenate([ep.obs[keep], ep.final_obs[None]])
         act = ep.action[keep]
         reward, terminated = transition_outcomes(contract, obs[:-1], contract.to_physical(act), obs[1:])
-        hit = np.flatnonzero(terminated)
-        t = int(hit[0]) + 1 if hit.size else len(act)
-        out.append(Episode(obs[: t + 1], act[:t], reward[:t], terminal=bool(hit.size)))
+        clear = np.flatnonzero(~terminated)
+        if clear.size == 0:
+            continue  # never clear of the terminal state (a vehicle that never left the ground)
+        s = int(clear[0])  # a vehicle handed over on the ground starts "crashed": the episode starts once it is not
+        hit = np.flatnonzero(terminated[s:])
+        t = s + (int(hit[0]) + 1 if hit.size else len(act) - s)
+        out.append(Episode(obs[s: t + 1], act[s:t], reward[s:t], terminal=bool(hit.size)))
     return out
 
 
 def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: list[Path], robot_seconds_used: float,
              log: Log) -> tuple[Path, Deployment]:
-    """Robot RL from the checkpoint ``start``; returns the last actor's checkpoint and the rounds' deployment."""
+    """Robot RL from the checkpoint ``start``; returns the checkpoint of the actor the robot scored best in its
+    round (success, then final error; a tie goes to the later round) and the rounds' deployment.
+
+    Why select by the robot's score: a fresh critic can steer the actor away from what worked (an unanchored
+    actor fell from 100 % to 0 % on a served quadrotor; an anchored one barely moved on a task it had to
+    relearn), and the robot's own measurement is the one judge that does not share the critic's errors."""
     import torch
 
     from tether.policies.checkpoint import load_checkpoint, load_policy
@@ -74,24 +84,31 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
     log(f"      {learner.actor_init} actor; {len(learner.robot)} recorded robot transitions, {learner.updates} "
         f"updates so far")
     rounds = Deployment()
+    best: tuple[tuple[float, float], int] | None = None  # (measured score, round) of the best actor so far
     for i in range(cfg.robot_rl_episodes):
         if robot_seconds_used + rounds.robot_seconds + per_episode + reserve > cfg.robot_seconds_budget:
             log(f"      stopped after {i} episodes: the robot-time budget keeps {reserve:.0f} s for the evaluation")
             break
-        ckpt = learner.policy.save(out / f"round-{i}" / "checkpoint")
-        one = deploy_phase(cfg, ckpt, "rl", 1, log, explore=cfg.robot_rl_explore, first=i)
+        actor = learner.policy
+        actor.extra.update({"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr), "round": i})
+        actor.save(out / f"round-{i}" / "checkpoint")
+        one = deploy_phase(cfg, out / f"round-{i}" / "checkpoint", "rl", 1, log, explore=cfg.robot_rl_explore,
+                           first=i)
         rounds.extend(one)
+        score = (one.success_rate, -one.final_error)
+        if best is None or score >= best[0]:
+            best = (score, i)
         n = learner.add([ep for bag in one.bags for ep in robot_episodes(bag, contract)])
+        if i == cfg.robot_rl_episodes - 1:
+            break  # no round left to deploy what another update would learn
         metrics = learner.improve()
         log(f"      round {i + 1}: {n} robot transitions ({len(learner.robot)} in all), {learner.updates} updates, "
             f"mean Q {metrics.get('train/q_mean', float('nan')):.2f}")
-    final = learner.policy
-    final.extra.update({"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr),
-                        "robot_episodes": len(rounds.bags)})
-    if not rounds.bags:
+    if best is None:
         raise TetherError(f"no robot-RL episode fits the robot-time budget of {cfg.robot_seconds_budget:.0f} s "
                           f"({robot_seconds_used:.0f} s used); expected room for one episode and the evaluation")
-    return final.save(out / "checkpoint"), rounds
+    log(f"      kept: the round-{best[1]} actor, the one the robot scored best in its episode")
+    return out / f"round-{best[1]}" / "checkpoint", rounds
 
 
 __all__ = ["robot_episodes", "robot_rl"]

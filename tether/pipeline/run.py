@@ -8,7 +8,7 @@ Layout of the run folder::
     identify/         dr_identified.json, sysid.json, residual plots   (real-to-sim identification)
     data/real/        the recorded episodes as a LeRobot-v3 dataset
     finetune/         checkpoint/ (the fine-tuned policy: the best check under the identified DR)
-    robot_rl/         round-<i>/checkpoint/, checkpoint/ (robot RL, when it runs; its bags are bags/rl-<i>/)
+    robot_rl/         round-<i>/checkpoint/ (robot RL's actor in each round, when it runs; bags/rl-<i>/ its episodes)
     report.md, *.png  the report
 
 The policy finally kept is the one the served robot scored best (success, then final error), never one chosen
