@@ -95,8 +95,9 @@ def collect_real(episodes: int, seed: int, p_expert: float = 0.5, noise: float =
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
-def real_return(policy, episodes: int = 40, seed: int = 500) -> float:
-    env = real_env()
+def real_return(policy, episodes: int = 40, seed: int = 500, make_env=None) -> float:
+    """Mean return of ``policy`` on the real robot (or on the robot ``make_env`` builds)."""
+    env = (make_env or real_env)()
     total = 0.0
     for ep in range(episodes):
         o, _ = env.reset(seed=seed + ep)

@@ -13,7 +13,7 @@ from tether.errors import TetherError
 from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
 from tether.policies.hybrid.robot_rl import Episode, RobotRL, episode_transitions, sim_episodes, stack_history
 from tether.policies.rl.sac import train_sac
-from tests.test_hybrid import SMALL, STEPS, sim_env, toy_contract
+from tests.test_hybrid import SMALL, STEPS, real_return, sim_env, toy_contract
 
 HISTORY = 3
 
@@ -93,18 +93,6 @@ def _drifting_env():
     return Drifting(0.0)
 
 
-def _return_on(env_fn, policy, episodes: int = 40, seed: int = 500) -> float:
-    env, total = env_fn(), 0.0
-    for ep in range(episodes):
-        o, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            o, r, te, tr, _ = env.step(policy.act(o))
-            total += r
-            done = te or tr
-    return total / episodes
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_robot_rl_learns_what_the_simulator_left_out(seed) -> None:
     """A sim-trained actor on a robot with a drift the simulator lacks: two rounds of four robot episodes
@@ -112,14 +100,14 @@ def test_robot_rl_learns_what_the_simulator_left_out(seed) -> None:
     robot. Measured (learner seeds 0 / 1): 16.7 before, 18.7 / 18.7 after round 2 (the expert: ~19.4)."""
     torch.set_num_threads(1)
     sim_policy = train_sac(sim_env, STEPS, dict(SMALL, learning_starts=250), seed=0).policy
-    before = _return_on(_drifting_env, sim_policy)
+    before = real_return(sim_policy, make_env=_drifting_env)
     rl = RobotRL(sim_policy, sim_episodes(sim_env, sim_policy, 40, explore=0.2, seed=0),
                  dict(hidden=(64, 64), critic_hidden=(64, 64), batch_size=128, gamma=0.9), seed=seed)
     assert rl.actor_init == "weights"
     for r in range(ROUNDS):
         rl.add(sim_episodes(_drifting_env, rl.policy, 4, explore=0.1, seed=100 + 10 * r))
         rl.improve()
-    after = _return_on(_drifting_env, rl.policy)
+    after = real_return(rl.policy, make_env=_drifting_env)
     print(f"return on the drifting robot: {before:.2f} -> {after:.2f}")
     assert after > before + GAIN, (before, after)
     assert rl.policy.extra["robot_transitions"] == ROUNDS * 4 * 25 and rl.policy.extra["gradient_updates"] > 0

@@ -77,7 +77,17 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
     prior = sim_episodes(cfg.env_id, policy, cfg.robot_rl_prior_episodes, dr=prior_dr, explore=cfg.robot_rl_explore,
                          seed=cfg.seed + 20_000)
     learner = RobotRL(policy, prior, dict(cfg.robot_rl_config or {}), seed=cfg.seed)
-    earlier = [ep for bag in recorded for ep in robot_episodes(bag, contract)]
+    def read(bags: list[Path]) -> list[Episode]:
+        """The bags' robot episodes; a bag that cannot be read (a robot restarted mid-episode) is logged, not fatal."""
+        eps: list[Episode] = []
+        for bag in bags:
+            try:
+                eps += robot_episodes(bag, contract)
+            except TetherError as exc:
+                log(f"      {bag.name}: not used for robot RL ({exc})")
+        return eps
+
+    earlier = read(recorded)
     if earlier:
         learner.add(earlier)
     learner.improve()
@@ -98,7 +108,8 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
         score = (one.success_rate, -one.final_error)
         if best is None or score >= best[0]:
             best = (score, i)
-        n = learner.add([ep for bag in one.bags for ep in robot_episodes(bag, contract)])
+        new = read(one.bags)
+        n = learner.add(new) if new else 0
         if i == cfg.robot_rl_episodes - 1:
             break  # no round left to deploy what another update would learn
         metrics = learner.improve()

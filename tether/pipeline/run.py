@@ -122,11 +122,11 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     # (name, checkpoint, its evaluation on the robot); on a tie the later stage is kept
     candidates = [("zero-shot", ckpt, zero), ("fine-tuned", tuned, after)]
     robot_rl_summary: dict[str, Any] | None = None
-    if _wants_robot_rl(cfg, candidates, sim0, sum(p.robot_seconds for p in phases.values()), per_episode, log):
+    used = sum(p.robot_seconds for p in phases.values())
+    if _wants_robot_rl(cfg, candidates, sim0, used, per_episode, log):
         from tether.pipeline.robot_rl import robot_rl
 
         start = _best(candidates)
-        used = sum(p.robot_seconds for p in phases.values())
         rl_ckpt, rounds = timed("robot RL", lambda: robot_rl(cfg, start[1], dr_file or cfg.dr, recorded + after.bags,
                                                              used, log))
         log(f"[deploy] the robot-RL policy, {cfg.episodes} episodes")

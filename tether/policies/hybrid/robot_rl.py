@@ -69,7 +69,7 @@ class RobotRLConfig(HybridConfig):
     robot episodes. Half the batch from the simulator held the actor near what the simulator wanted (the toy's
     gain faded as robot data grew); a tenth leaves the robot's dynamics in charge."""
 
-    utd: int = 10  # updates per new robot transition, made between episodes
+    utd: int = 5  # updates per new robot transition, made between episodes (~10 ms each on one core)
     num_qs: int = 4
     num_min_qs: int = 2
     critic_hidden: tuple[int, ...] = (128, 128)  # 4 x 128: ~10 ms per update on one core (10 x 256: ~45 ms)
@@ -82,7 +82,7 @@ class RobotRLConfig(HybridConfig):
     actor_lr: float = 3e-4
     critic_warmup: int = 2000  # critic-only updates on the prior before the loaded actor moves
     distill_steps: int = 2000  # regression steps that copy a non-SAC parent into the tanh actor
-    max_updates: int = 20_000  # the most updates between two episodes (bounds the wait)
+    max_updates: int = 5_000  # the most updates between two episodes (bounds the wait: ~1 min)
 
     def sac_config(self, history: int) -> SACConfig:
         names = {f.name for f in fields(SACConfig)}
