@@ -162,6 +162,16 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     actor = load_checkpoint(saved["checkpoints"]["robot_rl"])
     assert actor.contract == sim.contract and actor.extra["algo"] == "robot_rl"
     assert actor.extra["robot_transitions"] > 0 and actor.extra["gradient_updates"] > 0
+    # round 0's actor learned from every robot episode recorded before it, each from its bag, cut where the task
+    # says; round 0's own episode came after it
+    from tether.pipeline.robot_rl import robot_episodes
+
+    eps = [ep for name in ("zeroshot-0", "probe-0", "tuned-0") for ep in robot_episodes(run / "bags" / name,
+                                                                                     sim.contract)]
+    assert actor.extra["robot_transitions"] == sum(len(ep) for ep in eps)
+    eps += robot_episodes(run / "bags" / "rl-0", sim.contract)
+    assert all(np.isfinite(ep.obs).all() and np.abs(ep.action).max() <= 1.0 for ep in eps)
+    assert all(ep.reward[-1] < -5 for ep in eps if ep.terminal)  # a crash ends one, with the task's penalty
     assert actor.config["history"] == sim.config.get("history", 1)  # the deployed policy's history is kept
     assert "after robot RL" in report and any("[robot RL]" in line for line in lines)
     guard = [m.msg.data for m in read_bag(run / "bags" / "rl-0", topics=["/tether/guard"])]

@@ -27,13 +27,19 @@ if TYPE_CHECKING:
 def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
     """The bag's episodes on the control grid, from when the robot first followed the policy (a PX4 vehicle
     flies itself until offboard engages) and was first clear of the task's terminal state (a vehicle handed over
-    on the ground has not crashed, as the task's own scoring says), with the task's reward and termination; an
-    episode ends at its first terminal transition after that (a crash), as a sim episode would."""
+    on the ground has not crashed, as the task's own scoring says), with the task's reward and termination
+    (judged against the goal each observation was made against, where the bag recorded one); an episode ends at
+    its first terminal transition after that (a crash), as a sim episode would."""
+    from tether.calibration.recordings import goal_track, goals_made_against
     from tether.data.rosbag_import import align_bag
+    from tether.data.topics import GOAL_TOPIC
     from tether.policies.hybrid.robot_rl import Episode
+    from tether.ros.recorder import read_bag
     from tether.sim.tasks.scoring import transition_outcomes
 
     since = control_since(bag)
+    track = goal_track([(m.log_ns, m.msg) for m in read_bag(bag, topics=[GOAL_TOPIC])])
+    period_ns = int(round(1e9 / contract.rate_hz))
     out = []
     for ep in align_bag(bag, contract, "flat"):
         keep = ep.stamps_ns >= since
@@ -41,7 +47,13 @@ def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
             continue
         obs = np.concatenate([ep.obs[keep], ep.final_obs[None]])
         act = ep.action[keep]
-        reward, terminated = transition_outcomes(contract, obs[:-1], contract.to_physical(act), obs[1:])
+        goal_z = None
+        if track is not None:  # the goal each observation was made against (a mission moves it)
+            stamps = np.concatenate([ep.stamps_ns[keep], ep.stamps_ns[-1:] + period_ns])
+            held, goals = goals_made_against(contract, obs, stamps, track)
+            goal_z = goals[held][1:, 2]
+        reward, terminated = transition_outcomes(contract, obs[:-1], contract.to_physical(act), obs[1:],
+                                                 goal_z=goal_z)
         clear = np.flatnonzero(~terminated)
         if clear.size == 0:
             continue  # never clear of the terminal state (a vehicle that never left the ground)

@@ -33,15 +33,19 @@ def task_for(contract: IOContract) -> Any:
     return _task(contract.robot, contract.task, contract.control_mode, contract.metadata.get("terrain"))
 
 
-def transition_outcomes(contract: IOContract, obs: np.ndarray, action: np.ndarray,
-                        next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def transition_outcomes(contract: IOContract, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, *,
+                        goal_z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The task's reward and termination for recorded transitions (obs, physical action, next obs): (T,), (T,)
     bool. Why termination too: a robot keeps recording after a crash that would have ended a sim episode, and
-    a learner must not bootstrap through it."""
+    a learner must not bootstrap through it. ``goal_z`` (T,): the recorded goal's height at each next
+    observation, for tasks that judge a crash by height above ground (a mission's waypoints move it)."""
     task = task_for(contract)
+    ctx = task.default_context()
+    if goal_z is not None and "goal_z" in ctx:
+        ctx["goal_z"] = np.asarray(goal_z, np.float64)
     reward, terminated, _ = task.objective(contract.split_obs(np.asarray(obs, np.float64)),
                                            np.asarray(action, np.float64),
-                                           contract.split_obs(np.asarray(next_obs, np.float64)), task.default_context())
+                                           contract.split_obs(np.asarray(next_obs, np.float64)), ctx)
     n = len(obs)
     return (np.broadcast_to(np.asarray(reward, np.float32), (n,)).copy(),
             np.broadcast_to(np.asarray(terminated, bool), (n,)).copy())
