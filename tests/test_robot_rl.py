@@ -115,3 +115,22 @@ def test_robot_rl_learns_what_the_simulator_left_out(seed) -> None:
 
 
 ROUNDS, GAIN = 2, 1.0
+
+
+def test_a_memoryless_learner_still_copies_a_history_parent_and_a_mismatched_sac_actor_is_refused() -> None:
+    """H2O and RLPD build memoryless learners: a history parent (the pipeline's quadrotor) is copied as it acts
+    on a held observation, as before robot RL; taking over a SAC actor whose input differs is refused."""
+    from tether.policies.hybrid.common import warm_start_actor
+    from tether.policies.rl.sac import SAC, SACConfig
+
+    torch.set_num_threads(1)
+    parent = _history_parent()
+    states = np.random.default_rng(4).uniform(-1, 1, (300, 2)).astype(np.float32)
+    sac = SAC(toy_contract(), SACConfig(hidden=(32, 32), critic_hidden=(32, 32)), seed=0)
+    assert warm_start_actor(sac, parent, states, steps=800) == "distilled"
+    parent.reset()
+    err = np.abs(sac.policy.act(states) - parent.act(states)).mean()  # a fresh window: the held observation
+    assert err < 0.1, err
+    sac_parent = SAC(toy_contract(), SACConfig(hidden=(32, 32), history=HISTORY), seed=0).policy
+    with pytest.raises(TetherError, match="expected the learner built with the policy's history"):
+        warm_start_actor(SAC(toy_contract(), SACConfig(hidden=(32, 32)), seed=0), sac_parent, states)

@@ -121,14 +121,15 @@ def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int
     exactly the deployed behaviour. Any other policy (PPO's clipped Gaussian, diffusion, flow) is distilled:
     the fresh tanh actor regresses onto ``policy.act`` on ``states`` (real and simulated observations), with its
     normaliser fitted to those states (or the parent's normaliser, when it has one). A policy that reads a history
-    takes ``states`` as stacked windows (B, history * obs). Targets are kept inside
+    takes ``states`` as stacked windows (B, history * obs) when the learner reads the same history (robot RL);
+    a memoryless learner (H2O, RLPD) copies what it does on a held observation. Targets are kept inside
     ±0.98 so the tanh actor is not asked for saturated pre-activations, whose log-probabilities would swamp
     SAC's entropy terms.
     """
     if policy.contract.obs_size != sac.contract.obs_size or policy.contract.action_size != sac.contract.action_size:
         raise TetherError("policy and learner contracts differ in size; expected the checkpoint's contract")
     history = getattr(policy, "history", 1)
-    if history != sac.policy.history:
+    if history != sac.policy.history and (sac.policy.history != 1 or is_sac_actor(policy)):
         raise TetherError(f"the policy reads {history} observations and the learner's actor "
                           f"{sac.policy.history}; expected the learner built with the policy's history")
     if is_sac_actor(policy):
@@ -138,7 +139,7 @@ def warm_start_actor(sac: Any, policy: Policy, states: np.ndarray, *, steps: int
         sac.actor_opt = torch.optim.Adam(actor.parameters(), lr=sac.cfg.lr)
         return "weights"
     states = np.asarray(states, np.float32)
-    if history > 1:  # stacked windows (B, history * obs): the torch API reads them as they are, statelessly
+    if history > 1 and sac.policy.history == history:  # stacked windows (B, history * obs), read statelessly
         with torch.inference_mode():
             raw = policy.deterministic(torch.from_numpy(states)).numpy()
     else:
