@@ -7,7 +7,7 @@ the two from drifting apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from tether.errors import TetherError
 from tether.policies.rl.sac import SACConfig
@@ -20,6 +20,10 @@ class HybridConfig(SACConfig):
     init_alpha: float = 0.1  # small: a loaded actor must not be pushed to maximum entropy first
     critic_warmup: int = 1000  # critic-only updates on real data before the loaded actor is trained
     distill_states: int = 2000  # env steps of a non-SAC parent policy whose states its distillation uses
+
+    def sac_config(self, **overrides: object) -> SACConfig:
+        """The plain SAC settings of this config (the learner's own), with ``overrides`` (e.g. ``history``)."""
+        return SACConfig(**{**{f.name: getattr(self, f.name) for f in fields(SACConfig)}, **overrides})
 
     def check(self) -> None:
         """Refuse settings that leave either data source out of the batches."""

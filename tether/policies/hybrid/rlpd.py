@@ -11,7 +11,7 @@ served robot, or a simulator).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from tether.policies.hybrid.common import EnvLike, ProgressFn, RunAdapter, check
 from tether.policies.hybrid.common import start_actor, train_cli
 from tether.policies.hybrid.config import HybridConfig
 from tether.policies.rl.common import config_from_dict, config_to_dict, env_factory, probe_env
-from tether.policies.rl.sac import SAC, SACConfig, train_sac
+from tether.policies.rl.sac import SAC, train_sac
 
 
 @dataclass
@@ -34,10 +34,6 @@ class RLPDConfig(HybridConfig):
     critic_layer_norm: bool = True
     offline_ratio: float = 0.5
     learning_starts: int = 0
-
-    def sac_config(self) -> SACConfig:
-        names = {f.name for f in fields(SACConfig)}
-        return SACConfig(**{k: getattr(self, k) for k in names})
 
 
 def train_rlpd(

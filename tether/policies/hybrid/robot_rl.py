@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,9 @@ from tether.policies.base import Policy
 from tether.policies.buffers import ReplayBuffer, concat_batches, mix
 from tether.policies.hybrid.common import EnvLike, critic_warmup, warm_start_actor
 from tether.policies.hybrid.config import HybridConfig
+from tether.policies.history import make_windows
 from tether.policies.rl.common import config_from_dict, config_to_dict
-from tether.policies.rl.sac import SAC, SACConfig
+from tether.policies.rl.sac import SAC
 
 
 @dataclass
@@ -66,7 +67,7 @@ class RobotRLConfig(HybridConfig):
     without the anchor a policy at 100 % on its robot fell to 0 % within ~4000 updates; with a strong one
     (weight 2.5, actor lr 3e-5) nothing moved, on the quadrotor or on a toy robot with a steady drift; weight
     0.1 at lr 3e-4 kept the good policy at 90-100 % and raised a failing one's return 29 -> 120 in three
-    robot episodes. Half the batch from the simulator held the actor near what the simulator wanted (the toy's
+    rounds (nine robot episodes). Half the batch from the simulator held the actor near what the simulator wanted (the toy's
     gain faded as robot data grew); a tenth leaves the robot's dynamics in charge."""
 
     utd: int = 5  # updates per new robot transition, made between episodes (~10 ms each on one core)
@@ -84,19 +85,14 @@ class RobotRLConfig(HybridConfig):
     distill_steps: int = 2000  # regression steps that copy a non-SAC parent into the tanh actor
     max_updates: int = 5_000  # the most updates between two episodes (bounds the wait: ~1 min)
 
-    def sac_config(self, history: int) -> SACConfig:
-        names = {f.name for f in fields(SACConfig)}
-        return SACConfig(**{**{k: getattr(self, k) for k in names}, "history": history})
-
 
 def stack_history(obs: np.ndarray, history: int) -> np.ndarray:
     """(N, obs) observations of one episode -> (N, history * obs): the window ending at each step, oldest first,
-    the first observation repeated before the start (as :class:`~tether.policies.history.ObservationHistory`)."""
+    the first observation repeated before the start (:func:`~tether.policies.history.make_windows`, the
+    convention :class:`~tether.policies.history.ObservationHistory` keeps live)."""
     obs = np.asarray(obs, np.float32)
-    if history == 1:
-        return obs
-    idx = np.maximum(np.arange(len(obs))[:, None] + np.arange(1 - history, 1)[None, :], 0)
-    return obs[idx].reshape(len(obs), history * obs.shape[1])
+    windows, _ = make_windows(obs, np.zeros((len(obs), 1), np.float32), None, history, 1)
+    return windows.reshape(len(obs), history * obs.shape[1])
 
 
 def episode_transitions(episodes: Sequence[Episode], history: int) -> dict[str, np.ndarray]:
@@ -165,7 +161,7 @@ class RobotRL:
         cfg.check()
         self.cfg, self.seed, self.history = cfg, seed, policy.history
         self.contract = policy.contract
-        self.sac = SAC(policy.contract, cfg.sac_config(self.history), seed=seed)
+        self.sac = SAC(policy.contract, cfg.sac_config(history=self.history), seed=seed)
         prior_tr = episode_transitions(prior, self.history)
         self.prior = ReplayBuffer.from_arrays(prior_tr["obs"], prior_tr["action"], prior_tr["reward"],
                                               prior_tr["next_obs"], prior_tr["terminal"], seed=seed)
