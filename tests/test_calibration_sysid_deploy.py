@@ -166,7 +166,7 @@ def test_a_waypoint_mission_bag_replays_as_one_flight_and_scores_by_its_goal_mov
 
     from tether.calibration.recordings import load_recording, to_trajectories
     from tether.data.topics import GOAL_TOPIC
-    from tether.pipeline.stages import controlled_run
+    from tether.data.robot_runs import controlled_run
     from tether.ros.recorder import read_bag
     from tether.sim.tasks.quadrotor import waypoints_reached
     from tether.sim.tasks.scoring import task_for

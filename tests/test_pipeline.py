@@ -59,7 +59,10 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"finetune_target": 0}, "fine-tuning target 0"),
                        ({"robot_rl": "yes"}, "robot RL 'yes'"),
                        ({"robot_rl_episodes": 0}, "robot-RL episodes 0"),
-                       ({"robot_rl_explore": 2.0}, "robot-RL exploration 2.0")):
+                       ({"robot_rl_explore": 2.0}, "robot-RL exploration 2.0"),
+                       ({"robot_rl_config": {"prior_episodes": 0}}, "prior_episodes=0"),
+                       ({"robot_rl_config": {"utd": 0}}, "utd=0"),
+                       ({"robot_rl_config": {"no_such": 1}}, "unknown robot RL option 'no_such'")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
 
@@ -125,8 +128,8 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     # robot RL "on" (it runs whatever the served robot scores) with one episode and a small learner
     cfg = PipelineConfig(train_steps=4096, episodes=1, probe_episodes=1, episode_seconds=4.0, finetune_steps=2048,
                          sim_eval_episodes=2, out=tmp_path / "run", domain_id=97, robot_rl="on", robot_rl_episodes=1,
-                         robot_rl_prior_episodes=2, robot_rl_config={"distill_steps": 50, "critic_warmup": 20,
-                                                                     "utd": 1, "batch_size": 32})
+                         robot_rl_config={"prior_episodes": 2, "distill_steps": 50, "critic_warmup": 20, "utd": 1,
+                                          "batch_size": 32})
     lines: list[str] = []
     summary = run_pipeline(cfg, log=lines.append)
     run = tmp_path / "run"
@@ -164,7 +167,7 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     assert actor.extra["robot_transitions"] > 0 and actor.extra["gradient_updates"] > 0
     # round 0's actor learned from every robot episode recorded before it, each from its bag, cut where the task
     # says; round 0's own episode came after it
-    from tether.pipeline.robot_rl import robot_episodes
+    from tether.data.robot_runs import robot_episodes
 
     eps = [ep for name in ("zeroshot-0", "probe-0", "tuned-0") for ep in robot_episodes(run / "bags" / name,
                                                                                      sim.contract)]

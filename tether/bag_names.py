@@ -23,3 +23,9 @@ def resolve_bag(path: str | Path) -> Path:
     if not p.exists() and bag_directory(p).is_dir():
         return bag_directory(p)
     return p
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 bag: a directory with ``metadata.yaml``, or one ``.mcap`` / ``.db3`` file."""
+    return (path.is_dir() and (path / "metadata.yaml").is_file()) or (
+        path.is_file() and path.suffix.lower() in (".mcap", ".db3"))

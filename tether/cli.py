@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("tether.policies.commands", "evaluate a checkpoint: success rate and return mean ± std"),
     "export": ("tether.policies.commands", "export a checkpoint to ONNX with an enforced parity check"),
     "finetune": ("tether.policies.hybrid.commands",
-                 "fine-tune a checkpoint with real data (H2O or RLPD) and save a new checkpoint"),
+                 "fine-tune a checkpoint with real data (H2O, RLPD or robot RL) and save a new checkpoint"),
     "wm": ("tether.world_models.commands",
            "world models: fit an ensemble dynamics model to a dataset, evaluate it"),
     "bag": ("tether.ros.bag_commands", "rosbag2 (MCAP) tools: info, recover, record"),

@@ -40,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from tether.bag_names import is_bag
 from tether.contract import IOContract
 from tether.data.topics import GOAL_TOPIC, GOAL_TYPE, GUARD_TOPIC, PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY
 from tether.data.topics import PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE, PX4_STATUS, PX4_STATUS_TYPE
+from tether.data.robot_runs import goal_moves, goal_track, goals_made_against
 from tether.errors import TetherError
 
 MATCH_SPAN = 25  # odometry messages searched either side of the newest received when matching an observation
@@ -86,11 +88,6 @@ class Recording:
 # ---------------------------------------------------------------------- loading
 def is_dataset(path: Path) -> bool:
     return path.is_dir() and (path / "meta" / "info.json").is_file()
-
-
-def is_bag(path: Path) -> bool:
-    return (path.is_dir() and (path / "metadata.yaml").is_file()) or (
-        path.is_file() and path.suffix.lower() in (".mcap", ".db3"))
 
 
 def contract_differences(a: IOContract, b: IOContract) -> list[str]:
@@ -259,48 +256,6 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
             notes.append(f"{GOAL_TOPIC} moved {moves} times during the recording (a mission); each observation's "
                          "error is taken against the goal current when it was made")
     return Recording(contract, out, f"bag {path}", goal, notes)  # (joint contract for an ee_delta_pose arm)
-
-
-def goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The recorded goal over time from ``(receive time ns, PointStamped)`` pairs: (times, (K, 3) points), None
-    when the bag has none."""
-    if not msgs:
-        return None
-    return (np.array([t for t, _ in msgs], dtype=np.int64),
-            np.array([[m.point.x, m.point.y, m.point.z] for _, m in msgs], dtype=float))
-
-
-def goal_moves(points: np.ndarray) -> np.ndarray:
-    """(K,) how often a recorded goal track's (K, 3) points had moved by each message (a mission's waypoints)."""
-    return np.concatenate([[0], np.cumsum(np.any(np.diff(points, axis=0) != 0, axis=1))])
-
-
-def goals_made_against(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
-                       goals: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Which goal of a recorded goal track (``goal_track``) each observation was made against: (T,) the index
-    of that goal among the track's distinct goals in order (= the goal moves heard by then), and those (G, 3)
-    goals.
-
-    The goal current at the observation's stamp, or, next to a move, the one before or after it if that keeps
-    the vehicle's position (goal - ``pos_error``) continuous. Why: observation stamps are on the control grid and
-    goal times are the bag's receive times; on a loaded machine they drift a tick apart, and an observation at a
-    move was paired with the other waypoint (a 0.9 m jump in a CI run). Without ``pos_error`` in the contract,
-    by time alone."""
-    t, pts = goals
-    moves = goal_moves(pts)
-    start = np.searchsorted(moves, np.arange(moves[-1] + 1))  # each distinct goal's first message
-    seg_t, seg = t[start], pts[start]
-    at = np.clip(np.searchsorted(seg_t, t_obs, side="right") - 1, 0, None)
-    if "pos_error" not in contract.obs_slices:
-        return at, seg
-    err = np.asarray(obs, dtype=float)[:, contract.obs_slices["pos_error"]]
-    held = np.empty(len(err), dtype=np.int64)
-    j, prev = 0, None
-    for k in range(len(err)):
-        cands = np.arange(max(j, at[k] - 1), min(max(j, at[k] + 1), len(seg) - 1) + 1)
-        j = int(at[k]) if prev is None else int(cands[np.argmin(np.linalg.norm(seg[cands] - err[k] - prev, axis=1))])
-        held[k], prev = j, seg[j] - err[k]
-    return held, seg
 
 
 def _on_first_goal(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,

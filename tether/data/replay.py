@@ -28,6 +28,7 @@ def load_transitions(
     """Transitions from a Dataset, a dataset directory, or a rosbag2 recording (converted with the flat
     mapping into a temporary dataset; needs ``contract``). ``reward_fn(obs, action, next_obs)`` replaces the
     stored rewards, e.g. the sim task's reward evaluated on real data."""
+    from tether.bag_names import is_bag
     from tether.data.dataset import Dataset
 
     if isinstance(source, Dataset):
@@ -36,7 +37,7 @@ def load_transitions(
         path = Path(source)
         if (path / "meta" / "info.json").is_file():
             ds = Dataset(path)
-        elif path.exists() and (path.suffix in (".mcap", ".db3") or (path / "metadata.yaml").is_file()):
+        elif is_bag(path):
             if contract is None:
                 raise TetherError(f"{path} is a rosbag2 recording; converting it needs the policy's contract")
             import tempfile

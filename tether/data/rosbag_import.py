@@ -217,7 +217,7 @@ class _Stream:
     values: np.ndarray  # (N, k)
 
 
-def _read_topics(
+def read_topics(
     paths: Sequence[Path], topics: set[str], typestore: Any
 ) -> tuple[dict[str, list[tuple[int, Any]]], dict[str, str]]:
     from rosbags.highlevel import AnyReader
@@ -343,7 +343,7 @@ def align_bag(
     topics = {s.topic for s in all_srcs}
     stamp_topics = {f"{t}/stamp" for t in topics if f"{t}/stamp" in bag_types}
     stamp_topics |= {s.stamp for s in all_srcs if s.stamp not in ("auto", "header", "bag")}
-    msgs, _ = _read_topics(paths, topics | stamp_topics, ts)
+    msgs, _ = read_topics(paths, topics | stamp_topics, ts)
 
     streams: dict[tuple[str, str], _Stream] = {}
 

@@ -66,8 +66,7 @@ class PipelineConfig:
     robot_rl: str = "auto"
     robot_rl_episodes: int = 12  # the most robot-RL episodes (the robot-time budget may stop it sooner)
     robot_rl_explore: float = 0.1  # exploration on the robot during robot RL (normalised action units, guarded)
-    robot_rl_prior_episodes: int = 30  # simulated episodes under the identified DR mixed into every batch
-    robot_rl_config: dict[str, Any] | None = None  # RobotRLConfig overrides
+    robot_rl_config: dict[str, Any] | None = None  # RobotRLConfig overrides (prior_episodes, utd, ...)
     sim_eval_episodes: int = 20
     seed: int = 0
     domain_id: int | None = None
@@ -88,6 +87,13 @@ class PipelineConfig:
             raise TetherError(f"robot-RL episodes {self.robot_rl_episodes!r}; expected a whole number 1..1000")
         if not (isinstance(self.robot_rl_explore, (int, float)) and 0 <= self.robot_rl_explore <= 1):
             raise TetherError(f"robot-RL exploration {self.robot_rl_explore!r}; expected a scale in [0, 1]")
+        if self.robot_rl_config is not None:  # checked now, not after the loop has spent its robot time
+            from tether.policies.hybrid.robot_rl import RobotRLConfig
+            from tether.policies.rl.common import config_from_dict
+
+            if not isinstance(self.robot_rl_config, dict):
+                raise TetherError(f"robot-RL config {self.robot_rl_config!r}; expected a JSON object of options")
+            config_from_dict(RobotRLConfig, self.robot_rl_config, "robot RL").check()
         if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):
             raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
         task = self.task or ROBOT_DEFAULTS[self.robot]["task"]

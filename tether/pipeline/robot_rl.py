@@ -13,55 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from tether.errors import TetherError
 from tether.pipeline.config import PipelineConfig
-from tether.pipeline.stages import Deployment, Log, control_since, deploy_phase, episode_seconds
+from tether.pipeline.stages import Deployment, Log, deploy_phase, episode_seconds
 
 if TYPE_CHECKING:
-    from tether.contract import IOContract
-    from tether.policies.hybrid.robot_rl import Episode
-
-
-def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
-    """The bag's episodes on the control grid, from when the robot first followed the policy (a PX4 vehicle
-    flies itself until offboard engages) and was first clear of the task's terminal state (a vehicle handed over
-    on the ground has not crashed, as the task's own scoring says), with the task's reward and termination
-    (judged against the goal each observation was made against, where the bag recorded one); an episode ends at
-    its first terminal transition after that (a crash), as a sim episode would."""
-    from tether.calibration.recordings import goal_track, goals_made_against
-    from tether.data.rosbag_import import align_bag
-    from tether.data.topics import GOAL_TOPIC
-    from tether.policies.hybrid.robot_rl import Episode
-    from tether.ros.recorder import read_bag
-    from tether.sim.tasks.scoring import transition_outcomes
-
-    since = control_since(bag)
-    track = goal_track([(m.log_ns, m.msg) for m in read_bag(bag, topics=[GOAL_TOPIC])])
-    period_ns = int(round(1e9 / contract.rate_hz))
-    out = []
-    for ep in align_bag(bag, contract, "flat"):
-        keep = ep.stamps_ns >= since
-        if keep.sum() < 2:
-            continue
-        obs = np.concatenate([ep.obs[keep], ep.final_obs[None]])
-        act = ep.action[keep]
-        goal_z = None
-        if track is not None:  # the goal each observation was made against (a mission moves it)
-            stamps = np.concatenate([ep.stamps_ns[keep], ep.stamps_ns[-1:] + period_ns])
-            held, goals = goals_made_against(contract, obs, stamps, track)
-            goal_z = goals[held][1:, 2]
-        reward, terminated = transition_outcomes(contract, obs[:-1], contract.to_physical(act), obs[1:],
-                                                 goal_z=goal_z)
-        clear = np.flatnonzero(~terminated)
-        if clear.size == 0:
-            continue  # never clear of the terminal state (a vehicle that never left the ground)
-        s = int(clear[0])  # a vehicle handed over on the ground starts "crashed": the episode starts once it is not
-        hit = np.flatnonzero(terminated[s:])
-        t = s + (int(hit[0]) + 1 if hit.size else len(act) - s)
-        out.append(Episode(obs[s: t + 1], act[s:t], reward[s:t], terminal=bool(hit.size)))
-    return out
+    from tether.data.robot_runs import Episode
 
 
 def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: list[Path], robot_seconds_used: float,
@@ -74,8 +31,9 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
     relearn), and the robot's own measurement is the one judge that does not share the critic's errors."""
     import torch
 
+    from tether.data.robot_runs import read_robot_episodes
     from tether.policies.checkpoint import load_checkpoint, load_policy
-    from tether.policies.hybrid.robot_rl import RobotRL, sim_episodes
+    from tether.policies.hybrid.robot_rl import RobotRL
 
     torch.set_num_threads(1)
     contract = load_checkpoint(start).contract
@@ -83,21 +41,16 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
     reserve = cfg.episodes * per_episode  # the evaluation of the result must still fit the budget
     out = cfg.out / "robot_rl"
     policy = load_policy(start)
+    config = {"prior_explore": cfg.robot_rl_explore, **(cfg.robot_rl_config or {})}
     which = "the identified DR" if isinstance(prior_dr, Path) else f"the training DR '{prior_dr}'"
-    log(f"[robot RL] from {start}: prior {cfg.robot_rl_prior_episodes} sim episodes under {which}; up to "
-        f"{cfg.robot_rl_episodes} robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
-    prior = sim_episodes(cfg.env_id, policy, cfg.robot_rl_prior_episodes, dr=prior_dr, explore=cfg.robot_rl_explore,
-                         seed=cfg.seed + 20_000)
-    learner = RobotRL(policy, prior, dict(cfg.robot_rl_config or {}), seed=cfg.seed)
+    log(f"[robot RL] from {start}: a prior of simulated episodes under {which}; up to {cfg.robot_rl_episodes} "
+        f"robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
+    learner = RobotRL.with_sim_prior(policy, cfg.env_id, config, dr=prior_dr, seed=cfg.seed)
+
     def read(bags: list[Path]) -> list[Episode]:
         """The bags' robot episodes; a bag that cannot be read (a robot restarted mid-episode) is logged, not fatal."""
-        eps: list[Episode] = []
-        for bag in bags:
-            try:
-                eps += robot_episodes(bag, contract)
-            except TetherError as exc:
-                log(f"      {bag.name}: not used for robot RL ({exc})")
-        return eps
+        return read_robot_episodes(bags, contract, lambda bag, why: log(f"      {bag.name}: not used for robot RL "
+                                                                        f"({why})"))
 
     earlier = read(recorded)
     if earlier:
@@ -134,4 +87,4 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
     return out / f"round-{best[1]}" / "checkpoint", rounds
 
 
-__all__ = ["robot_episodes", "robot_rl"]
+__all__ = ["robot_rl"]

@@ -196,6 +196,7 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     numbers the episodes on from a phase run in parts (their bags and the robot's start states differ)."""
     import time
 
+    from tether.data.robot_runs import controlled_run
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig, deploy
     from tether.sim.tasks.scoring import score_episode
@@ -236,54 +237,6 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
             f"{'success' if s.success else 'fail'}; loop {st.get('rate_hz', float('nan')):.1f} Hz, "
             f"misses {st.get('miss_rate', float('nan')):.1%}")
     return out
-
-
-@dataclass
-class ControlledRun:
-    """A recorded episode from when the robot first followed the policy (see :func:`controlled_run`)."""
-
-    obs: np.ndarray  # (T, obs)
-    goal: np.ndarray | None = None  # (T, 3) the goal current at each observation (/tether/goal); None: none heard
-    goal_moves: np.ndarray | None = None  # (T,) goal moves heard since the recording began (a mission's waypoints)
-
-
-def control_since(bag: Path) -> int:
-    """When (bag time, ns) the robot first followed the policy: the deploy records on the control topic that a
-    PX4 vehicle ignored setpoints until offboard engaged; 0 when it followed from the start."""
-    from tether.data.topics import CONTROL_TOPIC
-    from tether.ros.recorder import read_bag
-
-    control = [(m.log_ns, m.msg.data) for m in read_bag(bag, topics=[CONTROL_TOPIC])]
-    if control and control[0][1].startswith("not in control"):
-        back = [t for t, text in control[1:] if text.startswith("control back")]
-        return back[0] if back else 0
-    return 0
-
-
-def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
-    """The recorded observations from when the robot first followed the policy: a PX4 vehicle ignores setpoints
-    until offboard engages (its own hold controller flies it until then), which the deploy records on the
-    control topic; what happens before that is not the policy's doing. Later losses of control stay in. With
-    them, the goal each observation was made against and how often it had moved: the crash height and a
-    mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
-    observation kept here)."""
-    from tether.calibration.recordings import goal_track, goals_made_against
-    from tether.data.topics import GOAL_TOPIC, OBS_TOPIC
-    from tether.ros.recorder import read_bag
-
-    obs, stamps, since = [], [], control_since(bag)
-    for m in read_bag(bag, topics=[OBS_TOPIC]):
-        obs.append(np.asarray(m.msg.data))
-        stamps.append(m.log_ns)
-    obs_arr, t_obs = np.array(obs), np.array(stamps, dtype=np.int64)
-    first = int(np.searchsorted(t_obs, since)) if since else 0
-    if len(obs_arr) - first < 2:
-        first = 0
-    track = goal_track([(m.log_ns, m.msg) for m in read_bag(bag, topics=[GOAL_TOPIC])])
-    if track is None:
-        return ControlledRun(obs_arr[first:])
-    held, goals = goals_made_against(contract, obs_arr[first:], t_obs[first:], track)
-    return ControlledRun(obs_arr[first:], goals[held], held)
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log

@@ -14,19 +14,26 @@ from tether.policies.cli_options import add_training_options, check_env_and_dr, 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "finetune", help="fine-tune a checkpoint with real data (H2O or RLPD) and save a new checkpoint",
+        "finetune", help="fine-tune a checkpoint with real data (H2O, RLPD or robot RL) and save a new checkpoint",
         description="Fine-tune CHECKPOINT with real transitions. h2o: real dataset + online simulator rollouts, "
                     "simulated transitions weighted and penalised by their estimated dynamics gap. rlpd: real "
-                    "dataset and fresh rollouts in ENV sampled 50/50, LayerNorm critic ensemble, high UTD.",
+                    "dataset and fresh rollouts in ENV sampled 50/50, LayerNorm critic ensemble, high UTD. "
+                    "robot-rl: one round of fine-tuning on the robot itself: --real is the deploy bags recorded so "
+                    "far (a folder of them), scored by the task's objective, mixed with episodes simulated under "
+                    "--dr (the identified DR); deploy the result with --explore and --record, then run again.",
     )
     p.add_argument("checkpoint", type=existing_dir,
                    help="checkpoint directory (e.g. runs/sac-QuadrotorHover-v0-s0/checkpoint)")
     p.add_argument("--real", required=True, type=existing_path,
-                   help="real data: a dataset directory or a rosbag2 recording")
+                   help="real data: a dataset directory or a rosbag2 recording (robot-rl: a deploy bag or a "
+                        "folder of them)")
     p.add_argument("--sim", default=None, type=env_id,
                    help="env id to interact with (default: the checkpoint's env, if it is a tether/ id)")
-    p.add_argument("--algo", default="h2o", choices=("h2o", "rlpd"), help="h2o (default) or rlpd")
-    p.add_argument("--steps", type=positive_int, default=None, help="env steps (default 20000 for h2o, 5000 for rlpd)")
+    p.add_argument("--algo", default="h2o", choices=("h2o", "rlpd", "robot-rl"),
+                   help="h2o (default), rlpd or robot-rl")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="env steps (default 6000 for h2o, 5000 for rlpd); robot-rl: gradient updates (default 5 per "
+                        "robot transition, at most 5000)")
     p.add_argument("--out", type=output_dir, default=None, help="output directory (default runs/finetune-ALGO-sSEED)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--backend", default=None, type=backend, metavar="{mujoco,pybullet}",

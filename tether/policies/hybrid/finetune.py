@@ -24,7 +24,7 @@ import numpy as np
 from tether.errors import TetherError
 from tether.policies.hybrid.common import EnvLike, ProgressFn, load_real
 
-ALGOS = ("h2o", "rlpd")
+ALGOS = ("h2o", "rlpd", "robot-rl")
 
 
 def _load_start(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
@@ -106,6 +106,12 @@ def finetune(
     - ``dr``: DR for a tether ``sim_env`` id: preset name or terms; default: the checkpoint's own DR terms.
     - ``steps``: env steps (default 6 000 for h2o, 5 000 for rlpd); ``config``: algorithm overrides on top of
       ``h2o.FINETUNE_DEFAULTS`` (conservative: BC-anchored actor, critic warm-up, held-out real selection).
+    - ``algo="robot-rl"`` (:mod:`tether.policies.hybrid.robot_rl`): ``real`` is whole robot episodes (a deploy
+      bag, or a folder of them, scored by the task's objective); the prior is simulated in ``sim_env`` under
+      ``dr`` (pass the identified DR); ``steps`` counts gradient updates (default: ``utd`` per robot transition,
+      at most ``max_updates``); ``config``: :class:`~tether.policies.hybrid.robot_rl.RobotRLConfig` overrides.
+      One call is one round of the loop: deploy what it writes with exploration, record, call again with every
+      bag so far (the critic is relearned from all of them each time).
     - ``out``: write ``out/checkpoint`` plus ``metrics.csv`` and TensorBoard logs.
     - ``progress(step, total, metrics)`` is called as training goes.
     """
@@ -117,7 +123,17 @@ def finetune(
         raise TetherError(f"steps={steps}; expected a positive number of env steps")
     policy, parent = _load_start(checkpoint)
     contract = policy.contract
-    tr, real_prov = load_real(real, contract, reward_fn=reward_fn)
+    if algo == "robot-rl":  # whole robot episodes (a bag, or a folder of one bag per deployed episode)
+        from tether.policies.hybrid.robot_rl import RobotRLConfig, load_robot_data
+        from tether.policies.rl.common import config_from_dict
+
+        if reward_fn is not None:
+            raise TetherError("robot-rl scores robot episodes with the task's own objective; drop reward_fn")
+        rl_config = config_from_dict(RobotRLConfig, config, "robot RL")
+        rl_config.check()
+        episodes, real_prov = load_robot_data(real, contract)
+    else:
+        tr, real_prov = load_real(real, contract, reward_fn=reward_fn)
     env = sim_env
     if env is None and (parent.get("env_id") or contract.metadata.get("env_id")) is not None:
         from tether.sim.registry import env_id_from_file  # an id from a file: a registered tether/ id or nothing
@@ -149,6 +165,15 @@ def finetune(
                               progress=logger, env_kwargs=env_kwargs)
             new = agent.policy
             online_desc = env_desc
+        elif algo == "robot-rl":
+            from tether.policies.hybrid.robot_rl import RobotRL
+
+            learner = RobotRL.with_sim_prior(policy, env, rl_config, dr=env_kwargs.get("dr"),
+                                             backend=backend, seed=seed)
+            learner.add(episodes)
+            learner.improve(steps, progress=logger)
+            new, n = learner.policy, learner.updates
+            online_desc = "the robot's recorded episodes"
         else:
             from tether.policies.hybrid.rlpd import train_rlpd
 

@@ -22,40 +22,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tether.data.robot_runs import Episode
 from tether.errors import TetherError
 from tether.policies.base import Policy
 from tether.policies.buffers import ReplayBuffer, concat_batches, mix
-from tether.policies.hybrid.common import EnvLike, critic_warmup, warm_start_actor
+from tether.policies.hybrid.common import EnvLike, ProgressFn, critic_warmup, warm_start_actor
 from tether.policies.hybrid.config import HybridConfig
 from tether.policies.history import make_windows
 from tether.policies.rl.common import config_from_dict, config_to_dict
 from tether.policies.rl.sac import SAC
 
-
-@dataclass
-class Episode:
-    """One episode as the learner sees it: ``obs[t + 1]`` followed ``action[t]``."""
-
-    obs: np.ndarray  # (T + 1, obs) physical units, the contract's order
-    action: np.ndarray  # (T, A) normalised, as executed (after the guard)
-    reward: np.ndarray  # (T,)
-    terminal: bool = False  # ended in a terminal state (a crash): no bootstrap from obs[-1]
-
-    def __post_init__(self) -> None:
-        self.obs = np.asarray(self.obs, np.float32)
-        self.action = np.asarray(self.action, np.float32)
-        self.reward = np.asarray(self.reward, np.float32).reshape(-1)
-        t = len(self.action)
-        if self.obs.ndim != 2 or self.action.ndim != 2 or len(self.obs) != t + 1 or len(self.reward) != t:
-            raise TetherError(f"episode has obs {self.obs.shape}, actions {self.action.shape}, rewards "
-                              f"{self.reward.shape}; expected (T+1, obs), (T, A), (T,)")
-
-    def __len__(self) -> int:
-        return len(self.action)
+if TYPE_CHECKING:
+    from tether.contract import IOContract
 
 
 @dataclass
@@ -84,6 +67,18 @@ class RobotRLConfig(HybridConfig):
     critic_warmup: int = 2000  # critic-only updates on the prior before the loaded actor moves
     distill_steps: int = 2000  # regression steps that copy a non-SAC parent into the tanh actor
     max_updates: int = 5_000  # the most updates between two episodes (bounds the wait: ~1 min)
+    prior_episodes: int = 30  # episodes simulated under the identified DR: the prior share of every batch
+    prior_explore: float = 0.1  # exploration in those episodes (normalised units), so critics see actions nearby
+
+    def check(self) -> None:
+        super().check()
+        if not (isinstance(self.prior_episodes, int) and 1 <= self.prior_episodes <= 10_000):
+            raise TetherError(f"prior_episodes={self.prior_episodes!r}; expected a whole number 1..10000")
+        if not 0.0 <= self.prior_explore <= 1.0:
+            raise TetherError(f"prior_explore={self.prior_explore!r}; expected a scale in [0, 1]")
+        for name in ("utd", "max_updates"):
+            if int(getattr(self, name)) < 1:
+                raise TetherError(f"{name}={getattr(self, name)!r}; expected a positive whole number")
 
 
 def stack_history(obs: np.ndarray, history: int) -> np.ndarray:
@@ -147,16 +142,46 @@ def sim_episodes(env: EnvLike, policy: Policy, episodes: int, *, dr: Any = None,
     return out
 
 
+def load_robot_data(source: Sequence[Episode] | str | Path, contract: IOContract
+                    ) -> tuple[list[Episode], dict[str, Any]]:
+    """(robot episodes, provenance) from episodes, a deploy bag, or a folder of them (one per deployed episode,
+    ``tether deploy --record bags/rl-3``), with the task's reward; a bag that cannot be read is named in the
+    provenance's ``skipped`` and left out."""
+    from tether.data.robot_runs import bags_under, read_robot_episodes
+
+    if not isinstance(source, (str, Path)):
+        eps = list(source)
+        if not all(isinstance(e, Episode) for e in eps):
+            raise TetherError("robot data is a sequence of something else; expected Episodes, a bag or a folder of bags")
+        return eps, {"source": "episodes", "episodes": len(eps), "transitions": sum(map(len, eps))}
+    bags = bags_under(source)
+    skipped: list[str] = []
+    eps = read_robot_episodes(bags, contract, lambda bag, why: skipped.append(f"{bag.name}: {why}"))
+    if not eps:
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise TetherError(f"robot data {str(source)!r}: no episode in {len(bags)} bag(s) in which the robot followed "
+                          f"the policy clear of the task's terminal state{why}; expected bags of tether deploy "
+                          f"--record with this checkpoint's contract")
+    prov = {"source": str(Path(source).resolve()), "kind": "rosbag2", "bags": [b.name for b in bags],
+            "episodes": len(eps), "transitions": sum(map(len, eps)), "skipped": skipped}
+    return eps, prov
+
+
+def _check_actor(policy: Policy) -> None:
+    from tether.policies.gaussian import GaussianPolicy
+
+    if not isinstance(policy, GaussianPolicy):
+        raise TetherError(f"robot RL fine-tunes a Gaussian actor (PPO or SAC); this policy is a "
+                          f"{type(policy).__name__}; expected a policy trained with --algo ppo or sac")
+
+
 class RobotRL:
-    """The learner: ``add(episodes)`` from the robot, ``improve()`` between episodes, ``policy`` to deploy next."""
+    """The learner: ``add(episodes)`` from the robot, ``improve()`` between episodes, ``policy`` to deploy next.
+    :meth:`with_sim_prior` builds one whose prior is simulated here."""
 
     def __init__(self, policy: Policy, prior: Sequence[Episode], config: RobotRLConfig | dict[str, Any] | None = None,
                  *, seed: int = 0) -> None:
-        from tether.policies.gaussian import GaussianPolicy
-
-        if not isinstance(policy, GaussianPolicy):
-            raise TetherError(f"robot RL fine-tunes a Gaussian actor (PPO or SAC); this policy is a "
-                              f"{type(policy).__name__}; expected a policy trained with --algo ppo or sac")
+        _check_actor(policy)
         cfg = config if isinstance(config, RobotRLConfig) else config_from_dict(RobotRLConfig, config, "robot RL")
         cfg.check()
         self.cfg, self.seed, self.history = cfg, seed, policy.history
@@ -175,6 +200,18 @@ class RobotRL:
         self.updates = 0
         self.update_s = time.perf_counter() - t0
 
+    @classmethod
+    def with_sim_prior(cls, policy: Policy, env: EnvLike, config: RobotRLConfig | dict[str, Any] | None = None, *,
+                       dr: Any = None, backend: str | None = None, seed: int = 0) -> RobotRL:
+        """A learner whose prior is ``config.prior_episodes`` episodes of ``policy`` in ``env`` (an env id under
+        ``dr``, the identified DR; or a factory), explored by ``config.prior_explore``."""
+        _check_actor(policy)  # before the prior is simulated
+        cfg = config if isinstance(config, RobotRLConfig) else config_from_dict(RobotRLConfig, config, "robot RL")
+        cfg.check()
+        prior = sim_episodes(env, policy, cfg.prior_episodes, dr=dr, explore=cfg.prior_explore, seed=seed + 20_000,
+                             backend=backend)
+        return cls(policy, prior, cfg, seed=seed)
+
     def add(self, episodes: Sequence[Episode]) -> int:
         """Add robot episodes; returns the number of transitions added."""
         tr = episode_transitions(episodes, self.history)
@@ -182,16 +219,19 @@ class RobotRL:
         self.pending += len(tr["obs"])
         return len(tr["obs"])
 
-    def improve(self, updates: int | None = None) -> dict[str, float]:
+    def improve(self, updates: int | None = None, progress: ProgressFn | None = None) -> dict[str, float]:
         """``updates`` SAC steps (default: ``utd`` per robot transition added since the last call, at most
-        ``max_updates``), each batch ``offline_ratio`` prior and the rest robot data; returns the last metrics."""
+        ``max_updates``), each batch ``offline_ratio`` prior and the rest robot data; returns the last metrics.
+        ``progress(done, total, metrics)`` hears every 100th."""
         n = min(self.cfg.utd * self.pending, self.cfg.max_updates) if updates is None else int(updates)
         sources = [(self.robot, 1.0 - self.cfg.offline_ratio), (self.prior, self.cfg.offline_ratio)]
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
         self.sac.policy.train()
-        for _ in range(n):
+        for i in range(n):
             metrics = self.sac.update(concat_batches(*mix(sources, self.cfg.batch_size)))
+            if progress is not None and ((i + 1) % 100 == 0 or i + 1 == n):
+                progress(i + 1, n, metrics)
         self.sac.policy.eval()
         self.update_s += time.perf_counter() - t0
         self.updates += n
@@ -208,4 +248,5 @@ class RobotRL:
         return p
 
 
-__all__ = ["Episode", "RobotRL", "RobotRLConfig", "episode_transitions", "sim_episodes", "stack_history"]
+__all__ = ["Episode", "RobotRL", "RobotRLConfig", "episode_transitions", "load_robot_data", "sim_episodes",
+           "stack_history"]

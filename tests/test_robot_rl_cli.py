@@ -1,0 +1,104 @@
+"""``tether finetune --algo robot-rl``: one round of robot RL from the command line, as on a real robot.
+
+A served PX4 quadrotor stands in for the robot: ``tether deploy --explore --record`` runs an episode into a folder
+of bags (the operator's loop), and the command reads every bag in the folder as robot episodes (the task's reward,
+from when the robot followed the policy), leaves out a bag it cannot read, and writes a checkpoint that carries the
+parent's contract and history and says which bags shaped it. Bad robot data is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from tether.data.robot_runs import bags_under, robot_episodes
+from tether.errors import TetherError
+from tether.policies.checkpoint import load_checkpoint
+from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
+from tests._deploy_support import PY, REPO, ServedRobot, deploy_loopback, hover_actions, hover_contract
+
+DOMAIN = 190
+SMALL = ["--set", "prior_episodes=2", "--set", "distill_steps=50", "--set", "critic_warmup=20",
+         "--set", "batch_size=32", "--no-progress", "--threads", "1"]
+
+
+def _hover_gaussian(path):
+    """A PPO-style actor (clipped Gaussian, history 2) whose mean is the sim vehicle's hover thrust, rates zero."""
+    c = hover_contract()
+    policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
+                                                       log_std="state_independent", history=2,
+                                                       net={"hidden": [16], "act": "tanh", "layer_norm": False}))
+    with torch.no_grad():
+        head = policy.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.as_tensor(hover_actions(c, n=1)[0]))
+    policy.extra["env_id"] = "tether/QuadrotorHover-v0"
+    policy.save(path)
+    return path
+
+
+def _tether(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "tether.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_one_round_of_robot_rl_from_the_command_line(tmp_path) -> None:
+    parent = _hover_gaussian(tmp_path / "parent")
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    srv = ServedRobot("quadrotor", DOMAIN, "--goal", "0", "0", "1")
+    try:
+        srv.wait_ready()
+        dep = deploy_loopback(parent, "px4", DOMAIN, 5, "--explore", "0.1", "--record", str(bags / "rl-0"))
+        assert dep.wait(120) == 0, "\n".join(dep.lines[-10:] + dep.err[-10:])
+    finally:
+        srv.stop()
+    torn = bags / "rl-1"  # a recording the robot's restart tore: left out and named, not fatal
+    torn.mkdir()
+    (torn / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9, storage_identifier: mcap}\n")
+    (bags / "notes").mkdir()  # not a bag: not read
+
+    contract = load_checkpoint(parent).contract
+    episodes = robot_episodes(bags / "rl-0", contract)
+    assert episodes and sum(map(len, episodes)) > 50  # the vehicle flew under the policy, clear of the ground
+
+    out = tmp_path / "round-1"
+    run = _tether("finetune", str(parent), "--algo", "robot-rl", "--real", str(bags), "--steps", "40",
+                  "--out", str(out), *SMALL)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ckpt = load_checkpoint(out / "checkpoint")
+    assert ckpt.contract == contract and ckpt.extra["algo"] == "robot_rl"
+    assert ckpt.extra["robot_transitions"] == sum(map(len, episodes))  # exactly what the bag holds, no more
+    assert ckpt.extra["gradient_updates"] == 40 and ckpt.extra["actor_init"] == "distilled"
+    real = ckpt.extra["real_data"]
+    assert real["bags"] == ["rl-0", "rl-1"] and len(real["skipped"]) == 1 and real["skipped"][0].startswith("rl-1:")
+    assert ckpt.extra["finetuned_from"]["path"] == str(parent.resolve())
+    actor = GaussianPolicy.load(out / "checkpoint")
+    assert actor.history == 2  # the parent's history, which deploy stacks live
+    actions = actor.act(np.stack([ep.obs[0] for ep in episodes]))
+    assert np.all(np.isfinite(actions)) and np.all(np.abs(actions) <= 1.0)
+    assert (out / "metrics.csv").is_file()
+
+    # the next round starts from this one's actor (its weights taken as they are); one bag is robot data too
+    run = _tether("finetune", str(out / "checkpoint"), "--algo", "robot-rl", "--real", str(bags / "rl-0"),
+                  "--steps", "10", "--out", str(tmp_path / "round-2"), *SMALL)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "round-2" / "checkpoint").extra["actor_init"] == "weights"
+
+
+def test_bad_robot_data_is_one_line_and_exit_code_2(tmp_path) -> None:
+    parent = _hover_gaussian(tmp_path / "parent")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "link").symlink_to(empty)
+    for real, words in ((empty, "holds no rosbag2 bag"), (tmp_path / "link", "symbolic link")):
+        run = _tether("finetune", str(parent), "--algo", "robot-rl", "--real", str(real), "--out",
+                      str(tmp_path / "o"), *SMALL)
+        assert run.returncode == 2 and words in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    run = _tether("finetune", str(parent), "--algo", "robot-rl", "--real", str(empty), "--set", "prior_episodes=0")
+    assert run.returncode == 2 and "prior_episodes=0" in run.stderr, run.stderr
+    assert not (tmp_path / "o").exists()  # nothing written before the input was checked
+    with pytest.raises(TetherError, match="expected the bags of tether deploy --record"):
+        bags_under(empty)  # the same check in-process
