@@ -1,9 +1,13 @@
-"""``tether finetune --algo robot-rl``: one round of robot RL from the command line, as on a real robot.
+"""Robot RL from the command line, as on a real robot: ``tether finetune --algo robot-rl`` (one round from the
+bags so far) and ``tether robot-rl`` (the rounds on a running robot over DDS).
 
 A served PX4 quadrotor stands in for the robot: ``tether deploy --explore --record`` runs an episode into a folder
 of bags (the operator's loop), and the command reads every bag in the folder as robot episodes (the task's reward,
 from when the robot followed the policy), leaves out a bag it cannot read, and writes a checkpoint that carries the
-parent's contract and history and says which bags shaped it. Bad robot data is one line and exit code 2.
+parent's contract and history and says which bags shaped it. ``tether robot-rl`` runs the whole loop on one
+served arm that keeps running between episodes (a robot that needs no reset; ``--pause`` waits for an operator
+who resets one). Bad
+robot data is one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from tether.policies.checkpoint import load_checkpoint
 from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
 from tests._deploy_support import PY, REPO, ServedRobot, deploy_loopback, hover_actions, hover_contract
 
-DOMAIN = 190
+DOMAIN, LIVE = 190, 191
 SMALL = ["--set", "prior_episodes=2", "--set", "distill_steps=50", "--set", "critic_warmup=20",
          "--set", "batch_size=32", "--no-progress", "--threads", "1"]
 
@@ -36,6 +40,22 @@ def _hover_gaussian(path):
         head.weight.zero_()
         head.bias.copy_(torch.as_tensor(hover_actions(c, n=1)[0]))
     policy.extra["env_id"] = "tether/QuadrotorHover-v0"
+    policy.save(path)
+    return path
+
+
+def _arm_hold_gaussian(path):
+    """A PPO-style actor for the arm's reach task whose mean holds the end effector where it is."""
+    from tests._deploy_support import env_contract
+
+    c = env_contract("tether/ArmReach-v0")
+    policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
+                                                       log_std="state_independent",
+                                                       net={"hidden": [16], "act": "tanh", "layer_norm": False}))
+    with torch.no_grad():
+        policy.net[-1].weight.zero_()
+        policy.net[-1].bias.zero_()
+    policy.extra["env_id"] = "tether/ArmReach-v0"
     policy.save(path)
     return path
 
@@ -100,5 +120,44 @@ def test_bad_robot_data_is_one_line_and_exit_code_2(tmp_path) -> None:
     run = _tether("finetune", str(parent), "--algo", "robot-rl", "--real", str(empty), "--set", "prior_episodes=0")
     assert run.returncode == 2 and "prior_episodes=0" in run.stderr, run.stderr
     assert not (tmp_path / "o").exists()  # nothing written before the input was checked
+    for args, words in ((["--set", "utd=0"], "utd=0"), (["--episodes", "0"], "--episodes"),
+                        (["--explore", "2"], "--explore"), (["--real", str(empty)], "holds no rosbag2 bag")):
+        run = _tether("robot-rl", str(parent), "--adapter", "px4", "--out", str(tmp_path / "o"), *args)
+        assert run.returncode == 2 and words in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert not (tmp_path / "o").exists()
     with pytest.raises(TetherError, match="expected the bags of tether deploy --record"):
         bags_under(empty)  # the same check in-process
+
+
+def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
+    import json
+
+    from tether.data.robot_runs import read_robot_episodes
+    from tether.data.topics import ACTION_TOPIC, GUARD_TOPIC
+    from tests._deploy_support import bag_messages
+
+    parent = _arm_hold_gaussian(tmp_path / "parent")
+    out = tmp_path / "rl"
+    srv = ServedRobot("arm", LIVE, "--goal", "0.5", "0.0", "0.3")
+    try:
+        srv.wait_ready()
+        run = _tether("robot-rl", str(parent), "--adapter", "arm-ros2-control", "--loopback", "--domain-id",
+                      str(LIVE), "--episodes", "2", "--episode-seconds", "4", "--out", str(out),
+                      *[a for a in SMALL if a not in ("--no-progress", "--threads", "1")], timeout=400)
+    finally:
+        srv.stop()
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    bags = [out / "bags" / "rl-0", out / "bags" / "rl-1"]
+    assert [r["bag"] for r in summary["rounds"]] == [str(b) for b in bags]
+    contract = load_checkpoint(parent).contract
+    per_bag = [robot_episodes(b, contract) for b in bags]
+    assert all(per_bag), "the arm followed the policy in both episodes"
+    assert summary["robot_transitions"] == sum(len(e) for e in read_robot_episodes(bags, contract))
+    for b in bags:  # every command went through the guard, which recorded its reason
+        assert len(bag_messages(b, [GUARD_TOPIC])) == len(bag_messages(b, [ACTION_TOPIC])) >= 60
+    kept = load_checkpoint(out / "checkpoint")
+    assert str(out / f"round-{kept.extra['round']}" / "checkpoint") == summary["kept"]
+    assert kept.weights_sha256 == load_checkpoint(summary["kept"]).weights_sha256
+    assert kept.contract == contract and kept.extra["algo"] == "robot_rl"
+    assert (out / "round-0" / "checkpoint").is_dir() and (out / "round-1" / "checkpoint").is_dir()

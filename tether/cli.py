@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "security": ("tether.ros.security_commands", "DDS Security keystores (SROS2 layout): CA, enclaves, permissions"),
     "pipeline": ("tether.pipeline.commands",
                  "train → deploy to a served robot → record → fine-tune → deploy → report"),
+    "robot-rl": ("tether.pipeline.commands",
+                 "fine-tune a checkpoint on a running robot, episode by episode over ROS 2"),
 }
 # Modules that contribute subcommands (kept for callers that build the full parser).
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))

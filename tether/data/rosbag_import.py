@@ -229,7 +229,8 @@ def read_topics(
             for c in reader.connections:
                 types.setdefault(c.topic, c.msgtype)
             conns = [c for c in reader.connections if c.topic in topics]
-            for conn, t_ns, raw in reader.messages(connections=conns):
+            # rosbags reads an empty connection list as "every connection": none of ours, nothing to read
+            for conn, t_ns, raw in reader.messages(connections=conns) if conns else ():
                 out[conn.topic].append((int(t_ns), reader.deserialize(raw, conn.msgtype)))
     except Exception as exc:  # rosbags raises its own error types for unreadable bags
         if isinstance(exc, TetherError):

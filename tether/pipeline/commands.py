@@ -1,10 +1,26 @@
-"""``tether pipeline``: the whole sim-to-real loop on embedded defaults (what ``make demo`` runs)."""
+"""``tether pipeline``: the whole sim-to-real loop on embedded defaults (what ``make demo`` runs); ``tether
+robot-rl``: its robot-RL stage on a running robot, real or served."""
 
 from __future__ import annotations
 
 import argparse
 
-from tether.cli_types import dr_spec, existing_file, int_range, name, output_dir, positive_int, seed
+from tether.cli_types import (
+    domain_id,
+    dr_spec,
+    env_id,
+    existing_dir,
+    existing_file,
+    existing_path,
+    finite_float,
+    int_range,
+    key_value,
+    name,
+    output_dir,
+    positive_int,
+    seed,
+)
+from tether.ros.protocols import ADAPTERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +59,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
 
+    p = sub.add_parser("robot-rl", help="fine-tune a checkpoint on a running robot, episode by episode over ROS 2",
+                       description="Robot RL (RLPD-style) on the robot itself: deploy the current actor for one "
+                                   "episode with bounded exploration (guarded and recorded like every deploy), learn "
+                                   "from it between episodes (robot episodes mixed with episodes simulated under "
+                                   "--dr, the identified DR), repeat; keep the actor the robot scored best. Writes "
+                                   "OUT/checkpoint, OUT/round-<i>/checkpoint, OUT/bags/rl-<i> and OUT/summary.json.")
+    p.add_argument("checkpoint", type=existing_dir, help="the deployed policy's checkpoint (PPO or SAC)")
+    p.add_argument("--adapter", required=True, choices=tuple(ADAPTERS), help="how to talk to the robot")
+    p.add_argument("--dr", default=None, type=dr_spec,
+                   help="DR of the simulated prior: the identified preset from tether calibrate sysid (default: "
+                        "the checkpoint's training DR)")
+    p.add_argument("--sim", default=None, type=env_id, help="env of the simulated prior (default: the checkpoint's)")
+    p.add_argument("--episodes", type=int_range(1, 1000), default=12, help="robot episodes (default 12)")
+    p.add_argument("--episode-seconds", type=finite_float(0.5, 3600.0), default=None, metavar="S",
+                   help="length of one episode (default: the task's episode plus 2 s to hand over control)")
+    p.add_argument("--explore", type=finite_float(0.0, 1.0), default=0.1, metavar="SCALE",
+                   help="exploration on the robot (band-limited noise, SCALE x each action's half-range, clipped "
+                        "to the limits and guarded; default 0.1)")
+    p.add_argument("--real", default=None, type=existing_path,
+                   help="robot data recorded before (a deploy bag or a folder of them): learned from first")
+    p.add_argument("--pause", action="store_true",
+                   help="wait for Enter before each episode (reset the robot first); default: run on at once")
+    p.add_argument("--robot-limits", default=None, type=existing_file, metavar="FILE",
+                   help="the robot's limits (JSON, see tether robot limits); default: the adapter's model")
+    p.add_argument("--param", action="append", default=None, metavar="KEY=VALUE",
+                   help="adapter option, VALUE as JSON (as for tether deploy)")
+    p.add_argument("--domain-id", type=domain_id, default=None, help="ROS_DOMAIN_ID (default: env or 0)")
+    p.add_argument("--loopback", action="store_true", help="DDS on 127.0.0.1 only")
+    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="robot-RL learner option (RobotRLConfig: utd, prior_episodes, bc_weight, ...; repeatable)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/robot-rl-DATE-TIME)")
+    p.set_defaults(func=_robot_rl)
+
 
 def _check(args: argparse.Namespace) -> dict | None:
     """Everything the run reads, checked before it trains a step: env id, algorithm, DR file, params file."""
@@ -79,4 +129,40 @@ def _run(args: argparse.Namespace) -> int:
         cfg.out = args.out
     check_servable(cfg.resolved())  # before any work (run_pipeline checks again, for callers of the API)
     run_pipeline(cfg, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _robot_rl(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from tether.data.robot_runs import bags_under
+    from tether.errors import TetherError
+    from tether.policies.cli_options import parse_sets
+    from tether.policies.hybrid.robot_rl import RobotRLConfig
+    from tether.policies.rl.common import config_from_dict
+    from tether.ros.deploy import DeployConfig, parse_params
+    from tether.sim.randomization import check_dr_option
+
+    # everything checked before the robot moves
+    sets = parse_sets(args.set)
+    config_from_dict(RobotRLConfig, sets, "robot RL").check()
+    if args.dr is not None:
+        check_dr_option(args.dr)
+    earlier = bags_under(args.real) if args.real is not None else []
+    out = args.out or Path("runs") / time.strftime("robot-rl-%Y%m%d-%H%M%S")
+    if out.exists() and any(out.iterdir()):
+        raise TetherError(f"--out {str(out)!r} is not empty; expected a new or empty folder for this run")
+    robot = DeployConfig(checkpoint=str(args.checkpoint), adapter=args.adapter, domain_id=args.domain_id,
+                         loopback=args.loopback, params=parse_params(args.param),
+                         robot_limits=None if args.robot_limits is None else str(args.robot_limits))
+
+    def pause(i: int) -> None:
+        input(f"robot RL episode {i + 1}/{args.episodes}: reset the robot, then press Enter (Ctrl-C stops) ")
+
+    from tether.pipeline.robot_rl import robot_rl_live
+
+    robot_rl_live(args.checkpoint, robot, out, lambda m: print(m, flush=True), episodes=args.episodes,
+                  seconds=args.episode_seconds, explore=args.explore, dr=args.dr, sim_env=args.sim, config=sets,
+                  earlier=earlier, seed=args.seed, pause=pause if args.pause else None)
     return 0

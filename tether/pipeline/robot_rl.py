@@ -1,4 +1,5 @@
-"""The pipeline's robot-RL stage: fine-tune on the served robot itself, over DDS, episode by episode.
+"""Robot RL over DDS, episode by episode: the pipeline's stage (on the served robot) and ``tether robot-rl`` (on a
+running robot, real or served).
 
 Each round deploys the current actor for one episode (bounded exploration, through the deploy guard like every
 command, recorded), reads the episode back from its bag, and lets the learner
@@ -10,81 +11,154 @@ deploy phase, and the rounds stop while enough of the budget is left to evaluate
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tether.errors import TetherError
 from tether.pipeline.config import PipelineConfig
-from tether.pipeline.stages import Deployment, Log, deploy_phase, episode_seconds
+from tether.pipeline.stages import Deployment, Log, deploy_phase, episode_seconds, robot_episode_seconds, scored_deploy
 
 if TYPE_CHECKING:
     from tether.data.robot_runs import Episode
+    from tether.policies.hybrid.robot_rl import RobotRL
 
 
-def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: list[Path], robot_seconds_used: float,
-             log: Log) -> tuple[Path, Deployment]:
-    """Robot RL from the checkpoint ``start``; returns the checkpoint of the actor the robot scored best in its
-    round (success, then final error; a tie goes to the later round) and the rounds' deployment.
+EpisodeRunner = Callable[[Path, int], Deployment]  # (actor checkpoint, round) -> its one recorded, scored episode
+
+
+def learn_on_robot(learner: RobotRL, run_episode: EpisodeRunner, episodes: int, out: Path, log: Log, *,
+                   extra: dict[str, Any] | None = None, earlier: Sequence[Path] = (),
+                   room: Callable[[Deployment], bool] | None = None) -> tuple[Path, Deployment]:
+    """Rounds of robot RL: save the learner's actor as ``out/round-<i>/checkpoint``, run it for one episode on the
+    robot (``run_episode``: explored, guarded, recorded, scored), learn from the episode, repeat; ``earlier``
+    bags are robot data from before; ``room(rounds so far)`` may stop the rounds (a robot-time budget). Returns
+    the checkpoint of the actor the robot scored best in its round (success, then final error; a tie goes to the
+    later round) and the rounds' deployment.
 
     Why select by the robot's score: a fresh critic can steer the actor away from what worked (an unanchored
     actor fell from 100 % to 0 % on a served quadrotor; an anchored one barely moved on a task it had to
     relearn), and the robot's own measurement is the one judge that does not share the critic's errors."""
-    import torch
-
     from tether.data.robot_runs import read_robot_episodes
-    from tether.policies.checkpoint import load_checkpoint, load_policy
-    from tether.policies.hybrid.robot_rl import RobotRL
 
-    torch.set_num_threads(1)
-    contract = load_checkpoint(start).contract
-    per_episode = episode_seconds(cfg)
-    reserve = cfg.episodes * per_episode  # the evaluation of the result must still fit the budget
-    out = cfg.out / "robot_rl"
-    policy = load_policy(start)
-    config = {"prior_explore": cfg.robot_rl_explore, **(cfg.robot_rl_config or {})}
-    which = "the identified DR" if isinstance(prior_dr, Path) else f"the training DR '{prior_dr}'"
-    log(f"[robot RL] from {start}: a prior of simulated episodes under {which}; up to {cfg.robot_rl_episodes} "
-        f"robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
-    learner = RobotRL.with_sim_prior(policy, cfg.env_id, config, dr=prior_dr, seed=cfg.seed)
-
-    def read(bags: list[Path]) -> list[Episode]:
+    def read(bags: Sequence[Path]) -> list[Episode]:
         """The bags' robot episodes; a bag that cannot be read (a robot restarted mid-episode) is logged, not fatal."""
-        return read_robot_episodes(bags, contract, lambda bag, why: log(f"      {bag.name}: not used for robot RL "
-                                                                        f"({why})"))
+        return read_robot_episodes(bags, learner.contract, lambda bag, why: log(f"      {bag.name}: not used for "
+                                                                                f"robot RL ({why})"))
 
-    earlier = read(recorded)
-    if earlier:
-        learner.add(earlier)
+    old = read(earlier)
+    if old:
+        learner.add(old)
     learner.improve()
     log(f"      {learner.actor_init} actor; {len(learner.robot)} recorded robot transitions, {learner.updates} "
         f"updates so far")
     rounds = Deployment()
     best: tuple[tuple[float, float], int] | None = None  # (measured score, round) of the best actor so far
-    for i in range(cfg.robot_rl_episodes):
-        if robot_seconds_used + rounds.robot_seconds + per_episode + reserve > cfg.robot_seconds_budget:
-            log(f"      stopped after {i} episodes: the robot-time budget keeps {reserve:.0f} s for the evaluation")
+    for i in range(episodes):
+        if room is not None and not room(rounds):
+            log(f"      stopped after {i} episodes: no room for another in the robot-time budget")
             break
         actor = learner.policy
-        actor.extra.update({"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr), "round": i})
+        actor.extra.update({**(extra or {}), "round": i})
         actor.save(out / f"round-{i}" / "checkpoint")
-        one = deploy_phase(cfg, out / f"round-{i}" / "checkpoint", "rl", 1, log, explore=cfg.robot_rl_explore,
-                           first=i)
+        one = run_episode(out / f"round-{i}" / "checkpoint", i)
         rounds.extend(one)
         score = (one.success_rate, -one.final_error)
         if best is None or score >= best[0]:
             best = (score, i)
         new = read(one.bags)
         n = learner.add(new) if new else 0
-        if i == cfg.robot_rl_episodes - 1:
+        if i == episodes - 1:
             break  # no round left to deploy what another update would learn
         metrics = learner.improve()
         log(f"      round {i + 1}: {n} robot transitions ({len(learner.robot)} in all), {learner.updates} updates, "
             f"mean Q {metrics.get('train/q_mean', float('nan')):.2f}")
     if best is None:
-        raise TetherError(f"no robot-RL episode fits the robot-time budget of {cfg.robot_seconds_budget:.0f} s "
-                          f"({robot_seconds_used:.0f} s used); expected room for one episode and the evaluation")
+        raise TetherError("no robot-RL episode was run; expected room for at least one")
     log(f"      kept: the round-{best[1]} actor, the one the robot scored best in its episode")
     return out / f"round-{best[1]}" / "checkpoint", rounds
 
 
-__all__ = ["robot_rl"]
+def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: list[Path], robot_seconds_used: float,
+             log: Log) -> tuple[Path, Deployment]:
+    """The pipeline's robot RL from the checkpoint ``start`` (:func:`learn_on_robot`), each episode on a freshly
+    started served robot, the rounds stopping while the evaluation of the result still fits the budget."""
+    import torch
+
+    from tether.policies.checkpoint import load_policy
+    from tether.policies.hybrid.robot_rl import RobotRL
+
+    torch.set_num_threads(1)
+    per_episode = episode_seconds(cfg)
+    reserve = cfg.episodes * per_episode  # the evaluation of the result must still fit the budget
+    if robot_seconds_used + per_episode + reserve > cfg.robot_seconds_budget:
+        raise TetherError(f"no robot-RL episode fits the robot-time budget of {cfg.robot_seconds_budget:.0f} s "
+                          f"({robot_seconds_used:.0f} s used); expected room for one episode and the evaluation")
+    config = {"prior_explore": cfg.robot_rl_explore, **(cfg.robot_rl_config or {})}
+    which = "the identified DR" if isinstance(prior_dr, Path) else f"the training DR '{prior_dr}'"
+    log(f"[robot RL] from {start}: a prior of simulated episodes under {which}; up to {cfg.robot_rl_episodes} "
+        f"robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
+    learner = RobotRL.with_sim_prior(load_policy(start), cfg.env_id, config, dr=prior_dr, seed=cfg.seed)
+    return learn_on_robot(
+        learner, lambda ckpt, i: deploy_phase(cfg, ckpt, "rl", 1, log, explore=cfg.robot_rl_explore, first=i),
+        cfg.robot_rl_episodes, cfg.out / "robot_rl", log,
+        extra={"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr)}, earlier=recorded,
+        room=lambda rounds: robot_seconds_used + rounds.robot_seconds + per_episode + reserve
+        <= cfg.robot_seconds_budget)
+
+
+def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes: int = 12,
+                  seconds: float | None = None, explore: float = 0.1, dr: Any = None, sim_env: str | None = None,
+                  config: dict[str, Any] | None = None, earlier: Sequence[Path] = (), seed: int = 0,
+                  pause: Callable[[int], None] | None = None) -> tuple[Path, Deployment]:
+    """Robot RL on a running robot (``tether robot-rl``): :func:`learn_on_robot` with each episode a deploy to
+    the robot ``robot`` names (a ``tether.ros.deploy.DeployConfig``: adapter, domain, limits, parameters), of
+    ``seconds`` (default: the task's episode plus the hand-over), explored by ``explore`` and recorded to
+    ``out/bags/rl-<i>``. The prior is simulated in the checkpoint's env under ``dr`` (the identified DR;
+    default: the checkpoint's own terms). ``pause(i)`` runs before each episode (an operator resetting the
+    robot). Writes ``out/checkpoint`` (the kept actor) and ``out/summary.json``."""
+    import dataclasses
+    import json
+    import shutil
+
+    import torch
+
+    from tether.policies.checkpoint import load_policy
+    from tether.policies.hybrid.finetune import trained_env
+    from tether.policies.hybrid.robot_rl import RobotRL
+
+    torch.set_num_threads(1)
+    policy = load_policy(checkpoint)
+    contract = policy.contract
+    env = sim_env or trained_env(policy)
+    seconds = seconds or robot_episode_seconds(contract.robot, contract.task)
+    prior_dr = dr if dr is not None else getattr(policy, "dr_terms", None)
+    log(f"[robot RL] from {checkpoint} on {robot.adapter}: a prior of simulated episodes in {env}; "
+        f"{episodes} robot episodes of {seconds:g} s with exploration {explore:g}, learning between them")
+    learner = RobotRL.with_sim_prior(policy, env, {"prior_explore": explore, **(config or {})}, dr=prior_dr,
+                                     seed=seed)
+    (out / "bags").mkdir(parents=True, exist_ok=True)
+
+    def run(ckpt: Path, i: int) -> Deployment:
+        if pause is not None:
+            pause(i)
+        one = scored_deploy(dataclasses.replace(robot, checkpoint=str(ckpt), duration_s=seconds, episode=i,
+                                                record=str(out / "bags" / f"rl-{i}"), explore=explore,
+                                                explore_seed=seed + i), contract)
+        log(f"      rl episode {i + 1}/{episodes}: {one.summary()}")
+        return one
+
+    kept, rounds = learn_on_robot(learner, run, episodes, out, log, earlier=earlier,
+                                  extra={"env_id": env, "parent": str(checkpoint), "prior_dr": str(prior_dr)})
+    shutil.copytree(kept, out / "checkpoint")
+    summary = {"parent": str(checkpoint), "kept": str(kept), "robot_seconds": rounds.robot_seconds,
+               "rounds": [{"bag": str(b), "success": bool(ok), "final_error": float(e[-50:].mean())}
+                          for b, ok, e in zip(rounds.bags, rounds.successes, rounds.errors)],
+               "robot_transitions": len(learner.robot), "gradient_updates": learner.updates}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"      saved {out / 'checkpoint'} (the round the robot scored best); {rounds.robot_seconds:.0f} s of robot "
+        f"time in {len(rounds.bags)} episodes")
+    return out / "checkpoint", rounds
+
+
+__all__ = ["EpisodeRunner", "learn_on_robot", "robot_rl", "robot_rl_live"]

@@ -52,6 +52,12 @@ class Deployment:
     def final_error(self) -> float:
         return float(np.mean([e[-50:].mean() for e in self.errors])) if self.errors else float("nan")
 
+    def summary(self) -> str:
+        """The last episode in words: its final error, success, and the control loop's rate and misses."""
+        st = self.loop_stats[-1] if self.loop_stats else {}
+        return (f"final error {self.errors[-1][-50:].mean():.3f}, {'success' if self.successes[-1] else 'fail'}; "
+                f"loop {st.get('achieved_rate_hz', float('nan')):.1f} Hz, misses {st.get('miss_rate', float('nan')):.1%}")
+
     def extend(self, other: Deployment) -> None:
         """Append another phase's episodes (and its robot time) to this one."""
         self.bags += other.bags
@@ -181,12 +187,15 @@ def _serve(cfg: PipelineConfig, params_file: Path, seed: int, domain_id: int, lo
 
 
 def episode_seconds(cfg: PipelineConfig) -> float:
+    return float(cfg.episode_seconds) if cfg.episode_seconds else robot_episode_seconds(cfg.robot, cfg.task)
+
+
+def robot_episode_seconds(robot: str, task: str | None) -> float:
+    """How long one robot episode runs: the task's episode plus the time the robot takes to hand over control."""
     from tether.sim.robots import make_robot
     from tether.sim.tasks import make_task
 
-    if cfg.episode_seconds:
-        return float(cfg.episode_seconds)
-    return float(make_task(cfg.robot, cfg.task, make_robot(cfg.robot)).episode_seconds) + ENGAGE_SECONDS
+    return float(make_task(robot, task, make_robot(robot)).episode_seconds) + ENGAGE_SECONDS
 
 
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
@@ -194,12 +203,8 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
     numbers the episodes on from a phase run in parts (their bags and the robot's start states differ)."""
-    import time
-
-    from tether.data.robot_runs import controlled_run
     from tether.policies.checkpoint import load_checkpoint
-    from tether.ros.deploy import DeployConfig, deploy
-    from tether.sim.tasks.scoring import score_episode
+    from tether.ros.deploy import DeployConfig
 
     contract = load_checkpoint(checkpoint).contract
     seconds = episode_seconds(cfg)
@@ -212,31 +217,40 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
         params = {"env_id": cfg.env_id, **cfg.real, "seed": 1000 + i}  # the served robot runs the policy's task
         params_file.write_text(json.dumps(params, indent=2))
         server = _serve(cfg, params_file, 1000 + i, domain_id, cfg.out / "robot_server.log")
-        t0 = time.monotonic()
         try:
-            result = deploy(DeployConfig(checkpoint=str(checkpoint), adapter=cfg.adapter, duration_s=seconds,
-                                         record=str(bag), domain_id=domain_id, loopback=True, episode=i,
-                                         robot_info_timeout_s=15.0, connect_timeout_s=30.0, transport="cyclonedds",
-                                         explore=explore, explore_seed=1000 + i),
-                            log=lambda _m: None, install_signals=False)
+            one = scored_deploy(DeployConfig(checkpoint=str(checkpoint), adapter=cfg.adapter, duration_s=seconds,
+                                             record=str(bag), domain_id=domain_id, loopback=True, episode=i,
+                                             robot_info_timeout_s=15.0, connect_timeout_s=30.0,
+                                             transport="cyclonedds", explore=explore, explore_seed=1000 + i),
+                                contract)
         finally:
-            out.robot_seconds += time.monotonic() - t0
             server.terminate()
             try:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        run = controlled_run(bag, contract)
-        s = score_episode(contract, run.obs, goal=run.goal, goal_moves=run.goal_moves)
-        out.bags.append(bag)
-        out.errors.append(s.error)
-        out.successes.append(s.success)
-        out.loop_stats.append(result.as_dict())
-        st = result.stats.as_dict()
-        log(f"      {tag} episode {i + 1}/{first + episodes}: final error {s.final_error:.3f}, "
-            f"{'success' if s.success else 'fail'}; loop {st.get('rate_hz', float('nan')):.1f} Hz, "
-            f"misses {st.get('miss_rate', float('nan')):.1%}")
+        out.extend(one)
+        log(f"      {tag} episode {i + 1}/{first + episodes}: {one.summary()}")
     return out
+
+
+def scored_deploy(deploy_cfg: Any, contract: IOContract) -> Deployment:
+    """One recorded deploy (``deploy_cfg``: a ``tether.ros.deploy.DeployConfig`` with ``record`` set), scored by
+    the task's own objective from its bag, from when the robot followed the policy; its robot time is the time
+    the deploy ran."""
+    import time
+
+    from tether.data.robot_runs import controlled_run
+    from tether.ros.deploy import deploy
+    from tether.sim.tasks.scoring import score_episode
+
+    t0 = time.monotonic()
+    result = deploy(deploy_cfg, log=lambda _m: None, install_signals=False)
+    seconds = time.monotonic() - t0
+    bag = Path(deploy_cfg.record)
+    run = controlled_run(bag, contract)
+    s = score_episode(contract, run.obs, goal=run.goal, goal_moves=run.goal_moves)
+    return Deployment([bag], [s.error], [s.success], [result.as_dict()], seconds)
 
 
 def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log

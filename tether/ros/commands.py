@@ -18,6 +18,7 @@ from typing import Any
 
 from tether.data import topics
 from tether.errors import TetherError
+from tether.ros.protocols import ADAPTERS
 
 
 def _print(text: str) -> None:
@@ -26,7 +27,7 @@ def _print(text: str) -> None:
 
 ROBOTS = ("arm", "quadrotor", "legged")
 BACKENDS = ("mujoco", "pybullet")
-ADAPTER_NAMES = ("arm-ros2-control", "px4", "unitree", "joint-level")
+ADAPTER_NAMES = tuple(ADAPTERS)
 EXIT_LOST_CONTROL = 3
 
 

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ADAPTER_NAMES = ("arm-ros2-control", "px4", "unitree", "joint-level")
+from tether.ros.protocols import ADAPTERS
+
+ADAPTER_NAMES = tuple(ADAPTERS)
 
 
 def register(subparsers: Any) -> None:

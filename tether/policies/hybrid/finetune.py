@@ -44,6 +44,16 @@ def _load_start(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
                         "algo": extra.get("algo"), "env_id": extra.get("env_id")}
 
 
+def trained_env(policy: Any) -> str:
+    """The env a policy was trained on, as its checkpoint records it: the simulator to pair it with."""
+    from tether.sim.registry import env_id_from_file  # an id from a file: a registered tether/ id or nothing
+
+    found = (getattr(policy, "extra", None) or {}).get("env_id") or policy.contract.metadata.get("env_id")
+    if found is None:
+        raise TetherError("the checkpoint does not record the env it was trained on; pass sim_env (--sim ENV_ID)")
+    return env_id_from_file(found, "the checkpoint")
+
+
 class _Logger:
     """metrics.csv + TensorBoard under ``out`` (when given), forwarding every row to the user's callback."""
 
@@ -134,13 +144,7 @@ def finetune(
         episodes, real_prov = load_robot_data(real, contract)
     else:
         tr, real_prov = load_real(real, contract, reward_fn=reward_fn)
-    env = sim_env
-    if env is None and (parent.get("env_id") or contract.metadata.get("env_id")) is not None:
-        from tether.sim.registry import env_id_from_file  # an id from a file: a registered tether/ id or nothing
-
-        env = env_id_from_file(parent.get("env_id") or contract.metadata.get("env_id"), "the checkpoint")
-    if env is None:
-        raise TetherError("the checkpoint does not record the env it was trained on; pass sim_env (--sim ENV_ID)")
+    env = sim_env if sim_env is not None else trained_env(policy)
     env_desc = env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)
     env_kwargs: dict[str, Any] = {}
     if isinstance(env, str) and env.startswith("tether/"):
@@ -205,4 +209,4 @@ def finetune(
     return new
 
 
-__all__ = ["ALGOS", "finetune"]
+__all__ = ["ALGOS", "finetune", "trained_env"]
