@@ -12,7 +12,9 @@ robot data is one line and exit code 2.
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +31,9 @@ SMALL = ["--set", "prior_episodes=2", "--set", "distill_steps=50", "--set", "cri
          "--set", "batch_size=32", "--no-progress", "--threads", "1"]
 
 
-def _hover_gaussian(path):
-    """A PPO-style actor (clipped Gaussian, history 2) whose mean is the sim vehicle's hover thrust, rates zero."""
+def _hover_gaussian(path, thrust: float = 1.0):
+    """A PPO-style actor (clipped Gaussian, history 2) whose mean is ``thrust`` x the sim vehicle's hover thrust,
+    rates zero."""
     c = hover_contract()
     policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
                                                        log_std="state_independent", history=2,
@@ -38,7 +41,9 @@ def _hover_gaussian(path):
     with torch.no_grad():
         head = policy.net[-1]
         head.weight.zero_()
-        head.bias.copy_(torch.as_tensor(hover_actions(c, n=1)[0]))
+        mean = hover_actions(c, n=1)[0]
+        mean[0] = c.to_normalised(c.to_physical(mean) * np.array([thrust, 1, 1, 1]))[0]
+        head.bias.copy_(torch.as_tensor(mean))
     policy.extra["env_id"] = "tether/QuadrotorHover-v0"
     policy.save(path)
     return path
@@ -130,8 +135,6 @@ def test_bad_robot_data_is_one_line_and_exit_code_2(tmp_path) -> None:
 
 
 def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
-    import json
-
     from tether.data.robot_runs import read_robot_episodes
     from tether.data.topics import ACTION_TOPIC, GUARD_TOPIC
     from tests._deploy_support import bag_messages
@@ -161,3 +164,25 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
     assert kept.weights_sha256 == load_checkpoint(summary["kept"]).weights_sha256
     assert kept.contract == contract and kept.extra["algo"] == "robot_rl"
     assert (out / "round-0" / "checkpoint").is_dir() and (out / "round-1" / "checkpoint").is_dir()
+
+
+def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) -> None:
+    """With no reset between episodes, a vehicle that fell stays down: its episodes hold no transition, the
+    learner makes no update and the same actor would run again, so the rounds stop after two such episodes and
+    say that the robot needs a reset (``--pause``) instead of spending the robot time."""
+    parent = _hover_gaussian(tmp_path / "parent", thrust=0.0)  # no thrust: it falls once it has control
+    out = tmp_path / "rl"
+    srv = ServedRobot("quadrotor", LIVE + 1, "--goal", "0", "0", "1")
+    try:
+        srv.wait_ready()
+        run = _tether("robot-rl", str(parent), "--adapter", "px4", "--loopback", "--domain-id", str(LIVE + 1),
+                      "--episodes", "6", "--episode-seconds", "4", "--out", str(out),
+                      *[a for a in SMALL if a not in ("--no-progress", "--threads", "1")], timeout=400)
+    finally:
+        srv.stop()
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "2 in a row gave no data" in run.stdout and "--pause" in run.stdout, run.stdout[-2000:]
+    rounds = json.loads((out / "summary.json").read_text())["rounds"]
+    contract = load_checkpoint(parent).contract
+    got = [len(robot_episodes(Path(r["bag"]), contract)) for r in rounds]
+    assert len(rounds) < 6 and got[-2:] == [0, 0] and all(got[:-2]), got  # stopped at the second empty one

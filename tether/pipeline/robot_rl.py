@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tether.policies.hybrid.robot_rl import RobotRL
 
 
+MAX_EMPTY = 2  # episodes in a row with no robot data before the rounds stop (a crashed robot needs a reset)
 EpisodeRunner = Callable[[Path, int], Deployment]  # (actor checkpoint, round) -> its one recorded, scored episode
 
 
@@ -54,6 +55,7 @@ def learn_on_robot(learner: RobotRL, run_episode: EpisodeRunner, episodes: int, 
         f"updates so far")
     rounds = Deployment()
     best: tuple[tuple[float, float], int] | None = None  # (measured score, round) of the best actor so far
+    empty = 0  # episodes in a row that gave nothing to learn from
     for i in range(episodes):
         if room is not None and not room(rounds):
             log(f"      stopped after {i} episodes: no room for another in the robot-time budget")
@@ -68,8 +70,16 @@ def learn_on_robot(learner: RobotRL, run_episode: EpisodeRunner, episodes: int, 
             best = (score, i)
         new = read(one.bags)
         n = learner.add(new) if new else 0
-        if i == episodes - 1:
-            break  # no round left to deploy what another update would learn
+        empty = 0 if n else empty + 1
+        if empty:
+            log(f"      round {i + 1}: no robot transitions (the robot never followed the policy clear of the task's "
+                f"terminal state: crashed, or never left the ground); nothing new to learn")
+        if empty == MAX_EMPTY:
+            log(f"      stopped after {i + 1} episodes: {empty} in a row gave no data, and the same actor would run "
+                f"again; reset the robot between episodes (tether robot-rl --pause)")
+            break
+        if i == episodes - 1 or not n:
+            continue  # nothing to learn from, or no round left to deploy what another update would learn
         metrics = learner.improve()
         log(f"      round {i + 1}: {n} robot transitions ({len(learner.robot)} in all), {learner.updates} updates, "
             f"mean Q {metrics.get('train/q_mean', float('nan')):.2f}")
