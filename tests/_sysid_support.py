@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tests._deploy_support import ServedRobot
+from tests._machine import quiet_machine
 
 
 class _QuadObsState:
@@ -75,16 +76,17 @@ def record_served_deploy(tmp: Path, *, robot: str, adapter: str, domain: int, po
     extra = ["--backend", backend, "--params", str(pfile), "--latency", str(latency_ms)]
     if goal is not None:
         extra += ["--goal", *(str(g) for g in goal)]
-    server = ServedRobot(robot, domain, *extra)
     bag = tmp / "run.mcap"
-    try:
-        server.wait_ready()
-        monkeypatch.setattr(ckpt_mod, "load_policy", lambda *_a, **_k: policy)
-        cfg = DeployConfig(checkpoint=str(tmp), adapter=adapter, duration_s=seconds, record=str(bag),
-                           domain_id=domain, loopback=True, transport="cyclonedds")
-        deploy(cfg, log=lambda *_: None, install_signals=False)
-    finally:
-        server.stop()
+    with quiet_machine():  # identification reads timing from this recording: no second worker beside it
+        server = ServedRobot(robot, domain, *extra)
+        try:
+            server.wait_ready()
+            monkeypatch.setattr(ckpt_mod, "load_policy", lambda *_a, **_k: policy)
+            cfg = DeployConfig(checkpoint=str(tmp), adapter=adapter, duration_s=seconds, record=str(bag),
+                               domain_id=domain, loopback=True, transport="cyclonedds")
+            deploy(cfg, log=lambda *_: None, install_signals=False)
+        finally:
+            server.stop()
     return bag
 
 

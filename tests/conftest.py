@@ -8,6 +8,9 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 # One DDS domain tag per test run (xdist workers and the processes tests start inherit it): served robots and
 # deploys of another run on this host (a second CI job) share our domain ids but never hear us, nor we them.
 os.environ.setdefault("TETHER_DDS_DOMAIN_TAG", f"tether-tests-{os.getpid()}-{os.urandom(4).hex()}")
+# ... and one lock file per run, through which a timing measurement can have the machine to itself (tests/_machine.py)
+os.environ.setdefault("TETHER_TEST_MACHINE_LOCK", os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"tether-tests-{os.getpid()}-{os.urandom(4).hex()}.lock"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -18,6 +21,15 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is a hard dependency; this only keeps collection readable
     pass
+
+
+@pytest.fixture(autouse=True)
+def _shared_machine():
+    """Every test shares the machine with the other worker's, unless one asks for it alone (quiet_machine)."""
+    from tests._machine import shared_machine
+
+    with shared_machine():
+        yield
 
 
 @pytest.fixture
