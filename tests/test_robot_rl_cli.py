@@ -145,7 +145,7 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
     try:
         srv.wait_ready()
         run = _tether("robot-rl", str(parent), "--adapter", "arm-ros2-control", "--loopback", "--domain-id",
-                      str(LIVE), "--episodes", "2", "--episode-seconds", "4", "--out", str(out),
+                      str(LIVE), "--episodes", "2", "--episode-seconds", "4", "--eval-episodes", "1", "--out", str(out),
                       *[a for a in SMALL if a not in ("--no-progress", "--threads", "1")], timeout=400)
     finally:
         srv.stop()
@@ -159,11 +159,20 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
     assert summary["robot_transitions"] == sum(len(e) for e in read_robot_episodes(bags, contract))
     for b in bags:  # every command went through the guard, which recorded its reason
         assert len(bag_messages(b, [GUARD_TOPIC])) == len(bag_messages(b, [ACTION_TOPIC])) >= 60
-    kept = load_checkpoint(out / "checkpoint")
-    assert str(out / f"round-{kept.extra['round']}" / "checkpoint") == summary["kept"]
-    assert kept.weights_sha256 == load_checkpoint(summary["kept"]).weights_sha256
-    assert kept.contract == contract and kept.extra["algo"] == "robot_rl"
+    best = load_checkpoint(summary["best_round"])
+    assert summary["best_round"] == str(out / f"round-{best.extra['round']}" / "checkpoint")
+    assert best.contract == contract and best.extra["algo"] == "robot_rl"
     assert (out / "round-0" / "checkpoint").is_dir() and (out / "round-1" / "checkpoint").is_dir()
+    # the evaluation: the parent and the best round, one episode each without exploration; the better is kept
+    ev = summary["evaluation"]
+    assert (out / "bags" / "parent-0").is_dir() and (out / "bags" / "kept-0").is_dir()
+    parent_wins = (ev["robot_rl"]["success_rate"], -ev["robot_rl"]["final_error"]) < (
+        ev["parent"]["success_rate"], -ev["parent"]["final_error"])
+    assert summary["kept"] == ("parent" if parent_wins else summary["best_round"])
+    x = np.stack([ep.obs[0] for ep in per_bag[0]])
+    kept = GaussianPolicy.load(out / "checkpoint")
+    expected = GaussianPolicy.load(parent if parent_wins else summary["best_round"])
+    np.testing.assert_allclose(kept.act(x), expected.act(x))
 
 
 def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) -> None:

@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Robot RL (RLPD-style) on the robot itself: deploy the current actor for one "
                                    "episode with bounded exploration (guarded and recorded like every deploy), learn "
                                    "from it between episodes (robot episodes mixed with episodes simulated under "
-                                   "--dr, the identified DR), repeat; keep the actor the robot scored best. Writes "
-                                   "OUT/checkpoint, OUT/round-<i>/checkpoint, OUT/bags/rl-<i> and OUT/summary.json.")
+                                   "--dr, the identified DR), repeat; keep the actor the robot scored best (with "
+                                   "--eval-episodes: the better of it and the parent, deployed without exploration). "
+                                   "Writes OUT/checkpoint, OUT/round-<i>/checkpoint, OUT/bags/ and OUT/summary.json.")
     p.add_argument("checkpoint", type=existing_dir, help="the deployed policy's checkpoint (PPO or SAC)")
     p.add_argument("--adapter", required=True, choices=tuple(ADAPTERS), help="how to talk to the robot")
     p.add_argument("--dr", default=None, type=dr_spec,
@@ -79,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "to the limits and guarded; default 0.1)")
     p.add_argument("--real", default=None, type=existing_path,
                    help="robot data recorded before (a deploy bag or a folder of them): learned from first")
+    p.add_argument("--eval-episodes", type=int_range(0, 1000), default=0, metavar="N",
+                   help="then deploy the parent and the best round's actor N times each without exploration and "
+                        "keep the better (default 0: keep the best round, judged on its one exploratory episode)")
     p.add_argument("--pause", action="store_true",
                    help="wait for Enter before each episode (reset the robot first); default: run on at once")
     p.add_argument("--robot-limits", default=None, type=existing_file, metavar="FILE",
@@ -157,12 +161,13 @@ def _robot_rl(args: argparse.Namespace) -> int:
                          loopback=args.loopback, params=parse_params(args.param),
                          robot_limits=None if args.robot_limits is None else str(args.robot_limits))
 
-    def pause(i: int) -> None:
-        input(f"robot RL episode {i + 1}/{args.episodes}: reset the robot, then press Enter (Ctrl-C stops) ")
+    def pause(what: str) -> None:
+        input(f"{what}: reset the robot, then press Enter (Ctrl-C stops) ")
 
     from tether.pipeline.robot_rl import robot_rl_live
 
     robot_rl_live(args.checkpoint, robot, out, lambda m: print(m, flush=True), episodes=args.episodes,
                   seconds=args.episode_seconds, explore=args.explore, dr=args.dr, sim_env=args.sim, config=sets,
-                  earlier=earlier, seed=args.seed, pause=pause if args.pause else None)
+                  earlier=earlier, seed=args.seed, eval_episodes=args.eval_episodes,
+                  pause=pause if args.pause else None)
     return 0

@@ -120,13 +120,16 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
 def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes: int = 12,
                   seconds: float | None = None, explore: float = 0.1, dr: Any = None, sim_env: str | None = None,
                   config: dict[str, Any] | None = None, earlier: Sequence[Path] = (), seed: int = 0,
-                  pause: Callable[[int], None] | None = None) -> tuple[Path, Deployment]:
+                  eval_episodes: int = 0, pause: Callable[[str], None] | None = None) -> tuple[Path, Deployment]:
     """Robot RL on a running robot (``tether robot-rl``): :func:`learn_on_robot` with each episode a deploy to
     the robot ``robot`` names (a ``tether.ros.deploy.DeployConfig``: adapter, domain, limits, parameters), of
     ``seconds`` (default: the task's episode plus the hand-over), explored by ``explore`` and recorded to
     ``out/bags/rl-<i>``. The prior is simulated in the checkpoint's env under ``dr`` (the identified DR;
-    default: the checkpoint's own terms). ``pause(i)`` runs before each episode (an operator resetting the
-    robot). Writes ``out/checkpoint`` (the kept actor) and ``out/summary.json``."""
+    default: the checkpoint's own terms). ``pause(what)`` runs before each episode (an operator resetting the
+    robot). With ``eval_episodes`` > 0 the parent and the best round's actor are then each deployed that many
+    times without exploration, and the better of the two is kept (a tie goes to robot RL): robot RL from a
+    policy that crashes can make it worse, and one exploratory episode per round is a noisy judge. Writes
+    ``out/checkpoint`` (the kept actor) and ``out/summary.json``; returns them and every episode's deployment."""
     import dataclasses
     import json
     import shutil
@@ -148,27 +151,53 @@ def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes
     learner = RobotRL.with_sim_prior(policy, env, {"prior_explore": explore, **(config or {})}, dr=prior_dr,
                                      seed=seed)
     (out / "bags").mkdir(parents=True, exist_ok=True)
+    numbered = [0]  # /tether/episode of the next deploy
 
-    def run(ckpt: Path, i: int) -> Deployment:
-        if pause is not None:
-            pause(i)
-        one = scored_deploy(dataclasses.replace(robot, checkpoint=str(ckpt), duration_s=seconds, episode=i,
-                                                record=str(out / "bags" / f"rl-{i}"), explore=explore,
-                                                explore_seed=seed + i), contract)
-        log(f"      rl episode {i + 1}/{episodes}: {one.summary()}")
-        return one
+    def deploy_episodes(ckpt: Path, tag: str, n: int, first: int = 0, noise: float = 0.0) -> Deployment:
+        """``n`` recorded, scored episodes of ``ckpt`` (bags ``tag-<first>``...), each after ``pause``."""
+        done = Deployment()
+        for j in range(first, first + n):
+            what = f"{tag} episode {j + 1}"
+            if pause is not None:
+                pause(what)
+            one = scored_deploy(dataclasses.replace(robot, checkpoint=str(ckpt), duration_s=seconds,
+                                                    episode=numbered[0], record=str(out / "bags" / f"{tag}-{j}"),
+                                                    explore=noise, explore_seed=seed + numbered[0]), contract)
+            numbered[0] += 1
+            log(f"      {what}: {one.summary()}")
+            done.extend(one)
+        return done
 
-    kept, rounds = learn_on_robot(learner, run, episodes, out, log, earlier=earlier,
+    best, rounds = learn_on_robot(learner, lambda ckpt, i: deploy_episodes(ckpt, "rl", 1, i, explore), episodes,
+                                  out, log, earlier=earlier,
                                   extra={"env_id": env, "parent": str(checkpoint), "prior_dr": str(prior_dr)})
-    shutil.copytree(kept, out / "checkpoint")
-    summary = {"parent": str(checkpoint), "kept": str(kept), "robot_seconds": rounds.robot_seconds,
-               "rounds": [{"bag": str(b), "success": bool(ok), "final_error": float(e[-50:].mean())}
-                          for b, ok, e in zip(rounds.bags, rounds.successes, rounds.errors)],
-               "robot_transitions": len(learner.robot), "gradient_updates": learner.updates}
+    summary: dict[str, Any] = {
+        "parent": str(checkpoint), "best_round": str(best),
+        "rounds": [{"bag": str(b), "success": bool(ok), "final_error": float(e[-50:].mean())}
+                   for b, ok, e in zip(rounds.bags, rounds.successes, rounds.errors)],
+        "robot_transitions": len(learner.robot), "gradient_updates": learner.updates}
+    spent = Deployment()
+    spent.extend(rounds)
+    kept_parent = False
+    if eval_episodes:
+        log(f"[evaluate] the parent and the best round's actor, {eval_episodes} episodes each, no exploration")
+        before = deploy_episodes(Path(checkpoint), "parent", eval_episodes)
+        after = deploy_episodes(best, "kept", eval_episodes)
+        spent.extend(before)
+        spent.extend(after)
+        kept_parent = (after.success_rate, -after.final_error) < (before.success_rate, -before.final_error)
+        summary["evaluation"] = {name: {"success_rate": d.success_rate, "final_error": d.final_error}
+                                 for name, d in (("parent", before), ("robot_rl", after))}
+        log(f"      parent {before.success_rate:.0%} (final error {before.final_error:.3f}), robot RL "
+            f"{after.success_rate:.0%} ({after.final_error:.3f}): kept {'the parent' if kept_parent else 'robot RL'}")
+    if kept_parent:
+        policy.save(out / "checkpoint")
+    else:
+        shutil.copytree(best, out / "checkpoint")
+    summary.update(kept="parent" if kept_parent else str(best), robot_seconds=spent.robot_seconds)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    log(f"      saved {out / 'checkpoint'} (the round the robot scored best); {rounds.robot_seconds:.0f} s of robot "
-        f"time in {len(rounds.bags)} episodes")
-    return out / "checkpoint", rounds
+    log(f"      saved {out / 'checkpoint'}; {spent.robot_seconds:.0f} s of robot time in {len(spent.bags)} episodes")
+    return out / "checkpoint", spent
 
 
 __all__ = ["EpisodeRunner", "learn_on_robot", "robot_rl", "robot_rl_live"]
