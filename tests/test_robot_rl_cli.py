@@ -165,7 +165,7 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
     assert (out / "round-0" / "checkpoint").is_dir() and (out / "round-1" / "checkpoint").is_dir()
     # the evaluation: the parent and the best round, one episode each without exploration; the better is kept
     ev = summary["evaluation"]
-    assert (out / "bags" / "parent-0").is_dir() and (out / "bags" / "kept-0").is_dir()
+    assert (out / "bags" / "parent-0").is_dir() and (out / "bags" / "robotrl-0").is_dir()
     parent_wins = (ev["robot_rl"]["success_rate"], -ev["robot_rl"]["final_error"]) < (
         ev["parent"]["success_rate"], -ev["parent"]["final_error"])
     assert summary["kept"] == ("parent" if parent_wins else summary["best_round"])

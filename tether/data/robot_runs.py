@@ -96,9 +96,9 @@ def goals_made_against(contract: IOContract, obs: np.ndarray, t_obs: np.ndarray,
 def _messages(bag: Path, topics: set[str]) -> dict[str, list[tuple[int, Any]]]:
     """(log time ns, message) per topic, in log order."""
     from tether.bag_names import resolve_bag
-    from tether.data.rosbag_import import _default_typestore, read_topics
+    from tether.data.rosbag_import import default_typestore, read_topics
 
-    msgs, _ = read_topics([resolve_bag(bag)], topics, _default_typestore())
+    msgs, _ = read_topics([resolve_bag(bag)], topics, default_typestore())
     return msgs
 
 

@@ -249,7 +249,7 @@ def _bag_topics(paths: Sequence[Path], typestore: Any) -> dict[str, str]:
         raise TetherError(f"cannot read bag {', '.join(map(str, paths))}: {exc}") from None
 
 
-def _default_typestore() -> Any:
+def default_typestore() -> Any:
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_JAZZY)
@@ -290,7 +290,7 @@ def align_bag(
     for p in paths:
         if not p.exists():
             raise TetherError(f"bag {p} does not exist; expected a rosbag2 directory or .mcap/.db3 file")
-    ts = typestore or _default_typestore()
+    ts = typestore or default_typestore()
     m = resolve_mapping(mapping, contract, **mapping_kwargs)
     rate = float(rate_hz or contract.rate_hz)
     bag_types = _bag_topics(paths, ts)

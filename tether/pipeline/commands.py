@@ -142,6 +142,7 @@ def _robot_rl(args: argparse.Namespace) -> int:
 
     from tether.data.robot_runs import bags_under
     from tether.errors import TetherError
+    from tether.pipeline.robot_rl import robot_rl_live
     from tether.policies.cli_options import parse_sets
     from tether.policies.hybrid.robot_rl import RobotRLConfig
     from tether.policies.rl.common import config_from_dict
@@ -163,8 +164,6 @@ def _robot_rl(args: argparse.Namespace) -> int:
 
     def pause(what: str) -> None:
         input(f"{what}: reset the robot, then press Enter (Ctrl-C stops) ")
-
-    from tether.pipeline.robot_rl import robot_rl_live
 
     robot_rl_live(args.checkpoint, robot, out, lambda m: print(m, flush=True), episodes=args.episodes,
                   seconds=args.episode_seconds, explore=args.explore, dr=args.dr, sim_env=args.sim, config=sets,

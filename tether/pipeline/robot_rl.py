@@ -182,7 +182,7 @@ def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes
     if eval_episodes:
         log(f"[evaluate] the parent and the best round's actor, {eval_episodes} episodes each, no exploration")
         before = deploy_episodes(Path(checkpoint), "parent", eval_episodes)
-        after = deploy_episodes(best, "kept", eval_episodes)
+        after = deploy_episodes(best, "robotrl", eval_episodes)
         spent.extend(before)
         spent.extend(after)
         kept_parent = (after.success_rate, -after.final_error) < (before.success_rate, -before.final_error)
