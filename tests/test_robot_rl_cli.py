@@ -6,8 +6,7 @@ of bags (the operator's loop), and the command reads every bag in the folder as 
 from when the robot followed the policy), leaves out a bag it cannot read, and writes a checkpoint that carries the
 parent's contract and history and says which bags shaped it. ``tether robot-rl`` runs the whole loop on one
 served arm that keeps running between episodes (a robot that needs no reset; ``--pause`` waits for an operator
-who resets one). Bad
-robot data is one line and exit code 2.
+who resets one). Bad robot data is one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,15 +19,26 @@ import numpy as np
 import pytest
 import torch
 
-from tether.data.robot_runs import bags_under, robot_episodes
+from tether.data.robot_runs import bags_under, read_robot_episodes, robot_episodes
+from tether.data.topics import ACTION_TOPIC, GUARD_TOPIC
 from tether.errors import TetherError
 from tether.policies.checkpoint import load_checkpoint
 from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
-from tests._deploy_support import PY, REPO, ServedRobot, deploy_loopback, hover_actions, hover_contract
+from tests._deploy_support import (
+    PY,
+    REPO,
+    ServedRobot,
+    bag_messages,
+    deploy_loopback,
+    env_contract,
+    hover_actions,
+    hover_contract,
+)
 
 DOMAIN, LIVE = 190, 191
-SMALL = ["--set", "prior_episodes=2", "--set", "distill_steps=50", "--set", "critic_warmup=20",
-         "--set", "batch_size=32", "--no-progress", "--threads", "1"]
+LEARNER = ["--set", "prior_episodes=2", "--set", "distill_steps=50", "--set", "critic_warmup=20",
+           "--set", "batch_size=32"]  # a small learner: the tests check the plumbing, test_robot_rl the learning
+SMALL = [*LEARNER, "--no-progress", "--threads", "1"]  # ... as tether finetune takes it
 
 
 def _hover_gaussian(path, thrust: float = 1.0):
@@ -51,8 +61,6 @@ def _hover_gaussian(path, thrust: float = 1.0):
 
 def _arm_hold_gaussian(path):
     """A PPO-style actor for the arm's reach task whose mean holds the end effector where it is."""
-    from tests._deploy_support import env_contract
-
     c = env_contract("tether/ArmReach-v0")
     policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
                                                        log_std="state_independent",
@@ -135,10 +143,6 @@ def test_bad_robot_data_is_one_line_and_exit_code_2(tmp_path) -> None:
 
 
 def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
-    from tether.data.robot_runs import read_robot_episodes
-    from tether.data.topics import ACTION_TOPIC, GUARD_TOPIC
-    from tests._deploy_support import bag_messages
-
     parent = _arm_hold_gaussian(tmp_path / "parent")
     out = tmp_path / "rl"
     srv = ServedRobot("arm", LIVE, "--goal", "0.5", "0.0", "0.3")
@@ -146,7 +150,7 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
         srv.wait_ready()
         run = _tether("robot-rl", str(parent), "--adapter", "arm-ros2-control", "--loopback", "--domain-id",
                       str(LIVE), "--episodes", "2", "--episode-seconds", "4", "--eval-episodes", "1", "--out", str(out),
-                      *[a for a in SMALL if a not in ("--no-progress", "--threads", "1")], timeout=400)
+                      *LEARNER, timeout=400)
     finally:
         srv.stop()
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -186,7 +190,7 @@ def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) ->
         srv.wait_ready()
         run = _tether("robot-rl", str(parent), "--adapter", "px4", "--loopback", "--domain-id", str(LIVE + 1),
                       "--episodes", "6", "--episode-seconds", "4", "--out", str(out),
-                      *[a for a in SMALL if a not in ("--no-progress", "--threads", "1")], timeout=400)
+                      *LEARNER, timeout=400)
     finally:
         srv.stop()
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
