@@ -107,9 +107,13 @@ def control_since(bag: Path) -> int:
     PX4 vehicle ignored setpoints until offboard engaged; 0 when it followed from the start."""
     from tether.data.topics import CONTROL_TOPIC
 
-    control = [(t, m.data) for t, m in _messages(bag, {CONTROL_TOPIC})[CONTROL_TOPIC]]
-    if control and control[0][1].startswith("not in control"):
-        back = [t for t, text in control[1:] if text.startswith("control back")]
+    return _control_since(_messages(bag, {CONTROL_TOPIC})[CONTROL_TOPIC])
+
+
+def _control_since(control: list[tuple[int, Any]]) -> int:
+    """:func:`control_since` from the control topic's (log time ns, String) messages."""
+    if control and control[0][1].data.startswith("not in control"):
+        back = [t for t, m in control[1:] if m.data.startswith("control back")]
         return back[0] if back else 0
     return 0
 
@@ -121,10 +125,10 @@ def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
     them, the goal each observation was made against and how often it had moved: the crash height and a
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
-    from tether.data.topics import GOAL_TOPIC, OBS_TOPIC
+    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
 
-    msgs = _messages(bag, {OBS_TOPIC, GOAL_TOPIC})
-    since = control_since(bag)
+    msgs = _messages(bag, {OBS_TOPIC, GOAL_TOPIC, CONTROL_TOPIC})
+    since = _control_since(msgs[CONTROL_TOPIC])
     obs_arr = np.array([np.asarray(m.data) for _, m in msgs[OBS_TOPIC]])
     t_obs = np.array([t for t, _ in msgs[OBS_TOPIC]], dtype=np.int64)
     first = int(np.searchsorted(t_obs, since)) if since else 0
@@ -144,11 +148,12 @@ def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:
     (judged against the goal each observation was made against, where the bag recorded one); an episode ends at
     its first terminal transition after that (a crash), as a sim episode would."""
     from tether.data.rosbag_import import align_bag
-    from tether.data.topics import GOAL_TOPIC
+    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC
     from tether.sim.tasks.scoring import transition_outcomes
 
-    since = control_since(bag)
-    track = goal_track(_messages(bag, {GOAL_TOPIC})[GOAL_TOPIC])
+    side = _messages(bag, {CONTROL_TOPIC, GOAL_TOPIC})
+    since = _control_since(side[CONTROL_TOPIC])
+    track = goal_track(side[GOAL_TOPIC])
     period_ns = int(round(1e9 / contract.rate_hz))
     out = []
     for ep in align_bag(bag, contract, "flat"):

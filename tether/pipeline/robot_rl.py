@@ -47,9 +47,9 @@ def learn_on_robot(learner: RobotRL, run_episode: EpisodeRunner, episodes: int, 
         return read_robot_episodes(bags, learner.contract, lambda bag, why: log(f"      {bag.name}: not used for "
                                                                                 f"robot RL ({why})"))
 
-    old = read(earlier)
-    if old:
-        learner.add(old)
+    recorded = read(earlier)
+    if recorded:
+        learner.add(recorded)
     learner.improve()
     log(f"      {learner.actor_init} actor; {len(learner.robot)} recorded robot transitions, {learner.updates} "
         f"updates so far")
@@ -173,8 +173,8 @@ def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes
                                   extra={"env_id": env, "parent": str(checkpoint), "prior_dr": str(prior_dr)})
     summary: dict[str, Any] = {
         "parent": str(checkpoint), "best_round": str(best),
-        "rounds": [{"bag": str(b), "success": bool(ok), "final_error": float(e[-50:].mean())}
-                   for b, ok, e in zip(rounds.bags, rounds.successes, rounds.errors)],
+        "rounds": [{"bag": str(b), "success": bool(ok), "final_error": e}
+                   for b, ok, e in zip(rounds.bags, rounds.successes, rounds.final_errors)],
         "robot_transitions": len(learner.robot), "gradient_updates": learner.updates}
     spent = Deployment()
     spent.extend(rounds)

@@ -49,13 +49,18 @@ class Deployment:
         return float(np.mean(self.successes)) if self.successes else 0.0
 
     @property
+    def final_errors(self) -> list[float]:
+        """Each episode's final error: the mean of its last 50 control steps."""
+        return [float(e[-50:].mean()) for e in self.errors]
+
+    @property
     def final_error(self) -> float:
-        return float(np.mean([e[-50:].mean() for e in self.errors])) if self.errors else float("nan")
+        return float(np.mean(self.final_errors)) if self.errors else float("nan")
 
     def summary(self) -> str:
         """The last episode in words: its final error, success, and the control loop's rate and misses."""
         st = self.loop_stats[-1] if self.loop_stats else {}
-        return (f"final error {self.errors[-1][-50:].mean():.3f}, {'success' if self.successes[-1] else 'fail'}; "
+        return (f"final error {self.final_errors[-1]:.3f}, {'success' if self.successes[-1] else 'fail'}; "
                 f"loop {st.get('achieved_rate_hz', float('nan')):.1f} Hz, misses {st.get('miss_rate', float('nan')):.1%}")
 
     def extend(self, other: Deployment) -> None:
