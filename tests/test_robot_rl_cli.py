@@ -180,7 +180,8 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
 
 
 def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) -> None:
-    """With no reset between episodes, a vehicle that fell stays down: its episodes hold no transition, the
+    """With no reset between episodes, a vehicle that fell stays down: once it has tipped over its episodes hold no
+    transition, the
     learner makes no update and the same actor would run again, so the rounds stop after two such episodes and
     say that the robot needs a reset (``--pause``) instead of spending the robot time."""
     parent = _hover_gaussian(tmp_path / "parent", thrust=0.0)  # no thrust: it falls once it has control
@@ -189,7 +190,7 @@ def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) ->
     try:
         srv.wait_ready()
         run = _tether("robot-rl", str(parent), "--adapter", "px4", "--loopback", "--domain-id", str(LIVE + 1),
-                      "--episodes", "6", "--episode-seconds", "4", "--out", str(out),
+                      "--episodes", "8", "--episode-seconds", "4", "--out", str(out),
                       *LEARNER, timeout=400)
     finally:
         srv.stop()
@@ -198,4 +199,8 @@ def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) ->
     rounds = json.loads((out / "summary.json").read_text())["rounds"]
     contract = load_checkpoint(parent).contract
     got = [len(robot_episodes(Path(r["bag"]), contract)) for r in rounds]
-    assert len(rounds) < 6 and got[-2:] == [0, 0] and all(got[:-2]), got  # stopped at the second empty one
+    # The first episode starts in the air; after it the vehicle is down, but PX4's hold can hop an upright vehicle
+    # above the crash height before it tips over, an episode of real data, so "empty" is not every one after it.
+    # The rule under test: the rounds stop at the first two empty episodes in a row, and not before.
+    pairs = [i for i in range(len(got) - 1) if got[i] == got[i + 1] == 0]
+    assert got[0] > 0 and len(rounds) < 8 and pairs == [len(got) - 2], got
