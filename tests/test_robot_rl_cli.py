@@ -181,9 +181,8 @@ def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
 
 def test_robot_rl_stops_when_a_crashed_robot_gives_nothing_to_learn(tmp_path) -> None:
     """With no reset between episodes, a vehicle that fell stays down: once it has tipped over its episodes hold no
-    transition, the
-    learner makes no update and the same actor would run again, so the rounds stop after two such episodes and
-    say that the robot needs a reset (``--pause``) instead of spending the robot time."""
+    transition, the learner makes no update and the same actor would run again, so the rounds stop after two such
+    episodes and say that the robot needs a reset (``--pause``) instead of spending the robot time."""
     parent = _hover_gaussian(tmp_path / "parent", thrust=0.0)  # no thrust: it falls once it has control
     out = tmp_path / "rl"
     srv = ServedRobot("quadrotor", LIVE + 1, "--goal", "0", "0", "1")
