@@ -198,9 +198,6 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline finetune-rounds 0", ["pipeline", "--finetune-rounds", "0", "--out", out], "--finetune-rounds",
           out),
         c("pipeline seed -1", ["pipeline", "--seed", "-1", "--out", out], "--seed", out),
-        # a task the robot's adapter cannot serve is refused before training, not at the first deploy
-        c("pipeline arm push (no object pose on ros2_control)", ["pipeline", "--robot", "arm", "--task", "push",
-                                                                 "--out", out], "cube_pos", out),
         c("pipeline out read-only", ["pipeline", "--out", ro_out], "--out", ro_out),
         c("pipeline out is a file", ["pipeline", "--out", afile], "--out"),
         c("pipeline out under a file", ["pipeline", "--out", afile / "p"], "--out"),

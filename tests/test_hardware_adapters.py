@@ -136,6 +136,60 @@ def test_arm_trajectory_interface_and_ee_delta_mode(wire) -> None:
     arm.disconnect()
 
 
+def _object_pose(store, pos, frame="panda_link0"):
+    from tether.ros.protocols.ros2_control import object_pose_message
+
+    msg = object_pose_message(store, np.asarray(pos, dtype=float), np.array([1.0, 0, 0, 0]))
+    msg.header.frame_id = frame
+    return msg
+
+
+def test_arm_push_reads_the_tracked_object_in_the_base_frame(wire) -> None:
+    """Push observes the cube: its pose comes from a tracker (PoseStamped in the arm's base frame). A pose in
+    another frame or out of range is dropped, a tracker that never published keeps connect() from returning
+    (naming its topic), and one that stopped makes the whole state stale (the older stamp)."""
+    import gymnasium as gym
+
+    import tether.sim  # noqa: F401  (registers the env ids)
+
+    robot_side, bridge = wire
+    store = robot_side.store
+    env = gym.make("tether/ArmPush-v0")
+    push = env.unwrapped.contract
+    env.close()
+    js_pub = robot_side.publisher("/joint_states", "sensor_msgs/msg/JointState")
+    cube_pub = robot_side.publisher("/mocap/cube/pose", "geometry_msgs/msg/PoseStamped")
+    q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+    with pytest.raises(TetherError, match="object topics for \\['ball'\\]; expected objects among \\['cube'\\]"):
+        ArmRos2Control(bridge, push, object_topics={"ball": "/b"})
+    arm = ArmRos2Control(bridge, push, goal=(0.6, 0.1, 0.025), object_topics={"cube": "/mocap/cube/pose"},
+                         connect_timeout_s=0.3)
+    threading.Timer(0.05, js_pub.publish, args=(_joint_state(store, PANDA_JOINTS, q),)).start()
+    threading.Timer(0.05, cube_pub.publish, args=(_object_pose(store, [0.5, 0.0, 0.025], "world"),)).start()
+    with pytest.raises(RobotNotReady, match="/mocap/cube/pose.*wrong_frame"):
+        arm.connect()  # joint states came, but the only cube pose was in the wrong frame
+    arm = ArmRos2Control(bridge, push, goal=(0.6, 0.1, 0.025), object_topics={"cube": "/mocap/cube/pose"},
+                         connect_timeout_s=1.0)
+    threading.Timer(0.05, js_pub.publish, args=(_joint_state(store, PANDA_JOINTS, q),)).start()
+    threading.Timer(0.05, cube_pub.publish, args=(_object_pose(store, [0.5, -0.05, 0.025]),)).start()
+    arm.connect()
+    obs, stamp = arm.read_state()
+    np.testing.assert_allclose(obs["cube_pos"], [0.5, -0.05, 0.025])
+    np.testing.assert_allclose(obs["goal_pos"], [0.6, 0.1, 0.025])
+    assert push.flatten_obs(obs).shape == (push.obs_size,)
+    for bad in (_object_pose(store, [0.45, 0.0, 0.025], "camera"), _object_pose(store, [9.0, 0.0, 0.0]),
+                _object_pose(store, [np.nan, 0.0, 0.0])):
+        cube_pub.publish(bad)
+    assert _wait(lambda: sum(arm.state_rejections().get("/mocap/cube/pose", {}).values()) == 3)
+    np.testing.assert_allclose(arm.read_state()[0]["cube_pos"], [0.5, -0.05, 0.025])  # none became state
+    time.sleep(0.2)
+    js_pub.publish(_joint_state(store, PANDA_JOINTS, q))  # fresh joints, but the tracker went quiet
+    assert _wait(lambda: arm.latest.get("/joint_states")[1] > stamp + 0.1)
+    cube_seen = arm.latest.get("/mocap/cube/pose")[1]
+    assert arm.read_state()[1] == cube_seen < stamp + 0.1  # the state is as old as the cube's last pose
+    arm.disconnect()
+
+
 def test_arm_loop_end_to_end_over_loopback(wire) -> None:
     robot_side, bridge = wire
     store = robot_side.store
@@ -483,8 +537,9 @@ def test_every_sim_task_contract_is_served_or_refused_by_name(wire) -> None:
     env = gym.make("tether/ArmPush-v0")
     push = env.unwrapped.contract
     env.close()
-    with pytest.raises(ContractError, match="observation fields \\['cube_pos', 'goal_pos'\\]"):
-        make_adapter("arm-ros2-control", bridge, push)
+    assert make_adapter("arm-ros2-control", bridge, push).object_topics == {"cube_pos": "/tether/objects/cube/pose"}
+    with pytest.raises(ContractError, match="px4 adapter cannot serve contract arm/push: control mode"):
+        make_adapter("px4", bridge, push)
 
 
 def test_arm_gripper_and_a1_joint_synonyms(wire) -> None:

@@ -67,6 +67,21 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
             PipelineConfig(**bad).resolved()
 
 
+def test_pipeline_refuses_a_checkpoint_its_robot_cannot_serve_before_any_work(tmp_path):
+    """A quadrotor checkpoint given to the arm's pipeline is refused by the arm adapter's contract check, naming
+    what it cannot serve, before anything trains or a robot starts; arm push (the cube from a tracker) passes."""
+    from tether.contract import ContractError
+    from tether.pipeline.run import PipelineConfig, check_servable
+    from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
+    from tether.ros.protocols.px4 import quad_contract
+
+    c = quad_contract()
+    GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size)).save(tmp_path / "hover")
+    with pytest.raises(ContractError, match="arm-ros2-control adapter cannot serve contract quadrotor/hover"):
+        check_servable(PipelineConfig(robot="arm", checkpoint=str(tmp_path / "hover")).resolved())
+    check_servable(PipelineConfig(robot="arm", task="push").resolved())
+
+
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
     """Fine-tuning is checked under the identified DR every ``finetune_steps`` (a last stretch shorter than that
     is checked too) and goes on until the target or the round limit; the kept weights are the best check's."""

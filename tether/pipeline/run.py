@@ -40,9 +40,8 @@ from tether.pipeline.stages import (
 
 
 def check_servable(cfg: PipelineConfig) -> None:
-    """Refuse, before anything trains, a task the robot's adapter cannot serve (ContractError naming the fields):
-    arm push observes the cube, and ros2_control has no object-pose input, which deploy found only after
-    training had run."""
+    """Refuse, before anything trains, a task or checkpoint the robot's adapter cannot serve (ContractError
+    naming the fields), which deploy would otherwise find only after training had run."""
     import gymnasium as gym
 
     import tether.sim  # noqa: F401  (registers the envs)

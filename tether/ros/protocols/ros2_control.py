@@ -10,6 +10,13 @@ Wire (what a ros2_control arm speaks):
   width goes to a second forward controller as [width/2, width/2] (a parallel gripper with position
   interfaces; the Franka Hand's own driver uses actions, which need the rclpy transport).
 
+A task that observes an object (arm push: ``cube_pos``) reads its pose as ``geometry_msgs/PoseStamped`` on
+``/tether/objects/<name>/pose`` (a motion-capture or vision tracker's output, in the arm's base frame
+``panda_link0``; a pose in any other frame is dropped, as the policy's frame is the base's). The goal the task
+pushes toward (``goal_pos``) is the same ``/tether/goal`` a reach task's ``target_pos`` reads. The observation's
+stamp is the older of the joint state's and the object pose's, so a tracker that stops makes the state stale
+(deploy's hold / damp), never a cube held where it was last seen.
+
 Kinematics are the simulator's (:mod:`tether.sim.ik` on the same URDF): ``ee_pos`` is the chain's forward
 kinematics, and an ``ee_delta_pose`` policy is executed exactly as the sim arm task executes it - one damped
 least-squares step from the *commanded* joint positions toward a point kept in the workspace and within
@@ -58,7 +65,10 @@ JOINT_STATES_TOPIC = "/joint_states"
 FORWARD_CONTROLLER = "forward_position_controller"
 TRAJECTORY_CONTROLLER = "joint_trajectory_controller"
 COMMAND_INTERFACES = ("forward", "trajectory")
-ARM_OBS = ("joint_pos", "joint_vel", "ee_pos", "target_pos")
+ARM_OBS = ("joint_pos", "joint_vel", "ee_pos", "target_pos", "cube_pos", "goal_pos")
+#: observation field -> the scene object whose tracked pose it is
+OBJECT_FIELDS = {"cube_pos": arm_task.CUBE}
+BASE_FRAME = P.BASE_BODY
 ARM_ACTIONS = ("joint_pos_target", "ee_delta_pos", "gripper")
 ARM_MODES = ("joint_position", "ee_delta_pose")
 STATE_QOS, COMMAND_QOS = "sensor_data", "command"
@@ -72,6 +82,11 @@ def trajectory_topic(controller: str) -> str:
     return f"/{controller.strip('/')}/joint_trajectory"
 
 
+def object_topic(name: str) -> str:
+    """Where a tracked object's pose arrives (PoseStamped in the arm's base frame)."""
+    return f"/tether/objects/{name}/pose"
+
+
 # ---------------------------------------------------------------------------------------------- model
 
 
@@ -82,7 +97,7 @@ def default_limits() -> RobotLimits:
     command["gripper.width"] = (0.0, 2 * P.FINGER_MAX)
     rates = {f"joint_pos_target.{j}": float(v) for j, v in zip(P.ARM_JOINTS, P.VELOCITY_LIMIT)}
     state = {"joint_pos": float(np.max(np.abs(np.r_[P.Q_LOW, P.Q_HIGH]))) + 0.5,
-             "joint_vel": 3.0 * float(np.max(P.VELOCITY_LIMIT)), "goal": 1.5}
+             "joint_vel": 3.0 * float(np.max(P.VELOCITY_LIMIT)), "goal": 1.5, "object": 1.5}
     return RobotLimits("franka_panda", command, rates, {}, state)
 
 
@@ -144,6 +159,25 @@ def joint_state_message(store: Any, names: Sequence[str], q: np.ndarray, qd: np.
     return T.make(store, "sensor_msgs/msg/JointState", header=T.header(store, ""), name=list(names),
                   position=np.asarray(q, dtype=float), velocity=np.asarray(qd, dtype=float),
                   effort=np.zeros(len(names)))
+
+
+def object_position(msg: Any, frame: str, bound: float) -> np.ndarray:
+    """PoseStamped -> the object's position (x, y, z) in ``frame``. Implausible (dropped) when the pose is in
+    another frame, or not finite, or farther than ``bound`` from the base."""
+    if msg.header.frame_id != frame:
+        raise Implausible("wrong_frame", f"pose in frame {msg.header.frame_id!r}; expected {frame!r}")
+    p = msg.pose.position
+    return bounded("object", np.array([p.x, p.y, p.z], dtype=float), bound)
+
+
+def object_pose_message(store: Any, pos: np.ndarray, quat_wxyz: np.ndarray, frame: str = BASE_FRAME) -> Any:
+    """The served side of :func:`object_position`: a tracker's PoseStamped."""
+    p, q = np.asarray(pos, dtype=float), np.asarray(quat_wxyz, dtype=float)
+    pose = store.types["geometry_msgs/msg/Pose"](
+        position=store.types["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])),
+        orientation=store.types["geometry_msgs/msg/Quaternion"](w=float(q[0]), x=float(q[1]), y=float(q[2]),
+                                                              z=float(q[3])))
+    return T.make(store, "geometry_msgs/msg/PoseStamped", header=T.header(store, frame), pose=pose)
 
 
 def header_stamp_s(msg: Any) -> float | None:
@@ -210,6 +244,8 @@ class ArmRos2Control(RosRobot):
         goal_publishers: PublisherFilter | None = None,
         trajectory_time_s: float | None = None,
         gripper_controller: str = "gripper_controller",
+        object_topics: Mapping[str, str] | None = None,
+        object_frame: str = BASE_FRAME,
         connect_timeout_s: float = 5.0,
         distro: str = "humble",
     ) -> None:
@@ -247,7 +283,9 @@ class ArmRos2Control(RosRobot):
         self.controller = CartesianStepController(P.panda_urdf(), self.contract.rate_hz, jl, jh,
                                                   np.where(np.isfinite(rates), rates, np.inf))
         self.chain = self.controller.chain
-        self.required_topics = (joint_states_topic,)
+        self.object_frame = object_frame
+        self.object_topics = self._object_topics(object_topics or {})
+        self.required_topics = (joint_states_topic, *self.object_topics.values())
         self.control_topic = self.command_topic
         self._q_cmd: np.ndarray | None = None  # the commanded joint positions (what was last sent)
         self._q_prev: np.ndarray | None = None
@@ -262,6 +300,16 @@ class ArmRos2Control(RosRobot):
         c = dataclasses.replace(self.contract, actions=tuple(acts), control_mode="joint_position")
         return with_action_limits(c, self.robot_limits)
 
+    def _object_topics(self, given: Mapping[str, str]) -> dict[str, str]:
+        """Observation field -> pose topic, for the objects the contract observes (``given`` renames a topic by
+        object name, e.g. a motion-capture system's ``{"cube": "/vrpn_mocap/cube/pose"}``)."""
+        names = {f.name for f in self.contract.observations}
+        unknown = sorted(set(given) - set(OBJECT_FIELDS.values()))
+        if unknown:
+            raise TetherError(f"object topics for {unknown}; expected objects among "
+                              f"{sorted(OBJECT_FIELDS.values())}")
+        return {f: str(given.get(obj, object_topic(obj))) for f, obj in OBJECT_FIELDS.items() if f in names}
+
     @staticmethod
     def _arm_only(contract: IOContract) -> IOContract:
         return dataclasses.replace(contract, actions=tuple(f for f in contract.actions if f.name != "gripper"))
@@ -272,7 +320,12 @@ class ArmRos2Control(RosRobot):
 
     # ------------------------------------------------------------------ wire
     def _subscriptions(self) -> list[Sub]:
+        bound = self.robot_limits.state_bound("object")
+        objects = [Sub(topic, "geometry_msgs/msg/PoseStamped", STATE_QOS,
+                       lambda m: object_position(m, self.object_frame, bound))
+                   for topic in self.object_topics.values()]
         return [Sub(self.joint_states_topic, "sensor_msgs/msg/JointState", STATE_QOS, self._decode_joint_states),
+                *objects,
                 *goal_subscription(self.goal_topic, self.robot_limits.state_bound("goal"), self.goal_publishers)]
 
     def _publishers(self) -> list[tuple[str, str, Any]]:
@@ -294,7 +347,11 @@ class ArmRos2Control(RosRobot):
         fields, stamp = self._need(self.joint_states_topic)
         obs = dict(fields)
         obs["ee_pos"] = self.chain.position(obs["joint_pos"])
-        obs["target_pos"] = goal_value(self.latest, self.goal_topic, self.goal, "arm target_pos")
+        obs["target_pos"] = obs["goal_pos"] = goal_value(self.latest, self.goal_topic, self.goal, "arm goal")
+        for name, topic in self.object_topics.items():
+            value, seen = self._need(topic)
+            obs[name] = np.asarray(value, dtype=float)
+            stamp = min(stamp, seen)  # a tracker that stopped makes the whole state stale
         if self._q_cmd is None:
             self._q_cmd = obs["joint_pos"].copy()
         return obs, stamp
@@ -351,7 +408,8 @@ class ArmRos2Control(RosRobot):
 class ArmBridge(Bridge):
     """A ros2_control Panda: /joint_states (every joint of the model, by name, reliable keep-last 1 like
     joint_state_broadcaster), commands on ``/<controller>/commands`` and ``/<trajectory_controller>/
-    joint_trajectory``."""
+    joint_trajectory``; with a task that has objects (push), a tracker's pose of each on
+    ``/tether/objects/<name>/pose`` in the base frame, with the same sensor noise."""
 
     kind = "arm"
     goal_frame = "panda_link0"
@@ -371,9 +429,12 @@ class ArmBridge(Bridge):
             self.task.target[:] = self.goal
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q[:7], dtype=float).copy()
+        observed = {f.name for f in self.task.contract.observations}
+        self.objects = {obj: object_topic(obj) for f, obj in OBJECT_FIELDS.items() if f in observed}
 
     def outputs(self) -> list[tuple[str, str, Any]]:
-        return [(JOINT_STATES_TOPIC, "sensor_msgs/msg/JointState", "system_default")]
+        return [(JOINT_STATES_TOPIC, "sensor_msgs/msg/JointState", "system_default"),
+                *[(topic, "geometry_msgs/msg/PoseStamped", "system_default") for topic in self.objects.values()]]
 
     def inputs(self) -> list[tuple[str, str, Any]]:
         return [(self.command_topic, "std_msgs/msg/Float64MultiArray", "system_default"),
@@ -382,7 +443,13 @@ class ArmBridge(Bridge):
     def state_messages(self) -> list[tuple[str, Any]]:
         q, qd = self.sim.joint_state()
         q, qd = self.noise(np.asarray(q, dtype=float)), self.noise(np.asarray(qd, dtype=float))
-        return [(JOINT_STATES_TOPIC, joint_state_message(self.store, self.joints, q, qd))]
+        out = [(JOINT_STATES_TOPIC, joint_state_message(self.store, self.joints, q, qd))]
+        core = self.env.core.sim
+        for obj, topic in self.objects.items():
+            pos, quat = core.body_pose(obj)  # world; the tracker reports it in the base frame
+            base = self.noise(np.asarray(self.task.to_base(core, pos[:1])[0], dtype=float))
+            out.append((topic, object_pose_message(self.store, base, quat[0])))
+        return out
 
     def on_message(self, topic: str, msg: Any) -> None:
         self.counters.got(topic)
@@ -415,4 +482,5 @@ class ArmBridge(Bridge):
 
 
 __all__ = ["ArmBridge", "ArmRos2Control", "arm_contract", "default_limits", "forward_command",
-           "joint_state_fields", "panda_chain", "trajectory_command"]
+           "joint_state_fields", "object_pose_message", "object_position", "object_topic", "panda_chain",
+           "trajectory_command"]
