@@ -1,5 +1,6 @@
 """Arm push on a served ros2_control arm over DDS: the cube's pose comes from a tracker topic in the arm's base
-frame, so a push policy deploys, is recorded, and its episode is scored from the bag by the task's own rule.
+frame, so a push policy deploys, is recorded, and its episode is scored from the bag by the task's own rule; and
+``tether pipeline --robot arm --task push`` runs every stage with an imitation learner.
 
 Real parts: ``tether robot serve`` (MuJoCo Panda with the push scene, cube pose published as a tracker would)
 and ``tether deploy --record`` in their own processes over Cyclone DDS on loopback; the bag read back through
@@ -67,3 +68,29 @@ def test_push_deploys_on_a_served_arm_with_the_cube_from_its_tracker(tmp_path) -
     score = score_episode(contract, ep.obs)
     start = float(np.linalg.norm((cube0 - goal)[:2]))
     assert not score.success and abs(score.final_error - start) < 5e-3, (score, start)
+
+
+def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
+    """Arm push goes through the loop as an imitation learner: the scripted expert's demos train a diffusion
+    policy, the served arm (cube pose from its tracker topic) is deployed zero-shot and probed, identified from
+    the bags, and the expert's demos under the identified DR continue the policy's behaviour cloning, which is
+    deployed again. Tiny budgets: this checks the plumbing and the files; benchmarks/transfer.py the figures."""
+    from tether.data.dataset import Dataset
+    from tether.pipeline.run import PipelineConfig, run_pipeline
+    from tether.policies.checkpoint import load_checkpoint
+
+    cfg = PipelineConfig(robot="arm", task="push", train_steps=200, finetune_steps=100, demo_episodes=6,
+                         episodes=1, probe_episodes=1, sim_eval_episodes=2, robot_rl="off", out=tmp_path / "run",
+                         domain_id=98)
+    lines: list[str] = []
+    summary = run_pipeline(cfg, log=lines.append)
+    run = tmp_path / "run"
+    assert summary["algo"] == "bc-diffusion" and any("the expert succeeded in" in line for line in lines)
+    assert Dataset(run / "train" / "demos").num_episodes == 6
+    assert Dataset(run / "finetune" / "demos").num_episodes == 2  # a third, under the DR fine-tuning used
+    parent, tuned = load_checkpoint(run / "train" / "checkpoint"), load_checkpoint(run / "finetune" / "checkpoint")
+    assert parent.extra["algo"] == tuned.extra["algo"] == "bc-diffusion" and tuned.contract == parent.contract
+    assert tuned.extra["parent"] == str(run / "train" / "checkpoint")
+    assert [b.name for b in sorted((run / "bags").iterdir())] == ["probe-0", "tuned-0", "zeroshot-0"]
+    assert summary["robot_episodes"] == 3 and summary["kept"] in ("zero-shot", "fine-tuned")
+    assert (run / "report.md").is_file()

@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
                         "h2o / rlpd: learn from the recorded data plus the simulator")
     p.add_argument("--finetune-steps", type=positive_int, default=None,
-                   help="sim fine-tuning steps between checks under the identified DR (default per robot)")
+                   help="sim fine-tuning steps between checks under the identified DR (default per robot; "
+                        "gradient steps for an imitation learner)")
+    p.add_argument("--demo-episodes", type=int_range(3, 100_000), default=None,
+                   help="an imitation learner's (--algo bc-diffusion|bc-flow) demonstrations by the task's "
+                        "scripted expert; fine-tuning records a third as many under the identified DR "
+                        "(default 300)")
     p.add_argument("--finetune-rounds", type=int_range(1, 100), default=4,
                    help="sim fine-tuning runs at most this many times --finetune-steps, stopping once the policy "
                         "succeeds in 90 %% of sim episodes under the identified DR (default 4)")
@@ -127,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
                          finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
-                         finetune_fresh=args.finetune_fresh, robot_rl=args.robot_rl,
+                         finetune_fresh=args.finetune_fresh, demo_episodes=args.demo_episodes,
+                         robot_rl=args.robot_rl,
                          robot_rl_episodes=args.robot_rl_episodes, seed=args.seed, real=real)
     if args.out:
         cfg.out = args.out

@@ -1,8 +1,9 @@
 """The stages of ``tether pipeline``, each a plain function over a run folder so a stage can be rerun alone.
 
 train (sim, wide DR) -> deploy zero-shot on the served robot -> probe it with bounded exploration ->
-identify its parameters from the bags -> fine-tune in sim under the identified DR (warm start) [or H2O/RLPD on
-the recorded data] -> deploy the candidate -> [robot RL on the served robot, ``tether.pipeline.robot_rl``, when
+identify its parameters from the bags -> fine-tune in sim under the identified DR (warm start; an imitation
+learner continues on the scripted expert's demonstrations there) [or H2O/RLPD on the recorded data] -> deploy
+the candidate -> [robot RL on the served robot, ``tether.pipeline.robot_rl``, when
 the robot still falls short] -> keep whichever policy the robot itself scored best.
 
 The served robot runs in its own process (``tether robot serve``), so every deploy talks to it only through
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
+FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
 
 
 @dataclass
@@ -74,19 +76,36 @@ class Deployment:
 
 # ---------------------------------------------------------------------------------------------- sim
 def train(cfg: PipelineConfig, log: Log) -> Path:
+    from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.training import TrainSpec, run_training
 
     from tether.pipeline.config import ROBOT_DEFAULTS
 
     log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
     config = dict(ROBOT_DEFAULTS[cfg.robot].get("config", {})) if cfg.algo == ROBOT_DEFAULTS[cfg.robot]["algo"] else {}
+    dataset = None
+    if cfg.algo in IMITATION_ALGOS:
+        dataset = str(expert_demos(cfg, cfg.out / "train" / "demos", cfg.demo_episodes, cfg.dr, cfg.seed, log))
     # a live bar on a terminal; in a log file (CI, benchmarks) its redraws would bury the stage lines
     spec = TrainSpec(env_id=cfg.env_id, algo=cfg.algo, steps=cfg.train_steps, out=cfg.out / "train",
-                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=sys.stderr.isatty(), config=config)
+                     seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=sys.stderr.isatty(), config=config,
+                     dataset=dataset)
     _, path = run_training(spec)
     if path is None:
         raise TetherError("training produced no checkpoint")
     return Path(path)
+
+
+def expert_demos(cfg: PipelineConfig, out: Path, episodes: int, dr: Path | str, seed: int, log: Log) -> Path:
+    """``episodes`` episodes of the task's scripted expert in MuJoCo under ``dr``, failures included (what an
+    imitation learner trains from), written as a dataset to ``out``."""
+    from tether.data.demos import record_episodes
+
+    log(f"      {episodes} demonstrations by the scripted expert under DR '{dr}'")
+    ds = record_episodes(cfg.env_id, out, episodes, seed=seed, env_kwargs={"dr": str(dr)})
+    ok = float(np.mean([bool(e.success) for e in ds.episodes])) if ds.episodes else 0.0
+    log(f"      the expert succeeded in {ok:.0%} of them")
+    return out
 
 
 def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | str | None = None) -> float:
@@ -124,11 +143,14 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
 
     import torch
 
+    from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.checkpoint import load_policy
     from tether.policies.rl.ppo import FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
 
     torch.set_num_threads(1)
     parent = load_policy(checkpoint)
+    if parent.extra.get("algo") in IMITATION_ALGOS:
+        return imitation_finetune(cfg, checkpoint, dr_file, log)
     best: dict[str, Any] = {"score": -1.0, "state": None, "steps": 0, "policy": None, "run": None}
     total = cfg.finetune_steps * cfg.finetune_rounds
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
@@ -168,6 +190,35 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
                         "identified_dr_success": best["score"]})
     log(f"      kept: the {best['run']} policy after {best['steps']:,} steps ({best['score']:.0%})")
     return tuned.save(cfg.out / "finetune" / "checkpoint"), best["score"]
+
+
+def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log
+                       ) -> tuple[Path, float]:
+    """Fine-tune a policy that imitates the task's scripted expert (diffusion, flow) the way it learned: the
+    expert demonstrates on the robot as identified (a third of ``demo_episodes``), and behaviour cloning goes on
+    from the parent's weights on those demonstrations for ``finetune_steps`` gradient steps. Returns the
+    checkpoint and its sim success under that DR.
+
+    Why: the expert closes its own loop, so what it does on the identified robot is what works there (the joint
+    targets a heavier, more damped arm actually follows); PPO cannot continue a denoiser."""
+    import torch
+
+    from tether.data.dataset import Dataset
+    from tether.policies.checkpoint import load_policy
+
+    torch.set_num_threads(1)
+    policy = load_policy(checkpoint)
+    which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
+    log(f"[fine-tune] {policy.extra['algo']} from the deployed policy on the expert's demonstrations under {which}")
+    demos = expert_demos(cfg, cfg.out / "finetune" / "demos", max(1, cfg.demo_episodes // 3), dr_file,
+                         cfg.seed + 1, log)
+    obs, actions, episodes = Dataset(demos).episode_arrays()
+    policy.fit(obs, actions, episodes, steps=cfg.finetune_steps, lr=FINETUNE_BC_LR, seed=cfg.seed + 1)
+    score = sim_success(cfg, policy, dr_file)
+    log(f"      after {cfg.finetune_steps:,} steps: sim success under {which} {score:.0%}")
+    policy.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file),
+                         "finetune_demos": str(demos), "identified_dr_success": score})
+    return policy.save(cfg.out / "finetune" / "checkpoint"), score
 
 
 def hybrid_finetune(cfg: PipelineConfig, checkpoint: Path, dataset: Path, log: Log) -> Path:

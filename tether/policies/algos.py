@@ -17,6 +17,9 @@ from tether.errors import TetherError
 
 TrainFn = Callable[..., Any]
 
+#: algorithms that learn by imitating demonstrations (a pipeline gives them the task's scripted expert's)
+IMITATION_ALGOS = ("bc-diffusion", "bc-flow")
+
 _ALGORITHMS: dict[str, TrainFn | str] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 

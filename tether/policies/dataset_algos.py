@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tether.contract import IOContract
 from tether.errors import TetherError
 
@@ -38,14 +36,6 @@ def _open(spec: Any) -> tuple[IOContract, Any]:
     return contract, ds
 
 
-def _episode_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observations, actions and episode ids with each episode's frames contiguous and in time order."""
-    ep = np.asarray(ds.frames.get("episode_index", np.zeros(len(ds), np.int64)))
-    fr = np.asarray(ds.frames.get("frame_index", np.arange(len(ds))))
-    order = np.lexsort((fr, ep))
-    return ds.observations[order], ds.actions[order], ep[order]
-
-
 def _logger(run: Any, prefix: str = "train/") -> Any:
     def log(step: int, metrics: dict[str, float]) -> None:
         run.log(step, {k if "/" in k else prefix + k: v for k, v in metrics.items()})
@@ -61,7 +51,7 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
     overrides.setdefault("seed", spec.seed)
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
-    obs, actions, episodes = _episode_arrays(ds)
+    obs, actions, episodes = ds.episode_arrays()
     run.set_total(spec.steps or 5000)
     policy.fit(obs, actions, episodes, steps=run.total, seed=spec.seed, log=_logger(run),
                **{k: (float(v) if k != "batch_size" else int(v)) for k, v in fit_kwargs.items()})

@@ -183,6 +183,14 @@ class Dataset:
     def actions(self) -> np.ndarray:
         return self.frames[ACTION_KEY]
 
+    def episode_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Observations, actions and episode ids with each episode's frames contiguous and in time order (what
+        a sequence learner windows: a diffusion policy's observation history and action chunks)."""
+        ep = np.asarray(self.frames.get("episode_index", np.zeros(len(self), np.int64)))
+        fr = np.asarray(self.frames.get("frame_index", np.arange(len(self))))
+        order = np.lexsort((fr, ep))
+        return self.observations[order], self.actions[order], ep[order]
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Columns of the i-th episode (position in ``episodes``)."""
         if not 0 <= i < len(self.episodes):
