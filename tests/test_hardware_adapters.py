@@ -162,6 +162,11 @@ def test_arm_push_reads_the_tracked_object_in_the_base_frame(wire) -> None:
     q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
     with pytest.raises(TetherError, match="object topics for \\['ball'\\]; expected objects among \\['cube'\\]"):
         ArmRos2Control(bridge, push, object_topics={"ball": "/b"})
+    for bad in ({"cube": 5}, {"cube": "cube/pose"}, ["/a"]):
+        with pytest.raises(TetherError, match="object topics"):
+            ArmRos2Control(bridge, push, object_topics=bad)
+    with pytest.raises(TetherError, match="object frame"):
+        ArmRos2Control(bridge, push, object_frame="")
     arm = ArmRos2Control(bridge, push, goal=(0.6, 0.1, 0.025), object_topics={"cube": "/mocap/cube/pose"},
                          connect_timeout_s=0.3)
     threading.Timer(0.05, js_pub.publish, args=(_joint_state(store, PANDA_JOINTS, q),)).start()

@@ -283,6 +283,8 @@ class ArmRos2Control(RosRobot):
         self.controller = CartesianStepController(P.panda_urdf(), self.contract.rate_hz, jl, jh,
                                                   np.where(np.isfinite(rates), rates, np.inf))
         self.chain = self.controller.chain
+        if not (isinstance(object_frame, str) and object_frame):
+            raise TetherError(f"object frame {object_frame!r}; expected the frame id the tracker publishes in")
         self.object_frame = object_frame
         self.object_topics = self._object_topics(object_topics or {})
         self.required_topics = (joint_states_topic, *self.object_topics.values())
@@ -303,12 +305,17 @@ class ArmRos2Control(RosRobot):
     def _object_topics(self, given: Mapping[str, str]) -> dict[str, str]:
         """Observation field -> pose topic, for the objects the contract observes (``given`` renames a topic by
         object name, e.g. a motion-capture system's ``{"cube": "/vrpn_mocap/cube/pose"}``)."""
-        names = {f.name for f in self.contract.observations}
+        if not isinstance(given, Mapping):
+            raise TetherError(f"object topics {given!r}; expected a mapping of object name to topic")
         unknown = sorted(set(given) - set(OBJECT_FIELDS.values()))
         if unknown:
             raise TetherError(f"object topics for {unknown}; expected objects among "
                               f"{sorted(OBJECT_FIELDS.values())}")
-        return {f: str(given.get(obj, object_topic(obj))) for f, obj in OBJECT_FIELDS.items() if f in names}
+        bad = {k: v for k, v in given.items() if not (isinstance(v, str) and v.startswith("/") and len(v) > 1)}
+        if bad:
+            raise TetherError(f"object topics {bad}; expected absolute topic names such as '/vrpn_mocap/cube/pose'")
+        names = {f.name for f in self.contract.observations}
+        return {f: given.get(obj, object_topic(obj)) for f, obj in OBJECT_FIELDS.items() if f in names}
 
     @staticmethod
     def _arm_only(contract: IOContract) -> IOContract:
