@@ -80,7 +80,7 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     from tether.policies.checkpoint import load_checkpoint
 
     cfg = PipelineConfig(robot="arm", task="push", train_steps=200, finetune_steps=100, demo_episodes=6,
-                         episodes=1, probe_episodes=1, sim_eval_episodes=2, robot_rl="off", out=tmp_path / "run",
+                         episodes=1, probe_episodes=1, sim_eval_episodes=2, robot_rl="on", out=tmp_path / "run",
                          domain_id=98)
     lines: list[str] = []
     summary = run_pipeline(cfg, log=lines.append)
@@ -92,5 +92,7 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     assert parent.extra["algo"] == tuned.extra["algo"] == "bc-diffusion" and tuned.contract == parent.contract
     assert tuned.extra["parent"] == str(run / "train" / "checkpoint")
     assert [b.name for b in sorted((run / "bags").iterdir())] == ["probe-0", "tuned-0", "zeroshot-0"]
+    # robot RL's learner starts from a Gaussian actor: asked for, it is skipped with the reason, not a crash
+    assert any("[robot RL] skipped" in line and "bc-diffusion" in line for line in lines)
     assert summary["robot_episodes"] == 3 and summary["kept"] in ("zero-shot", "fine-tuned")
     assert (run / "report.md").is_file()

@@ -174,9 +174,18 @@ def _wants_robot_rl(cfg: PipelineConfig, candidates: list[tuple[str, Path, Deplo
     """Whether to fine-tune on the robot itself: ``cfg.robot_rl`` "on", or "auto" while the best policy so far
     keeps less than KEEP_TARGET of sim success; and only while the budget leaves room for one robot-RL episode
     and the evaluation of its result."""
+    from tether.policies.algos import IMITATION_ALGOS
+    from tether.policies.checkpoint import load_checkpoint
+
     if cfg.robot_rl == "off":
         return False
-    best = _best(candidates)[2].success_rate
+    name, start, scored = _best(candidates)
+    algo = load_checkpoint(start).extra.get("algo")
+    if algo in IMITATION_ALGOS:  # robot RL's learner (SAC) starts from a Gaussian actor, not a denoiser
+        log(f"[robot RL] skipped: the best policy so far ({name}) is a {algo} policy; robot RL fine-tunes a "
+            "Gaussian actor (PPO or SAC)")
+        return False
+    best = scored.success_rate
     if cfg.robot_rl == "auto" and (sim0 <= 0 or best >= KEEP_TARGET * sim0):
         return False
     if used_s + (1 + cfg.episodes) * per_episode > cfg.robot_seconds_budget:
