@@ -8,7 +8,7 @@ when the pipeline's rule runs it (the best policy keeps under 95 % of sim). The 
 served successes after each stage (and the kept one's ratio to sim), robot minutes used, and wall time per row.
 
 Usage: python benchmarks/transfer.py [--robots quadrotor,quadrotor/waypoint] [--sets heavy,light,...] [--episodes 4]
-       [--checkpoint CKPT] [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it;
+       [--sim-episodes 20] [--checkpoint CKPT] [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it;
        --checkpoint starts one ROBOT/TASK from a sim-trained policy instead of training one, so rows can be
        rerun on the same parent)
 """
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--robots", default="quadrotor")
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all of each robot)")
     ap.add_argument("--episodes", type=int, default=4)
+    ap.add_argument("--sim-episodes", type=int, default=20, help="sim evaluation episodes per policy")
     ap.add_argument("--checkpoint", type=Path, default=None, help="sim-trained policy of the one --robots item")
     ap.add_argument("--out", type=Path, default=Path("runs") / time.strftime("transfer-%Y%m%d-%H%M%S"))
     args = ap.parse_args()
@@ -88,7 +89,7 @@ def main() -> None:
                 continue
             out = args.out / item / name.replace(" ", "_").replace(",", "")
             cfg = PipelineConfig(robot=robot, task=task, episodes=args.episodes, real=params, latency_ms=latency,
-                                 checkpoint=str(ckpt), out=out)
+                                 checkpoint=str(ckpt), out=out, sim_eval_episodes=args.sim_episodes)
             t1 = time.perf_counter()
             s = run_pipeline(cfg, log=lambda _m: None)
             wall = (time.perf_counter() - t1) / 60 + train_min
@@ -98,7 +99,7 @@ def main() -> None:
             on_id = ident.get("sim_success") or {}
             on_id_text = f"{on_id['zero_shot']:.0%} → {on_id['tuned']:.0%}" if on_id else "-"
             rl = s.get("robot_rl")
-            rl_text = f"{rl['served_success']:.0%} ({rl['episodes']} episodes)" if rl else "not needed"
+            rl_text = f"{rl['served_success']:.0%} ({rl['episodes']} episodes)" if rl else "not run"
             print(f"| {base.robot}/{base.task} | {name}: {params['scale']}, {latency:g} ms | {s['sim_success']:.0%} | "
                   f"{s['served_success_zero_shot']:.0%} | {s['served_success_tuned']:.0%} | {rl_text} | {kept:.0%} | "
                   f"{s['served_final_error_zero_shot']:.3f} → {s['served_final_error_tuned']:.3f} | {fit or '-'} | "
