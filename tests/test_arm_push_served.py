@@ -91,6 +91,8 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     parent, tuned = load_checkpoint(run / "train" / "checkpoint"), load_checkpoint(run / "finetune" / "checkpoint")
     assert parent.extra["algo"] == tuned.extra["algo"] == "bc-diffusion" and tuned.contract == parent.contract
     assert tuned.extra["parent"] == str(run / "train" / "checkpoint")
+    fine = Dataset(run / "finetune" / "demos")  # only the expert's successes are cloned
+    assert tuned.extra["finetune_demos_used"] == sum(bool(e.success) for e in fine.episodes)
     assert [b.name for b in sorted((run / "bags").iterdir())] == ["probe-0", "tuned-0", "zeroshot-0"]
     # robot RL's learner starts from a Gaussian actor: asked for, it is skipped with the reason, not a crash
     assert any("[robot RL] skipped" in line and "bc-diffusion" in line for line in lines)

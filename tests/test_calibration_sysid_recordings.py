@@ -211,6 +211,28 @@ def test_a_quadrotor_on_the_ground_is_not_replayed():
     assert any("under 0.05 m" in n for n in data.notes), data.notes
 
 
+def test_an_arm_touching_the_object_it_pushes_is_not_replayed():
+    """The replay simulates the arm alone: transitions with the hand within reach of the cube, or the cube
+    moving (something pushed it), leave the fit, as the arm's motion there is partly the cube's doing."""
+    from tests._deploy_support import env_contract
+    from tether.calibration.recordings import RecordedEpisode, Recording, arm_joint_contract, to_trajectories
+    from tether.sim.tasks.arm import CONTACT_RANGE
+
+    c = arm_joint_contract(env_contract("tether/ArmPush-v0"))
+    T = 8
+    obs = np.zeros((T + 1, c.obs_size))
+    cube = np.tile([0.5, 0.0, 0.025], (T + 1, 1))
+    cube[7:, 0] += 0.01  # pushed between observations 6 and 7
+    ee = np.tile([0.5, 0.3, 0.1], (T + 1, 1))
+    ee[3] = cube[3] + [0.0, CONTACT_RANGE - 0.01, 0.0]  # a brush within reach at observation 3
+    obs[:, c.obs_slices["cube_pos"]] = cube
+    obs[:, c.obs_slices["ee_pos"]] = ee
+    ep = RecordedEpisode(obs, np.zeros((T, c.action_size)), np.ones(T, bool))
+    data = to_trajectories(Recording(c, [ep], "test"))
+    assert data.executed[0].tolist() == [True, True, False, False, True, True, False, True]
+    assert any("within 0.1 m of an object" in n for n in data.notes), data.notes
+
+
 @pytest.mark.parametrize("skew_ticks", [-1, 0, 1])
 def test_a_mission_replays_as_one_flight_when_goal_and_observation_clocks_drift_a_tick(skew_ticks):
     """Observation stamps (the control grid) and goal receive times drift apart on a loaded machine; each

@@ -66,8 +66,6 @@ FORWARD_CONTROLLER = "forward_position_controller"
 TRAJECTORY_CONTROLLER = "joint_trajectory_controller"
 COMMAND_INTERFACES = ("forward", "trajectory")
 ARM_OBS = ("joint_pos", "joint_vel", "ee_pos", "target_pos", "cube_pos", "goal_pos")
-#: observation field -> the scene object whose tracked pose it is
-OBJECT_FIELDS = {"cube_pos": arm_task.CUBE}
 BASE_FRAME = P.BASE_BODY
 ARM_ACTIONS = ("joint_pos_target", "ee_delta_pos", "gripper")
 ARM_MODES = ("joint_position", "ee_delta_pose")
@@ -307,15 +305,15 @@ class ArmRos2Control(RosRobot):
         object name, e.g. a motion-capture system's ``{"cube": "/vrpn_mocap/cube/pose"}``)."""
         if not isinstance(given, Mapping):
             raise TetherError(f"object topics {given!r}; expected a mapping of object name to topic")
-        unknown = sorted(set(given) - set(OBJECT_FIELDS.values()))
+        unknown = sorted(set(given) - set(arm_task.OBJECT_FIELDS.values()))
         if unknown:
             raise TetherError(f"object topics for {unknown}; expected objects among "
-                              f"{sorted(OBJECT_FIELDS.values())}")
+                              f"{sorted(arm_task.OBJECT_FIELDS.values())}")
         bad = {k: v for k, v in given.items() if not (isinstance(v, str) and v.startswith("/") and len(v) > 1)}
         if bad:
             raise TetherError(f"object topics {bad}; expected absolute topic names such as '/vrpn_mocap/cube/pose'")
         names = {f.name for f in self.contract.observations}
-        return {f: given.get(obj, object_topic(obj)) for f, obj in OBJECT_FIELDS.items() if f in names}
+        return {f: given.get(obj, object_topic(obj)) for f, obj in arm_task.OBJECT_FIELDS.items() if f in names}
 
     @staticmethod
     def _arm_only(contract: IOContract) -> IOContract:
@@ -437,7 +435,7 @@ class ArmBridge(Bridge):
         q, _ = self.sim.joint_state()
         self.target = np.asarray(q[:7], dtype=float).copy()
         observed = {f.name for f in self.task.contract.observations}
-        self.objects = {obj: object_topic(obj) for f, obj in OBJECT_FIELDS.items() if f in observed}
+        self.objects = {obj: object_topic(obj) for f, obj in arm_task.OBJECT_FIELDS.items() if f in observed}
 
     def outputs(self) -> list[tuple[str, str, Any]]:
         return [(JOINT_STATES_TOPIC, "sensor_msgs/msg/JointState", "system_default"),

@@ -44,6 +44,11 @@ CUBE = "cube"
 GOAL = "goal"
 CUBE_HALF = 0.025
 XYZ = ("x", "y", "z")
+#: observation field -> the scene object whose position it is (what a tracker must report on a real arm)
+OBJECT_FIELDS = {"cube_pos": CUBE}
+#: TCP-to-object-centre distance inside which the arm may touch the object: the cube's half-diagonal (3.5 cm),
+#: the open fingers' reach beside the TCP (4 cm) and a margin
+CONTACT_RANGE = 0.1
 
 
 def _position_field(name: str) -> Field:
