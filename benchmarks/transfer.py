@@ -38,6 +38,8 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
     ],
     "arm": [
         ("heavy, damped", {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}, 10.0),
+        # no hidden parameter: the gap of the served robot's own simulator (PyBullet contact and friction) alone
+        ("nominal", {"scale": {}}, 10.0),
         ("weak joints", {"scale": {"actuator_gain": 0.6}}, 10.0),
         ("light and loose, 25 ms each way",
          {"scale": {"body_mass": 0.6, "joint_damping": 0.3, "actuator_gain": 1.4}}, 25.0),
