@@ -57,6 +57,25 @@ def env_contract(env_id: str, control_mode: str | None = None) -> Any:
     return c
 
 
+def arm_hold_gaussian(path: Path, env_id: str = "tether/ArmReach-v0") -> Path:
+    """A PPO-style actor (clipped Gaussian) for an arm task in ee_delta_pose whose mean is a zero TCP step: the
+    end effector holds where it is."""
+    import torch
+
+    from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
+
+    c = env_contract(env_id)
+    policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
+                                                       log_std="state_independent",
+                                                       net={"hidden": [16], "act": "tanh", "layer_norm": False}))
+    with torch.no_grad():
+        policy.net[-1].weight.zero_()
+        policy.net[-1].bias.zero_()
+    policy.extra["env_id"] = env_id
+    policy.save(path)
+    return path
+
+
 class CliProcess:
     """``python -m tether.cli ARGS`` in its own process, its output lines read on threads; the first line holding
     ``marker`` sets ``marked`` (and ``t_marked``). ``pythonpath`` runs another checkout's tether (benchmarks/

@@ -12,30 +12,14 @@ import json
 import subprocess
 
 import numpy as np
-import torch
 
-from tests._deploy_support import PY, REPO, ServedRobot, env_contract
+from tests._deploy_support import PY, REPO, ServedRobot, arm_hold_gaussian, env_contract
 from tether.data.rosbag_import import align_bag
-from tether.policies.gaussian import GaussianPolicy, default_gaussian_config
 from tether.ros.robot_server import build_env
 from tether.sim.tasks.scoring import score_episode
 
 DOMAIN = 207
 PUSH = "tether/ArmPush-v0"
-
-
-def _hold_policy(path):
-    """A push-contract actor whose mean holds the end effector where it is (a zero TCP step)."""
-    c = env_contract(PUSH)
-    policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
-                                                       log_std="state_independent",
-                                                       net={"hidden": [16], "act": "tanh", "layer_norm": False}))
-    with torch.no_grad():
-        policy.net[-1].weight.zero_()
-        policy.net[-1].bias.zero_()
-    policy.extra["env_id"] = PUSH
-    policy.save(path)
-    return path
 
 
 def test_push_deploys_on_a_served_arm_with_the_cube_from_its_tracker(tmp_path) -> None:
@@ -48,7 +32,7 @@ def test_push_deploys_on_a_served_arm_with_the_cube_from_its_tracker(tmp_path) -
     cube0 = env.task.cube_pos(env.core.sim)[0]
     goal = env.task.target[0].copy()
     env.close()
-    ckpt = _hold_policy(tmp_path / "hold")
+    ckpt = arm_hold_gaussian(tmp_path / "hold", PUSH)
     srv = ServedRobot("arm", DOMAIN, "--params", str(tmp_path / "params.json"))
     try:
         srv.wait_ready()

@@ -28,9 +28,9 @@ from tests._deploy_support import (
     PY,
     REPO,
     ServedRobot,
+    arm_hold_gaussian,
     bag_messages,
     deploy_loopback,
-    env_contract,
     hover_actions,
     hover_contract,
 )
@@ -55,20 +55,6 @@ def _hover_gaussian(path, thrust: float = 1.0):
         mean[0] = c.to_normalised(c.to_physical(mean) * np.array([thrust, 1, 1, 1]))[0]
         head.bias.copy_(torch.as_tensor(mean))
     policy.extra["env_id"] = "tether/QuadrotorHover-v0"
-    policy.save(path)
-    return path
-
-
-def _arm_hold_gaussian(path):
-    """A PPO-style actor for the arm's reach task whose mean holds the end effector where it is."""
-    c = env_contract("tether/ArmReach-v0")
-    policy = GaussianPolicy(c, default_gaussian_config(c.obs_size, c.action_size, squash="clip",
-                                                       log_std="state_independent",
-                                                       net={"hidden": [16], "act": "tanh", "layer_norm": False}))
-    with torch.no_grad():
-        policy.net[-1].weight.zero_()
-        policy.net[-1].bias.zero_()
-    policy.extra["env_id"] = "tether/ArmReach-v0"
     policy.save(path)
     return path
 
@@ -143,7 +129,7 @@ def test_bad_robot_data_is_one_line_and_exit_code_2(tmp_path) -> None:
 
 
 def test_robot_rl_runs_its_rounds_on_a_running_robot(tmp_path) -> None:
-    parent = _arm_hold_gaussian(tmp_path / "parent")
+    parent = arm_hold_gaussian(tmp_path / "parent")
     out = tmp_path / "rl"
     srv = ServedRobot("arm", LIVE, "--goal", "0.5", "0.0", "0.3")
     try:
