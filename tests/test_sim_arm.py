@@ -17,7 +17,7 @@ from tether.sim.env import TetherEnv
 from tether.sim.ik import DifferentialIK, SerialChain
 from tether.sim.randomization import BACKEND_TARGETS, DRTerm, terms_to_json
 from tether.sim.robots import panda as P
-from tether.sim.robots.base import Scene
+from tether.sim.robots.base import Scene, SceneObject
 
 ENGINES = ("mujoco", "pybullet")
 HOLD_TOL = 0.03  # rad: PD + gravity static sag at the default pose is <= 0.016 rad per joint
@@ -144,6 +144,37 @@ def test_mujoco_and_pybullet_agree_on_open_loop_trajectory(robot, scale):
     assert np.abs(trajs["mujoco"][-1, :7] - robot.default_joint_pos[:7]).max() > 0.25
     # ... then came to rest on both engines
     assert max(speeds.values()) < 1e-2, speeds
+
+
+def _slide(engine: str, robot, scale: float) -> float:
+    """Stopping distance (m) of a 5 cm box (friction 0.6) sent sliding along the ground at 0.5 m/s, with every
+    friction in the scene scaled by ``scale`` (as a DR term or a served robot's ``scale`` does)."""
+    cube = SceneObject("cube", "box", (0.025,) * 3, mass=0.2, pos=(0.5, 0.0, 0.025), friction=0.6)
+    sim = make_backend(engine, robot, Scene(objects=(cube,)))
+    sim.set_param("friction", sim.get_param("friction") * scale)
+    sim.reset_state(robot.default_joint_pos)
+    sim.set_command(robot.default_joint_pos)
+    if engine == "mujoco":
+        body = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, "cube")
+        sim.data.qvel[sim.model.jnt_dofadr[sim.model.body_jntadr[body]]] = 0.5
+    else:
+        sim.p.resetBaseVelocity(sim._objects["cube"], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0])
+    x0 = sim.body_pose("cube")[0][0]
+    sim.step(500)  # 1 s
+    x1 = sim.body_pose("cube")[0][0]
+    sim.close()
+    return float(x1 - x0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3, 1.5])
+def test_a_box_slides_as_far_on_both_engines(robot, scale):
+    """Friction means the same on both engines: a box's own friction is its coefficient against the ground,
+    and scaling every friction by s scales that contact by s. Before, MuJoCo took the ground's 1.0 (the larger)
+    and PyBullet the product, and x0.3 gave mu 0.30 on MuJoCo but 0.054 on PyBullet (a served arm's cube far
+    more slippery than anything trained for). d = v^2 / (2 mu g)."""
+    mu = {engine: 0.5**2 / (2 * 9.81 * max(_slide(engine, robot, scale), 1e-6)) for engine in ENGINES}
+    for engine, value in mu.items():
+        assert value == pytest.approx(0.6 * scale, rel=0.12), mu
 
 
 @pytest.mark.parametrize("engine", ENGINES)

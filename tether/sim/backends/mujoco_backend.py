@@ -26,6 +26,7 @@ from tether.sim.backends.base import Backend
 from tether.sim.robots.base import PDActuators, RobotSpec, RotorActuators, Scene
 
 GROUND = "ground"
+OBJECT_PRIORITY = 2  # above a ground given priority 1 (the A1 scene), so a box's own friction governs its contacts
 FOOT_SITE = "{}_touch"  # touch-sensor site around each foot (the batched core reads feet forces from them)
 
 
@@ -72,8 +73,10 @@ def build_spec(robot: RobotSpec, scene: Scene) -> mujoco.MjSpec:
         if obj.kind == "box":
             body = spec.worldbody.add_body(name=obj.name, pos=list(obj.pos))
             body.add_freejoint(name=f"{obj.name}_free")
+            # priority above the ground's (and the robot's): a contact with the box uses the box's own friction,
+            # as PyBullet's product does against a ground of friction 1 (MuJoCo would take the larger of the two)
             body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(obj.size), mass=obj.mass,
-                          rgba=list(obj.rgba), friction=[obj.friction, 0.005, 0.0001])
+                          rgba=list(obj.rgba), friction=[obj.friction, 0.005, 0.0001], priority=OBJECT_PRIORITY)
         elif obj.kind == "marker":
             body = spec.worldbody.add_body(name=obj.name, pos=list(obj.pos), mocap=True)
             body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[obj.size[0], 0, 0],

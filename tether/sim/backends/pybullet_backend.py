@@ -113,6 +113,7 @@ class PybulletBackend(Backend):
         dyn = p.getDynamicsInfo(self.body, -1)
         self._inertial_pos, self._inertial_orn = dyn[3], dyn[4]
         self._objects: dict[str, int] = {}
+        self._object_friction: dict[str, float] = {}  # each box's friction against the ground (see _set_friction)
         for obj in scene.objects:
             self._objects[obj.name] = self._make_object(obj)
 
@@ -168,13 +169,20 @@ class PybulletBackend(Backend):
         p.changeDynamics(ground, -1, lateralFriction=1.0)
         return ground
 
+    def _apply_object_friction(self, body: int, name: str) -> None:
+        """Give a box the PyBullet friction whose product with the ground's is the box's own friction."""
+        ground = max(self.p.getDynamicsInfo(self._ground, -1)[1], 1e-6)
+        self.p.changeDynamics(body, -1, lateralFriction=self._object_friction[name] / ground)
+
     def _make_object(self, obj) -> int:
         p = self.p
         if obj.kind == "box":
             col = p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(obj.size))
             vis = p.createVisualShape(pb.GEOM_BOX, halfExtents=list(obj.size), rgbaColor=list(obj.rgba))
             b = p.createMultiBody(obj.mass, col, vis, basePosition=list(obj.pos))
-            p.changeDynamics(b, -1, lateralFriction=obj.friction, linearDamping=0.0, angularDamping=0.0)
+            p.changeDynamics(b, -1, linearDamping=0.0, angularDamping=0.0)
+            self._object_friction[obj.name] = float(obj.friction)
+            self._apply_object_friction(b, obj.name)
             return b
         if obj.kind == "marker":
             vis = p.createVisualShape(pb.GEOM_SPHERE, radius=obj.size[0], rgbaColor=list(obj.rgba))
@@ -412,9 +420,26 @@ def _set_mass(B: PybulletBackend, values: np.ndarray) -> None:
         B.p.changeDynamics(b, link, mass=float(m), localInertiaDiagonal=(B._nominal_inertia[key] * ratio).tolist())
 
 
+def _get_friction(B: PybulletBackend) -> np.ndarray:
+    return np.array([B._object_friction[n] if n in B._objects else B.p.getDynamicsInfo(*B._handle(n))[1]
+                     for n in _friction_elements(B)])
+
+
 def _set_friction(B: PybulletBackend, values: np.ndarray) -> None:
+    """Friction means on PyBullet what it means on MuJoCo. PyBullet multiplies two surfaces' frictions, MuJoCo
+    takes the higher-priority geom's: the ground's for a robot link (links have the neutral 1) and a box's own
+    for a box (see ``mujoco_backend.OBJECT_PRIORITY``). So a box's value is its friction against the ground, kept
+    apart and realised as value / ground. Before this, a box of friction 0.6 slid on the table as mu = 0.93 on
+    MuJoCo and 0.61 on PyBullet, and scaling every friction by s scaled the box's contact by s on MuJoCo and by
+    s**2 on PyBullet (x0.3: mu 0.30 against 0.054)."""
     for n, f in zip(_friction_elements(B), values):
-        B.p.changeDynamics(*B._handle(n), lateralFriction=float(f))
+        if n in B._objects:
+            B._object_friction[n] = float(f)
+        else:
+            B.p.changeDynamics(*B._handle(n), lateralFriction=float(f))
+    for n, body in B._objects.items():
+        if n in B._object_friction:
+            B._apply_object_friction(body, n)
 
 
 def _set_gain(B: PybulletBackend, values: np.ndarray) -> None:
@@ -456,9 +481,7 @@ PARAMS: dict[str, Param] = {
     "body_mass": Param(lambda B: B._mass_elements(),
                        lambda B: np.array([B.p.getDynamicsInfo(*B._handle(n))[0] for n in B._mass_elements()]),
                        _set_mass),
-    "friction": Param(_friction_elements,
-                      lambda B: np.array([B.p.getDynamicsInfo(*B._handle(n))[1] for n in _friction_elements(B)]),
-                      _set_friction),
+    "friction": Param(_friction_elements, _get_friction, _set_friction),
     "joint_damping": Param(lambda B: list(B.robot.joints), *_attr("_damping")),
     "joint_frictionloss": Param(lambda B: list(B.robot.joints), *_attr("_frictionloss")),
     "actuator_gain": Param(lambda B: list(B.robot.joints) if B._pd else _rotors(B),

@@ -107,7 +107,8 @@ def _fmt(values) -> str:
 
 
 def resolved_urdf_text(source: Path | None = None) -> str:
-    """The pybullet_data Panda URDF with absolute mesh paths, identified inertias and datasheet limits."""
+    """The pybullet_data Panda URDF with absolute mesh paths, identified inertias, datasheet limits and link
+    friction 1."""
     source = source or _source_urdf()
     root = ET.fromstring(source.read_text())
     mesh_dir = source.parent
@@ -116,6 +117,10 @@ def resolved_urdf_text(source: Path | None = None) -> str:
             rel = mesh.get("filename", "").replace("package://", "").replace("meshes/visual/", "meshes/collision/")
             mesh.set("filename", str((mesh_dir / rel).resolve()))
         name = link.get("name")
+        if link.find("collision") is not None and link.find("contact") is None:
+            # Friction 1 is neutral under PyBullet's product of two surfaces' frictions (links default to 0.5
+            # there); MuJoCo's links have 1 too, and a box's own friction governs its contacts on both engines.
+            ET.SubElement(ET.SubElement(link, "contact"), "lateral_friction", value="1.0")
         if name in _INERTIALS:
             mass, com, inertia = _INERTIALS[name]
             for old in link.findall("inertial"):
