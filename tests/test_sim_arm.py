@@ -194,16 +194,19 @@ def test_check_env(eid, engine):
 ])
 def test_scripted_expert_succeeds(engine, task, episodes, need):
     env = TetherEnv("arm", task, backend=engine)
-    wins = []
-    for seed in range(episodes):
-        env.reset(seed=seed)
-        done = False
-        while not done:
-            _, _, term, trunc, info = env.step(env.expert_action())
-            done = term or trunc
-        wins.append(info["success"])
+    wins = [_expert_episode(env, seed)[1]["success"] for seed in range(episodes)]
     env.close()
     assert np.mean(wins) >= need, wins
+
+
+def _expert_episode(env: TetherEnv, seed: int) -> tuple[dict, dict]:
+    """One episode of the scripted expert: (the reset's info, the last step's info)."""
+    _, first = env.reset(seed=seed)
+    done = False
+    while not done:
+        _, _, term, trunc, info = env.step(env.expert_action())
+        done = term or trunc
+    return first, info
 
 
 def test_push_expert_holds_up_under_the_drs_latency(tmp_path):
@@ -213,16 +216,10 @@ def test_push_expert_holds_up_under_the_drs_latency(tmp_path):
     dr = tmp_path / "latency.json"
     dr.write_text(terms_to_json([DRTerm("action_latency", "uniform", "abs", (2, 2))]))
     env = TetherEnv("arm", "push", dr=str(dr))
-    wins = []
-    for seed in range(8):
-        _, info = env.reset(seed=seed)
-        assert info["latency_steps"] == 2
-        done = False
-        while not done:
-            _, _, term, trunc, info = env.step(env.expert_action())
-            done = term or trunc
-        wins.append(info["success"])
+    episodes = [_expert_episode(env, seed) for seed in range(8)]
     env.close()
+    assert all(first["latency_steps"] == 2 for first, _ in episodes)
+    wins = [last["success"] for _, last in episodes]
     assert np.mean(wins) >= 0.75, wins
 
 
