@@ -73,8 +73,8 @@ def build_spec(robot: RobotSpec, scene: Scene) -> mujoco.MjSpec:
         if obj.kind == "box":
             body = spec.worldbody.add_body(name=obj.name, pos=list(obj.pos))
             body.add_freejoint(name=f"{obj.name}_free")
-            # priority above the ground's (and the robot's): a contact with the box uses the box's own friction,
-            # as PyBullet's product does against a ground of friction 1 (MuJoCo would take the larger of the two)
+            # a contact with the box uses the box's own friction, as PyBullet's backend realises it (MuJoCo would
+            # take the larger of the two geoms' otherwise)
             body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(obj.size), mass=obj.mass,
                           rgba=list(obj.rgba), friction=[obj.friction, 0.005, 0.0001], priority=OBJECT_PRIORITY)
         elif obj.kind == "marker":

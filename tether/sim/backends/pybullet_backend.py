@@ -437,9 +437,8 @@ def _set_friction(B: PybulletBackend, values: np.ndarray) -> None:
             B._object_friction[n] = float(f)
         else:
             B.p.changeDynamics(*B._handle(n), lateralFriction=float(f))
-    for n, body in B._objects.items():
-        if n in B._object_friction:
-            B._apply_object_friction(body, n)
+    for n in B._object_friction:  # after the ground's new value: each box's product with it
+        B._apply_object_friction(B._objects[n], n)
 
 
 def _set_gain(B: PybulletBackend, values: np.ndarray) -> None:
