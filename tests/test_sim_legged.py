@@ -17,7 +17,8 @@ import tether.sim  # noqa: F401 - registers the ids
 from tether.errors import TetherError
 from tether.sim.backends import make_backend
 from tether.sim.randomization import BACKEND_TARGETS, DRTerm
-from tether.sim.robots import a1
+from tether.sim.robots import a1, make_robot
+from tether.sim.robots.base import PDActuators, Scene
 from tether.sim.tasks.legged import Velocity
 
 BACKENDS = ("mujoco", "pybullet")
@@ -162,6 +163,39 @@ def test_every_legged_backend_dr_term_changes_the_model_reproducibly(backend):
         assert not np.allclose(a[sel], b[sel]), term
         np.testing.assert_array_equal(a, c, err_msg=str(term))
         env.close()
+
+
+def _slide(backend: str, robot_name: str, scale: float) -> float:
+    """How far (m) a robot resting on the ground slides in 1 s when sent off at 0.5 m/s, with every friction in
+    the scene scaled by ``scale`` (what a served robot's ``scale: {friction: s}`` does)."""
+    robot = make_robot(robot_name)
+    sim = make_backend(backend, robot, Scene())
+    sim.set_param("friction", sim.get_param("friction") * scale)
+    sim.reset_state(robot.default_joint_pos, base_pos=[0.0, 0.0, 0.3])
+    sim.set_command(robot.default_joint_pos if isinstance(robot.actuators, PDActuators)
+                    else np.zeros(len(robot.actuators.spin)))
+    sim.step(500)  # settle on the ground
+    pos, quat = sim.base_pose()
+    sim.reset_state(sim.joint_state()[0], base_pos=pos, base_quat=quat, base_lin_vel=[0.5, 0.0, 0.0])
+    sim.step(500)
+    travelled = float(sim.base_pose()[0][0] - pos[0])
+    sim.close()
+    return travelled
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_a_robot_on_the_ground_slides_as_far_on_both_engines(scale):
+    """Scaling every friction by s scales a robot's contact with the ground by s on both engines: the ground's
+    friction governs it (MuJoCo: ground priority; PyBullet: links at the neutral 1 under its product rule).
+    Before, PyBullet multiplied the scaled ground by the scaled links (and the quadrotor's default 0.5): the
+    quadrotor's body slid as mu 0.51 / 0.052 against MuJoCo's 0.99 / 0.31, and an A1 at x0.3 slid 0.17 m
+    against MuJoCo's 0.05 m. d = v^2 / (2 mu g) for the quadrotor's flat body."""
+    mu = {b: 0.5**2 / (2 * G * max(_slide(b, "quadrotor", scale), 1e-6)) for b in BACKENDS}
+    for backend, value in mu.items():
+        assert value == pytest.approx(scale, rel=0.12), mu
+    if scale < 1:  # the A1's legs spring back on nominal ground; on slippery ground its feet slide
+        slid = {b: _slide(b, "legged", scale) for b in BACKENDS}
+        assert slid["pybullet"] == pytest.approx(slid["mujoco"], rel=0.3), slid
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

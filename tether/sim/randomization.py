@@ -25,7 +25,7 @@ from tether.errors import TetherError
 BACKEND_TARGETS = {
     "body_mass": "mass of each robot link and free object (kg); inertia scales with it",
     "body_com": "centre-of-mass offset of each body (m, per axis)",
-    "friction": "sliding friction of the ground, objects and robot links",
+    "friction": "sliding friction of the ground and objects (a robot link's is kept but the ground's or box's governs)",
     "joint_damping": "viscous joint damping (N m s/rad)",
     "joint_armature": "reflected rotor inertia on each joint (kg m^2; MuJoCo only)",
     "joint_frictionloss": "dry joint friction (N m)",

@@ -26,7 +26,11 @@ from tether.sim.backends.base import Backend
 from tether.sim.robots.base import PDActuators, RobotSpec, RotorActuators, Scene
 
 GROUND = "ground"
-OBJECT_PRIORITY = 2  # above a ground given priority 1 (the A1 scene), so a box's own friction governs its contacts
+# Contact friction is the higher-priority geom's (MuJoCo takes the larger of two equal-priority geoms'): a box's own
+# friction governs its contacts, the ground's every robot-ground contact (robot links have priority 0), as
+# PyBullet's backend realises them (pybullet_backend._set_friction).
+GROUND_PRIORITY = 1
+OBJECT_PRIORITY = 2
 FOOT_SITE = "{}_touch"  # touch-sensor site around each foot (the batched core reads feet forces from them)
 
 
@@ -59,13 +63,13 @@ def build_spec(robot: RobotSpec, scene: Scene) -> mujoco.MjSpec:
     terrain = scene.terrain
     if terrain.kind == "flat":
         spec.worldbody.add_geom(name=GROUND, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[20, 20, 0.1],
-                                material="grid", friction=[1.0, 0.005, 0.0001])
+                                material="grid", friction=[1.0, 0.005, 0.0001], priority=GROUND_PRIORITY)
     elif terrain.kind == "heightfield":
         hf = spec.add_hfield(name="terrain", size=[terrain.size, terrain.size, max(terrain.roughness, 1e-4), 0.1],
                              nrow=terrain.resolution, ncol=terrain.resolution)
         hf.userdata = terrain.heights().astype(np.float32).ravel().tolist()
         spec.worldbody.add_geom(name=GROUND, type=mujoco.mjtGeom.mjGEOM_HFIELD, hfieldname="terrain",
-                                material="grid", friction=[1.0, 0.005, 0.0001])
+                                material="grid", friction=[1.0, 0.005, 0.0001], priority=GROUND_PRIORITY)
     else:
         raise TetherError(f"unknown terrain kind {terrain.kind!r}; expected 'flat' or 'heightfield'")
 
@@ -73,8 +77,6 @@ def build_spec(robot: RobotSpec, scene: Scene) -> mujoco.MjSpec:
         if obj.kind == "box":
             body = spec.worldbody.add_body(name=obj.name, pos=list(obj.pos))
             body.add_freejoint(name=f"{obj.name}_free")
-            # a contact with the box uses the box's own friction, as PyBullet's backend realises it (MuJoCo would
-            # take the larger of the two geoms' otherwise)
             body.add_geom(name=obj.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(obj.size), mass=obj.mass,
                           rgba=list(obj.rgba), friction=[obj.friction, 0.005, 0.0001], priority=OBJECT_PRIORITY)
         elif obj.kind == "marker":

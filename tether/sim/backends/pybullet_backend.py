@@ -106,8 +106,10 @@ class PybulletBackend(Backend):
         if missing:
             raise TetherError(f"robot {robot.name}: joints {missing} not in {robot.model_path.name}")
         self._jidx = [joint_index[n] for n in robot.joints]
-        for link in self._links.values():
-            p.changeDynamics(self.body, link, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
+        for link in self._links.values():  # friction 1 is neutral under the product rule (see _set_friction)
+            p.changeDynamics(self.body, link, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0,
+                             lateralFriction=1.0)
+        self._link_friction = dict.fromkeys(self._links, 1.0)  # each link's friction as set (see _set_friction)
         if self._jidx:
             p.setJointMotorControlArray(self.body, self._jidx, pb.VELOCITY_CONTROL, forces=[0.0] * len(self._jidx))
         dyn = p.getDynamicsInfo(self.body, -1)
@@ -421,22 +423,27 @@ def _set_mass(B: PybulletBackend, values: np.ndarray) -> None:
 
 
 def _get_friction(B: PybulletBackend) -> np.ndarray:
-    return np.array([B._object_friction[n] if n in B._objects else B.p.getDynamicsInfo(*B._handle(n))[1]
-                     for n in _friction_elements(B)])
+    ground = B.p.getDynamicsInfo(B._ground, -1)[1]
+    kept = {**B._link_friction, **B._object_friction}
+    return np.array([ground if n == GROUND else kept[n] for n in _friction_elements(B)])
 
 
 def _set_friction(B: PybulletBackend, values: np.ndarray) -> None:
-    """Friction means on PyBullet what it means on MuJoCo. PyBullet multiplies two surfaces' frictions, MuJoCo
-    takes the higher-priority geom's: the ground's for a robot link (links have the neutral 1) and a box's own
-    for a box (see ``mujoco_backend.OBJECT_PRIORITY``). So a box's value is its friction against the ground, kept
-    apart and realised as value / ground. Before this, a box of friction 0.6 slid on the table as mu = 0.93 on
-    MuJoCo and 0.61 on PyBullet, and scaling every friction by s scaled the box's contact by s on MuJoCo and by
-    s**2 on PyBullet (x0.3: mu 0.30 against 0.054)."""
+    """Friction means on PyBullet what it means on MuJoCo. PyBullet multiplies two surfaces' frictions; MuJoCo
+    takes the higher-priority geom's: a box's own (``mujoco_backend.OBJECT_PRIORITY``), else the ground's, and a
+    robot link's friction governs no contact with either. So a box's value is its friction against the ground,
+    kept apart and realised as value / ground, and a link's value is kept (and returned) but realised as the
+    neutral 1, leaving the ground's friction to be the foot-ground one. Before this, a box of friction 0.6 slid on
+    the table as mu = 0.93 on MuJoCo and 0.61 on PyBullet, and scaling every friction by s (a served robot's
+    ``scale: {friction: s}``) scaled the box's and the feet's contacts by s on MuJoCo and by s**2 on PyBullet
+    (x0.3: a box's mu 0.30 against 0.054)."""
     for n, f in zip(_friction_elements(B), values):
-        if n in B._objects:
+        if n == GROUND:
+            B.p.changeDynamics(B._ground, -1, lateralFriction=float(f))
+        elif n in B._objects:
             B._object_friction[n] = float(f)
         else:
-            B.p.changeDynamics(*B._handle(n), lateralFriction=float(f))
+            B._link_friction[n] = float(f)
     for n in B._object_friction:  # after the ground's new value: each box's product with it
         B._apply_object_friction(B._objects[n], n)
 

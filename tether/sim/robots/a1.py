@@ -8,9 +8,10 @@ and see the same world:
   PyBullet would otherwise render something MuJoCo never simulates (and the package would have to ship 4 MB
   of meshes);
 - the toe links get ``<contact><lateral_friction value="1"/></contact>``: PyBullet multiplies the two
-  surfaces' frictions and defaults links to 0.5, MuJoCo takes the ground's (see :func:`mujoco_edit`), so
-  with toe friction 1 the ground's friction *is* the foot–ground friction on both engines and the
-  ``friction`` DR term on ``ground`` means the same thing everywhere;
+  surfaces' frictions and defaults links to 0.5, MuJoCo takes the ground's (``mujoco_backend.GROUND_PRIORITY``),
+  so with toe friction 1 the ground's friction *is* the foot–ground friction on both engines and the
+  ``friction`` DR term on ``ground`` means the same thing everywhere (Tether's PyBullet backend also holds
+  every link at 1, whatever a DR or served robot sets for it);
 - the 1 mm IMU collision box is dropped (a sensor mount, not a surface).
 
 Joint names are the URDF's (``FR_hip_joint``, ``FR_upper_joint``, ``FR_lower_joint`` × FR/FL/RR/RL: hip
@@ -104,13 +105,11 @@ def derive_urdf(source: Path, dest: Path | None = None) -> str:
 
 
 def mujoco_edit(spec) -> None:
-    """MuJoCo-side settings the URDF cannot carry: keep toes as bodies, no self-collision, ground friction rules.
+    """MuJoCo-side settings the URDF cannot carry: keep toes as bodies, no self-collision, no-slip iterations.
 
     - ``fusestatic`` off, so ``FR_toe`` etc. exist as bodies (foot contact sensing by the same names as PyBullet).
     - Robot geoms get contype 1 / conaffinity 0: they touch the ground and objects but never each other
       (legged_gym and PyBullet's default also leave A1 self-collision off).
-    - The ground gets priority 1, so a foot–ground contact uses the ground's friction (MuJoCo would take the
-      larger of the two otherwise, and a friction DR draw below the toes' 1.0 would change nothing).
     - 3 no-slip iterations: MuJoCo's soft friction otherwise lets loaded feet creep outward (4 cm in 10 s
       of standing, the trunk sinking with them); with them the stance matches PyBullet's rigid friction
       (trunk 0.267 vs 0.268 m, feet still) at no measurable cost per step.
@@ -122,9 +121,6 @@ def mujoco_edit(spec) -> None:
         if body.name in robot_links:
             for g in body.geoms:
                 g.contype, g.conaffinity = 1, 0
-    for g in spec.worldbody.geoms:
-        if g.name == "ground":
-            g.priority = 1
 
 
 _LINKS: frozenset[str] | None = None
