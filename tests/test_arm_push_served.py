@@ -74,6 +74,7 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     assert Dataset(run / "finetune" / "demos").num_episodes == 2  # a third, under the DR fine-tuning used
     parent, tuned = load_checkpoint(run / "train" / "checkpoint"), load_checkpoint(run / "finetune" / "checkpoint")
     assert parent.extra["algo"] == tuned.extra["algo"] == "bc-diffusion" and tuned.contract == parent.contract
+    assert parent.config["n_obs_steps"] == tuned.config["n_obs_steps"] == 4  # the task's own default settings
     assert tuned.extra["parent"] == str(run / "train" / "checkpoint")
     fine = Dataset(run / "finetune" / "demos")  # only the expert's successes are cloned
     assert tuned.extra["finetune_demos_used"] == sum(bool(e.success) for e in fine.episodes)
