@@ -79,8 +79,9 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     fine = Dataset(run / "finetune" / "demos")  # only the expert's successes are cloned
     assert tuned.extra["finetune_demos_used"] == sum(bool(e.success) for e in fine.episodes)
     if tuned.extra["finetune_demos_used"]:  # the training DR's demonstrations replayed, against forgetting
-        replay = Dataset(run / "finetune" / "replay")
-        assert replay.num_episodes == 6
+        assert tuned.extra["finetune_replay"] == str(run / "train" / "demos")  # the parent's own, not recorded anew
+        replay = Dataset(run / "train" / "demos")
+        assert not (run / "finetune" / "replay").exists()
         assert tuned.extra["finetune_replay_used"] == sum(bool(e.success) for e in replay.episodes)
     assert [b.name for b in sorted((run / "bags").iterdir())] == ["probe-0", "tuned-0", "zeroshot-0"]
     # robot RL's learner starts from a Gaussian actor: asked for, it is skipped with the reason, not a crash

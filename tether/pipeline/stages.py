@@ -197,8 +197,9 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
 def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log
                        ) -> tuple[Path, float]:
     """Fine-tune a policy that imitates the task's scripted expert (diffusion, flow) the way it learned: the
-    expert demonstrates on the robot as identified (a third of ``demo_episodes``) and, replayed, under the
-    training DR ``cfg.dr`` (``demo_episodes``, as many as the parent learned from); behaviour cloning goes on
+    expert demonstrates on the robot as identified (a third of ``demo_episodes``), and its demonstrations under
+    the training DR ``cfg.dr`` are replayed (the parent's own when this run trained it, else ``demo_episodes``
+    recorded anew, about 40 s for 300 pushes); behaviour cloning goes on
     from the parent's weights on the successful demonstrations of both for ``finetune_steps`` gradient steps
     (none under the identified DR: the parent is kept). Returns the checkpoint and its sim success under that DR.
 
@@ -219,28 +220,31 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     policy = load_policy(checkpoint)
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
     log(f"[fine-tune] {policy.extra['algo']} from the deployed policy on the expert's demonstrations under {which}")
-    n = max(1, cfg.demo_episodes // 3)
-    demos = expert_demos(cfg, cfg.out / "finetune" / "demos", n, dr_file, cfg.seed + 1, log)
-    ds = Dataset(demos)
-    good = [e.index for e in ds.episodes if e.success]
+    demos = expert_demos(cfg, cfg.out / "finetune" / "demos", max(1, cfg.demo_episodes // 3), dr_file,
+                         cfg.seed + 1, log)
+    obs, actions, episodes = _successes(Dataset(demos))
+    good = len(np.unique(episodes))
     if good:
-        replay = expert_demos(cfg, cfg.out / "finetune" / "replay", cfg.demo_episodes, cfg.dr, cfg.seed + 2,
-                              log)
-        obs, actions, episodes = _successes(ds)
+        trained_here = cfg.out / "train" / "demos"  # the parent's own, when this run trained it
+        if Path(checkpoint).resolve() == (cfg.out / "train" / "checkpoint").resolve() and trained_here.is_dir():
+            replay = trained_here
+        else:
+            replay = expert_demos(cfg, cfg.out / "finetune" / "replay", cfg.demo_episodes, cfg.dr, cfg.seed + 2,
+                                  log)
         r_obs, r_actions, r_episodes = _successes(Dataset(replay))
         replayed = len(np.unique(r_episodes))
         episodes_all = np.concatenate([episodes, r_episodes + episodes.max() + 1])  # ids stay one per episode
         policy.fit(np.concatenate([obs, r_obs]), np.concatenate([actions, r_actions]), episodes_all,
                    steps=cfg.finetune_steps, lr=FINETUNE_BC_LR, seed=cfg.seed + 1)
         score = sim_success(cfg, policy, dr_file)
-        log(f"      after {cfg.finetune_steps:,} steps on the {len(good)} successful demonstrations (and "
+        log(f"      after {cfg.finetune_steps:,} steps on the {good} successful demonstrations (and "
             f"{replayed} replayed): sim success under {which} {score:.0%}")
     else:
         replay, replayed = None, 0
         score = sim_success(cfg, policy, dr_file)
         log(f"      no demonstration succeeded under {which}: the parent is kept as it is ({score:.0%} there)")
     policy.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file),
-                         "finetune_demos": str(demos), "finetune_demos_used": len(good),
+                         "finetune_demos": str(demos), "finetune_demos_used": good,
                          "finetune_replay": None if replay is None else str(replay),
                          "finetune_replay_used": replayed, "identified_dr_success": score})
     return policy.save(cfg.out / "finetune" / "checkpoint"), score
