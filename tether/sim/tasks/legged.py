@@ -21,7 +21,6 @@ and action rate, and a feet-air-time bonus, all scaled by the control period.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ from tether.sim.ik import SerialChain
 from tether.sim.robots import a1
 from tether.sim.robots.base import Scene, Terrain
 from tether.sim.tasks.base import Fields, Task, array_namespace, const, require
+from tether.sim.tasks.legged_gait import TrotGait
 from tether.sim.tasks.quadrotor import quat_to_rotmat
 
 TERRAIN_ROUGHNESS = {"flat": 0.0, "rough": 0.08}  # m peak-to-peak bumps
@@ -116,18 +116,23 @@ class LegKinematics:
 _LEGS: LegKinematics | None = None
 
 
+def legs() -> LegKinematics:
+    """The A1's leg chains, parsed once."""
+    global _LEGS
+    if _LEGS is None:
+        _LEGS = LegKinematics()
+    return _LEGS
+
+
 def kinematic_base_height(joint_pos: np.ndarray, projected_gravity: np.ndarray) -> np.ndarray:
     """Trunk origin height above the ground under the lowest foot, from what a real robot measures.
 
     The lowest toe (along the IMU's gravity direction) is taken to stand on the ground; the trunk origin sits
     its depth below the origin plus the toe radius above it. Exact on flat ground with a foot down.
     """
-    global _LEGS
-    if _LEGS is None:
-        _LEGS = LegKinematics()
     g = np.asarray(projected_gravity, dtype=np.float64)
     g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-9)
-    depth = np.einsum("...kj,...j->...k", _LEGS.toes(joint_pos), g)  # toe depth below the origin, per foot
+    depth = np.einsum("...kj,...j->...k", legs().toes(joint_pos), g)  # toe depth below the origin, per foot
     return depth.max(axis=-1) + TOE_RADIUS
 
 
@@ -308,6 +313,7 @@ class Velocity(LeggedTask):
     yaw_tolerance = 0.3  # rad/s
     warmup_seconds = 1.0
     tracking_sigma = 0.25
+    _gait: TrotGait | None = None  # the scripted expert, made on first use
     weights = {"lin": 1.0, "yaw": 0.5, "lin_z": -2.0, "ang_xy": -0.05, "torque": -2e-4, "dof_acc": -2.5e-7,
                "action_rate": -0.01, "air_time": 1.0}
 
@@ -348,6 +354,17 @@ class Velocity(LeggedTask):
         reward = dt * sum(w[k] * terms[k] for k in w) - 1.0 * fell
         return reward, fell, {"lin_vel_error": lin_err2 ** 0.5, "yaw_rate_error": xp.abs(yaw_err), "fallen": fell,
                               "base_height": h}
+
+    def expert(self, sim: BatchBackend) -> np.ndarray:
+        """A scripted trot (:class:`~tether.sim.tasks.legged_gait.TrotGait`) on the simulator's base state."""
+        if self._gait is None:
+            self._gait = TrotGait(legs(), self.n)
+        _, quat = sim.base_pose()
+        lin, ang = sim.base_velocity()
+        R = quat_to_rotmat(quat)
+        q, qd = sim.joint_state()
+        return self._gait(self.steps * self.dt, self.command, R, np.einsum("nji,nj->ni", R, lin), ang,
+                          self.base_height(sim), q, qd, self.steps == 0)
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         warm = int(round(self.warmup_seconds * self.robot.control_rate_hz))
