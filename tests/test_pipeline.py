@@ -82,6 +82,23 @@ def test_pipeline_refuses_a_checkpoint_its_robot_cannot_serve_before_any_work(tm
     check_servable(PipelineConfig(robot="arm", task="push").resolved())
 
 
+def test_pipeline_refuses_a_task_a_robot_cannot_score_before_any_work(tmp_path, capsys):
+    """Legged velocity tracking is scored on the base velocity, which a robot's state does not carry: the loop
+    says so in one line with exit code 2 and writes nothing, where it used to train first and fail at the first
+    robot episode. Every task the loop runs passes the same check."""
+    from tether.cli import main
+    from tether.pipeline.run import PipelineConfig, check_servable
+
+    out = tmp_path / "run"
+    assert main(["pipeline", "--robot", "legged", "--task", "velocity", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "legged/velocity cannot be scored on a robot" in err[0] and "base_lin_vel" in err[0]
+    assert not out.exists()
+    for robot, task in (("quadrotor", "hover"), ("quadrotor", "waypoint"), ("arm", "reach"), ("arm", "push"),
+                        ("legged", "stand")):
+        check_servable(PipelineConfig(robot=robot, task=task).resolved())
+
+
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
     """Fine-tuning is checked under the identified DR every ``finetune_steps`` (a last stretch shorter than that
     is checked too) and goes on until the target or the round limit; the kept weights are the best check's."""

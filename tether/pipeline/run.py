@@ -24,6 +24,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tether.errors import TetherError
 from tether.pipeline.config import KEEP_TARGET, ROBOT_DEFAULTS, PipelineConfig  # noqa: F401  (re-exported: the CLI's)
 from tether.pipeline.stages import (
     Deployment,
@@ -41,13 +44,15 @@ from tether.pipeline.stages import (
 
 def check_servable(cfg: PipelineConfig) -> None:
     """Refuse, before anything trains, a task or checkpoint the robot's adapter cannot serve (ContractError
-    naming the fields), which deploy would otherwise find only after training had run."""
+    naming the fields), or whose success cannot be scored from what a robot records (its observations; legged
+    velocity tracking needs the base velocity), which deploy would otherwise find only after training had run."""
     import gymnasium as gym
 
     import tether.sim  # noqa: F401  (registers the envs)
     from tether.policies.checkpoint import load_checkpoint
     from tether.policies.envs import env_contract
     from tether.ros.protocols import adapter_class
+    from tether.sim.tasks.scoring import score_episode
 
     if cfg.checkpoint:
         contract = load_checkpoint(cfg.checkpoint).contract
@@ -58,6 +63,12 @@ def check_servable(cfg: PipelineConfig) -> None:
         finally:
             env.close()
     adapter_class(cfg.adapter).check_contract(contract)
+    try:  # a two-step recording of the observations alone, scored as the robot's episodes will be
+        score_episode(contract, np.zeros((2, contract.obs_size)))
+    except TetherError as exc:
+        raise TetherError(f"{cfg.robot}/{cfg.task} cannot be scored on a robot: {exc}; the loop needs a task whose "
+                          "success a robot's own state shows (train this one in sim: tether train "
+                          f"{cfg.env_id})") from None
 
 
 def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
@@ -79,8 +90,6 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     per_episode = episode_seconds(cfg)
     planned = (2 * cfg.episodes + cfg.probe_episodes) * per_episode
     if planned > cfg.robot_seconds_budget:
-        from tether.errors import TetherError
-
         raise TetherError(f"{2 * cfg.episodes + cfg.probe_episodes} robot episodes of {per_episode:.0f} s exceed the "
                           f"robot-time budget of {cfg.robot_seconds_budget:.0f} s; expected fewer episodes")
     log(f"tether pipeline: {cfg.robot}/{cfg.task} → run folder {cfg.out}")
