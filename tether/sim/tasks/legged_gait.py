@@ -22,7 +22,7 @@ the target ``q + (tau + kd qd) / kp``: the nominal gains, which DR may change.
 Measured on the task's own success rule, random commands (benchmarks/RESULTS.md, "Legged velocity tracking by
 imitation"): MuJoCo with no DR 84 % and 97 % of 32 episodes (two seeds), PyBullet 94 % of 16; under the
 ``default`` DR 75 %, under ``wide`` 28 %: 0-2 steps of action latency, actuator gain x0.8-1.2 and 60 N pushes
-are what it does not absorb (each alone costs 15-30 points).
+are what it does not absorb (each alone costs 13-26 points).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def robot_mass(urdf=a1.URDF) -> float:
 
 
 class TrotGait:
-    """The trot controller for ``n`` worlds; call it once per control step with the task and its simulator.
+    """The trot controller for ``n`` worlds; call it once per control step with the base and joint state (it keeps
+    each foot's lift-off point and each swing leg's IK solution between calls).
 
     Gains were tuned on MuJoCo with no DR (sweeps of period, duty, lift, velocity and attitude gains; the
     values below were the best of those tried)."""
