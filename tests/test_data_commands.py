@@ -50,6 +50,33 @@ def test_demos_record_what_the_env_did(demos: Path) -> None:
     assert len(tr["obs"]) == 80 and tr["timeout"].sum() == 2 and not tr["terminal"].any()
 
 
+def test_dagger_recording_labels_the_states_a_policy_reached_with_the_expert(tmp_path: Path) -> None:
+    """``label="expert"``: a policy drives (here a constant command, which flies nowhere near the set point) and
+    each observation is recorded with the expert's action in that state; the rewards stay the executed ones."""
+    from tether.data.demos import record_episodes
+    from tether.errors import TetherError
+
+    steady = np.full(4, 0.2, np.float32)
+    act = lambda o: np.tile(steady, (len(o), 1))  # noqa: E731
+    kw = dict(seed=3, max_steps=30, env_kwargs={"dr": "none"})
+    executed = record_episodes(ENV, tmp_path / "exec", 2, act=act, **kw)
+    relabelled = record_episodes(ENV, tmp_path / "dagger", 2, act=act, label="expert", **kw)
+    expert = record_episodes(ENV, tmp_path / "expert", 2, **kw)
+    np.testing.assert_allclose(executed.actions, np.tile(steady, (len(executed.actions), 1)))
+    # the same states as the executed run (same seeds, same commands), the expert's actions in them
+    np.testing.assert_allclose(relabelled.episode_arrays()[0], executed.episode_arrays()[0], atol=1e-6)
+    np.testing.assert_allclose(relabelled.episode(0)["next.reward"], executed.episode(0)["next.reward"], atol=1e-6)
+    assert np.abs(relabelled.actions - steady).max() > 0.1
+    # at each episode's first state (the reset, before the two runs part) the label is the expert's own action
+    for i in range(2):
+        np.testing.assert_allclose(relabelled.episode(i)["action"][0], expert.episode(i)["action"][0], atol=1e-6)
+    mine, theirs = relabelled.episode(0)["action"], expert.episode(0)["action"]
+    n = min(len(mine), len(theirs))
+    assert n > 10 and not np.allclose(mine[10:n], theirs[10:n], atol=1e-3)  # different states, different labels
+    with pytest.raises(TetherError, match="label 'teacher'; expected 'executed' or 'expert'"):
+        record_episodes(ENV, tmp_path / "bad", 1, act=act, label="teacher", **kw)
+
+
 def test_info_convert_roundtrip_and_replay(demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "info", str(demos)]) == 0
     out = capsys.readouterr().out

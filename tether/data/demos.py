@@ -31,6 +31,8 @@ def record_episodes(
     progress: Callable[[int, int, float, bool], None] | None = None,
     env_kwargs: dict[str, Any] | None = None,
     batch: int = 8,
+    label: str = "executed",
+    reset: Callable[[], None] | None = None,
 ) -> Any:
     """Roll out ``episodes`` episodes (episode ``k`` from reset seed ``seed + k``) and write them to ``out``.
 
@@ -38,7 +40,20 @@ def record_episodes(
     backend and dr), or an env object (one episode at a time). ``act(obs batch) -> normalised actions``; None
     uses the task's scripted expert. ``max_steps`` cuts an episode short (recorded as a time limit). Episodes
     are written in seed order. Returns the written Dataset.
+
+    ``label``: the action recorded with each observation - ``"executed"`` (what ``act`` or the expert did), or
+    ``"expert"``: the scripted expert's action in the state ``act`` led to, while ``act`` drives (DAgger's
+    relabelling, Ross et al. 2011: a cloned policy learns to recover from the states its own errors reach, which
+    the expert's demonstrations never show it); rewards and success stay those of what was executed. ``reset``
+    is called before each batch of episodes starts (a stateful policy's ``reset``: its window, its chunk).
+
+    Measured (benchmarks/RESULTS.md, "Waypoints by imitation with DAgger"): a diffusion policy cloned from the
+    quadrotor expert's waypoint flights crashed in every episode; one round of 64 of its own flights labelled by
+    the expert took it to 100 % in sim. It did not help the legged trot, whose expert runs on a clock the policy
+    does not see (labels for another gait's states contradict them).
     """
+    if label not in ("executed", "expert"):
+        raise TetherError(f"label {label!r}; expected 'executed' or 'expert'")
     from tether.data.dataset import Dataset, DatasetWriter, _component_names
     from tether.sim.vector import make_vec
 
@@ -67,7 +82,9 @@ def record_episodes(
                 if k != venv.num_envs:
                     venv.close()
                     venv = make(k)
-                for ep in _run_round(venv, act, seed + done_eps, max_steps, bool(feats)):
+                if reset is not None:
+                    reset()
+                for ep in _run_round(venv, act, seed + done_eps, max_steps, bool(feats), label == "expert"):
                     for frame in ep["frames"]:
                         w.add_frame(*frame[:3], done=frame[3], truncated=frame[4],
                                     **({PRIVILEGED_KEY: frame[5]} if feats else {}))
@@ -82,7 +99,7 @@ def record_episodes(
 
 
 def _run_round(venv: Any, act: Callable[[np.ndarray], np.ndarray] | None, seed: int, max_steps: int | None,
-               privileged: bool) -> list[dict[str, Any]]:
+               privileged: bool, expert_labels: bool = False) -> list[dict[str, Any]]:
     """One episode per env of ``venv``: its frames (obs, action, reward, terminated, truncated, privileged)."""
     n = venv.num_envs
     obs, priv = venv.reset_batch(seed)
@@ -90,8 +107,11 @@ def _run_round(venv: Any, act: Callable[[np.ndarray], np.ndarray] | None, seed: 
     live = np.ones(n, dtype=bool)
     steps = 0
     while live.any():
-        a = venv.expert_action() if act is None else np.asarray(act(obs), dtype=np.float64).reshape(n, -1)
+        expert = venv.expert_action() if act is None or expert_labels else None
+        a = expert if act is None else np.asarray(act(obs), dtype=np.float64).reshape(n, -1)
         res = venv.step_batch(a)
+        if expert_labels:
+            a = expert
         steps += 1
         cut = max_steps is not None and steps >= max_steps
         for i in np.nonzero(live)[0]:
