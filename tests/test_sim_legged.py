@@ -318,14 +318,13 @@ def test_scripted_trot_tracks_velocity_commands(tmp_path, backend, seed, episode
     """The velocity task's expert (a virtual-model trot) walks where it is told, on both engines: most episodes
     pass the task's own tracking rule (measured 84 % and 97 % in MuJoCo for these seeds, 94 % in PyBullet),
     including episodes that ask for motion, which standing still fails (the test above)."""
-    from tether.data.dataset import Dataset
     from tether.data.demos import record_episodes
 
     ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "trot", episodes, seed=seed,
                          env_kwargs={"dr": "none", "backend": backend})
     ok = np.array([e.success for e in ds.episodes])
     assert ok.mean() >= 0.6, f"the trot met the tracking rule in {ok.mean():.0%} of {episodes} episodes"
-    obs, _, episode = Dataset(tmp_path / "trot").episode_arrays()
+    obs, _, episode = ds.episode_arrays()
     command = obs[:, Velocity(make_robot("legged")).contract.obs_slices["command"]]
     first = np.array([command[episode == e.index][0] for e in ds.episodes])
     moving = np.linalg.norm(first[:, :2], axis=1) > 0.4

@@ -100,7 +100,8 @@ def record_episodes(
 
 def _run_round(venv: Any, act: Callable[[np.ndarray], np.ndarray] | None, seed: int, max_steps: int | None,
                privileged: bool, expert_labels: bool = False) -> list[dict[str, Any]]:
-    """One episode per env of ``venv``: its frames (obs, action, reward, terminated, truncated, privileged)."""
+    """One episode per env of ``venv``: its frames (obs, action, reward, terminated, truncated, privileged), the
+    action being the expert's in that state where ``expert_labels`` (asked every step, so a stateful expert follows)."""
     n = venv.num_envs
     obs, priv = venv.reset_batch(seed)
     eps = [{"frames": [], "return": 0.0, "success": False, "final_obs": None} for _ in range(n)]

@@ -358,7 +358,7 @@ class Velocity(LeggedTask):
     def expert(self, sim: BatchBackend) -> np.ndarray:
         """A scripted trot (:class:`~tether.sim.tasks.legged_gait.TrotGait`) on the simulator's base state."""
         if self._gait is None:
-            self._gait = TrotGait(legs(), self.n)
+            self._gait = TrotGait(legs(), self.n, self._kp, self._kd)
         _, quat = sim.base_pose()
         lin, ang = sim.base_velocity()
         R = quat_to_rotmat(quat)

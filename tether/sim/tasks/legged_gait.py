@@ -63,11 +63,12 @@ class TrotGait:
     swing_kp, swing_kd = 40.0, 1.0  # virtual PD holding a swing leg on its path (N m/rad, N m s/rad)
     offsets = np.array([0.0, 0.5, 0.5, 0.0])  # clock phase per leg (FR, FL, RR, RL): diagonal pairs
 
-    def __init__(self, legs, n: int) -> None:
+    def __init__(self, legs, n: int, kp: np.ndarray, kd: np.ndarray) -> None:
+        """``legs``: the leg chains; ``kp``, ``kd`` (12,): the robot's nominal joint PD gains."""
         self.legs = legs
         self.n = n
         self.mass = robot_mass()
-        self.kp, self.kd = a1.KP, a1.KD
+        self.kp, self.kd = np.asarray(kp, dtype=float), np.asarray(kd, dtype=float)
         self.iks = [DifferentialIK(c, a1.JOINT_LOWER[3 * k:3 * k + 3], a1.JOINT_UPPER[3 * k:3 * k + 3],
                                    a1.DEFAULT_JOINT_POS[3 * k:3 * k + 3], damping=0.01, null_gain=0.0, iterations=3)
                     for k, c in enumerate(legs.chains)]
@@ -104,7 +105,8 @@ class TrotGait:
             # stance: the joint torque that makes the foot's ground reaction, as a PD target
             _, J = chain.position_jacobian(q[:, sl])
             tau = -np.einsum("nij,ni->nj", J, forces[:, k])
-            stance_target = q[:, sl] + (tau + self.kd * qd[:, sl]) / self.kp
+            kp, kd = self.kp[sl], self.kd[sl]
+            stance_target = q[:, sl] + (tau + kd * qd[:, sl]) / kp
             # swing: from lift-off to a Raibert touchdown point, lifted on a half sine
             r = self.nominal[k, :2]
             spin = np.stack([-r[1] * np.ones(n), r[0] * np.ones(n)], axis=1)  # yaw rate -> foot velocity
@@ -119,8 +121,8 @@ class TrotGait:
             swing = ~stance[:, k]
             q_swing = self.iks[k].solve(self.q_path[:, sl], path)
             self.q_path[:, sl] = np.where(swing[:, None], q_swing, q[:, sl])
-            swing_target = (q_swing + (self.swing_kp / self.kp - 1.0) * (q_swing - q[:, sl])
-                            - (self.swing_kd - self.kd) / self.kp * qd[:, sl])
+            swing_target = (q_swing + (self.swing_kp / kp - 1.0) * (q_swing - q[:, sl])
+                            - (self.swing_kd - kd) / kp * qd[:, sl])
             out[:, sl] = np.where(swing[:, None], swing_target, stance_target)
             self.liftoff[stance[:, k], k] = toes[stance[:, k], k]
         return out
