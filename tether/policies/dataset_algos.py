@@ -8,6 +8,8 @@ split ``--set`` overrides into policy options and training options, and report p
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from tether.contract import IOContract
@@ -45,9 +47,14 @@ def _logger(run: Any, prefix: str = "train/") -> Any:
 
 
 def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
+    """Behaviour cloning on the dataset, then ``--set dagger_rounds=N`` rounds of DAgger in the env under its
+    DR (``tether.policies.dagger``; the task's scripted expert labels the states the policy reaches)."""
+    from tether.policies.dagger import DaggerConfig, dagger
+
     contract, ds = _open(spec)
     overrides = dict(spec.config)
     fit_kwargs = {k: overrides.pop(k) for k in _FIT_KEYS if k in overrides}
+    rounds = DaggerConfig.pop_from(overrides)
     overrides.setdefault("seed", spec.seed)
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
@@ -55,7 +62,12 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
     run.set_total(spec.steps or 5000)
     policy.fit(obs, actions, episodes, steps=run.total, seed=spec.seed, log=_logger(run),
                **{k: (float(v) if k != "batch_size" else int(v)) for k, v in fit_kwargs.items()})
-    policy.extra.update({"algo": spec.algo, "dataset": str(spec.dataset)})
+    if rounds.rounds:
+        with tempfile.TemporaryDirectory(prefix="tether-dagger-") as tmp:  # no run folder: nothing is kept
+            dagger(policy, spec.env_id, (obs, actions, episodes), rounds,
+                   Path(tmp) if spec.out is None else Path(spec.out) / "dagger", dr=spec.dr, backend=spec.backend,
+                   seed=spec.seed, log=print)
+    policy.extra.update({"algo": spec.algo, "dataset": str(spec.dataset), "dagger": rounds.as_extra()})
     return policy
 
 
