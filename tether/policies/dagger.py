@@ -84,8 +84,11 @@ def dagger(policy: Any, env_id: str, data: Arrays, cfg: DaggerConfig, out: Path,
     obs, actions, episodes = data
     kwargs = {"dr": None if dr is None else str(dr), **({"backend": backend} if backend else {})}
     for r in range(cfg.rounds):
+        first = seed + 100_000 * (r + 1)
         ds = record_episodes(env_id, Path(out) / f"round-{r}", cfg.episodes, act=policy.act, reset=policy.reset,
-                             label="expert", seed=seed + 100_000 * (r + 1), env_kwargs=kwargs, batch=16)
+                             label="expert", seed=first, env_kwargs=kwargs, batch=16,
+                             metadata={"source": "dagger", "env_id": env_id, "round": r, "seed": first,
+                                       "dr": kwargs["dr"] or "none", "policy": "driving", "label": "expert"})
         o, a, e = ds.episode_arrays()
         obs, actions = np.concatenate([obs, o]), np.concatenate([actions, a])
         episodes = np.concatenate([episodes, e + (episodes.max() + 1 if len(episodes) else 0)])

@@ -1,0 +1,86 @@
+"""DAgger (``tether.policies.dagger``): a cloned policy that drives and is labelled by the expert learns what
+cloning alone does not, on the same data and gradient budget; its settings are checked like any user input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tether.data.dataset import Dataset
+from tether.data.demos import record_episodes
+from tether.errors import TetherError
+from tether.policies.checkpoint import load_policy
+from tether.policies.dagger import DaggerConfig, dagger
+from tether.policies.diffusion import DiffusionPolicy
+from tether.policies.evaluation import evaluate_policy
+from tether.policies.training import TrainSpec, run_training
+
+ENV = "tether/QuadrotorWaypoint-v0"
+STEPS = 3000  # gradient steps of the cloning; DAgger adds two rounds of half as many
+
+
+def _cloned(out: Path, episodes: int, steps: int, seed: int) -> tuple[DiffusionPolicy, tuple]:
+    ds = record_episodes(ENV, out, episodes, seed=seed, env_kwargs={"dr": "default"})
+    policy = DiffusionPolicy(ds.contract, {"n_obs_steps": 2, "seed": seed, "hidden": [128, 128]})
+    data = ds.episode_arrays()
+    policy.fit(*data, steps=steps, seed=seed)
+    return policy, data
+
+
+def _success(policy: DiffusionPolicy) -> float:
+    return float(evaluate_policy(policy, ENV, episodes=16, seed=500, dr="default").success_rate)
+
+
+def test_dagger_flies_waypoints_where_cloning_the_same_budget_crashes(tmp_path: Path) -> None:
+    """30 expert flights cloned for 3000 steps, then two rounds of 16 of the policy's own flights labelled by the
+    expert (1500 steps each), against cloning 62 expert flights for 6000 steps: as many episodes and gradient
+    steps. Measured: cloning 0 %; DAgger 88 % and 81 % (seeds 0, 1; 16 episodes under the default DR)."""
+    torch.set_num_threads(1)
+    cloned, _ = _cloned(tmp_path / "bc", 62, 2 * STEPS, seed=0)
+    baseline = _success(cloned)
+    assert baseline <= 0.25, baseline
+    for seed in (0, 1):
+        policy, data = _cloned(tmp_path / f"demos-{seed}", 30, STEPS, seed=seed)
+        rounds = DaggerConfig(rounds=2, episodes=16, steps=STEPS // 2)
+        obs, actions, episodes = dagger(policy, ENV, data, rounds, tmp_path / f"dagger-{seed}", dr="default",
+                                        seed=seed)
+        assert len(np.unique(episodes)) == 30 + 2 * 16 and len(obs) == len(actions) == len(episodes)
+        assert _success(policy) >= baseline + 0.5, seed
+
+
+def test_train_runs_dagger_rounds_after_cloning_and_records_them(tmp_path: Path) -> None:
+    """``tether train --algo bc-diffusion --set dagger_rounds=N``: the rounds run in the env under the run's DR,
+    each written as a dataset of the policy's own episodes, and the checkpoint says how it was trained (the
+    pipeline's fine-tuning repeats the rounds from it); ``until`` stops the rounds early."""
+    demos = tmp_path / "demos"
+    record_episodes(ENV, demos, 4, seed=0)
+    spec = TrainSpec(env_id=ENV, algo="bc-diffusion", steps=20, out=tmp_path / "run", dr="wide", dataset=str(demos),
+                     config={"n_obs_steps": 2, "dagger_rounds": "2", "dagger_episodes": "3", "dagger_steps": "10"})
+    _, path = run_training(spec)
+    policy = load_policy(path)
+    assert DaggerConfig.from_extra(policy.extra) == DaggerConfig(rounds=2, episodes=3, steps=10)
+    for r in range(2):
+        ds = Dataset(tmp_path / "run" / "dagger" / f"round-{r}")
+        assert len(ds.episodes) == 3 and ds.info["tether"]["metadata"]["dr"] == "wide"
+    stops = []
+    dagger(policy, ENV, Dataset(demos).episode_arrays(), DaggerConfig(rounds=5, episodes=2, steps=5),
+           tmp_path / "until", dr=None, until=lambda done, _p: stops.append(done) or done == 2)
+    assert stops == [1, 2] and not (tmp_path / "until" / "round-2").exists()
+
+
+@pytest.mark.parametrize("overrides", [{"dagger_rounds": "two"}, {"dagger_steps": "1.5"}, {"dagger_rounds": "-1"},
+                                       {"dagger_episodes": "0"}])
+def test_dagger_settings_refuse_bad_values_in_one_line(overrides: dict) -> None:
+    with pytest.raises(TetherError, match=r"dagger|DAgger") as err:
+        DaggerConfig.pop_from(dict(overrides))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("extra", [{"dagger": {"rounds": "2"}}, {"dagger": {"rounds": 1, "script": "x"}},
+                                   {"dagger": {"lr": -1.0}}, {"dagger": [1, 2]}])
+def test_dagger_settings_from_a_checkpoint_are_checked(extra: dict) -> None:
+    with pytest.raises(TetherError):
+        DaggerConfig.from_extra(extra)
