@@ -84,3 +84,29 @@ def test_dagger_settings_refuse_bad_values_in_one_line(overrides: dict) -> None:
 def test_dagger_settings_from_a_checkpoint_are_checked(extra: dict) -> None:
     with pytest.raises(TetherError):
         DaggerConfig.from_extra(extra)
+
+
+def test_pipeline_fine_tuning_runs_checked_dagger_rounds_and_keeps_the_best(tmp_path: Path) -> None:
+    """A DAgger-trained parent is fine-tuned on the identified robot by cloning the expert there and then DAgger
+    rounds, each checked in sim under the identified DR; short of the target every allowed round runs, and the
+    policy kept is the best check's (its score is what the report is told)."""
+    from tether.pipeline.config import PipelineConfig
+    from tether.pipeline.stages import imitation_finetune
+
+    demos = tmp_path / "demos"
+    record_episodes(ENV, demos, 3, seed=0)
+    spec = TrainSpec(env_id=ENV, algo="bc-diffusion", steps=10, out=tmp_path / "train", dataset=str(demos),
+                     config={"n_obs_steps": 2, "dagger_rounds": 1, "dagger_episodes": 2, "dagger_steps": 5})
+    _, parent = run_training(spec)
+    dr_file = tmp_path / "identified.json"
+    dr_file.write_text('[{"target": "body_mass", "operation": "scale", "range": [1.5, 1.7]}]')
+    cfg = PipelineConfig(robot="quadrotor", task="waypoint", demo_episodes=6, finetune_steps=5, finetune_rounds=2,
+                         finetune_target=1.0, sim_eval_episodes=2, out=tmp_path / "run").resolved()
+    lines: list[str] = []
+    path, score = imitation_finetune(cfg, Path(parent), dr_file, lines.append)
+    checks = [float(line.rsplit(" ", 1)[1].rstrip("%")) / 100 for line in lines if "sim success under" in line]
+    assert len(checks) == 3, lines  # after cloning, then after each of the two rounds (the target is never met)
+    assert sorted(p.name for p in (tmp_path / "run" / "finetune" / "dagger").iterdir()) == ["round-0", "round-1"]
+    tuned = load_policy(path)
+    assert score == max(checks) == tuned.extra["identified_dr_success"]
+    assert tuned.extra["dagger_rounds_kept"] == checks.index(max(checks))
