@@ -8,7 +8,7 @@ when the pipeline's rule runs it (the best policy keeps under 95 % of sim). The 
 served successes after each stage (and the kept one's ratio to sim), robot minutes used, and wall time per row.
 
 Usage: python benchmarks/transfer.py [--robots quadrotor,quadrotor/waypoint] [--sets heavy,light,...] [--episodes 4]
-       [--sim-episodes 20] [--checkpoint CKPT] [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it;
+       [--sim-episodes 20] [--checkpoint CKPT] [--seed 0] [--out DIR]   (ROBOT or ROBOT/TASK; a robot's parameter sets serve every task of it;
        --checkpoint starts one ROBOT/TASK from a sim-trained policy instead of training one, so rows can be
        rerun on the same parent)
 """
@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--sim-episodes", type=int, default=20, help="sim evaluation episodes per policy")
     ap.add_argument("--checkpoint", type=Path, default=None, help="sim-trained policy of the one --robots item")
+    ap.add_argument("--seed", type=int, default=0, help="the pipeline's seed (training, demonstrations, fine-tuning)")
     ap.add_argument("--out", type=Path, default=Path("runs") / time.strftime("transfer-%Y%m%d-%H%M%S"))
     args = ap.parse_args()
     if args.checkpoint is not None and "," in args.robots:
@@ -81,7 +82,7 @@ def main() -> None:
     for item in args.robots.split(","):
         robot, _, task = item.partition("/")
         task = task or None
-        base = PipelineConfig(robot=robot, task=task, episodes=args.episodes,
+        base = PipelineConfig(robot=robot, task=task, episodes=args.episodes, seed=args.seed,
                               out=args.out / item / "train").resolved()
         t0 = time.perf_counter()
         ckpt = args.checkpoint if args.checkpoint is not None else train(base, lambda _m: None)
@@ -91,7 +92,7 @@ def main() -> None:
                 continue
             out = args.out / item / name.replace(" ", "_").replace(",", "")
             cfg = PipelineConfig(robot=robot, task=task, episodes=args.episodes, real=params, latency_ms=latency,
-                                 checkpoint=str(ckpt), out=out, sim_eval_episodes=args.sim_episodes)
+                                 checkpoint=str(ckpt), out=out, sim_eval_episodes=args.sim_episodes, seed=args.seed)
             t1 = time.perf_counter()
             s = run_pipeline(cfg, log=lambda _m: None)
             wall = (time.perf_counter() - t1) / 60 + train_min
