@@ -351,18 +351,21 @@ def _quad_real_terms():
 
 
 def _quad_parent():
-    """A PPO-style (clipped Gaussian, tanh MLP, observation normaliser) hover policy cloned from the scripted
-    expert in MuJoCo under default DR: the kind of checkpoint `tether train --algo ppo` writes, in seconds."""
+    """A PPO-style (clipped Gaussian, tanh MLP, observation normaliser) hover policy cloned from the geometric
+    controller sized for the nominal vehicle (what flies from observations alone, not the task's privileged
+    expert) in MuJoCo under default DR: the kind of checkpoint `tether train --algo ppo` writes, in seconds."""
     from tether.policies.envs import make_env
     from tether.policies.gaussian import GaussianPolicy
+    from tests._sysid_support import QuadrotorExpertPolicy
 
     env = make_env(QUAD, dr="default")
+    expert = QuadrotorExpertPolicy(env.unwrapped.contract)
     rng = np.random.default_rng(0)
     obs_l, act_l = [], []
     for ep in range(12):
         o, _ = env.reset(seed=ep)
         for _ in range(200):
-            a = env.unwrapped.expert_action()
+            a = expert.act(o).astype(np.float32)
             obs_l.append(o)
             act_l.append(a)
             o, _, te, tr, _ = env.step(np.clip(a + 0.1 * rng.normal(size=a.shape), -1, 1).astype(np.float32))
