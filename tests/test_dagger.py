@@ -79,6 +79,13 @@ def test_dagger_settings_refuse_bad_values_in_one_line(overrides: dict) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_dagger_on_an_env_without_a_scripted_expert_is_refused_before_cloning(tmp_path: Path) -> None:
+    spec = TrainSpec(env_id="Pendulum-v1", algo="bc-diffusion", steps=10, dataset=str(tmp_path),
+                     config={"dagger_rounds": "1"})
+    with pytest.raises(TetherError, match="needs a tether/ env"):
+        run_training(spec)
+
+
 @pytest.mark.parametrize("extra", [{"dagger": {"rounds": "2"}}, {"dagger": {"rounds": 1, "script": "x"}},
                                    {"dagger": {"lr": -1.0}}, {"dagger": [1, 2]}])
 def test_dagger_settings_from_a_checkpoint_are_checked(extra: dict) -> None:

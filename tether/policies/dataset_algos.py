@@ -51,10 +51,13 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
     DR (``tether.policies.dagger``; the task's scripted expert labels the states the policy reaches)."""
     from tether.policies.dagger import DaggerConfig, dagger
 
-    contract, ds = _open(spec)
     overrides = dict(spec.config)
     fit_kwargs = {k: overrides.pop(k) for k in _FIT_KEYS if k in overrides}
     rounds = DaggerConfig.pop_from(overrides)
+    if rounds.rounds and not spec.env_id.startswith("tether/"):  # before any work, not after the cloning
+        raise TetherError(f"--set dagger_rounds needs a tether/ env, whose task's scripted expert labels the "
+                          f"states; got {spec.env_id!r}")
+    contract, ds = _open(spec)
     overrides.setdefault("seed", spec.seed)
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
