@@ -201,10 +201,9 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     from the parent's weights on the successful demonstrations for ``finetune_steps`` gradient steps (none under
     the identified DR: the parent is kept). A parent trained with DAgger (``tether.policies.dagger``) then runs
     rounds there, short of ``finetune_target``: its own episodes on the identified robot, labelled by the expert
-    (:func:`_dagger_finetune`). One without DAgger has
-    the expert's demonstrations under the training DR ``cfg.dr`` replayed beside the new ones (the parent's own
-    when this run trained it, else ``demo_episodes`` recorded anew, about 40 s for 300 pushes). Returns the
-    checkpoint and its sim success under that DR.
+    (:func:`_dagger_finetune`). One without DAgger has the expert's demonstrations under the training DR
+    ``cfg.dr`` replayed beside the new ones (the parent's own when this run trained it, else ``demo_episodes``
+    recorded anew, about 40 s for 300 pushes). Returns the checkpoint and its sim success under that DR.
 
     Why the expert: it closes its own loop, so what it does on the identified robot is what works there (the
     joint targets a heavier, more damped arm actually follows); PPO cannot continue a denoiser. Why only

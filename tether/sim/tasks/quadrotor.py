@@ -186,8 +186,8 @@ class QuadrotorTask(Task):
         return cmd
 
     def _world_physics(self, sim: BatchBackend) -> tuple[np.ndarray, np.ndarray]:
-        """Per world (N,): the mass a unit of collective-thrust command lifts (body mass over the rotors' mean
-        gain, a scale on the nominal 1) and gravity (m/s^2, positive)."""
+        """Per world (N,): the effective mass, body mass divided by the rotors' mean gain (a scale, 1 when
+        nominal: the thrust a command buys), and gravity (m/s^2, positive)."""
         mass, gravity = np.empty(sim.n), np.empty(sim.n)
         for w in range(sim.n):
             mass[w] = sim.get_param("body_mass", w).sum() / sim.get_param("actuator_gain", w).mean()
