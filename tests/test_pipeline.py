@@ -67,6 +67,16 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
             PipelineConfig(**bad).resolved()
 
 
+def test_training_settings_follow_the_learner_they_were_written_for():
+    """A task's defaults hold settings for its own learner (waypoints: a diffusion policy with DAgger rounds);
+    another learner chosen with --algo gets the robot's settings when it is the robot's learner, else none."""
+    from tether.pipeline.config import algo_config
+
+    assert algo_config("quadrotor", "waypoint", "bc-diffusion") == {"n_obs_steps": 4, "dagger_rounds": 2}
+    assert algo_config("quadrotor", "waypoint", "ppo") == algo_config("quadrotor", "hover", "ppo") == {"history": 4}
+    assert algo_config("quadrotor", "waypoint", "sac") == algo_config("arm", "push", "ppo") == {}
+
+
 def test_pipeline_refuses_a_checkpoint_its_robot_cannot_serve_before_any_work(tmp_path):
     """A quadrotor checkpoint given to the arm's pipeline is refused by the arm adapter's contract check, naming
     what it cannot serve, before anything trains or a robot starts; arm push (the cube from a tracker) passes."""

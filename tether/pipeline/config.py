@@ -54,6 +54,16 @@ def defaults(robot: str, task: str | None) -> dict[str, Any]:
     return {**ROBOT_DEFAULTS[robot], **TASK_DEFAULTS.get((robot, task or ROBOT_DEFAULTS[robot]["task"]), {})}
 
 
+def algo_config(robot: str, task: str | None, algo: str) -> dict[str, Any]:
+    """The training settings the defaults hold for ``algo``: the task's when it is the task's default learner,
+    else the robot's when it is the robot's (a waypoint policy trained with ``--algo ppo`` keeps the quadrotor's
+    4-observation history), else none."""
+    for d in (defaults(robot, task), ROBOT_DEFAULTS[robot]):
+        if algo == d["algo"]:
+            return dict(d.get("config", {}))
+    return {}
+
+
 ROBOT_RL = ("auto", "on", "off")
 KEEP_TARGET = 0.95  # share of sim success the served robot must keep (the issue's target); short of it, robot RL
 

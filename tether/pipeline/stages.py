@@ -80,11 +80,10 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.training import TrainSpec, run_training
 
-    from tether.pipeline.config import defaults
+    from tether.pipeline.config import algo_config
 
     log(f"[train] {cfg.algo} on {cfg.env_id} in MuJoCo, DR '{cfg.dr}', {cfg.train_steps:,} steps")
-    d = defaults(cfg.robot, cfg.task)
-    config = dict(d.get("config", {})) if cfg.algo == d["algo"] else {}  # settings that are the default algo's
+    config = algo_config(cfg.robot, cfg.task, cfg.algo)
     dataset = None
     if cfg.algo in IMITATION_ALGOS:
         dataset = str(expert_demos(cfg, cfg.out / "train" / "demos", cfg.demo_episodes, cfg.dr, cfg.seed, log))
