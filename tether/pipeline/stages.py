@@ -75,6 +75,29 @@ class Deployment:
         self.robot_seconds += other.robot_seconds
 
 
+@dataclass
+class BestCheck:
+    """The best of a fine-tuning run's sim checks: its score, a copy of the weights, and where it was taken
+    (``at``: steps, rounds). Why a copy: training goes on after a check, and a later stretch can be worse."""
+
+    score: float = -1.0
+    state: dict[str, Any] | None = None
+    policy: Policy | None = None
+    at: dict[str, Any] = field(default_factory=dict)
+
+    def offer(self, score: float, policy: Policy, **at: Any) -> None:
+        """Keep ``policy``'s weights if ``score`` beats the best so far."""
+        import copy
+
+        if score > self.score:
+            self.score, self.state, self.policy, self.at = score, copy.deepcopy(policy.state_dict()), policy, at
+
+    def restore(self) -> Policy:
+        """The policy that scored best, with the weights it had then."""
+        self.policy.load_state_dict(self.state)
+        return self.policy
+
+
 # ---------------------------------------------------------------------------------------------- sim
 def train(cfg: PipelineConfig, log: Log) -> Path:
     from tether.policies.algos import IMITATION_ALGOS
@@ -140,8 +163,6 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     policy ends its training with an action std of ~0.01); on a waypoint quadrotor 40 ms away it stayed at 0 %,
     while a fresh policy trained under the identified DR reached 95 % in 1.25M steps (seed 1; on a weak-motor
     vehicle one seed reached 90 %, another 5 %, which the best-check rule then leaves unused)."""
-    import copy
-
     import torch
 
     from tether.policies.algos import IMITATION_ALGOS
@@ -152,7 +173,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     parent = load_policy(checkpoint)
     if parent.extra.get("algo") in IMITATION_ALGOS:
         return imitation_finetune(cfg, checkpoint, dr_file, log)
-    best: dict[str, Any] = {"score": -1.0, "state": None, "steps": 0, "policy": None, "run": None}
+    best = BestCheck()
     total = cfg.finetune_steps * cfg.finetune_rounds
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
 
@@ -163,9 +184,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
             checked[0] = steps
             score = sim_success(cfg, policy, dr_file)
             log(f"      {run}, after {steps:,} steps: sim success under {which} {score:.0%}")
-            if score > best["score"]:
-                best.update(score=score, state=copy.deepcopy(policy.state_dict()), steps=steps, policy=policy,
-                            run=run)
+            best.offer(score, policy, steps=steps, run=run)
             return score
 
         def check(steps: int, policy: Policy) -> bool:
@@ -179,18 +198,17 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     log(f"[fine-tune] PPO from the deployed policy under {which}: up to {total:,} steps, checked every "
         f"{cfg.finetune_steps:,}, until {cfg.finetune_target:.0%} sim success")
     tune("warm start", parent, {"history": parent.history, "lr": FINETUNE_LR}, cfg.seed + 1, FINETUNE_CRITIC_WARMUP)
-    if best["score"] < cfg.finetune_target and cfg.finetune_fresh and isinstance(dr_file, Path):
-        log(f"[fine-tune] the warm start reached {best['score']:.0%}; a fresh policy under {which}: up to "
+    if best.score < cfg.finetune_target and cfg.finetune_fresh and isinstance(dr_file, Path):
+        log(f"[fine-tune] the warm start reached {best.score:.0%}; a fresh policy under {which}: up to "
             f"{total:,} steps, same checks")
         config = dict(parent.extra.get("ppo_config") or {"history": parent.history})
         tune("fresh", None, config, cfg.seed + 2, 0)
-    tuned = best["policy"]
-    tuned.load_state_dict(best["state"])
+    tuned = best.restore()
     tuned.extra.update({"env_id": cfg.env_id, "parent": str(checkpoint), "dr_file": str(dr_file),
-                        "kept_at_steps": best["steps"], "kept_run": best["run"],
-                        "identified_dr_success": best["score"]})
-    log(f"      kept: the {best['run']} policy after {best['steps']:,} steps ({best['score']:.0%})")
-    return tuned.save(cfg.out / "finetune" / "checkpoint"), best["score"]
+                        "kept_at_steps": best.at["steps"], "kept_run": best.at["run"],
+                        "identified_dr_success": best.score})
+    log(f"      kept: the {best.at['run']} policy after {best.at['steps']:,} steps ({best.score:.0%})")
+    return tuned.save(cfg.out / "finetune" / "checkpoint"), best.score
 
 
 def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log
@@ -263,26 +281,25 @@ def _dagger_finetune(cfg: PipelineConfig, policy: Policy, data: tuple[np.ndarray
     ``policy``) and its success returned. Why checked: how far the robot lies from the training DR decides how
     many rounds it takes (a waypoint policy on a quadrotor 1.6x as heavy with 3x the motor lag reached 100 %
     after one; on one 1.8x as heavy with 3.5x the lag, 2 % -> 44 % -> 84 % over two)."""
-    import copy
     from dataclasses import replace
 
     from tether.policies.dagger import dagger
 
-    best = {"score": score, "state": copy.deepcopy(policy.state_dict()), "rounds": 0}
+    best = BestCheck()
+    best.offer(score, policy, rounds=0)
 
     def check(done: int, p: Policy) -> bool:
         s = sim_success(cfg, p, dr_file)
         log(f"      after DAgger round {done}: sim success under the identified DR {s:.0%}")
-        if s > best["score"]:
-            best.update(score=s, state=copy.deepcopy(p.state_dict()), rounds=done)
+        best.offer(s, p, rounds=done)
         return s >= cfg.finetune_target
 
     dagger(policy, cfg.env_id, data, replace(rounds, rounds=cfg.finetune_rounds), cfg.out / "finetune" / "dagger",
            dr=dr_file, seed=cfg.seed + 3, log=log, until=check)
-    policy.load_state_dict(best["state"])
-    policy.extra["dagger_rounds_kept"] = best["rounds"]
-    log(f"      kept: the policy after {best['rounds']} DAgger rounds ({best['score']:.0%})")
-    return best["score"]
+    best.restore()
+    policy.extra["dagger_rounds_kept"] = best.at["rounds"]
+    log(f"      kept: the policy after {best.at['rounds']} DAgger rounds ({best.score:.0%})")
+    return best.score
 
 
 def _replay(cfg: PipelineConfig, checkpoint: Path, log: Log) -> Path:

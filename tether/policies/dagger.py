@@ -4,8 +4,8 @@ Why: a policy cloned from the expert's own flights only ever saw the states the 
 error takes it somewhere it has no data for, and it compounds. A diffusion policy cloned from 300 quadrotor
 waypoint flights crashed in every episode. In each DAgger round the policy drives, the expert labels every state
 it reached with what it would do there, and the policy trains on everything gathered so far; one round took
-that policy to 91 % under the quadrotor's ``wide`` DR, two to 100 % (benchmarks/RESULTS.md, "Waypoints by
-imitation with DAgger"). The expert labels with the simulator's privileged state (each world's mass and rotor
+that policy to 91 % under the quadrotor's ``wide`` DR, two to 100 % (benchmarks/RESULTS.md, "Waypoints through
+the loop by imitation with DAgger"). The expert labels with the simulator's privileged state (each world's mass and rotor
 gain), so a student with an observation history learns to infer what the expert was told.
 """
 
@@ -35,10 +35,10 @@ class DaggerConfig:
     lr: float = 3e-4
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "episodes", "steps"):
+        for name, lo in (("rounds", 0), ("episodes", 1), ("steps", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name != "rounds"):
-                raise TetherError(f"DAgger {name} is {value!r}; expected a whole number >= {int(name != 'rounds')}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+                raise TetherError(f"DAgger {name} is {value!r}; expected a whole number >= {lo}")
         if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
             raise TetherError(f"DAgger lr is {self.lr!r}; expected a number > 0")
 
