@@ -27,6 +27,7 @@ from tether.sim.backends import make_batch
 from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, terms_from_file
 from tether.sim.robots import make_robot
 from tether.sim.tasks import make_task
+from tether.sim.tasks.base import PendingCommands
 
 PUSH_DURATION_S = 0.1
 
@@ -267,7 +268,11 @@ class SimCore:
     # ------------------------------------------------------------------ extras
     def expert_action(self) -> np.ndarray:
         """The task's scripted expert actions (N, n_action) for the current states, normalised to [-1, 1]."""
-        phys = self.task.expert(self.sim)
+        pending = None
+        if self._max_latency:  # history[:, :L] were sent and are still queued: the next steps apply them
+            pending = PendingCommands(self.contract.to_physical(self._history[:, :self._max_latency]),
+                                      self._ep.latency_steps.copy())
+        phys = self.task.expert(self.sim, pending)
         if phys is None:
             raise TetherError(f"task {self.task.robot_name}/{self.task.name} has no scripted expert")
         return np.clip(self.contract.to_normalised(phys), -1.0, 1.0).astype(np.float32)

@@ -32,7 +32,7 @@ from tether.sim.backends.base import BatchBackend
 from tether.sim.ik import DifferentialIK, SerialChain
 from tether.sim.robots import panda as P
 from tether.sim.robots.base import Scene, SceneObject
-from tether.sim.tasks.base import Task, array_namespace, norm, require
+from tether.sim.tasks.base import PendingCommands, Task, array_namespace, norm, require
 from tether.sim.tasks.quadrotor import quat_to_rotmat
 
 EE_STEP = 0.05  # m per axis per control step in ee_delta_pose mode
@@ -189,11 +189,21 @@ class ArmTask(Task):
                 "target_pos": self.target.copy()}
 
     # ------------------------------------------------------------------ expert plumbing
-    def _expert_from_delta(self, delta: np.ndarray) -> np.ndarray:
-        """Express TCP steps (N, 3) in this task's control mode (joint mode: the IK target delta mode would use)."""
+    def _pending_move(self, pending: PendingCommands | None) -> np.ndarray:
+        """(N, 3): how far the queued commands will still move the commanded TCP (zero without latency)."""
+        if pending is None:
+            return np.zeros((self.n, 3))
+        if self.control_mode == "joint_position":
+            q = pending.newest(self.q_cmd)[:, :7]
+            return self.chain.position(q) - self.chain.position(self.q_cmd)
+        return pending.total()[:, :3]
+
+    def _expert_from_delta(self, delta: np.ndarray, pending: PendingCommands | None = None) -> np.ndarray:
+        """Express TCP steps (N, 3) in this task's control mode (joint mode: the IK target delta mode would use,
+        from the last joint target sent where one is still queued)."""
         delta = np.clip(delta, -EE_STEP, EE_STEP)
         if self.control_mode == "joint_position":
-            q = self.q_cmd
+            q = self.q_cmd if pending is None else pending.newest(self.q_cmd)[:, :7]
             want = np.clip(self.chain.position(q) + delta, WORKSPACE_LOW, WORKSPACE_HIGH)
             arm = self.controller.ik.solve(q, want)
         else:
@@ -237,10 +247,11 @@ class Reach(ArmTask):
         d = np.asarray(metrics["distance"])
         return bool(len(d) and not terminated and d[-1] < self.success_radius)
 
-    def expert(self, sim: BatchBackend) -> np.ndarray:
-        """A third of the remaining TCP error per step (capped at 5 cm): the measured TCP closes the loop, and a
-        full-gain step would ring against the PD's lag (and against 1-2 steps of DR latency)."""
-        return self._expert_from_delta(0.35 * (self.target - self.ee_pos(sim)))
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray:
+        """A third of the remaining TCP error per step (capped at 5 cm), from where the queued commands will take
+        the TCP: the measured TCP closes the loop, and a full-gain step would ring against the PD's lag."""
+        ee = self.ee_pos(sim) + self._pending_move(pending)
+        return self._expert_from_delta(0.35 * (self.target - ee), pending)
 
 
 class Push(ArmTask):
@@ -319,10 +330,12 @@ class Push(ArmTask):
         d = np.asarray(metrics["distance"])
         return bool(len(d) and not terminated and d[-1] < self.success_radius)
 
-    def expert(self, sim: BatchBackend) -> np.ndarray:
-        ee, cube = self.ee_pos(sim), self.cube_pos(sim)
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray:
+        """The push below, on the TCP the queued commands will have moved (a Smith predictor: under 2 steps of
+        latency at actuator gain x0.6 it succeeds in 95 % of 40 pushes, 68-70 % on the measured TCP)."""
+        ee, cube = self.ee_pos(sim) + self._pending_move(pending), self.cube_pos(sim)
         delta = np.stack([self._push_step(ee[i], cube[i], self.target[i]) for i in range(self.n)])
-        return self._expert_from_delta(delta)
+        return self._expert_from_delta(delta, pending)
 
     def _push_step(self, ee: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Get behind the cube (over it, not through it), drop to mid-height, push along cube→goal; stop near it.

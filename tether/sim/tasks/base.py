@@ -31,6 +31,33 @@ from tether.sim.robots.base import RobotSpec, Scene
 Fields = Mapping[str, Any]  # name -> (..., size) numpy array or torch tensor
 
 
+@dataclass(frozen=True)
+class PendingCommands:
+    """Commands already sent but not yet applied: each world's action-latency queue, in physical units.
+
+    Why a scripted expert gets it: with ``L`` steps of latency the state it sees is ``L`` commands behind what
+    the robot will do, so a feedback expert on that state overshoots and rings. The simulator knows the queue
+    (privileged, like the true mass), and an expert that acts on the state those commands lead to (a Smith
+    predictor) is as fast under latency as without it. A student never sees this; it learns from the labels.
+    """
+
+    actions: np.ndarray  # (N, L, n_action), newest first; L is the longest latency any world can draw
+    steps: np.ndarray  # (N,) int: how many of each world's rows are pending (its latency this episode)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, L) bool: which rows of ``actions`` are pending."""
+        return np.arange(self.actions.shape[1])[None, :] < self.steps[:, None]
+
+    def total(self) -> np.ndarray:
+        """(N, n_action): the pending commands summed (what delta commands still to come add up to)."""
+        return (self.actions * self.mask[..., None]).sum(axis=1)
+
+    def newest(self, current: np.ndarray) -> np.ndarray:
+        """(N, n_action): the last command sent where one is pending, else ``current`` (absolute commands)."""
+        return np.where((self.steps > 0)[:, None], self.actions[:, 0], current)
+
+
 def array_namespace(x: Any):
     """numpy, or torch for a torch tensor (without importing torch here: a tensor means it is imported)."""
     if isinstance(x, np.ndarray) or np.isscalar(x):
@@ -147,8 +174,11 @@ class Task(ABC):
         """Physical action that holds the robot still (used to pre-fill the latency queue)."""
         return np.zeros(self.contract.action_size)
 
-    def expert(self, sim: BatchBackend) -> np.ndarray | None:
-        """A scripted expert's physical actions (N, n_action) for the current states, or None if none."""
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray | None:
+        """A scripted expert's physical actions (N, n_action) for the current states, or None if none.
+
+        ``pending``: the commands the latency queue has yet to apply (None: no latency), for an expert that
+        predicts through them."""
         return None
 
 

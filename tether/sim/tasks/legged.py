@@ -31,7 +31,7 @@ from tether.sim.backends.base import BatchBackend
 from tether.sim.ik import SerialChain
 from tether.sim.robots import a1
 from tether.sim.robots.base import Scene, Terrain
-from tether.sim.tasks.base import Fields, Task, array_namespace, const, require
+from tether.sim.tasks.base import Fields, PendingCommands, Task, array_namespace, const, require
 from tether.sim.tasks.legged_gait import TrotGait
 from tether.sim.tasks.quadrotor import quat_to_rotmat
 
@@ -294,7 +294,7 @@ class Stand(LeggedTask):
         after = err[max(0, settle - 1):]
         return bool(len(err) and not np.any(metrics["fallen"]) and (len(after) == 0 or after.max() < self.height_tolerance))
 
-    def expert(self, sim: BatchBackend) -> np.ndarray:
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray:
         """Hold the default stance: the PD gains alone keep the A1 standing."""
         return np.tile(self._default, (self.n, 1))
 
@@ -355,7 +355,7 @@ class Velocity(LeggedTask):
         return reward, fell, {"lin_vel_error": lin_err2 ** 0.5, "yaw_rate_error": xp.abs(yaw_err), "fallen": fell,
                               "base_height": h}
 
-    def expert(self, sim: BatchBackend) -> np.ndarray:
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray:
         """A scripted trot (:class:`~tether.sim.tasks.legged_gait.TrotGait`) on the simulator's base state."""
         if self._gait is None:
             self._gait = TrotGait(legs(), self.n, self._kp, self._kd)

@@ -19,7 +19,7 @@ from tether.contract import Field, IOContract
 from tether.sim.backends.base import BatchBackend
 from tether.sim.robots import quadrotor as cf
 from tether.sim.robots.base import Scene, SceneObject
-from tether.sim.tasks.base import Fields, Task, norm, require
+from tether.sim.tasks.base import Fields, PendingCommands, Task, norm, require
 
 GOAL_MARKER = "goal"
 CRASH_HEIGHT = 0.03  # m
@@ -170,7 +170,7 @@ class QuadrotorTask(Task):
     # of latency; at 6: 100 % on both, and 100 % nominal and under the wide DR, 16-32 episodes each)
     expert_tilt_gain = 6.0
 
-    def expert(self, sim: BatchBackend) -> np.ndarray:
+    def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray:
         """The scripted expert (:func:`geometric_controller`) in this task's control mode, a privileged teacher:
         it sizes thrust for each world's own mass, rotor gain and gravity, read from the simulator. Why: sized
         for the nominal vehicle it sags or climbs wherever DR moved those (under the quadrotor's ``wide`` DR it
