@@ -12,6 +12,7 @@ import pytest
 import tether.sim
 from tether.cli import main as cli_main
 from tether.errors import TetherError
+from tether.sim.core import SimCore
 from tether.sim.env import TetherEnv
 from tether.sim.randomization import DRTerm, Randomizer, terms_from_json, terms_to_json
 from tether.sim.robots import make_robot
@@ -198,6 +199,29 @@ def test_latency_term_delays_actions_by_exactly_the_sampled_steps(latency):
         o2, *_ = direct.step(b)
         # last_action differs by design (it is what the policy emitted); physics must match exactly
         np.testing.assert_allclose(o1[:18], o2[:18], atol=1e-9)
+
+
+def test_the_expert_is_shown_exactly_the_commands_still_queued():
+    """Per world: the commands sent but not yet applied, newest first, in physical units; a world drawn with
+    less latency than the batch's longest has fewer rows pending (what a Smith-predictor expert needs)."""
+    core = SimCore("quadrotor", "hover", n=2, dr=[DRTerm("action_latency", "uniform", "abs", (0, 3))])
+    core.reset(seeds=0)
+    core._ep.latency_steps[:] = [3, 1]
+    seen = []
+    core.task.expert = lambda sim, pending: seen.append(pending) or np.tile(core.task.neutral_action(), (2, 1))
+    sent = []
+    for a in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2, 4)):
+        core.step(a)
+        sent.append(core.sent.copy())  # the command after rate shaping: what the queue holds
+    sent = np.array(sent)
+    core.expert_action()
+    pending = seen[-1]
+    np.testing.assert_array_equal(pending.steps, [3, 1])
+    np.testing.assert_array_equal(pending.mask, [[True, True, True], [True, False, False]])
+    np.testing.assert_allclose(pending.actions[0], core.contract.to_physical(sent[[3, 2, 1], 0]))
+    np.testing.assert_allclose(pending.total()[1], core.contract.to_physical(sent[3, 1]))
+    np.testing.assert_allclose(pending.newest(np.zeros((2, 4))), core.contract.to_physical(sent[3]))
+    core.close()
 
 
 @pytest.mark.parametrize("env_id", ["tether/QuadrotorWaypoint-v0", "tether/LeggedStand-v0"])
