@@ -51,6 +51,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["train", "Pendulum-v1", "--algo", "sac", "--set", "bogus=1", "--out", str(tmp_path / "y"),
                  "--no-progress"]) == 2
     assert "unknown SAC option 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before training: no half-made run folder is left
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "notes.txt").write_text("mine")
+    assert main(["train", "Pendulum-v1", "--algo", "sac", "--set", "bogus=1", "--out", str(tmp_path / "z"),
+                 "--no-progress"]) == 2
+    assert (tmp_path / "z" / "notes.txt").read_text() == "mine"  # a folder that was there is never removed
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path: Path) -> None:

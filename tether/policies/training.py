@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,6 +197,8 @@ def run_training(spec: TrainSpec) -> tuple[Any, Path | None]:
     if spec.steps is not None and spec.steps < 1:
         raise TetherError(f"--steps {spec.steps}; expected a positive number of steps")
     fn = get_algorithm(spec.algo)
+    created = spec.out is not None and not Path(spec.out).exists()
+    refused = False
     run = TrainingRun(spec)
     try:
         try:
@@ -205,10 +208,15 @@ def run_training(spec: TrainSpec) -> tuple[Any, Path | None]:
             if path is not None:
                 print(f"\ninterrupted at step {run.step}: saved {path}")
             raise
+        except TetherError:
+            refused = run.policy is None and run.step == 0  # a bad option or dataset, seen before any training
+            raise
         run.set_policy(policy)
         if run.eval_every > 0 and spec.eval_episodes > 0 and run.last_eval_step != run.step:
             run.evaluate(run.step, policy)  # unless the loop just evaluated this step (eval/* logged once per step)
         path = run.save_checkpoint(policy)
     finally:
         run.close()
+        if refused and created and run.out is not None:  # leave no half-made run folder behind a refusal
+            shutil.rmtree(run.out, ignore_errors=True)
     return policy, path
