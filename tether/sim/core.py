@@ -24,7 +24,7 @@ import numpy as np
 from tether.contract import FULL_RANGE_S, IOContract, full_range_step
 from tether.errors import TetherError
 from tether.sim.backends import make_batch
-from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, terms_from_file
+from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, min_latency_steps, terms_from_file
 from tether.sim.robots import make_robot
 from tether.sim.tasks import make_task
 from tether.sim.tasks.base import PendingCommands
@@ -108,6 +108,7 @@ class SimCore:
         self._ep = self._dr.episode
         self._neutral = np.clip(c.to_normalised(self.task.neutral_action()), -1.0, 1.0)
         self._max_latency = max_latency_steps(self.dr_terms)
+        self._min_latency = min_latency_steps(self.dr_terms)
         self._history = np.tile(self._neutral, (self.n, self._max_latency + 1, 1))
         # the command last sent (normalised) and how far one step may move it (span 2 in normalised units)
         self.sent = np.tile(self._neutral, (self.n, 1))
@@ -267,11 +268,17 @@ class SimCore:
 
     # ------------------------------------------------------------------ extras
     def expert_action(self) -> np.ndarray:
-        """The task's scripted expert actions (N, n_action) for the current states, normalised to [-1, 1]."""
-        pending = None
-        if self._max_latency:  # history[:, :L] were sent and are still queued: the next steps apply them
-            pending = PendingCommands(self.contract.to_physical(self._history[:, :self._max_latency]),
-                                      self._ep.latency_steps.copy())
+        """The task's scripted expert actions (N, n_action) for the current states, normalised to [-1, 1].
+
+        The expert is shown the commands still queued, but only as many as every episode of this DR queues (its
+        latency's lower bound), not the latency each world drew: a label that depends on a draw the policy cannot
+        see is one a student cannot learn. Push demonstrations by an expert shown each world's own queue, under
+        the wide DR's 0-2 steps, cloned into a policy that pushed 40 % of 40 nominal episodes; the expert shown none,
+        92 %. Under a fixed latency (an identified robot's) the labels are learnable, and predicting through the
+        queue is what makes the expert fast there (benchmarks/RESULTS.md, "Push with an expert that predicts
+        through the latency queue")."""
+        floor = self._min_latency
+        pending = None if not floor else PendingCommands(self.contract.to_physical(self._history[:, :floor]))
         phys = self.task.expert(self.sim, pending)
         if phys is None:
             raise TetherError(f"task {self.task.robot_name}/{self.task.name} has no scripted expert")

@@ -205,6 +205,11 @@ def max_latency_steps(terms: Sequence[DRTerm]) -> int:
     return max((int(round(t.range[1])) for t in terms if t.target == "action_latency"), default=0)
 
 
+def min_latency_steps(terms: Sequence[DRTerm]) -> int:
+    """The action delay every episode has whatever the draw (the lowest bound of any latency term; 0 if none)."""
+    return max(0, min((int(round(t.range[0])) for t in terms if t.target == "action_latency"), default=0))
+
+
 class Randomizer:
     """Applies a list of DR terms to the worlds of a batch, each world from its own generator.
 

@@ -33,29 +33,24 @@ Fields = Mapping[str, Any]  # name -> (..., size) numpy array or torch tensor
 
 @dataclass(frozen=True)
 class PendingCommands:
-    """Commands already sent but not yet applied: each world's action-latency queue, in physical units.
+    """Commands already sent that the action-latency queue has yet to apply, in physical units, newest first.
 
     Why a scripted expert gets it: with ``L`` steps of latency the state it sees is ``L`` commands behind what
     the robot will do, so a feedback expert on that state overshoots and rings. The simulator knows the queue
     (privileged, like the true mass), and an expert that acts on the state those commands lead to (a Smith
-    predictor) is as fast under latency as without it. A student never sees this; it learns from the labels.
+    predictor) is as fast under latency as without it. ``L`` is the latency *every* episode of the DR has (its
+    lower bound; see :meth:`tether.sim.core.SimCore.expert_action`), so every world has the same rows.
     """
 
-    actions: np.ndarray  # (N, L, n_action), newest first; L is the longest latency any world can draw
-    steps: np.ndarray  # (N,) int: how many of each world's rows are pending (its latency this episode)
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(N, L) bool: which rows of ``actions`` are pending."""
-        return np.arange(self.actions.shape[1])[None, :] < self.steps[:, None]
+    actions: np.ndarray  # (N, L, n_action), L >= 1
 
     def total(self) -> np.ndarray:
         """(N, n_action): the pending commands summed (what delta commands still to come add up to)."""
-        return (self.actions * self.mask[..., None]).sum(axis=1)
+        return self.actions.sum(axis=1)
 
-    def newest(self, current: np.ndarray) -> np.ndarray:
-        """(N, n_action): the last command sent where one is pending, else ``current`` (absolute commands)."""
-        return np.where((self.steps > 0)[:, None], self.actions[:, 0], current)
+    def newest(self) -> np.ndarray:
+        """(N, n_action): the last command sent (where absolute commands will stand once the queue drains)."""
+        return self.actions[:, 0]
 
 
 def array_namespace(x: Any):
