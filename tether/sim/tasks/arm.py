@@ -277,7 +277,7 @@ class Push(ArmTask):
     # PD's own lag and, on the measured TCP, the DR's latency (0-2 steps): at 0.5 it rang and missed (32 % success
     # at 2 steps of latency); at 0.2 on the measured TCP it pushed 68-72 % at x0.6 actuator gain and 2 steps (its
     # failures ended 4-7 cm short: too slow for 5 s). Acting on the TCP the queued commands lead to (``expert``)
-    # took that to 95 % (90 % at 3 steps, 35 % before; 40 episodes each, both engines).
+    # took that to 95 % on both engines (PyBullet at 3 steps: 90 %, 35 % before; 40 episodes each).
     expert_gain = 0.2
 
     def scene(self) -> Scene:

@@ -172,8 +172,8 @@ class Task(ABC):
     def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray | None:
         """A scripted expert's physical actions (N, n_action) for the current states, or None if none.
 
-        ``pending``: the commands the latency queue has yet to apply (None: no latency), for an expert that
-        predicts through them."""
+        ``pending``: the commands the latency queue has yet to apply (None where some episodes of the DR have no
+        latency), for an expert that predicts through them."""
         return None
 
 
