@@ -225,8 +225,8 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     Why the expert: it closes its own loop, so what it does on the identified robot is what works there (the
     joint targets a heavier, more damped arm actually follows), and it predicts through the identified latency's
     queued commands (:meth:`tether.sim.core.SimCore.expert_action`): on an arm at x0.6 gain with 2 steps its
-    pushes succeed in 97 % against 75 % on the measured TCP, and the student fine-tuned on them in 90 % on
-    PyBullet against 75 %. PPO cannot continue a denoiser. Why only
+    pushes succeed in 97 % against 75 % on the measured TCP, and the student fine-tuned on them in 85-90 % on
+    PyBullet against 45-75 % (three evaluation seeds). PPO cannot continue a denoiser. Why only
     successes: where the expert itself mostly fails (16 of 100 pushes on one identified arm), cloning every
     demonstration took the served arm from 60 % to 0 %. Why replay without DAgger: cloning the identified
     robot's demonstrations alone forgets. On two identified arms (20k steps, 50 sim episodes each) it went
