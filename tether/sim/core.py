@@ -24,7 +24,9 @@ import numpy as np
 from tether.contract import FULL_RANGE_S, IOContract, full_range_step
 from tether.errors import TetherError
 from tether.sim.backends import make_batch
-from tether.sim.randomization import DRTerm, Randomizer, max_latency_steps, min_latency_steps, terms_from_file
+from tether.sim.randomization import (
+    MODEL_TARGETS, DRTerm, Randomizer, centre_scale, max_latency_steps, min_latency_steps, terms_from_file,
+)
 from tether.sim.robots import make_robot
 from tether.sim.tasks import make_task
 from tether.sim.tasks.base import PendingCommands
@@ -109,6 +111,7 @@ class SimCore:
         self._neutral = np.clip(c.to_normalised(self.task.neutral_action()), -1.0, 1.0)
         self._max_latency = max_latency_steps(self.dr_terms)
         self._min_latency = min_latency_steps(self.dr_terms)
+        self.task.model_scale = {t: centre_scale(self.dr_terms, t) for t in MODEL_TARGETS}
         self._history = np.tile(self._neutral, (self.n, self._max_latency + 1, 1))
         # the command last sent (normalised) and how far one step may move it (span 2 in normalised units)
         self.sent = np.tile(self._neutral, (self.n, 1))

@@ -210,6 +210,25 @@ def min_latency_steps(terms: Sequence[DRTerm]) -> int:
     return max(0, min((int(round(t.range[0])) for t in terms if t.target == "action_latency"), default=0))
 
 
+MODEL_TARGETS = ("actuator_gain", "body_mass")  # what SimCore tells a task's expert of the DR's centre
+
+
+def centre_scale(terms: Sequence[DRTerm], target: str) -> float:
+    """The scale on ``target``'s nominal value that the DR is centred on: the product of the midpoints of its
+    whole-robot ``scale`` terms (geometric for log-uniform, the mean for a gaussian); 1 where it has none.
+
+    Why: it is what every episode of the DR shares, the model an expert may be told without labelling by a draw the
+    policy cannot see (as :func:`min_latency_steps` is for latency). Under an identified DR it is the fit."""
+    out = 1.0
+    for t in terms:
+        if t.target != target or t.operation != "scale" or t.select:
+            continue
+        lo, hi = t.range
+        out *= lo if t.distribution == "gaussian" else float(np.sqrt(lo * hi)) if t.distribution == "log_uniform" \
+            else 0.5 * (lo + hi)
+    return out
+
+
 class Randomizer:
     """Applies a list of DR terms to the worlds of a batch, each world from its own generator.
 

@@ -104,6 +104,9 @@ class Task(ABC):
         self.control_mode = mode
         self.contract = self.build_contract()
         self.steps = np.zeros(self.n, dtype=np.int64)
+        # scales on nominal parameters (actuator_gain, body_mass ...) every episode's robot is centred on: what an
+        # expert may size itself for (SimCore sets them from its DR's centre; tether.sim.randomization.centre_scale)
+        self.model_scale: dict[str, float] = {}
 
     @property
     def max_steps(self) -> int:

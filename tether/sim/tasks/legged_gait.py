@@ -77,10 +77,13 @@ class TrotGait:
         self.liftoff = np.tile(self.nominal, (n, 1, 1))  # where each foot left the ground, trunk frame
 
     def __call__(self, t: np.ndarray, command: np.ndarray, R: np.ndarray, v: np.ndarray, w: np.ndarray,
-                 height: np.ndarray, q: np.ndarray, qd: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+                 height: np.ndarray, q: np.ndarray, qd: np.ndarray, fresh: np.ndarray, *, gain: float = 1.0,
+                 mass_scale: float = 1.0) -> np.ndarray:
         """Joint targets (n, 12) for time since reset ``t`` (n,), command (n, 3) (vx, vy, yaw rate), trunk rotation
         ``R`` (n, 3, 3) (world from body), body-frame velocity ``v`` and angular velocity ``w`` (n, 3), trunk height
-        (n,), joint state (n, 12); ``fresh`` marks worlds whose episode just began."""
+        (n,), joint state (n, 12); ``fresh`` marks worlds whose episode just began. ``gain`` and ``mass_scale``:
+        the robot's PD gains and mass as scales on the nominal (an identified robot's), which the stance forces and
+        the torque-to-target conversion are sized for."""
         n = self.n
         self.q_path[fresh] = q[fresh]
         self.liftoff[fresh] = self.nominal
@@ -89,7 +92,7 @@ class TrotGait:
         stance = phase < self.duty
         roll = np.arctan2(R[:, 2, 1], R[:, 2, 2])
         pitch = -np.arcsin(np.clip(R[:, 2, 0], -1.0, 1.0))
-        m = self.mass
+        m = self.mass * mass_scale
         wrench = np.zeros((n, 6))
         wrench[:, :2] = m * self.k_vel * (command[:, :2] - v[:, :2])
         wrench[:, 2] = m * (GRAVITY + self.k_height * (self.height - height) - self.d_height * v[:, 2])
@@ -105,7 +108,7 @@ class TrotGait:
             # stance: the joint torque that makes the foot's ground reaction, as a PD target
             _, J = chain.position_jacobian(q[:, sl])
             tau = -np.einsum("nij,ni->nj", J, forces[:, k])
-            kp, kd = self.kp[sl], self.kd[sl]
+            kp, kd = self.kp[sl] * gain, self.kd[sl] * gain  # DR's actuator gain scales both (damping with it)
             stance_target = q[:, sl] + (tau + kd * qd[:, sl]) / kp
             # swing: from lift-off to a Raibert touchdown point, lifted on a half sine
             r = self.nominal[k, :2]
