@@ -360,3 +360,17 @@ def test_the_dr_centre_is_what_every_draw_shares():
     assert centre_scale(terms, "actuator_gain") == pytest.approx(0.7)
     assert centre_scale(terms, "body_mass") == pytest.approx(1.2)
     assert centre_scale(terms, "joint_damping") == 1.0
+
+
+def test_the_trot_walks_through_two_steps_of_latency(tmp_path):
+    """Where every command arrives two control steps late (40 ms at 50 Hz, a served robot's round trip), the trot
+    holds its swing legs with the robot's own PD: 11 of 16 nominal episodes tracked on MuJoCo and on PyBullet,
+    against 0 and 1 of 16 with the stiffer virtual PD it uses without latency; this test runs 8."""
+    from tether.data.demos import record_episodes
+    from tether.sim.randomization import terms_to_json
+
+    late = tmp_path / "late.json"
+    late.write_text(terms_to_json([DRTerm("action_latency", "uniform", "abs", (2, 2))]))
+    ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "late", 8, seed=100, env_kwargs={"dr": str(late)})
+    rate = np.mean([e.success for e in ds.episodes])
+    assert rate >= 0.375, f"the trot under 2 steps of latency tracked in {rate:.0%} of 8 episodes"

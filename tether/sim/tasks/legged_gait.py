@@ -60,7 +60,10 @@ class TrotGait:
     k_yaw = 30.0  # yaw: angular acceleration per rad/s of yaw-rate error
     k_place = 0.08  # s: Raibert's touchdown correction per m/s of velocity error
     friction = 0.6  # friction-cone slope the stance forces keep inside
-    swing_kp, swing_kd = 40.0, 1.0  # virtual PD holding a swing leg on its path (N m/rad, N m s/rad)
+    # virtual PD holding a swing leg on its path (N m/rad, N m s/rad), twice the A1's own. Under 2 steps of latency
+    # the trot with it tracked in 0 of 16 nominal MuJoCo episodes (1 of 16 on PyBullet), with the A1's own PD
+    # (``delayed``) in 11 of 16 on both; without latency the stiffer one tracks more (84-97 % against 75-78 %)
+    swing_kp, swing_kd = 40.0, 1.0
     offsets = np.array([0.0, 0.5, 0.5, 0.0])  # clock phase per leg (FR, FL, RR, RL): diagonal pairs
 
     def __init__(self, legs, n: int, kp: np.ndarray, kd: np.ndarray) -> None:
@@ -78,12 +81,14 @@ class TrotGait:
 
     def __call__(self, t: np.ndarray, command: np.ndarray, R: np.ndarray, v: np.ndarray, w: np.ndarray,
                  height: np.ndarray, q: np.ndarray, qd: np.ndarray, fresh: np.ndarray, *, gain: float = 1.0,
-                 mass_scale: float = 1.0) -> np.ndarray:
+                 mass_scale: float = 1.0, delayed: bool = False) -> np.ndarray:
         """Joint targets (n, 12) for time since reset ``t`` (n,), command (n, 3) (vx, vy, yaw rate), trunk rotation
         ``R`` (n, 3, 3) (world from body), body-frame velocity ``v`` and angular velocity ``w`` (n, 3), trunk height
         (n,), joint state (n, 12); ``fresh`` marks worlds whose episode just began. ``gain`` and ``mass_scale``:
         the robot's PD gains and mass as scales on the nominal (an identified robot's), which the stance forces and
-        the torque-to-target conversion are sized for."""
+        the torque-to-target conversion are sized for. ``delayed``: every command reaches the robot at least a
+        control step late, and the swing legs are then held by the robot's own PD rather than the stiffer virtual
+        one (whose gain, made through the target, rings under delay)."""
         n = self.n
         self.q_path[fresh] = q[fresh]
         self.liftoff[fresh] = self.nominal
@@ -124,8 +129,8 @@ class TrotGait:
             swing = ~stance[:, k]
             q_swing = self.iks[k].solve(self.q_path[:, sl], path)
             self.q_path[:, sl] = np.where(swing[:, None], q_swing, q[:, sl])
-            swing_target = (q_swing + (self.swing_kp / kp - 1.0) * (q_swing - q[:, sl])
-                            - (self.swing_kd - kd) / kp * qd[:, sl])
+            swing_target = q_swing if delayed else (q_swing + (self.swing_kp / kp - 1.0) * (q_swing - q[:, sl])
+                                                     - (self.swing_kd - kd) / kp * qd[:, sl])
             out[:, sl] = np.where(swing[:, None], swing_target, stance_target)
             self.liftoff[stance[:, k], k] = toes[stance[:, k], k]
         return out
