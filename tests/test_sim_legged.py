@@ -331,18 +331,23 @@ def test_scripted_trot_tracks_velocity_commands(tmp_path, backend, seed, episode
     assert moving.sum() >= episodes // 3 and ok[moving].mean() >= 0.5
 
 
+def _trot_success(tmp_path: Path, term: DRTerm, episodes: int = 8) -> float:
+    """The scripted trot's success rate on MuJoCo under a DR of one fixed term (seeds 100...)."""
+    from tether.data.demos import record_episodes
+    from tether.sim.randomization import terms_to_json
+
+    dr = tmp_path / "dr.json"
+    dr.write_text(terms_to_json([term]))
+    ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "trot", episodes, seed=100, env_kwargs={"dr": str(dr)})
+    return float(np.mean([e.success for e in ds.episodes]))
+
+
 def test_the_trot_is_sized_for_the_robot_the_dr_is_centred_on(tmp_path):
     """Under a DR centred off nominal (what an identified robot's preset is), the expert sizes its stance forces and
     its torque-to-target conversion for that centre (``Task.model_scale``). On an A1 whose PD gains are x0.7 it
     tracks in 10 of 16 MuJoCo and PyBullet episodes, told nothing in none (sized for nominal gains, its stance legs
     push with 70 % of the force it meant and the trunk sinks); this test runs 8 of them."""
-    from tether.data.demos import record_episodes
-    from tether.sim.randomization import terms_to_json
-
-    weak = tmp_path / "weak.json"
-    weak.write_text(terms_to_json([DRTerm("actuator_gain", "uniform", "scale", (0.7, 0.7), per_element=False)]))
-    told = record_episodes("tether/LeggedVelocity-v0", tmp_path / "told", 8, seed=100, env_kwargs={"dr": str(weak)})
-    rate = np.mean([e.success for e in told.episodes])
+    rate = _trot_success(tmp_path, DRTerm("actuator_gain", "uniform", "scale", (0.7, 0.7), per_element=False))
     assert rate >= 0.375, f"the trot sized for gain x0.7 tracked in {rate:.0%} of 8 episodes"
 
 
@@ -366,11 +371,5 @@ def test_the_trot_walks_through_two_steps_of_latency(tmp_path):
     """Where every command arrives two control steps late (40 ms at 50 Hz, a served robot's round trip), the trot
     holds its swing legs with the robot's own PD: 11 of 16 nominal episodes tracked on MuJoCo and on PyBullet,
     against 0 and 1 of 16 with the stiffer virtual PD it uses without latency; this test runs 8."""
-    from tether.data.demos import record_episodes
-    from tether.sim.randomization import terms_to_json
-
-    late = tmp_path / "late.json"
-    late.write_text(terms_to_json([DRTerm("action_latency", "uniform", "abs", (2, 2))]))
-    ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "late", 8, seed=100, env_kwargs={"dr": str(late)})
-    rate = np.mean([e.success for e in ds.episodes])
+    rate = _trot_success(tmp_path, DRTerm("action_latency", "uniform", "abs", (2, 2)))
     assert rate >= 0.375, f"the trot under 2 steps of latency tracked in {rate:.0%} of 8 episodes"
