@@ -102,6 +102,14 @@ class DRTerm:
             x = rng.normal(lo, hi, size)
         return np.broadcast_to(x, (n,)).copy()
 
+    def centre(self) -> float:
+        """The draw the distribution is centred on: a uniform's midpoint, a log-uniform's geometric midpoint, a
+        gaussian's mean."""
+        lo, hi = self.range
+        if self.distribution == "uniform":
+            return 0.5 * (lo + hi)
+        return float(np.sqrt(lo * hi)) if self.distribution == "log_uniform" else lo
+
     def apply(self, nominal: np.ndarray, draw: np.ndarray) -> np.ndarray:
         draw = draw.reshape(draw.shape + (1,) * (nominal.ndim - draw.ndim))
         if self.operation == "scale":
@@ -219,14 +227,7 @@ def centre_scale(terms: Sequence[DRTerm], target: str) -> float:
 
     Why: it is what every episode of the DR shares, the model an expert may be told without labelling by a draw the
     policy cannot see (as :func:`min_latency_steps` is for latency). Under an identified DR it is the fit."""
-    out = 1.0
-    for t in terms:
-        if t.target != target or t.operation != "scale" or t.select:
-            continue
-        lo, hi = t.range
-        out *= lo if t.distribution == "gaussian" else float(np.sqrt(lo * hi)) if t.distribution == "log_uniform" \
-            else 0.5 * (lo + hi)
-    return out
+    return float(np.prod([t.centre() for t in terms if t.target == target and t.operation == "scale" and not t.select]))
 
 
 class Randomizer:
