@@ -44,7 +44,7 @@ WIRE = {
                   "deploy": [("/fmu/in/offboard_control_mode", "px4_msgs/msg/OffboardControlMode"),
                              ("/fmu/in/vehicle_rates_setpoint", "px4_msgs/msg/VehicleRatesSetpoint"),
                              ("/fmu/in/vehicle_command", "px4_msgs/msg/VehicleCommand")]},
-    "legged": {"robot": [("/lowstate", "unitree_go/msg/LowState")],
+    "legged": {"robot": [("/lowstate", "unitree_go/msg/LowState"), ("/odom", "nav_msgs/msg/Odometry")],
                "deploy": [("/lowcmd", "unitree_go/msg/LowCmd")]},
     "legged-ros2-control": {"robot": [("/joint_states", "sensor_msgs/msg/JointState"),
                                       ("/imu/data", "sensor_msgs/msg/Imu")],

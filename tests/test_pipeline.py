@@ -93,20 +93,25 @@ def test_pipeline_refuses_a_checkpoint_its_robot_cannot_serve_before_any_work(tm
 
 
 def test_pipeline_refuses_a_task_a_robot_cannot_score_before_any_work(tmp_path, capsys):
-    """Legged velocity tracking is scored on the base velocity, which a robot's state does not carry: the loop
-    says so in one line with exit code 2 and writes nothing, where it used to train first and fail at the first
-    robot episode. Every task the loop runs passes the same check."""
+    """Legged velocity tracking is scored on the base velocity, which a robot's LowState does not carry: a bag
+    has it from the robot's odometry, which the Unitree adapter records, but a dataset (what ``--finetune h2o``
+    learns from) holds the observations alone. The loop says so in one line with exit code 2 and writes nothing,
+    where it used to train first and fail later. Every task the loop runs passes the same check, legged velocity
+    included (the task's own defaults: imitation under the default DR)."""
     from tether.cli import main
     from tether.pipeline.run import PipelineConfig, check_servable
 
     out = tmp_path / "run"
-    assert main(["pipeline", "--robot", "legged", "--task", "velocity", "--out", str(out)]) == 2
+    assert main(["pipeline", "--robot", "legged", "--task", "velocity", "--finetune", "h2o", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "legged/velocity cannot be scored on a robot" in err[0] and "base_lin_vel" in err[0]
     assert not out.exists()
     for robot, task in (("quadrotor", "hover"), ("quadrotor", "waypoint"), ("arm", "reach"), ("arm", "push"),
-                        ("legged", "stand")):
+                        ("legged", "stand"), ("legged", "velocity")):
         check_servable(PipelineConfig(robot=robot, task=task).resolved())
+    cfg = PipelineConfig(robot="legged", task="velocity").resolved()
+    assert (cfg.algo, cfg.dr, cfg.latency_ms) == ("bc-diffusion", "default", 10.0)
+    assert (PipelineConfig(robot="legged").resolved().dr, PipelineConfig().resolved().latency_ms) == ("wide", 20.0)
 
 
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):

@@ -174,12 +174,13 @@ def test_fault_injection_drops_and_delays():
     server = RobotServer("legged", t, faults=Faults(drop=0.2, latency_s=0.03, seed=1))
     try:
         server.open()
-        t.subscribe("/lowstate", "unitree_go/msg/LowState", lambda m: got.append(time.monotonic()), "sensor_data")
+        for topic, msgtype in (("/lowstate", "unitree_go/msg/LowState"), ("/odom", "nav_msgs/msg/Odometry")):
+            t.subscribe(topic, msgtype, lambda m: got.append(time.monotonic()), "sensor_data")
         t0 = time.monotonic()
         for _ in range(200):
             server.step_once()
-        n_pub = server.stats.state_published
-        assert 120 < n_pub < 190 and server.stats.state_dropped == 200 - n_pub  # ~20 % of 200 dropped
+        n_pub = server.stats.state_published  # each tick's LowState and odometry
+        assert 240 < n_pub < 380 and server.stats.state_dropped == 400 - n_pub  # ~20 % of 400 dropped
         deadline = time.monotonic() + 2.0
         while len(got) < n_pub and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -8,6 +8,9 @@ from the contract's observation fields (``/tether/obs``, or the dataset's ``obse
 
 - ``joint_pos`` / ``joint_vel``: matched to the robot model's joints by component name, never by position;
 - ``base_ang_vel`` (body frame), ``base_lin_vel`` (world frame only), ``projected_gravity``;
+- a legged robot's base velocity from its state estimator's odometry (``/odom``, body frame), which a Unitree
+  LowState lacks: it starts each replay window at the measured velocity (else the stance feet's estimate) and is
+  compared like any state;
 - ``base_rotmat`` -> attitude quaternion; ``pos_error`` -> position = goal - error, the goal read from the
   bag's ``/tether/goal`` as it stood when each observation was made, so a waypoint mission replays as one
   flight (a dataset does not keep it: ``goal`` argument, else 1 m above the origin; only ground contact
@@ -18,7 +21,10 @@ Cropping to what the robot executed. In a bag: a PX4 vehicle executes setpoints 
 mode (``vehicle_status``, received before the command was sent; before that it flies its own hold controller
 and rejects them: ~15 % of a demo recording), and a command the guard sent as a damp (e-stop, stale state)
 makes a legged robot passive instead of tracking it (``/tether/guard``). A dataset keeps neither topic; there
-the fit's outlier screening sets aside windows the commands do not explain (see ``sysid``).
+the fit's outlier screening sets aside windows the commands do not explain (see ``sysid``). Steps the replay
+cannot start from are set aside too: a quadrotor on the ground, an arm touching what it pushes, and a legged
+robot fallen over (the replay stands a robot on its feet: one that had tipped onto its back after a zero-shot
+walk was replayed falling at 4 m/s, and the fit read a nominal-friction ground as x2.2-2.7 friction).
 
 Timing. The flat topics sit on the controller's grid; the robot's loop is not locked to it, so a command
 arriving near the robot's tick boundary is applied a tick early or late whenever either loop runs a little
@@ -42,11 +48,12 @@ import numpy as np
 
 from tether.bag_names import is_bag
 from tether.contract import IOContract
-from tether.data.topics import GOAL_TOPIC, GOAL_TYPE, GUARD_TOPIC, PX4_MOTORS, PX4_MOTORS_TYPE, PX4_ODOMETRY
-from tether.data.topics import PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE, PX4_STATUS, PX4_STATUS_TYPE
-from tether.data.robot_runs import goal_moves, goal_track, goals_made_against
+from tether.data.topics import GOAL_TOPIC, GOAL_TYPE, GUARD_TOPIC, ODOM_TOPIC, ODOM_TYPE, PX4_MOTORS, PX4_MOTORS_TYPE
+from tether.data.topics import PX4_ODOMETRY, PX4_ODOMETRY_TYPE, PX4_RATES, PX4_RATES_TYPE, PX4_STATUS, PX4_STATUS_TYPE
+from tether.data.robot_runs import goal_moves, goal_track, goals_made_against, odometry_state
 from tether.errors import TetherError
 from tether.sim.tasks.arm import CONTACT_RANGE, OBJECT_FIELDS
+from tether.sim.tasks.legged import MAX_TILT, tipped_over
 
 MATCH_SPAN = 25  # odometry messages searched either side of the newest received when matching an observation
 SETPOINT = {"thrust_body_rates": (PX4_RATES, PX4_RATES_TYPE), "motor_thrust": (PX4_MOTORS, PX4_MOTORS_TYPE)}
@@ -70,6 +77,7 @@ class RecordedEpisode:
     state_times: np.ndarray | None = None  # (T + 1,)
     command_times: np.ndarray | None = None  # (M,)
     command_sources: np.ndarray | None = None  # (M,) tick time of the state each command was computed from
+    base_lin_vel_body: np.ndarray | None = None  # (T + 1, 3) a legged robot's odometry at each observation
 
 
 @dataclass
@@ -186,7 +194,7 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
     episodes = align_bag(path, contract, "flat")
     status_topic = next((t for t, ty in topics.items() if t.endswith(PX4_STATUS) and ty == PX4_STATUS_TYPE), None)
     want = {GUARD_TOPIC: "std_msgs/msg/String", FLAT_ACTION_TOPIC + "/stamp": "builtin_interfaces/msg/Time",
-            GOAL_TOPIC: GOAL_TYPE}
+            GOAL_TOPIC: GOAL_TYPE, ODOM_TOPIC: ODOM_TYPE}
     if status_topic:
         want[status_topic] = PX4_STATUS_TYPE
     side = _read_side_topics(path, want)
@@ -230,9 +238,10 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
             n_damp += int(np.sum(damp & ok))
             ok &= ~damp
         n_total += T
-        obs = _on_first_goal(contract, np.concatenate([ep.obs, ep.final_obs[None]]),
-                             np.append(ep.stamps_ns, ep.stamps_ns[-1] + period), goals)
-        out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns))
+        t_obs = np.append(ep.stamps_ns, ep.stamps_ns[-1] + period)
+        obs = _on_first_goal(contract, np.concatenate([ep.obs, ep.final_obs[None]]), t_obs, goals)
+        odom = odometry_state(contract, t_obs, side.get(ODOM_TOPIC, [])).get("base_lin_vel")
+        out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns, base_lin_vel_body=odom))
     if contract.robot == "arm" and contract.control_mode == "ee_delta_pose":
         contract, out = _arm_joint_commands(path, topics, contract, out, notes)
     if offboard is not None:
@@ -490,7 +499,7 @@ def to_trajectories(rec: Recording) -> Any:
         goal = DEFAULT_GOAL
         notes.append(f"goal unknown (not in a dataset): positions taken relative to {goal.tolist()}")
     cmds, states, executed, timing = [], [], [], []
-    grounded = in_contact = 0
+    grounded = in_contact = lying = 0
     for ep in rec.episodes:
         timing.append(None if ep.state_times is None else (ep.state_times, ep.command_times, ep.command_sources))
         f = c.split_obs(ep.obs)
@@ -509,13 +518,15 @@ def to_trajectories(rec: Recording) -> Any:
                 s["base_quat"] = _rotmat_to_quat(v.reshape(-1, 3, 3))
             elif fld.name == "pos_error":
                 s["base_pos"] = goal[None] - v
+        if ep.base_lin_vel_body is not None and spec.floating_base and "base_lin_vel" not in s:
+            s["base_lin_vel_body"] = np.asarray(ep.base_lin_vel_body, dtype=float)
         if "base_quat" in s:
             s.pop("projected_gravity", None)
         if not s:
             raise TetherError(f"contract {c.robot}/{c.task} observes no robot state sysid can replay from "
                               f"(fields {sorted(names)})")
-        order = ("base_pos", "base_quat", "projected_gravity", "base_lin_vel", "base_ang_vel", "joint_pos",
-                 "joint_vel")
+        order = ("base_pos", "base_quat", "projected_gravity", "base_lin_vel", "base_lin_vel_body", "base_ang_vel",
+                 "joint_pos", "joint_vel")
         states.append({k: s[k] for k in order if k in s})
         a = c.split_action(ep.command)
         if mode == "actuator" and c.robot == "legged" or mode == "joint_position":
@@ -529,6 +540,10 @@ def to_trajectories(rec: Recording) -> Any:
             flying = ~(low[:-1] | low[1:])
             grounded += int(np.sum(ran & ~flying))
             ran = ran & flying
+        if c.robot == "legged" and "projected_gravity" in f:  # fallen over: the replay would stand it on its feet
+            up = ~np.asarray(tipped_over(np.asarray(f["projected_gravity"], dtype=float)))
+            lying += int(np.sum(ran & ~(up[:-1] & up[1:])))
+            ran = ran & up[:-1] & up[1:]
         touching = _touching_objects(c, f)
         if touching is not None:
             in_contact += int(np.sum(ran & touching))
@@ -537,6 +552,9 @@ def to_trajectories(rec: Recording) -> Any:
     if grounded:
         notes.append(f"{grounded} steps with the vehicle under {GROUND_CLEARANCE} m (on the ground, or taking off "
                      "from it): contact, not flight; not replayed")
+    if lying:
+        notes.append(f"{lying} steps with the robot fallen over (tilted beyond {MAX_TILT:g} rad): lying, not standing on "
+                     "its feet as the replay starts it; not replayed")
     if in_contact:
         notes.append(f"{in_contact} steps with the hand within {CONTACT_RANGE} m of an object, or the object moving: "
                      "contact the replay (the robot alone) does not model; not replayed")

@@ -37,7 +37,7 @@ from tether.errors import TetherError
 COMMAND_MODES = ("actuator", "thrust_body_rates", "joint_position")
 TICK_BAND_S = 0.001  # event timing: a command arriving within this of a robot tick counts partly (at least)
 STATE_KEYS = ("joint_pos", "joint_vel", "base_pos", "base_quat", "base_lin_vel", "base_ang_vel",
-              "projected_gravity")
+              "projected_gravity", "base_lin_vel_body")
 FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
@@ -232,6 +232,19 @@ class Windows:
 
 
 # ---------------------------------------------------------------------- the replayer
+def rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(..., 3) vectors rotated by (..., 4) w x y z attitudes: R v (body frame -> world)."""
+    q, v = np.asarray(q, dtype=float), np.asarray(v, dtype=float)
+    w, u = q[..., :1], q[..., 1:]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+def to_body(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(..., 3) world vectors in the body frame of (..., 4) w x y z attitudes: R^T v."""
+    return rotate(np.asarray(q, dtype=float) * np.array([1.0, -1.0, -1.0, -1.0]), v)
+
+
 def quat_to_gravity(q: np.ndarray) -> np.ndarray:
     """(..., 4) w x y z -> (..., 3) world down in the body frame, R^T (0, 0, -1)."""
     w, x, y, z = (q[..., i] for i in range(4))
@@ -348,8 +361,9 @@ class Replayer:
     # ------------------------------------------------------------------ states
     def start_state(self, init: Mapping[str, np.ndarray]) -> np.ndarray:
         """Full MuJoCo state (nstate,) from measured values by name; a floating base whose position is not
-        measured (a legged robot) stands with its lowest foot on the ground, its linear velocity from the
-        stance feet (they do not slide)."""
+        measured (a legged robot) stands with its lowest foot on the ground, its linear velocity the state
+        estimator's (``base_lin_vel_body``, odometry) where recorded, else from the stance feet (taken not to
+        slide)."""
         b = self.backends[0]
         spec = self.spec
         q = init.get("joint_pos", spec.default_joint_pos)
@@ -363,6 +377,8 @@ class Replayer:
         if quat is None and "projected_gravity" in init:
             quat = gravity_to_quat(init["projected_gravity"])
         pos, lin = init.get("base_pos"), init.get("base_lin_vel")
+        if lin is None and "base_lin_vel_body" in init and quat is not None:  # a state estimator's, in the body frame
+            lin = rotate(quat, init["base_lin_vel_body"])
         b.set_command(np.zeros(self.nu))
         b.reset_state(q, qd, pos if pos is not None else np.zeros(3), quat, lin, init.get("base_ang_vel"))
         if spec.floating_base and pos is None and spec.feet:
@@ -406,6 +422,8 @@ class Replayer:
                 out[k] = qv[..., self.fv + 3:self.fv + 6]
             elif k == "projected_gravity":
                 out[k] = quat_to_gravity(qp[..., self.fq + 3:self.fq + 7])
+            elif k == "base_lin_vel_body":
+                out[k] = to_body(qp[..., self.fq + 3:self.fq + 7], qv[..., self.fv:self.fv + 3])
             else:
                 raise TetherError(f"unknown state key {k!r}; expected one of {', '.join(STATE_KEYS)}")
         return out

@@ -22,9 +22,9 @@ import numpy as np
 from tether.errors import TetherError
 
 UNITS = {"base_pos": "m", "base_quat": "1", "base_lin_vel": "m/s", "base_ang_vel": "rad/s", "joint_pos": "rad",
-         "joint_vel": "rad/s", "projected_gravity": "1"}
+         "joint_vel": "rad/s", "projected_gravity": "1", "base_lin_vel_body": "m/s"}
 COMPONENTS = {"base_pos": "xyz", "base_quat": "wxyz", "base_lin_vel": "xyz", "base_ang_vel": "xyz",
-              "projected_gravity": "xyz"}
+              "projected_gravity": "xyz", "base_lin_vel_body": "xyz"}
 
 
 @dataclass

@@ -49,6 +49,18 @@ class ControlledRun:
     obs: np.ndarray  # (T, obs)
     goal: np.ndarray | None = None  # (T, 3) the goal current at each observation (/tether/goal); None: none heard
     goal_moves: np.ndarray | None = None  # (T,) goal moves heard since the recording began (a mission's waypoints)
+    state: dict[str, np.ndarray] | None = None  # fields beyond the observation at each one (T, k), e.g. odometry's
+
+
+def odometry_state(contract: IOContract, t_obs: np.ndarray, msgs: list[tuple[int, Any]]) -> dict[str, np.ndarray]:
+    """The base's body-frame velocity at each observation from recorded nav_msgs/Odometry (the newest heard by
+    the observation's log time, else the first), for a contract that does not observe it; {} without odometry.
+    Why: a legged robot's LowState has no base velocity, and velocity tracking is scored on it."""
+    if not msgs or "base_lin_vel" in contract.obs_slices:
+        return {}
+    t = np.array([ts for ts, _ in msgs], dtype=np.int64)
+    v = np.array([[m.twist.twist.linear.x, m.twist.twist.linear.y, m.twist.twist.linear.z] for _, m in msgs])
+    return {"base_lin_vel": v[np.clip(np.searchsorted(t, t_obs, side="right") - 1, 0, None)]}
 
 
 def goal_track(msgs: list[tuple[int, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -125,20 +137,21 @@ def controlled_run(bag: Path, contract: IOContract) -> ControlledRun:
     them, the goal each observation was made against and how often it had moved: the crash height and a
     mission's waypoints are scored on those (a mission may move the goal at the handover, before the first
     observation kept here)."""
-    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC
+    from tether.data.topics import CONTROL_TOPIC, GOAL_TOPIC, OBS_TOPIC, ODOM_TOPIC
 
-    msgs = _messages(bag, {OBS_TOPIC, GOAL_TOPIC, CONTROL_TOPIC})
+    msgs = _messages(bag, {OBS_TOPIC, GOAL_TOPIC, CONTROL_TOPIC, ODOM_TOPIC})
     since = _control_since(msgs[CONTROL_TOPIC])
     obs_arr = np.array([np.asarray(m.data) for _, m in msgs[OBS_TOPIC]])
     t_obs = np.array([t for t, _ in msgs[OBS_TOPIC]], dtype=np.int64)
     first = int(np.searchsorted(t_obs, since)) if since else 0
     if len(obs_arr) - first < 2:
         first = 0
+    state = odometry_state(contract, t_obs[first:], msgs[ODOM_TOPIC]) or None
     track = goal_track(msgs[GOAL_TOPIC])
     if track is None:
-        return ControlledRun(obs_arr[first:])
+        return ControlledRun(obs_arr[first:], state=state)
     held, goals = goals_made_against(contract, obs_arr[first:], t_obs[first:], track)
-    return ControlledRun(obs_arr[first:], goals[held], held)
+    return ControlledRun(obs_arr[first:], goals[held], held, state)
 
 
 def robot_episodes(bag: Path, contract: IOContract) -> list[Episode]:

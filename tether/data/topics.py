@@ -20,6 +20,10 @@ CONTROL_TOPIC = "/tether/control"  # std_msgs/String JSON: the robot's control s
 ESTOP_TOPIC = "/tether/estop"  # std_msgs/Bool, latched: the operator's e-stop (deploy listens and records it)
 GOAL_TOPIC = "/tether/goal"  # geometry_msgs/PointStamped, reliable: the set point robot adapters read
 GOAL_TYPE = "geometry_msgs/msg/PointStamped"
+# a legged robot's state estimate (nav_msgs/Odometry: pose in the odom frame, twist in the body frame, as REP 105
+# and the ROS message define it); a recording's only source of the base velocity that velocity tracking is
+# scored on (a Unitree LowState carries joints and the IMU only)
+ODOM_TOPIC, ODOM_TYPE = "/odom", "nav_msgs/msg/Odometry"
 
 # PX4 over uXRCE-DDS, without a vehicle namespace (multi-vehicle setups prefix /uavN); each with its type
 PX4_ODOMETRY, PX4_ODOMETRY_TYPE = "/fmu/out/vehicle_odometry", "px4_msgs/msg/VehicleOdometry"

@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=None, type=name, help="task (default: the robot's fastest to train)")
     p.add_argument("--algo", default=None, type=name, help="sim training algorithm (default per robot)")
     p.add_argument("--train-steps", type=positive_int, default=None)
-    p.add_argument("--dr", default="wide", type=dr_spec,
-                   help="DR preset or JSON file for sim training (default wide: a robust zero-shot policy)")
+    p.add_argument("--dr", default=None, type=dr_spec,
+                   help="DR preset or JSON file for sim training (default: wide, a robust zero-shot policy; the "
+                        "task's own where it has one: legged velocity default)")
     p.add_argument("--real-params", default=None, metavar="FILE", type=existing_file,
                    help="JSON for the served robot's hidden parameters (robot serve --params format)")
     p.add_argument("--episodes", type=int_range(1, 1000), default=4,

@@ -44,15 +44,16 @@ from tether.pipeline.stages import (
 
 def check_servable(cfg: PipelineConfig) -> None:
     """Refuse, before anything trains, a task or checkpoint the robot's adapter cannot serve (ContractError
-    naming the fields), or whose success cannot be scored from what a robot records (its observations; legged
-    velocity tracking needs the base velocity), which deploy would otherwise find only after training had run."""
+    naming the fields), or whose success cannot be scored from what a robot records (its observations, plus the
+    state its adapter records beside them: legged velocity tracking needs the base velocity, which a Unitree
+    robot's odometry gives), which deploy would otherwise find only after training had run."""
     import gymnasium as gym
 
     import tether.sim  # noqa: F401  (registers the envs)
     from tether.policies.checkpoint import load_checkpoint
     from tether.policies.envs import env_contract
     from tether.ros.protocols import adapter_class
-    from tether.sim.tasks.scoring import score_episode
+    from tether.sim.tasks.scoring import score_episode, transition_rewards
 
     if cfg.checkpoint:
         contract = load_checkpoint(cfg.checkpoint).contract
@@ -62,13 +63,17 @@ def check_servable(cfg: PipelineConfig) -> None:
             contract = env_contract(env, cfg.env_id)
         finally:
             env.close()
-    adapter_class(cfg.adapter).check_contract(contract)
-    try:  # a two-step recording of the observations alone, scored as the robot's episodes will be
-        score_episode(contract, np.zeros((2, contract.obs_size)))
+    adapter = adapter_class(cfg.adapter)
+    adapter.check_contract(contract)
+    obs = np.zeros((2, contract.obs_size))
+    try:  # a two-step recording, scored as the robot's episodes will be: its observations and recorded state
+        score_episode(contract, obs, state={k: np.zeros((2, n)) for k, n in adapter.recorded_state})
+        if cfg.finetune != "sim":  # learning from the robot's transitions: rewards from what a dataset holds
+            transition_rewards(contract, obs[:1], np.zeros((1, contract.action_size)), obs[1:])
     except TetherError as exc:
         raise TetherError(f"{cfg.robot}/{cfg.task} cannot be scored on a robot: {exc}; the loop needs a task whose "
-                          "success a robot's own state shows (train this one in sim: tether train "
-                          f"{cfg.env_id})") from None
+                          f"success a robot's own recording shows{' (try --finetune sim)' * (cfg.finetune != 'sim')} "
+                          f"(train this one in sim: tether train {cfg.env_id})") from None
 
 
 def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:

@@ -409,7 +409,8 @@ def scored_deploy(deploy_cfg: Any, contract: IOContract) -> Deployment:
     run = controlled_run(bag, contract)
     n = int(round(task_for(contract).episode_seconds * contract.rate_hz)) + 1  # a sim episode's observations
     s = score_episode(contract, run.obs[:n], goal=None if run.goal is None else run.goal[:n],
-                      goal_moves=None if run.goal_moves is None else run.goal_moves[:n])
+                      goal_moves=None if run.goal_moves is None else run.goal_moves[:n],
+                      state=None if run.state is None else {k: v[:n] for k, v in run.state.items()})
     return Deployment([bag], [s.error], [s.success], [result.as_dict()], seconds)
 
 

@@ -152,6 +152,9 @@ class RosRobot(RobotInterface):
     serves_actions: tuple[str, ...] = ()
     serves_modes: tuple[str, ...] = ()
     adapter_name: str = ""
+    #: fields beyond the observation that its recordings can carry, for scoring, and their sizes (a legged robot's
+    #: base velocity from its odometry)
+    recorded_state: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def check_contract(cls, contract: IOContract) -> None:

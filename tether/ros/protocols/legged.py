@@ -1,5 +1,6 @@
 """What the legged protocols (Unitree LowState/LowCmd and generic ros2_control) share: the robot model's limits
-(the sim's A1), its contract from the sim's field builders, and the velocity-command source."""
+(the sim's A1), its contract from the sim's field builders, the velocity-command source, and the state
+estimator's odometry (the base velocity a recording is scored on)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,28 @@ from typing import Any
 import numpy as np
 
 from tether.contract import Field, IOContract
+from tether.data.topics import ODOM_TYPE
 from tether.errors import TetherError
 from tether.hardware.limits import RobotLimits
+from tether.hardware.plausibility import bounded
+from tether.ros import types as T
 from tether.ros.protocols.adapter import Latest, Sub, with_action_limits
 from tether.ros.protocols.common import twist_command
 from tether.sim.robots import a1
-from tether.sim.tasks.legged import COMMAND_LIMITS, JOINT_VEL_LIMIT, legged_action_fields, legged_observation_fields
+from tether.sim.tasks.legged import (
+    COMMAND_LIMITS,
+    JOINT_VEL_LIMIT,
+    legged_action_fields,
+    legged_observation_fields,
+    legged_privileged_fields,
+)
 
 A1_JOINTS = a1.JOINTS
 LEGGED_OBS = ("base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action")
 LEGGED_ACTIONS = ("joint_pos_target",)
 LEGGED_MODES = ("joint_position",)
+#: the sim's range for the base's body-frame velocity (a privileged field: recorded from odometry, never observed)
+LIN_VEL_BOUND = float(np.max(np.abs(next(f for f in legged_privileged_fields() if f.name == "base_lin_vel").high)))
 
 
 def default_limits() -> RobotLimits:
@@ -73,6 +85,32 @@ def velocity_subscription(topic: str | None) -> list[Sub]:
     if topic is None:
         return []
     return [Sub(topic, "geometry_msgs/msg/Twist", "default", lambda m: twist_command(m, command_bound()))]
+
+
+def odometry_message(store: Any, position: np.ndarray, quat_wxyz: np.ndarray, lin_body: np.ndarray,
+                     ang_body: np.ndarray) -> Any:
+    """nav_msgs/Odometry as a legged state estimator publishes it: pose in ``odom``, twist in the body frame
+    (``child_frame_id``), which is what the message defines its twist in."""
+    p, q, v, w = (np.asarray(a, dtype=float) for a in (position, quat_wxyz, lin_body, ang_body))
+    V3, P = store.types["geometry_msgs/msg/Vector3"], store.types["geometry_msgs/msg/Point"]
+    Q = store.types["geometry_msgs/msg/Quaternion"]
+    return T.make(store, ODOM_TYPE, header=T.header(store, "odom"), child_frame_id="base",
+                  pose={"pose": {"position": P(x=p[0], y=p[1], z=p[2]), "orientation": Q(w=q[0], x=q[1], y=q[2], z=q[3])}},
+                  twist={"twist": {"linear": V3(x=v[0], y=v[1], z=v[2]), "angular": V3(x=w[0], y=w[1], z=w[2])}})
+
+
+def odometry_velocity(msg: Any) -> np.ndarray:
+    """Odometry -> the base's linear velocity in the body frame (m/s), within the task's own range."""
+    v = msg.twist.twist.linear
+    return bounded("base_lin_vel", np.array([v.x, v.y, v.z], dtype=float), LIN_VEL_BOUND)
+
+
+def odometry_subscription(topic: str | None) -> list[Sub]:
+    """The state estimator's odometry (optional: a robot without one still runs; its recordings cannot score
+    velocity tracking). Recorded with the robot's topics; the policy never sees it (privileged in sim)."""
+    if topic is None:
+        return []
+    return [Sub(topic, ODOM_TYPE, "sensor_data", odometry_velocity)]
 
 
 def per_joint(value: float | Sequence[float], n: int, what: str, bound: float) -> np.ndarray:

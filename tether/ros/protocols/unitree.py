@@ -14,11 +14,14 @@ up, as Tether), giving ``projected_gravity`` and ``base_ang_vel``. A LowState wi
 non-finite or out-of-range values (or a bad CRC, with ``check_state_crc``) is dropped and counted. The
 ``tick`` counter is not checked for monotonicity: the firmware restarts it at every boot and it carries no
 absolute time. The velocity ``command`` comes from a geometry_msgs/Twist topic (default /cmd_vel) or a fixed
-value.
+value. The state estimator's nav_msgs/Odometry (default /odom; optional, never waited for) is recorded with the
+rest: it is where a recording finds the base velocity that velocity tracking is scored on, which LowState lacks.
 
 The served-robot side (:class:`UnitreeBridge`) drops (and counts) a LowCmd whose CRC does not match, as the
 firmware does, and one with the wrong head / level flag; passive damping (kp = 0 on every used motor) becomes
-"hold where you are" in the simulator, whose PD gains are fixed by the model.
+"hold where you are" in the simulator, whose PD gains are fixed by the model. It publishes the simulator's base
+state as odometry (a state estimator's, exact), and, on the velocity task, the command the task drew for the
+episode (its seed) on /cmd_vel, as an operator's joystick would, unless a fixed ``command`` was given.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+from tether.data.topics import ODOM_TOPIC, ODOM_TYPE
 from tether.hardware import frames
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import Implausible, bounded, unit_quaternion
@@ -44,6 +48,8 @@ from tether.ros.protocols.legged import (
     LEGGED_OBS,
     default_limits,
     legged_contract,
+    odometry_message,
+    odometry_subscription,
     per_joint,
     velocity_command,
     velocity_subscription,
@@ -163,6 +169,7 @@ class UnitreeLowLevel(RosRobot):
     serves_obs, serves_actions, serves_modes = tuple(LEGGED_OBS), tuple(LEGGED_ACTIONS), tuple(LEGGED_MODES)
     adapter_name = "unitree"
     stale_action = "damp"  # Unitree motors can go passive
+    recorded_state = (("base_lin_vel", 3),)  # from the odometry topic, when the robot publishes one
 
     def __init__(
         self,
@@ -177,6 +184,7 @@ class UnitreeLowLevel(RosRobot):
         lowcmd_topic: str = LOWCMD_TOPIC,
         command_topic: str | None = CMD_VEL_TOPIC,
         command: Sequence[float] = (0.0, 0.0, 0.0),
+        odometry_topic: str | None = ODOM_TOPIC,
         check_state_crc: bool = False,
         connect_timeout_s: float = 5.0,
         distro: str = "humble",
@@ -195,6 +203,7 @@ class UnitreeLowLevel(RosRobot):
         self.damp_kd = float(per_joint(damp_kd, 1, "damp_kd", limits.param("max_kd"))[0])
         self.lowstate_topic, self.lowcmd_topic = lowstate_topic, lowcmd_topic
         self.command_topic = command_topic
+        self.odometry_topic = odometry_topic
         self.fixed_command = np.asarray(command, dtype=float)
         self.required_topics = (lowstate_topic,)
         self.control_topic = lowcmd_topic
@@ -207,7 +216,7 @@ class UnitreeLowLevel(RosRobot):
 
     def _subscriptions(self) -> list[Sub]:
         subs = [Sub(self.lowstate_topic, "unitree_go/msg/LowState", "sensor_data", self._decode_lowstate)]
-        return subs + velocity_subscription(self.command_topic)
+        return subs + velocity_subscription(self.command_topic) + odometry_subscription(self.odometry_topic)
 
     def _publishers(self) -> list[tuple[str, str, Any]]:
         return [(self.lowcmd_topic, "unitree_go/msg/LowCmd", "command")]
@@ -238,7 +247,9 @@ class UnitreeBridge(Bridge):
         self.joints = tuple(self.spec.joints)
         self.motor_idx = motor_indices(self.joints)
         self.lowstate_topic, self.lowcmd_topic = lowstate_topic, lowcmd_topic
-        self.velocity_command = None if command is None else np.asarray(command, dtype=float)
+        if command is None and self.task.name == "velocity":
+            command = self.task.command[0]  # the episode's draw (the env was reset with the served robot's seed)
+        self.velocity_command = None if command is None else np.asarray(command, dtype=float).copy()
         if self.velocity_command is not None:
             self.task.command[:] = self.velocity_command
         q, _ = self.sim.joint_state()
@@ -248,7 +259,7 @@ class UnitreeBridge(Bridge):
         self._lowstate: Any = None
 
     def outputs(self) -> list[tuple[str, str, Any]]:
-        return [(self.lowstate_topic, "unitree_go/msg/LowState", "sensor_data")]
+        return [(self.lowstate_topic, "unitree_go/msg/LowState", "sensor_data"), (ODOM_TOPIC, ODOM_TYPE, "sensor_data")]
 
     def extra_outputs(self) -> list[tuple[str, str, Any]]:
         return [] if self.velocity_command is None else [(CMD_VEL_TOPIC, "geometry_msgs/msg/Twist", "default")]
@@ -312,7 +323,7 @@ class UnitreeBridge(Bridge):
         if self._lowstate is None:  # built once; later ticks update it in place (5x cheaper than rebuilding)
             self._lowstate = build_lowstate(self.store, self.motor_idx, q, qd, quat_wxyz=quat, gyro=gyro, acc=acc,
                                             tick=self.tick)
-            return [(self.lowstate_topic, self._lowstate)]
+            return [(self.lowstate_topic, self._lowstate), (ODOM_TOPIC, self.odometry(quat))]
         msg = self._lowstate
         ms = msg.motor_state
         for j, i in enumerate(self.motor_idx):
@@ -323,7 +334,16 @@ class UnitreeBridge(Bridge):
         imu.accelerometer = np.asarray(acc, dtype=np.float32)
         msg.tick = self.tick & 0xFFFFFFFF
         msg.crc = lowstate_crc(msg)
-        return [(self.lowstate_topic, msg)]
+        return [(self.lowstate_topic, msg), (ODOM_TOPIC, self.odometry(quat))]
+
+    def odometry(self, quat: np.ndarray) -> Any:
+        """The base state as an exact state estimator would report it (noise as the other sensors'); the
+        simulator's linear velocity is in the world frame, odometry's twist in the body frame."""
+        pos, _ = self.sim.base_pose()
+        lin, ang = self.sim.base_velocity()
+        lin_body = frames.quat_to_rotmat(quat).T @ np.asarray(lin, float)
+        return odometry_message(self.store, np.asarray(pos, float), quat, self.noise(lin_body),
+                                self.noise(np.asarray(ang, float)))
 
     def summary(self) -> dict[str, Any]:
         d = super().summary()

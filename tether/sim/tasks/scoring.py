@@ -64,18 +64,25 @@ class EpisodeScore:
 
 
 def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None, *,
-                  goal: np.ndarray | None = None, goal_moves: np.ndarray | None = None) -> EpisodeScore:
+                  goal: np.ndarray | None = None, goal_moves: np.ndarray | None = None,
+                  state: dict[str, np.ndarray] | None = None) -> EpisodeScore:
     """Score one recorded episode (its observations in order, (T, obs), and optionally its physical actions).
 
     ``goal`` (T, 3): the goal each observation was made against, where the recording has it (a bag's
     ``/tether/goal``): tasks whose objective needs it (a quadrotor's height above ground is goal height minus
     error) use it instead of their default; ``goal_moves`` (T,): how often it had moved by then (a waypoint
-    mission's count)."""
+    mission's count); ``state``: fields the recording has beyond the observation, (T, k) each (a legged robot's
+    base velocity from its odometry, which velocity tracking is scored on)."""
     obs = np.asarray(obs, np.float64)
     if obs.ndim != 2 or len(obs) < 2:
         raise TetherError(f"recorded run has {len(obs)} observations; expected at least two control steps")
     task = task_for(contract)
     f = contract.split_obs(obs)
+    for k, v in (state or {}).items():
+        v = np.asarray(v, np.float64)
+        if len(v) != len(obs):
+            raise TetherError(f"recorded {k} has {len(v)} samples for {len(obs)} observations; expected one each")
+        f.setdefault(k, v.reshape(len(obs), -1))
     act = np.zeros((len(obs) - 1, contract.action_size)) if action is None else np.asarray(action, np.float64)[:-1]
     ctx = task.default_context()
     if goal is not None and "goal_z" in ctx:
