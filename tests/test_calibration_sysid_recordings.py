@@ -211,6 +211,42 @@ def test_a_quadrotor_on_the_ground_is_not_replayed():
     assert any("under 0.05 m" in n for n in data.notes), data.notes
 
 
+def test_a_legged_robot_fallen_over_is_not_replayed_and_its_odometry_is_a_state():
+    """The replay stands a legged robot on its feet: transitions where it lies tipped over (a zero-shot walk
+    that ended on its back) leave the fit, and the recorded odometry's body-frame velocity is a replayed state
+    (the start state's velocity; a Unitree LowState has none)."""
+    from tests._deploy_support import env_contract
+    from tether.calibration.recordings import RecordedEpisode, Recording, to_trajectories
+    from tether.sim.tasks.legged import MAX_TILT
+
+    c = env_contract("tether/LeggedVelocity-v0")
+    T = 8
+    tilt = np.array([0.0, 0.1, 0.3, MAX_TILT - 0.05, MAX_TILT + 0.05, 2.0, 3.1, 0.2, 0.0])  # rad from upright
+    obs = np.zeros((T + 1, c.obs_size))
+    obs[:, c.obs_slices["projected_gravity"]] = np.column_stack([np.sin(tilt), np.zeros(T + 1), -np.cos(tilt)])
+    vel = np.tile([0.4, 0.0, 0.0], (T + 1, 1))
+    ep = RecordedEpisode(obs, np.zeros((T, c.action_size)), np.ones(T, bool), base_lin_vel_body=vel)
+    data = to_trajectories(Recording(c, [ep], "test"))
+    assert data.executed[0].tolist() == [True, True, True, False, False, False, False, True]
+    assert any("fallen over" in n for n in data.notes), data.notes
+    np.testing.assert_array_equal(data.states[0]["base_lin_vel_body"], vel)
+
+
+def test_the_replay_starts_a_legged_robot_at_its_measured_body_velocity():
+    """A window's start state takes the odometry's body-frame velocity into the world frame of the attitude the
+    replay builds from gravity, and reads it back unchanged."""
+    from tether.calibration.replay import Replayer
+
+    rp = Replayer("legged", [], "actuator", threads=1)
+    g = np.array([np.sin(0.2), 0.0, -np.cos(0.2)])  # pitched 0.2 rad
+    v = np.array([0.5, -0.2, 0.05])
+    s = rp.start_state({"projected_gravity": g, "base_lin_vel_body": v})
+    got = rp.read(s[None], ["base_lin_vel_body", "projected_gravity", "base_lin_vel"])
+    np.testing.assert_allclose(got["base_lin_vel_body"][0], v, atol=1e-9)
+    np.testing.assert_allclose(got["projected_gravity"][0], g, atol=1e-9)
+    assert abs(got["base_lin_vel"][0][2] - v[2]) > 0.05  # pitched: the world frame is not the body's
+
+
 def test_an_arm_touching_the_object_it_pushes_is_not_replayed():
     """The replay simulates the arm alone: transitions with the hand within reach of the cube, or the cube
     moving (something pushed it), leave the fit, as the arm's motion there is partly the cube's doing."""
