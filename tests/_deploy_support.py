@@ -148,6 +148,21 @@ class ServedRobot(CliProcess):
         return self.stats()
 
 
+def recorded_deploy(robot: str, domain: int, params: Path, ckpt: Path, adapter: str, bag: Path,
+                    seconds: float = 3.0) -> None:
+    """``tether deploy --record`` of ``ckpt`` for ``seconds`` against a served ``robot`` started with ``params``
+    (its own process), asserting the deploy ended cleanly."""
+    srv = ServedRobot(robot, domain, "--params", str(params))
+    try:
+        srv.wait_ready()
+        run = subprocess.run([PY, "-m", "tether.cli", "deploy", str(ckpt), "--adapter", adapter, "--loopback",
+                              "--domain-id", str(domain), "--duration", f"{seconds:g}", "--record", str(bag)],
+                             cwd=REPO, capture_output=True, text=True, timeout=180)
+    finally:
+        srv.stop()
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
 class Probe:
     """A separate DDS participant in the test process that records raw CDR per topic with arrival times."""
 

@@ -9,11 +9,10 @@ and ``tether deploy --record`` in their own processes over Cyclone DDS on loopba
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 
-from tests._deploy_support import PY, REPO, ServedRobot, arm_hold_gaussian, env_contract
+from tests._deploy_support import arm_hold_gaussian, env_contract, recorded_deploy
 from tether.data.rosbag_import import align_bag
 from tether.ros.robot_server import build_env
 from tether.sim.tasks.scoring import score_episode
@@ -33,16 +32,7 @@ def test_push_deploys_on_a_served_arm_with_the_cube_from_its_tracker(tmp_path) -
     goal = env.task.target[0].copy()
     env.close()
     ckpt = arm_hold_gaussian(tmp_path / "hold", PUSH)
-    srv = ServedRobot("arm", DOMAIN, "--params", str(tmp_path / "params.json"))
-    try:
-        srv.wait_ready()
-        run = subprocess.run([PY, "-m", "tether.cli", "deploy", str(ckpt), "--adapter", "arm-ros2-control",
-                              "--loopback", "--domain-id", str(DOMAIN), "--duration", "3",
-                              "--record", str(tmp_path / "bag")],
-                             cwd=REPO, capture_output=True, text=True, timeout=180)
-    finally:
-        srv.stop()
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    recorded_deploy("arm", DOMAIN, tmp_path / "params.json", ckpt, "arm-ros2-control", tmp_path / "bag")
     contract = env_contract(PUSH)
     (ep,) = align_bag(tmp_path / "bag", contract, "flat")
     f = contract.split_obs(ep.obs)

@@ -9,12 +9,11 @@ own processes over Cyclone DDS on loopback; the bag read back with rosbags and s
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
-from tests._deploy_support import PY, REPO, ServedRobot, env_contract, make_gaussian_checkpoint
+from tests._deploy_support import env_contract, make_gaussian_checkpoint, recorded_deploy
 from tether.errors import TetherError
 
 DOMAIN = 211
@@ -92,15 +91,7 @@ def test_a_velocity_policy_deploys_on_a_served_unitree_robot_and_its_bag_scores_
     drawn = env.task.command[0].copy()
     env.close()
     ckpt = make_gaussian_checkpoint(tmp_path / "policy", VELOCITY)
-    srv = ServedRobot("legged", DOMAIN, "--params", str(tmp_path / "params.json"))
-    try:
-        srv.wait_ready()
-        run = subprocess.run([PY, "-m", "tether.cli", "deploy", str(ckpt), "--adapter", "unitree", "--loopback",
-                              "--domain-id", str(DOMAIN), "--duration", "3", "--record", str(tmp_path / "bag")],
-                             cwd=REPO, capture_output=True, text=True, timeout=180)
-    finally:
-        srv.stop()
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    recorded_deploy("legged", DOMAIN, tmp_path / "params.json", ckpt, "unitree", tmp_path / "bag")
     contract = env_contract(VELOCITY)
     got = controlled_run(tmp_path / "bag", contract)
     assert len(got.obs) >= 100  # 3 s at 50 Hz, less the start-up

@@ -553,8 +553,8 @@ def to_trajectories(rec: Recording) -> Any:
         notes.append(f"{grounded} steps with the vehicle under {GROUND_CLEARANCE} m (on the ground, or taking off "
                      "from it): contact, not flight; not replayed")
     if lying:
-        notes.append(f"{lying} steps with the robot fallen over (tilted beyond {MAX_TILT:g} rad): lying, not standing on "
-                     "its feet as the replay starts it; not replayed")
+        notes.append(f"{lying} steps with the robot fallen over (tilted beyond {MAX_TILT:g} rad): lying, not "
+                     "standing on its feet as the replay starts it; not replayed")
     if in_contact:
         notes.append(f"{in_contact} steps with the hand within {CONTACT_RANGE} m of an object, or the object moving: "
                      "contact the replay (the robot alone) does not model; not replayed")

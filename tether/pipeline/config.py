@@ -139,9 +139,9 @@ class PipelineConfig:
             raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
         task = self.task or ROBOT_DEFAULTS[self.robot]["task"]
         d = defaults(self.robot, task)
+        latency = d.get("latency_ms", 20.0) if self.latency_ms is None else self.latency_ms
         return PipelineConfig(**{**asdict(self), "task": task, "algo": self.algo or d["algo"],
-                                 "dr": self.dr or d.get("dr", "wide"),
-                                 "latency_ms": d.get("latency_ms", 20.0) if self.latency_ms is None else self.latency_ms,
+                                 "dr": self.dr or d.get("dr", "wide"), "latency_ms": latency,
                                  "train_steps": self.train_steps or d["train_steps"],
                                  "finetune_steps": self.finetune_steps or d["finetune_steps"],
                                  "demo_episodes": self.demo_episodes or d.get("demo_episodes", 300),

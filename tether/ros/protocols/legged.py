@@ -94,8 +94,8 @@ def odometry_message(store: Any, position: np.ndarray, quat_wxyz: np.ndarray, li
     p, q, v, w = (np.asarray(a, dtype=float) for a in (position, quat_wxyz, lin_body, ang_body))
     V3, P = store.types["geometry_msgs/msg/Vector3"], store.types["geometry_msgs/msg/Point"]
     Q = store.types["geometry_msgs/msg/Quaternion"]
-    return T.make(store, ODOM_TYPE, header=T.header(store, "odom"), child_frame_id="base",
-                  pose={"pose": {"position": P(x=p[0], y=p[1], z=p[2]), "orientation": Q(w=q[0], x=q[1], y=q[2], z=q[3])}},
+    pose = {"position": P(x=p[0], y=p[1], z=p[2]), "orientation": Q(w=q[0], x=q[1], y=q[2], z=q[3])}
+    return T.make(store, ODOM_TYPE, header=T.header(store, "odom"), child_frame_id="base", pose={"pose": pose},
                   twist={"twist": {"linear": V3(x=v[0], y=v[1], z=v[2]), "angular": V3(x=w[0], y=w[1], z=w[2])}})
 
 
