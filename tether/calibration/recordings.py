@@ -240,6 +240,7 @@ def _load_bag(path: Path, contract: IOContract) -> Recording:
         n_total += T
         t_obs = np.append(ep.stamps_ns, ep.stamps_ns[-1] + period)
         obs = _on_first_goal(contract, np.concatenate([ep.obs, ep.final_obs[None]]), t_obs, goals)
+        # odometry by the grid stamps (the loop reads its newest state at each tick; both clocks are wall time)
         odom = odometry_state(contract, t_obs, side.get(ODOM_TOPIC, [])).get("base_lin_vel")
         out.append(RecordedEpisode(obs, contract.to_physical(ep.action), ok, ep.stamps_ns, base_lin_vel_body=odom))
     if contract.robot == "arm" and contract.control_mode == "ee_delta_pose":

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from tether.contract import IOContract
-from tether.errors import TetherError
 from tether.data.topics import ODOM_TOPIC, ODOM_TYPE
+from tether.errors import TetherError
 from tether.hardware import frames
 from tether.hardware.limits import RobotLimits
 from tether.hardware.plausibility import Implausible, bounded, unit_quaternion
