@@ -40,7 +40,7 @@ def test_served_odometry_is_the_base_velocity_in_the_body_frame_and_the_command_
         bridge = UnitreeBridge(env, store)
         np.testing.assert_array_equal(bridge.velocity_command, drawn)
         commands.append(drawn)
-        (_, twist), = [m for m in bridge.extra_messages()]
+        (_, twist), = bridge.extra_messages()
         np.testing.assert_allclose([twist.linear.x, twist.linear.y, twist.angular.z], drawn, atol=1e-12)
         q, _ = env.sim.joint_state()
         env.sim.reset_state(q, base_pos=[0.0, 0.0, 0.35], base_quat=_yaw_quat(np.pi / 2),

@@ -232,19 +232,6 @@ class Windows:
 
 
 # ---------------------------------------------------------------------- the replayer
-def rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(..., 3) vectors rotated by (..., 4) w x y z attitudes: R v (body frame -> world)."""
-    q, v = np.asarray(q, dtype=float), np.asarray(v, dtype=float)
-    w, u = q[..., :1], q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
-
-
-def to_body(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(..., 3) world vectors in the body frame of (..., 4) w x y z attitudes: R^T v."""
-    return rotate(np.asarray(q, dtype=float) * np.array([1.0, -1.0, -1.0, -1.0]), v)
-
-
 def quat_to_gravity(q: np.ndarray) -> np.ndarray:
     """(..., 4) w x y z -> (..., 3) world down in the body frame, R^T (0, 0, -1)."""
     w, x, y, z = (q[..., i] for i in range(4))
@@ -378,7 +365,9 @@ class Replayer:
             quat = gravity_to_quat(init["projected_gravity"])
         pos, lin = init.get("base_pos"), init.get("base_lin_vel")
         if lin is None and "base_lin_vel_body" in init and quat is not None:  # a state estimator's, in the body frame
-            lin = rotate(quat, init["base_lin_vel_body"])
+            from tether.sim.tasks.quadrotor import quat_to_rotmat
+
+            lin = quat_to_rotmat(quat) @ np.asarray(init["base_lin_vel_body"], dtype=float)
         b.set_command(np.zeros(self.nu))
         b.reset_state(q, qd, pos if pos is not None else np.zeros(3), quat, lin, init.get("base_ang_vel"))
         if spec.floating_base and pos is None and spec.feet:
@@ -422,8 +411,11 @@ class Replayer:
                 out[k] = qv[..., self.fv + 3:self.fv + 6]
             elif k == "projected_gravity":
                 out[k] = quat_to_gravity(qp[..., self.fq + 3:self.fq + 7])
-            elif k == "base_lin_vel_body":
-                out[k] = to_body(qp[..., self.fq + 3:self.fq + 7], qv[..., self.fv:self.fv + 3])
+            elif k == "base_lin_vel_body":  # R^T v: the world velocity in the body frame
+                from tether.sim.tasks.quadrotor import quat_to_rotmat
+
+                R = quat_to_rotmat(qp[..., self.fq + 3:self.fq + 7])
+                out[k] = np.einsum("...ji,...j->...i", R, qv[..., self.fv:self.fv + 3])
             else:
                 raise TetherError(f"unknown state key {k!r}; expected one of {', '.join(STATE_KEYS)}")
         return out

@@ -50,8 +50,9 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # (the trot tracks in 75-77 % of its episodes there), a 4-observation window and a new action every control
     # step (2 predicted, 1 run): 67 % in sim under that DR, where predicting 8 and running 2 reached 16-22 %
     # (benchmarks/RESULTS.md, "Legged velocity tracking learned by imitation"). The served robot is heavier than
-    # any the DR holds (mass x1.2 against 0.9-1.1) and answers 10 ms late each way; the expert sized for it
-    # tracks in 9 of 12 PyBullet episodes there
+    # any the DR holds (mass x1.2 against 0.9-1.1) and answers 10 ms late each way. The expert sized for it tracked
+    # 9 of 12 PyBullet episodes at 1 step of delay; the served loop is identified at 2 (37 ms), where the trot
+    # tracks 26-50 % and the kept policy 25 % (28 % of sim; RESULTS "Legged velocity tracking on served robots")
     ("legged", "velocity"): {"algo": "bc-diffusion", "train_steps": 40_000, "finetune_steps": 20_000,
                              "demo_episodes": 300, "dr": "default", "latency_ms": 10.0,
                              "config": {"n_obs_steps": 4, "horizon": 2, "n_action_steps": 1},
