@@ -39,7 +39,7 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("quadrotor", "waypoint"): {"algo": "bc-diffusion", "train_steps": 60_000, "finetune_steps": 8_000,
                                 "demo_episodes": 300, "config": {"n_obs_steps": 4, "dagger_rounds": 2}},
     # pushing a cube to a goal under the wide DR: PPO reached 5 % in 1.5M steps; diffusion BC on the scripted
-    # expert's demos (the expert itself 93 %) 95 % from 300 demos and 60k steps.
+    # expert's demos (the expert itself 99 %) 92-98 % from 300 demos and 60k steps (the nominal PyBullet arm 100 %).
     # A 4-observation window: on an arm with joints at x0.6 gain and 2 steps of latency (what identification
     # finds on a weak served arm) the policy succeeded in 95 % of MuJoCo episodes, with 2 observations in 62 %
     # (PyBullet 72 % and 70 %; nominal 92 % and 85 %, wide DR 100 % and 95 %; 40 episodes each, the same 300
