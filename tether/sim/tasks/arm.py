@@ -272,9 +272,10 @@ class Push(ArmTask):
     goal_high = np.array([0.68, 0.28])
     # Margins the expert keeps so that a policy cloned from it, a few centimetres less precise, still succeeds.
     # With the earlier values (stop at 2 cm, come down 3.5 cm behind the cube's face, push at half the remaining
-    # distance per step) its students pushed 80 % on the PyBullet arm against 90-92 % in MuJoCo: a hand lowered
-    # 3 cm too early rested on the cube, which PyBullet does not let slide off, and pushes ended 4-6 cm short or
-    # past the goal. With these, 100 % and 98 % (benchmarks/RESULTS.md, "Push: an expert with margins").
+    # distance per step) its students pushed 80 % on the nominal PyBullet arm against 90-92 % in MuJoCo: a hand
+    # lowered 3 cm too early rested on the cube, which PyBullet does not let slide off, and pushes ended 4-6 cm
+    # short or past the goal. With these, 100 % on PyBullet and 98 % in MuJoCo for two training seeds
+    # (benchmarks/RESULTS.md, "Push: an expert with margins").
     stop_radius = 0.01  # the expert stops pushing this close to the goal (success counts within 4 cm)
     approach_clearance = 0.05  # m between the cube's face and the TCP where the expert comes down to push
     push_speed_gain = 0.35  # push speed per m still to go (1/step), between push_speed_min and 2 cm a step
