@@ -33,6 +33,7 @@ import mujoco
 import numpy as np
 
 from tether.errors import TetherError
+from tether.hardware.frames import quat_to_rotmat
 
 COMMAND_MODES = ("actuator", "thrust_body_rates", "joint_position")
 TICK_BAND_S = 0.001  # event timing: a command arriving within this of a robot tick counts partly (at least)
@@ -365,8 +366,6 @@ class Replayer:
             quat = gravity_to_quat(init["projected_gravity"])
         pos, lin = init.get("base_pos"), init.get("base_lin_vel")
         if lin is None and "base_lin_vel_body" in init and quat is not None:  # a state estimator's, in the body frame
-            from tether.sim.tasks.quadrotor import quat_to_rotmat
-
             lin = quat_to_rotmat(quat) @ np.asarray(init["base_lin_vel_body"], dtype=float)
         b.set_command(np.zeros(self.nu))
         b.reset_state(q, qd, pos if pos is not None else np.zeros(3), quat, lin, init.get("base_ang_vel"))
@@ -412,8 +411,6 @@ class Replayer:
             elif k == "projected_gravity":
                 out[k] = quat_to_gravity(qp[..., self.fq + 3:self.fq + 7])
             elif k == "base_lin_vel_body":  # R^T v: the world velocity in the body frame
-                from tether.sim.tasks.quadrotor import quat_to_rotmat
-
                 R = quat_to_rotmat(qp[..., self.fq + 3:self.fq + 7])
                 out[k] = np.einsum("...ji,...j->...i", R, qv[..., self.fv:self.fv + 3])
             else:
