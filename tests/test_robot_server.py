@@ -293,3 +293,30 @@ def test_px4_waypoint_mission_moves_the_goal_once_each_waypoint_is_reached_under
         assert fixed.bridge.mission is None and np.allclose(fixed.bridge.goal, [0, 0, 1])
     finally:
         fixed.close()
+
+
+def test_the_served_robot_ticks_at_its_real_stacks_rate():
+    """A command waits for the served robot's next tick, so the tick is the real stack's rate where the sim's
+    actuation allows: a Unitree's LowState at 500 Hz; ros2_control and PX4 at the control rate (the arm task's
+    speed limit is a step per control period); an explicit --state-rate wins, and one the physics step cannot
+    make is a one-line error."""
+    from tether.ros.loopback import LoopbackTransport
+    from tether.ros.robot_server import RobotServer
+
+    t = LoopbackTransport(domain_id=4504)
+    made = []
+    try:
+        for robot, rate, substeps in (("legged", 500.0, 1), ("arm", 20.0, 25), ("quadrotor", 50.0, 10)):
+            s = RobotServer(robot, t)
+            made.append(s)
+            assert (s.state_rate_hz, s.substeps) == (rate, substeps)
+            assert s.state_rate_hz == s.info()["state_rate_hz"]
+        s = RobotServer("legged", t, state_rate_hz=50.0)
+        made.append(s)
+        assert (s.state_rate_hz, s.substeps) == (50.0, 10)
+        with pytest.raises(TetherError, match="whole divisor"):
+            RobotServer("arm", t, state_rate_hz=300.0)  # 500 Hz physics: not a whole number of steps
+    finally:
+        for s in made:
+            s.close()
+        t.close()

@@ -1,7 +1,9 @@
 """A served sim robot: a Tether simulator stepped in real time (or faster) behind the real robot's ROS 2 topics.
 
 Why: a policy should meet a "real robot" long before it meets the real one. The server runs a TetherEnv's
-physics backend at the robot's control rate and speaks exactly what the real robot's stack speaks (see
+physics backend in real time, publishing state and taking in commands at the real stack's rate where the
+simulated actuation allows it (a Unitree's 500 Hz LowState; otherwise the policy's control rate), and speaks
+exactly what the real robot's stack speaks (see
 :mod:`tether.ros.protocols`: ros2_control, PX4 uXRCE-DDS, Unitree LowState/LowCmd), so
 ``tether deploy`` runs against it unchanged, over a real DDS wire, in another process. The simulator can be
 given parameters the policy never trained on (``--params``: DR terms and scale overrides) and the wire can be
@@ -198,7 +200,11 @@ class RobotServer:
         spec = self.env.robot_spec
         self.control_rate_hz = float(spec.control_rate_hz)
         self.physics_hz = 1.0 / spec.physics_dt
-        state_rate_hz = float(state_rate_hz or self.control_rate_hz)
+        self.interface, bridge_cls = bridge_class(robot, interface)
+        if state_rate_hz is None:  # the real stack's own rate, as near as the physics step allows
+            native = bridge_cls.state_rate_hz or self.control_rate_hz
+            state_rate_hz = self.physics_hz / max(1, round(self.physics_hz / native))
+        state_rate_hz = float(state_rate_hz)
         steps = self.physics_hz / state_rate_hz
         if state_rate_hz <= 0 or abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
             raise TetherError(
@@ -211,7 +217,6 @@ class RobotServer:
             bridge_kw["goal"] = np.asarray(self.params["goal"], dtype=float)
         if "command" in self.params and robot == "legged":
             bridge_kw["command"] = np.asarray(self.params["command"], dtype=float)
-        self.interface, bridge_cls = bridge_class(robot, interface)
         try:
             self.bridge = bridge_cls(self.env, self.store, noise=self._noise, **bridge_kw)
         except TypeError as exc:

@@ -240,6 +240,11 @@ class UnitreeLowLevel(RosRobot):
 
 class UnitreeBridge(Bridge):
     kind = "legged"
+    # LowState/LowCmd run at the motor loop's 500 Hz (unitree_legged_sdk's 2 ms loop; unitree_ros2's /lowstate).
+    # At the policy's 50 Hz instead, 10 ms of network each way became 2 control steps of delay, not 1: the
+    # velocity student's zero-shot tracking on a served A1 at mass x1.2 went 1 of 12 -> 4 of 12 at 500 Hz
+    # (benchmarks/RESULTS.md, "Legged velocity tracking with the served A1 ticking at a Unitree's 500 Hz")
+    state_rate_hz = 500.0
 
     def __init__(self, env: Any, store: Any, *, lowstate_topic: str = LOWSTATE_TOPIC,
                  lowcmd_topic: str = LOWCMD_TOPIC, command: np.ndarray | None = None, **kw: Any) -> None:

@@ -209,7 +209,7 @@ class LeggedTask(Task):
         sim.set_command(action)
         sim.step(substeps)
         touching = sim.foot_contact_forces() > CONTACT_THRESHOLD
-        self.air_time = (self.air_time + self.dt) * ~touching
+        self.air_time = (self.air_time + substeps * self.robot.physics_dt) * ~touching  # a served robot ticks faster
 
     def observe(self, sim: BatchBackend) -> dict[str, np.ndarray]:
         _, quat = sim.base_pose()
