@@ -27,6 +27,7 @@ DOMAINS = {"heavy": 61 + 2 * _WORKER, "light": 62 + 2 * _WORKER}
 CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0),
          "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0)}
 POOR_FIT = 0.15  # residual after / before above which a bag is one the replay cannot explain (see the test)
+RERECORDS = 2  # the most times a case is recorded again for a bag the replay cannot explain
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +71,15 @@ def test_sysid_on_deploy_bag_recovers_hidden_mass_and_motor_lag(case, bags, cont
     hidden, latency_ms = CASES[case]
     robot, data = load_trajectories(bags[case], contract=contract_file)
     fit = identify(robot, data, budget=200, seed=0)
-    if fit.residual_after > POOR_FIT * fit.residual_before:
+    for _ in range(RERECORDS):
+        if fit.residual_after <= POOR_FIT * fit.residual_before:
+            break
         # The replay cannot explain this bag: it was recorded while the machine could not keep up (CI runs a
         # second test worker beside the served robot and the deploy loop; a light bag fitted ×0.885 for a lag of
         # ×0.7 with a residual ratio of 0.31, where a bag from a machine that keeps up leaves 0.02-0.08). The fit
         # says so through its residual, which is what a user sees; the claim below is about a bag the replay can
-        # explain, so the case is recorded once more.
+        # explain, so the case is recorded again (a clean-clone run saw two poor bags in a row: ratio 0.19 and a
+        # lag fitted ×1.90 for ×1.5).
         del bags[case]
         robot, data = load_trajectories(bags[case], contract=contract_file)
         fit = identify(robot, data, budget=200, seed=0)
