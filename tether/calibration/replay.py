@@ -33,7 +33,7 @@ import mujoco
 import numpy as np
 
 from tether.errors import TetherError
-from tether.hardware.frames import quat_to_rotmat
+from tether.hardware.frames import projected_gravity, quat_to_rotmat
 
 COMMAND_MODES = ("actuator", "thrust_body_rates", "joint_position")
 TICK_BAND_S = 0.001  # event timing: a command arriving within this of a robot tick counts partly (at least)
@@ -233,12 +233,6 @@ class Windows:
 
 
 # ---------------------------------------------------------------------- the replayer
-def quat_to_gravity(q: np.ndarray) -> np.ndarray:
-    """(..., 4) w x y z -> (..., 3) world down in the body frame, R^T (0, 0, -1)."""
-    w, x, y, z = (q[..., i] for i in range(4))
-    return -np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1)
-
-
 class Replayer:
     """A robot model from ``tether.sim`` in MuJoCo, with a pool of parameter-set copies for batched replay.
 
@@ -409,7 +403,7 @@ class Replayer:
             elif k == "base_ang_vel":
                 out[k] = qv[..., self.fv + 3:self.fv + 6]
             elif k == "projected_gravity":
-                out[k] = quat_to_gravity(qp[..., self.fq + 3:self.fq + 7])
+                out[k] = projected_gravity(qp[..., self.fq + 3:self.fq + 7])
             elif k == "base_lin_vel_body":  # R^T v: the world velocity in the body frame
                 R = quat_to_rotmat(qp[..., self.fq + 3:self.fq + 7])
                 out[k] = np.einsum("...ji,...j->...i", R, qv[..., self.fv:self.fv + 3])
