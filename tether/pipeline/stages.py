@@ -214,13 +214,15 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
 def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log
                        ) -> tuple[Path, float]:
     """Fine-tune a policy that imitates the task's scripted expert (diffusion, flow) the way it learned: the
-    expert demonstrates on the robot as identified (a third of ``demo_episodes``), and behaviour cloning goes on
-    from the parent's weights on the successful demonstrations for ``finetune_steps`` gradient steps (none under
-    the identified DR: the parent is kept). A parent trained with DAgger (``tether.policies.dagger``) then runs
-    rounds there, short of ``finetune_target``: its own episodes on the identified robot, labelled by the expert
-    (:func:`_dagger_finetune`). One without DAgger has the expert's demonstrations under the training DR
-    ``cfg.dr`` replayed beside the new ones (the parent's own when this run trained it, else ``demo_episodes``
-    recorded anew, about 40 s for 300 pushes). Returns the checkpoint and its sim success under that DR.
+    expert demonstrates on the robot as identified (``finetune_demo_share`` of ``demo_episodes``: a third unless
+    the task says otherwise), and behaviour cloning goes on from the parent's weights on the successful
+    demonstrations for ``finetune_steps`` gradient steps (none under the identified DR: the parent is kept). A
+    parent trained with DAgger (``tether.policies.dagger``) then runs rounds there, short of ``finetune_target``:
+    its own episodes on the identified robot, labelled by the expert (:func:`_dagger_finetune`). One without
+    DAgger has the expert's demonstrations under the training DR ``cfg.dr`` replayed beside the new ones (the
+    parent's own when this run trained it, else ``demo_episodes`` recorded anew, about 40 s for 300 pushes),
+    unless ``finetune_replay`` is off (legged velocity: its training demonstrations are by a trot sized for a
+    nominal robot, which a heavier one defeats). Returns the checkpoint and its sim success under that DR.
 
     Why the expert: it closes its own loop, so what it does on the identified robot is what works there (the
     joint targets a heavier, more damped arm actually follows), and it predicts through the identified latency's
@@ -248,13 +250,13 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     rounds = DaggerConfig.from_extra(policy.extra)
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
     log(f"[fine-tune] {policy.extra['algo']} from the deployed policy on the expert's demonstrations under {which}")
-    demos = expert_demos(cfg, cfg.out / "finetune" / "demos", max(1, cfg.demo_episodes // 3), dr_file,
+    demos = expert_demos(cfg, cfg.out / "finetune" / "demos", finetune_demo_count(cfg), dr_file,
                          cfg.seed + 1, log)
     obs, actions, episodes = _successes(Dataset(demos))
     good = len(np.unique(episodes))
     replay, replayed = None, 0
     if good:
-        if not rounds.rounds:
+        if not rounds.rounds and cfg.finetune_replay:
             replay = _replay(cfg, checkpoint, log)
             r_obs, r_actions, r_episodes = _successes(Dataset(replay))
             replayed = len(np.unique(r_episodes))
@@ -275,6 +277,12 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
                          "finetune_replay": None if replay is None else str(replay),
                          "finetune_replay_used": replayed, "identified_dr_success": score})
     return policy.save(cfg.out / "finetune" / "checkpoint"), score
+
+
+def finetune_demo_count(cfg: PipelineConfig) -> int:
+    """Demonstrations an imitation learner's fine-tuning records under the identified DR: ``finetune_demo_share``
+    of ``demo_episodes``, at least one."""
+    return max(1, int(round(cfg.demo_episodes * cfg.finetune_demo_share)))
 
 
 def _dagger_finetune(cfg: PipelineConfig, policy: Policy, data: tuple[np.ndarray, np.ndarray, np.ndarray],
