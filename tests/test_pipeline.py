@@ -62,9 +62,29 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"robot_rl_explore": 2.0}, "robot-RL exploration 2.0"),
                        ({"robot_rl_config": {"prior_episodes": 0}}, "prior_episodes=0"),
                        ({"robot_rl_config": {"utd": 0}}, "utd=0"),
-                       ({"robot_rl_config": {"no_such": 1}}, "unknown robot RL option 'no_such'")):
+                       ({"robot_rl_config": {"no_such": 1}}, "unknown robot RL option 'no_such'"),
+                       ({"finetune_demo_share": 0}, "demonstration share 0"),
+                       ({"finetune_demo_share": float("nan")}, "demonstration share nan"),
+                       ({"finetune_replay": "no"}, "fine-tuning replay 'no'")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
+
+
+def test_imitation_fine_tuning_data_follows_the_task():
+    """Legged velocity's fine-tuning records as many demonstrations as training did and replays none of the
+    training DR's (whose trot is sized for a nominal robot); other imitation tasks record a third and replay them.
+    An explicit setting wins over the task's."""
+    from tether.pipeline.run import PipelineConfig
+    from tether.pipeline.stages import finetune_demo_count
+
+    velocity = PipelineConfig(robot="legged", task="velocity").resolved()
+    assert (finetune_demo_count(velocity), velocity.finetune_replay) == (300, False)
+    for robot, task in (("arm", "push"), ("quadrotor", "waypoint")):
+        cfg = PipelineConfig(robot=robot, task=task).resolved()
+        assert (finetune_demo_count(cfg), cfg.finetune_replay) == (100, True)
+    assert finetune_demo_count(PipelineConfig(robot="arm", task="push", demo_episodes=6).resolved()) == 2
+    mine = PipelineConfig(robot="legged", task="velocity", finetune_demo_share=0.5, finetune_replay=True).resolved()
+    assert (finetune_demo_count(mine), mine.finetune_replay) == (150, True)
 
 
 def test_training_settings_follow_the_learner_they_were_written_for():

@@ -105,7 +105,7 @@ class PipelineConfig:
     finetune_target: float = 0.9  # ... which stops once sim success under the identified DR reaches this
     finetune_fresh: bool = True  # short of the target: also train a fresh policy under the identified DR
     # an imitation learner's demonstrations by the task's scripted expert under the training DR; its fine-tuning
-    # records a third as many under the identified DR (finetune_steps is then gradient steps)
+    # records finetune_demo_share as many under the identified DR (finetune_steps is then gradient steps)
     demo_episodes: int | None = None
     finetune_demo_share: float | None = None  # ... of demo_episodes (default a third; the task's where it says)
     finetune_replay: bool | None = None  # replay the training DR's beside them (default yes; the task's where it says)
