@@ -221,8 +221,8 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     its own episodes on the identified robot, labelled by the expert (:func:`_dagger_finetune`). One without
     DAgger has the expert's demonstrations under the training DR ``cfg.dr`` replayed beside the new ones (the
     parent's own when this run trained it, else ``demo_episodes`` recorded anew, about 40 s for 300 pushes),
-    unless ``finetune_replay`` is off (legged velocity: its training demonstrations are by a trot sized for a
-    nominal robot, which a heavier one defeats). Returns the checkpoint and its sim success under that DR.
+    unless ``finetune_replay`` is off (then the student fits the identified robot alone: for legged velocity
+    mixed on two served A1s, RESULTS). Returns the checkpoint and its sim success under that DR.
 
     Why the expert: it closes its own loop, so what it does on the identified robot is what works there (the
     joint targets a heavier, more damped arm actually follows), and it predicts through the identified latency's
