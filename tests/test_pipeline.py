@@ -65,21 +65,24 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"robot_rl_config": {"no_such": 1}}, "unknown robot RL option 'no_such'"),
                        ({"finetune_demo_share": 0}, "demonstration share 0"),
                        ({"finetune_demo_share": float("nan")}, "demonstration share nan"),
-                       ({"finetune_replay": "no"}, "fine-tuning replay 'no'")):
+                       ({"finetune_replay": "no"}, "fine-tuning replay 'no'"),
+                       ({"finetune_replay": None}, "fine-tuning replay None")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
 
 
 def test_imitation_fine_tuning_data_follows_the_settings():
-    """An imitation learner's fine-tuning records a third as many demonstrations as training did and replays the
-    training DR's beside them, unless the config (or a task's defaults) says otherwise."""
+    """An imitation learner's fine-tuning records a third as many demonstrations as training did (rounded down)
+    and replays the training DR's beside them, unless the config says otherwise."""
     from tether.pipeline.run import PipelineConfig
     from tether.pipeline.stages import finetune_demo_count
 
     for robot, task in (("arm", "push"), ("quadrotor", "waypoint"), ("legged", "velocity")):
         cfg = PipelineConfig(robot=robot, task=task).resolved()
         assert (finetune_demo_count(cfg), cfg.finetune_replay) == (100, True)
-    assert finetune_demo_count(PipelineConfig(robot="arm", task="push", demo_episodes=6).resolved()) == 2
+    for episodes, count in ((6, 2), (8, 2), (3, 1)):
+        cfg = PipelineConfig(robot="arm", task="push", demo_episodes=episodes).resolved()
+        assert finetune_demo_count(cfg) == count
     mine = PipelineConfig(robot="legged", task="velocity", finetune_demo_share=0.5, finetune_replay=True).resolved()
     assert (finetune_demo_count(mine), mine.finetune_replay) == (150, True)
 

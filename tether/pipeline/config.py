@@ -53,10 +53,10 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # any the DR holds (mass x1.2 against 0.9-1.1) and answers 10 ms late each way. The expert sized for it tracked
     # 9 of 12 PyBullet episodes at 1 step of delay; the served loop is identified at 2 (37 ms), where the trot
     # tracks 26-50 % and the kept policy 25 % (28 % of sim; RESULTS "Legged velocity tracking on served robots")
-    # Fine-tuning with as many demonstrations as training and no replay (finetune_demo_share 1.0, finetune_replay
-    # false, 60k steps) reached 48 % against 33 % in sim at one served robot's truth (mass x1.2), and through the loop
-    # kept 56 % of sim there (42 % before) but 42 % on a light, stiff A1 (56 % before): mixed, so not the default
-    # (RESULTS, "three ways past the trot's ceiling")
+    # Fine-tuning with as many demonstrations as training and no replay (PipelineConfig finetune_demo_share 1.0,
+    # finetune_replay False, finetune_steps 60k) reached 48 % against 33 % in sim at one served robot's truth (mass
+    # x1.2); through the loop it kept 56 % of sim there (42 % before) but 42 % on a light, stiff A1 (56 % before):
+    # mixed, so not the default (RESULTS, "three ways past the trot's ceiling")
     ("legged", "velocity"): {"algo": "bc-diffusion", "train_steps": 40_000, "finetune_steps": 20_000,
                              "demo_episodes": 300, "dr": "default", "latency_ms": 10.0,
                              "config": {"n_obs_steps": 4, "horizon": 2, "n_action_steps": 1},
@@ -105,8 +105,8 @@ class PipelineConfig:
     # an imitation learner's demonstrations by the task's scripted expert under the training DR; its fine-tuning
     # records finetune_demo_share as many under the identified DR (finetune_steps is then gradient steps)
     demo_episodes: int | None = None
-    finetune_demo_share: float | None = None  # ... of demo_episodes (default a third; the task's where it says)
-    finetune_replay: bool | None = None  # replay the training DR's beside them (default yes; the task's where it says)
+    finetune_demo_share: float = 1 / 3  # ... of demo_episodes
+    finetune_replay: bool = True  # replay the training DR's demonstrations beside them (without DAgger)
     # fine-tune on the served robot itself: "auto" (when the fine-tuned policy keeps < KEEP_TARGET of sim), "on", "off"
     robot_rl: str = "auto"
     robot_rl_episodes: int = 12  # the most robot-RL episodes (the robot-time budget may stop it sooner)
@@ -142,11 +142,10 @@ class PipelineConfig:
         if self.demo_episodes is not None and not (isinstance(self.demo_episodes, int)
                                                    and 3 <= self.demo_episodes <= 100_000):
             raise TetherError(f"demo episodes {self.demo_episodes!r}; expected a whole number 3..100000")
-        if self.finetune_demo_share is not None and not (isinstance(self.finetune_demo_share, (int, float))
-                                                         and 0 < self.finetune_demo_share <= 10):
+        if not (isinstance(self.finetune_demo_share, (int, float)) and 0 < self.finetune_demo_share <= 10):
             raise TetherError(f"fine-tuning demonstration share {self.finetune_demo_share!r}; expected a number in "
                               "(0, 10] (times --demo-episodes)")
-        if self.finetune_replay is not None and not isinstance(self.finetune_replay, bool):
+        if not isinstance(self.finetune_replay, bool):
             raise TetherError(f"fine-tuning replay {self.finetune_replay!r}; expected true or false")
         if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):
             raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
@@ -158,10 +157,6 @@ class PipelineConfig:
                                  "train_steps": self.train_steps or d["train_steps"],
                                  "finetune_steps": self.finetune_steps or d["finetune_steps"],
                                  "demo_episodes": self.demo_episodes or d.get("demo_episodes", 300),
-                                 "finetune_demo_share": (self.finetune_demo_share if self.finetune_demo_share
-                                                         is not None else d.get("finetune_demo_share", 1 / 3)),
-                                 "finetune_replay": (self.finetune_replay if self.finetune_replay is not None
-                                                     else d.get("finetune_replay", True)),
                                  "real": self.real if self.real is not None else d["real"],
                                  "out": Path(self.out)})
 

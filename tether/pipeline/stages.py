@@ -214,8 +214,8 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
 def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log
                        ) -> tuple[Path, float]:
     """Fine-tune a policy that imitates the task's scripted expert (diffusion, flow) the way it learned: the
-    expert demonstrates on the robot as identified (``finetune_demo_share`` of ``demo_episodes``: a third unless
-    the task says otherwise), and behaviour cloning goes on from the parent's weights on the successful
+    expert demonstrates on the robot as identified (``finetune_demo_share`` of ``demo_episodes``, by default a
+    third), and behaviour cloning goes on from the parent's weights on the successful
     demonstrations for ``finetune_steps`` gradient steps (none under the identified DR: the parent is kept). A
     parent trained with DAgger (``tether.policies.dagger``) then runs rounds there, short of ``finetune_target``:
     its own episodes on the identified robot, labelled by the expert (:func:`_dagger_finetune`). One without
@@ -281,8 +281,8 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
 
 def finetune_demo_count(cfg: PipelineConfig) -> int:
     """Demonstrations an imitation learner's fine-tuning records under the identified DR: ``finetune_demo_share``
-    of ``demo_episodes``, at least one."""
-    return max(1, int(round(cfg.demo_episodes * cfg.finetune_demo_share)))
+    of ``demo_episodes`` (rounded down, as a third always was), at least one."""
+    return max(1, int(cfg.demo_episodes * cfg.finetune_demo_share + 1e-9))
 
 
 def _dagger_finetune(cfg: PipelineConfig, policy: Policy, data: tuple[np.ndarray, np.ndarray, np.ndarray],
