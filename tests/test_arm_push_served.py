@@ -73,8 +73,9 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
         replay = Dataset(run / "train" / "demos")
         assert not (run / "finetune" / "replay").exists()
         assert tuned.extra["finetune_replay_used"] == sum(bool(e.success) for e in replay.episodes)
-    assert [b.name for b in sorted((run / "bags").iterdir())] == ["probe-0", "tuned-0", "zeroshot-0"]
+    assert [b.name for b in sorted((run / "bags").iterdir())] == ["confirm-0", "probe-0", "tuned-0", "zeroshot-0"]
     # robot RL's learner starts from a Gaussian actor: asked for, it is skipped with the reason, not a crash
     assert any("[robot RL] skipped" in line and "bc-diffusion" in line for line in lines)
-    assert summary["robot_episodes"] == 3 and summary["kept"] in ("zero-shot", "fine-tuned")
+    assert summary["robot_episodes"] == 4 and summary["kept"] in ("zero-shot", "fine-tuned")
+    assert summary["kept_confirmed"]  # its rerun on a fresh episode is the success reported for it
     assert (run / "report.md").is_file()

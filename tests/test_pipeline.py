@@ -66,9 +66,32 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"finetune_demo_share": 0}, "demonstration share 0"),
                        ({"finetune_demo_share": float("nan")}, "demonstration share nan"),
                        ({"finetune_replay": "no"}, "fine-tuning replay 'no'"),
-                       ({"finetune_replay": None}, "fine-tuning replay None")):
+                       ({"finetune_replay": None}, "fine-tuning replay None"),
+                       ({"confirm": "yes"}, "confirm 'yes'")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
+
+
+def test_the_kept_policys_fresh_episodes_run_only_when_asked_for_and_the_budget_has_room(tmp_path):
+    """The kept policy's rerun on fresh episodes is skipped, with the reason, when the robot-time budget cannot
+    hold it or --no-confirm turned it off; nothing is deployed then (a deploy here would fail: no robot is served)."""
+    from tether.pipeline.run import PipelineConfig, _confirm
+
+    cfg = PipelineConfig(episodes=4, out=tmp_path / "run").resolved()
+    lines: list[str] = []
+
+    def timed(_name, _fn):
+        raise AssertionError("deployed")
+
+    assert _confirm(cfg, "fine-tuned", tmp_path, 300.0 - 39.0, 10.0, lines.append, timed) is None
+    assert "[confirm] skipped" in lines[-1] and "leans high" in lines[-1]
+    cfg.confirm = False
+    assert _confirm(cfg, "fine-tuned", tmp_path, 0.0, 10.0, lines.append, timed) is None
+    cfg.confirm = True
+    deployed: list[str] = []
+    assert _confirm(cfg, "fine-tuned", tmp_path, 300.0 - 40.0, 10.0, lines.append,
+                    lambda name, _fn: deployed.append(name) or "ran") == "ran"
+    assert deployed == ["deploy"] and "4 episodes from start states no other phase used" in lines[-1]
 
 
 def test_imitation_fine_tuning_data_follows_the_settings():
@@ -207,7 +230,7 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     assert "served-robot success" in report and "![Tracking" in report and "Robot time used" in report
     bags = sorted((run / "bags").iterdir())
     # as ros2 bag -o names them
-    assert [b.name for b in bags] == ["probe-0", "rl-0", "robotrl-0", "tuned-0", "zeroshot-0"]
+    assert [b.name for b in bags] == ["confirm-0", "probe-0", "rl-0", "robotrl-0", "tuned-0", "zeroshot-0"]
     assert sum(1 for _ in read_bag(bags[-1], topics=["/tether/obs"])) > 20
     saved = json.loads((run / "summary.json").read_text())
     # a 4096-step policy may crash at once: a vehicle resting on the ground leaves nothing to identify, and the
@@ -223,8 +246,15 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     tuned = load_checkpoint(run / "finetune" / "checkpoint")
     assert tuned.contract == sim.contract
     assert saved["served_success_tuned"] == summary["served_success_tuned"]
-    assert 0 < saved["robot_seconds"] <= cfg.robot_seconds_budget and saved["robot_episodes"] == 5
+    assert 0 < saved["robot_seconds"] <= cfg.robot_seconds_budget and saved["robot_episodes"] == 6
     assert saved["kept"] in ("zero-shot", "fine-tuned", "robot RL")
+    # the kept policy ran once more from a start state no other phase used (the last one served), and that
+    # episode's success, not the score it was chosen on, is what the run reports for it
+    assert saved["kept_confirmed"] and json.loads((run / "real_params.json").read_text())["seed"] == 2000
+    assert sum(1 for _ in read_bag(run / "bags" / "confirm-0", topics=["/tether/obs"])) > 20
+    assert saved["served_success_kept"] in (0.0, 1.0)
+    assert "on 1 fresh episode it succeeded in" in report
+    assert f"| the kept policy ({saved['kept']}) on fresh episodes | {saved['served_success_kept']:.0%} |" in report
     # robot RL: one guarded, recorded episode with exploration, learned from, then its actor deployed and scored
     rl = saved["robot_rl"]
     assert rl["episodes"] == 1 and rl["robot_seconds"] > 0 and rl["served_success"] in (0.0, 1.0)
@@ -272,5 +302,5 @@ def test_loop_closes_on_a_quadrotor_with_twice_the_latency_it_trained_for(tmp_pa
     fit = s["identified"]["report"]["scale"]
     assert abs(fit["body_mass"] - 1.1) < 0.11  # within 10 % of the hidden mass
     assert on_identified["tuned"] >= 0.8 and on_identified["tuned"] >= on_identified["zero_shot"]
-    assert s["served_success_kept"] == max(s["served_success_tuned"], s["served_success_zero_shot"])
-    assert 0 < s["robot_seconds"] <= cfg.robot_seconds_budget and s["robot_episodes"] == 6
+    assert s["served_success_kept_selection"] == max(s["served_success_tuned"], s["served_success_zero_shot"])
+    assert 0 < s["robot_seconds"] <= cfg.robot_seconds_budget and s["robot_episodes"] == 8  # 2 more, fresh, kept

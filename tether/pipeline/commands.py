@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "under 95 %% of sim success and the robot-time budget has room; on; off")
     p.add_argument("--robot-rl-episodes", type=int_range(1, 1000), default=12,
                    help="the most robot-RL episodes (the 5-minute robot-time budget may stop it sooner)")
+    p.add_argument("--no-confirm", dest="confirm", action="store_false",
+                   help="do not rerun the kept policy on --episodes fresh episodes (its reported success is then "
+                        "the score it was chosen on, which leans high); saves that robot time")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
@@ -134,8 +137,8 @@ def _run(args: argparse.Namespace) -> int:
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
                          finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
                          finetune_fresh=args.finetune_fresh, demo_episodes=args.demo_episodes,
-                         robot_rl=args.robot_rl,
-                         robot_rl_episodes=args.robot_rl_episodes, seed=args.seed, real=real)
+                         robot_rl=args.robot_rl, robot_rl_episodes=args.robot_rl_episodes, confirm=args.confirm,
+                         seed=args.seed, real=real)
     if args.out:
         cfg.out = args.out
     check_servable(cfg.resolved())  # before any work (run_pipeline checks again, for callers of the API)

@@ -112,6 +112,7 @@ class PipelineConfig:
     robot_rl_episodes: int = 12  # the most robot-RL episodes (the robot-time budget may stop it sooner)
     robot_rl_explore: float = 0.1  # exploration on the robot during robot RL (normalised action units, guarded)
     robot_rl_config: dict[str, Any] | None = None  # RobotRLConfig overrides (prior_episodes, utd, ...)
+    confirm: bool = True  # the kept policy runs `episodes` more, fresh episodes, its reported success (budget allowing)
     sim_eval_episodes: int = 20
     seed: int = 0
     domain_id: int | None = None
@@ -145,6 +146,8 @@ class PipelineConfig:
         if not (isinstance(self.finetune_demo_share, (int, float)) and 0 < self.finetune_demo_share <= 10):
             raise TetherError(f"fine-tuning demonstration share {self.finetune_demo_share!r}; expected a number in "
                               "(0, 10] (times --demo-episodes)")
+        if not isinstance(self.confirm, bool):
+            raise TetherError(f"confirm {self.confirm!r}; expected true or false")
         if not isinstance(self.finetune_replay, bool):
             raise TetherError(f"fine-tuning replay {self.finetune_replay!r}; expected true or false")
         if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+CONFIRM_PHASE = "kept, fresh episodes"  # the pipeline's phase of the kept policy's fresh episodes
+
 
 def _learning_curve(train_dir: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     path = train_dir / "metrics.csv"
@@ -31,6 +33,20 @@ def _robot_rl_rows(summary: dict[str, Any], phases: dict[str, Any]) -> list[str]
             f"{rounds.final_error:.3f} | {rounds.robot_seconds:.0f} s |",
             f"| after robot RL | {rl['served_success']:.0%} | {rl['served_final_error']:.3f} | "
             f"{phases['after robot RL'].robot_seconds:.0f} s |"]
+
+
+def _kept_text(summary: dict[str, Any], phases: dict[str, Any]) -> str:
+    """Which policy was kept, and its served success: on fresh episodes when they ran, else the score it was chosen
+    on (which leans high: it is the best of several)."""
+    sim, kept = summary["sim_success"], summary["served_success_kept"]
+    share = f"{(kept / sim if sim else float('nan')):.0%} of sim success"
+    head = f"Kept: the **{summary['kept']}** policy, the one the served robot scored best ("
+    if summary.get("kept_confirmed"):
+        fresh = phases[CONFIRM_PHASE]
+        return (head + f"{summary['served_success_kept_selection']:.0%} on the episodes it was chosen on); on "
+                f"{len(fresh.successes)} fresh episode{'s' * (len(fresh.successes) != 1)} it succeeded in {kept:.0%}, "
+                f"{share}.")
+    return (head + f"{kept:.0%}, {share}; not rerun on fresh episodes, so this leans high).")
 
 
 def _robot_rl_text(cfg: Any, summary: dict[str, Any]) -> str:
@@ -80,6 +96,10 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
         names.append("served, robot RL")
         values.append(summary["robot_rl"]["served_success"])
         colours.append("tab:purple")
+    if summary.get("kept_confirmed"):
+        names.append("served, kept\n(fresh episodes)")
+        values.append(summary["served_success_kept"])
+        colours.append("tab:gray")
     ax.bar(np.arange(len(names)), values, color=colours)
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, 1.05)
@@ -92,7 +112,7 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
     fig, ax = plt.subplots(figsize=(6, 3.5))
     dt = 1.0 / contract.rate_hz
     colors = {"zero-shot": "tab:red", "probe": "tab:orange", "fine-tuned": "tab:green", "robot RL": "tab:pink",
-              "after robot RL": "tab:purple"}
+              "after robot RL": "tab:purple", CONFIRM_PHASE: "tab:gray"}
     for name, phase in phases.items():
         for i, e in enumerate(phase.errors):
             ax.plot(np.arange(len(e)) * dt, e, color=colors.get(name, "gray"), alpha=0.6,
@@ -111,7 +131,6 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
     residual_pngs = sorted((out / "identify").glob("*.png")) if (out / "identify").is_dir() else []
     t = summary["timings_s"]
     sim = summary["sim_success"]
-    kept = summary["served_success_kept"]
     on_id = (summary.get("identified") or {}).get("sim_success")
     lines = [
         f"# Tether pipeline: {summary['robot']}/{summary['task']}",
@@ -130,13 +149,14 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
         f" | {summary['served_success_tuned']:.0%} | {summary['served_final_error_tuned']:.3f} | "
         f"{phases['fine-tuned'].robot_seconds:.0f} s |",
         *_robot_rl_rows(summary, phases),
+        *([f"| the kept policy ({summary['kept']}) on fresh episodes | {phases[CONFIRM_PHASE].success_rate:.0%} | "
+           f"{phases[CONFIRM_PHASE].final_error:.3f} | {phases[CONFIRM_PHASE].robot_seconds:.0f} s |"]
+          if CONFIRM_PHASE in phases else []),
         "",
         f"Sim success (MuJoCo, nominal robot): {sim:.0%} (fine-tuned policy, tuned for the robot as identified: "
         f"{summary['sim_success_tuned']:.0%}"
         + (f"; under the identified DR: {on_id['zero_shot']:.0%} zero-shot, {on_id['tuned']:.0%} fine-tuned"
-           if on_id else "") + "). "
-        f"Kept: the **{summary['kept']}** policy, the one the served robot scored best: {kept:.0%} success, "
-        f"{(kept / sim if sim else float('nan')):.0%} of sim success. Robot time used: "
+           if on_id else "") + "). " + _kept_text(summary, phases) + " Robot time used: "
         f"{summary['robot_seconds'] / 60:.1f} min over {summary['robot_episodes']} episodes.",
         "",
         _robot_rl_text(cfg, summary),

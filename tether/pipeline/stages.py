@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
+# served episode i runs seed EPISODE_SEED0 + i; the kept policy's check on fresh episodes starts at CONFIRM_SEED0,
+# past every other phase's (robot RL runs at most 1000 episodes)
+EPISODE_SEED0, CONFIRM_SEED0 = 1000, 2000
 FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
 
 
@@ -363,10 +366,12 @@ def robot_episode_seconds(robot: str, task: str | None) -> float:
 
 
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
-                 explore: float = 0.0, first: int = 0) -> Deployment:
+                 explore: float = 0.0, first: int = 0, seed0: int = EPISODE_SEED0) -> Deployment:
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
-    numbers the episodes on from a phase run in parts (their bags and the robot's start states differ)."""
+    numbers the episodes on from a phase run in parts (their bags and the robot's start states differ). Episode
+    ``i`` is served with seed ``seed0 + i`` (its start state, and its command or goal): phases that compare
+    policies share seeds, and a phase that must not reuse any start state takes another ``seed0``."""
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig
 
@@ -378,14 +383,14 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     out = Deployment()
     for i in range(first, first + episodes):
         bag = cfg.out / "bags" / f"{tag}-{i}"
-        params = {"env_id": cfg.env_id, **cfg.real, "seed": 1000 + i}  # the served robot runs the policy's task
+        params = {"env_id": cfg.env_id, **cfg.real, "seed": seed0 + i}  # the served robot runs the policy's task
         params_file.write_text(json.dumps(params, indent=2))
-        server = _serve(cfg, params_file, 1000 + i, domain_id, cfg.out / "robot_server.log")
+        server = _serve(cfg, params_file, seed0 + i, domain_id, cfg.out / "robot_server.log")
         try:
             one = scored_deploy(DeployConfig(checkpoint=str(checkpoint), adapter=cfg.adapter, duration_s=seconds,
                                              record=str(bag), domain_id=domain_id, loopback=True, episode=i,
                                              robot_info_timeout_s=15.0, connect_timeout_s=30.0,
-                                             transport="cyclonedds", explore=explore, explore_seed=1000 + i),
+                                             transport="cyclonedds", explore=explore, explore_seed=seed0 + i),
                                 contract)
         finally:
             server.terminate()
