@@ -76,8 +76,8 @@ def main() -> None:
     print(f"# transfer  {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}")
     print("| robot | served robot (hidden params, latency) | sim success | zero-shot | after identification + "
-          "sim fine-tuning | after robot RL | kept / sim (fresh episodes; as chosen) | final error zero-shot → tuned | identified (scale) | "
-          "sim on identified DR zero-shot → tuned | robot min | wall min |")
+          "sim fine-tuning | after robot RL | kept / sim (fresh episodes; as chosen) | final error zero-shot → tuned | "
+          "identified (scale) | sim on identified DR zero-shot → tuned | robot min | wall min |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for item in args.robots.split(","):
@@ -98,8 +98,8 @@ def main() -> None:
             s = run_pipeline(cfg, log=lambda _m: None)
             wall = (time.perf_counter() - t1) / 60 + train_min
             sim = s["sim_success"] or float("nan")  # kept: on fresh episodes when they ran; as chosen: biased high
-            kept = (f"{s['served_success_kept'] / sim:.0%}" if s["kept_confirmed"] else "-") + \
-                f"; {s['served_success_kept_selection'] / sim:.0%}"
+            kept = (f"{s['served_success_kept'] / sim:.0%}" if s["kept_confirmed"] else "-") + (
+                f"; {s['served_success_kept_selection'] / sim:.0%}")
             ident = s.get("identified") or {}
             fit = ", ".join(f"{k} ×{v:.3g}" for k, v in (ident.get("report", {}).get("scale") or {}).items())
             on_id = ident.get("sim_success") or {}
