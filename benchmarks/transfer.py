@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--sim-episodes", type=int, default=20, help="sim evaluation episodes per policy")
     ap.add_argument("--checkpoint", type=Path, default=None, help="sim-trained policy of the one --robots item")
-    ap.add_argument("--seed", type=int, default=0, help="the pipeline's seed (training, demonstrations, fine-tuning)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the pipeline's seed (training, demonstrations, fine-tuning, the served robots' start states)")
     ap.add_argument("--out", type=Path, default=Path("runs") / time.strftime("transfer-%Y%m%d-%H%M%S"))
     args = ap.parse_args()
     if args.checkpoint is not None and "," in args.robots:

@@ -94,6 +94,21 @@ def test_the_kept_policys_fresh_episodes_run_only_when_asked_for_and_the_budget_
     assert deployed == ["deploy"] and "4 episodes from start states no other phase used" in lines[-1]
 
 
+def test_each_run_seed_serves_its_own_start_states():
+    """Served episodes' seeds: seed 0 keeps 1000 + i (and the kept policy's fresh episodes 2000 + i); another run
+    seed meets none of seed 0's start states, in any phase, and every seed fits the served robot's 32-bit range."""
+    from tether.pipeline.stages import CONFIRM_SEED0, EPISODE_SEED0, served_seed
+
+    assert [served_seed(0, EPISODE_SEED0, i) for i in range(3)] == [1000, 1001, 1002]
+    assert served_seed(0, CONFIRM_SEED0, 0) == 2000
+
+    def seeds(run_seed):  # every phase's episodes: up to 1000 robot-RL ones, and the fresh ones
+        return {served_seed(run_seed, s0, i) for s0 in (EPISODE_SEED0, CONFIRM_SEED0) for i in range(1000)}
+
+    assert len(seeds(0)) == 2000 and not seeds(0) & seeds(1) and not seeds(1) & seeds(7)
+    assert all(0 <= s < 2**32 for s in seeds(2**32 - 1))
+
+
 def test_imitation_fine_tuning_data_follows_the_settings():
     """An imitation learner's fine-tuning records a third as many demonstrations as training did (rounded down)
     and replays the training DR's beside them, unless the config says otherwise."""

@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="do not rerun the kept policy on --episodes fresh episodes (its reported success is then "
                         "the score it was chosen on, which leans high); saves that robot time")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0,
+                   help="training, demonstrations, fine-tuning, and the served robots' start states (default 0)")
     p.add_argument("--out", type=output_dir, default=None, help="run folder (default runs/pipeline-DATE-TIME)")
     p.set_defaults(func=_run)
 

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat, offboard switch, arming)
 # served episode i runs seed EPISODE_SEED0 + i; the kept policy's check on fresh episodes starts at CONFIRM_SEED0,
-# past every other phase's (robot RL runs at most 1000 episodes)
-EPISODE_SEED0, CONFIRM_SEED0 = 1000, 2000
+# past every other phase's (robot RL runs at most 1000 episodes); each pipeline seed has its own block of them
+EPISODE_SEED0, CONFIRM_SEED0, SEED_BLOCK = 1000, 2000, 100_000
 FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
 
 
@@ -365,13 +365,20 @@ def robot_episode_seconds(robot: str, task: str | None) -> float:
     return float(make_task(robot, task, make_robot(robot)).episode_seconds) + ENGAGE_SECONDS
 
 
+def served_seed(run_seed: int, seed0: int, episode: int) -> int:
+    """The seed of a served robot's episode (its start state, and its command or goal): ``seed0 + episode`` in the
+    run seed's own block, so runs with other ``--seed`` values meet other start states (with one seed, repeated
+    runs were repeated passes over the same few episodes), within the 32-bit range a served robot accepts."""
+    return (seed0 + episode + run_seed * SEED_BLOCK) % 2**32
+
+
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
                  explore: float = 0.0, first: int = 0, seed0: int = EPISODE_SEED0) -> Deployment:
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
     numbers the episodes on from a phase run in parts (their bags and the robot's start states differ). Episode
-    ``i`` is served with seed ``seed0 + i`` (its start state, and its command or goal): phases that compare
-    policies share seeds, and a phase that must not reuse any start state takes another ``seed0``."""
+    ``i`` is served with :func:`served_seed` (``seed0 + i`` for run seed 0): phases that compare policies share
+    seeds, and a phase that must not reuse any start state takes another ``seed0``."""
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig
 
@@ -383,14 +390,15 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     out = Deployment()
     for i in range(first, first + episodes):
         bag = cfg.out / "bags" / f"{tag}-{i}"
-        params = {"env_id": cfg.env_id, **cfg.real, "seed": seed0 + i}  # the served robot runs the policy's task
+        seed = served_seed(cfg.seed, seed0, i)
+        params = {"env_id": cfg.env_id, **cfg.real, "seed": seed}  # the served robot runs the policy's task
         params_file.write_text(json.dumps(params, indent=2))
-        server = _serve(cfg, params_file, seed0 + i, domain_id, cfg.out / "robot_server.log")
+        server = _serve(cfg, params_file, seed, domain_id, cfg.out / "robot_server.log")
         try:
             one = scored_deploy(DeployConfig(checkpoint=str(checkpoint), adapter=cfg.adapter, duration_s=seconds,
                                              record=str(bag), domain_id=domain_id, loopback=True, episode=i,
                                              robot_info_timeout_s=15.0, connect_timeout_s=30.0,
-                                             transport="cyclonedds", explore=explore, explore_seed=seed0 + i),
+                                             transport="cyclonedds", explore=explore, explore_seed=seed),
                                 contract)
         finally:
             server.terminate()
