@@ -297,16 +297,16 @@ def test_px4_waypoint_mission_moves_the_goal_once_each_waypoint_is_reached_under
 
 def test_the_served_robot_ticks_at_its_real_stacks_rate():
     """A command waits for the served robot's next tick, so the tick is the real stack's rate where the sim's
-    actuation allows: a Unitree's LowState at 500 Hz; ros2_control and PX4 at the control rate (the arm task's
-    speed limit is a step per control period); an explicit --state-rate wins, and one the physics step cannot
-    make is a one-line error."""
+    actuation allows: a Unitree's LowState at 500 Hz; ros2_control's controller manager at 100 Hz (the arm task's
+    speed limit is per second of physics); PX4 at the control rate; an explicit --state-rate wins, and one the
+    physics step cannot make is a one-line error."""
     from tether.ros.loopback import LoopbackTransport
     from tether.ros.robot_server import RobotServer
 
     t = LoopbackTransport(domain_id=4504)
     made = []
     try:
-        for robot, rate, substeps in (("legged", 500.0, 1), ("arm", 20.0, 25), ("quadrotor", 50.0, 10)):
+        for robot, rate, substeps in (("legged", 500.0, 1), ("arm", 100.0, 5), ("quadrotor", 50.0, 10)):
             s = RobotServer(robot, t)
             made.append(s)
             assert (s.state_rate_hz, s.substeps) == (rate, substeps)

@@ -262,6 +262,26 @@ def test_expert_in_joint_position_mode_reaches():
     assert info["success"] and info["distance"] < 0.03
 
 
+def test_the_joint_speed_limit_is_per_second_however_often_the_arm_ticks():
+    """A served arm ticks at its controller manager's 100 Hz, five times a 20 Hz control step, applying the held
+    target each time: its commanded joints must move as far in a control period as one training step does,
+    and never faster than the datasheet speed limit."""
+    env = TetherEnv("arm", "reach", control_mode="joint_position")
+    task, sim, n = env.task, env.core.sim, env.core.robot_spec.substeps
+    far = np.asarray(P.Q_HIGH, dtype=np.float64)[None, :]
+    moved = {}
+    for ticks in (1, 5, 25):
+        env.reset(seed=0)
+        q0 = task.q_cmd.copy()
+        for _ in range(ticks):
+            task.actuate(sim, far, n // ticks)
+        moved[ticks] = task.q_cmd - q0
+    limit = np.asarray(P.VELOCITY_LIMIT) * n * env.core.robot_spec.physics_dt
+    assert np.max(np.abs(moved[1]) / limit) == pytest.approx(1.0)  # the binding joint moves at its limit
+    np.testing.assert_allclose(moved[5], moved[1], atol=1e-12)
+    np.testing.assert_allclose(moved[25], moved[1], atol=1e-12)
+
+
 def test_zero_action_does_not_reach_and_ee_step_moves_tcp():
     env = TetherEnv("arm", "reach")
     env.reset(seed=0)

@@ -104,7 +104,7 @@ def add_serve_arguments(p: Any) -> None:
     p.add_argument("--rate-factor", type=float, default=1.0, metavar="F", help="1 = real time, >1 = faster")
     p.add_argument("--state-rate", type=float, default=None, metavar="HZ",
                    help="state publish / command uptake rate (default: the real stack's where the sim allows: "
-                   "Unitree 500 Hz; ros2_control and PX4 the robot's control rate)")
+                   "Unitree 500 Hz; ros2_control 100 Hz; PX4 the robot's control rate)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: env or 0)")
     p.add_argument("--loopback", action="store_true", help="DDS on 127.0.0.1 only (tests, one machine)")

@@ -2,7 +2,8 @@
 
 Why: a policy should meet a "real robot" long before it meets the real one. The server runs a TetherEnv's
 physics backend in real time, publishing state and taking in commands at the real stack's rate where the
-simulated actuation allows it (a Unitree's 500 Hz LowState; otherwise the policy's control rate), and speaks
+simulated actuation allows it (a Unitree's 500 Hz LowState, a ros2_control
+controller manager's 100 Hz; otherwise the policy's control rate), and speaks
 exactly what the real robot's stack speaks (see
 :mod:`tether.ros.protocols`: ros2_control, PX4 uXRCE-DDS, Unitree LowState/LowCmd), so
 ``tether deploy`` runs against it unchanged, over a real DDS wire, in another process. The simulator can be

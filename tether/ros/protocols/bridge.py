@@ -56,9 +56,7 @@ class Bridge:
     # default; None: once per control step of the policy. Why it matters: the served robot applies a command at
     # its next tick, so a tick as slow as the policy's adds up to a whole control step of latency that the real
     # robot, whose low-level loop runs faster, does not have. Set only where ``actuate`` means the same at any
-    # tick: the arm task's joint speed limit is a step per control period, so a ros2_control arm served at its
-    # controller manager's 100 Hz moved its joints up to 5x faster than it trained (and pushed 16 of 20 times on
-    # the weak-joints arm, against 19 of 20 at 20 Hz).
+    # tick (a command held over several ticks acts as it did over one control step in training).
     state_rate_hz: float | None = None
 
     def __init__(self, env: Any, store: Any, *, noise: Noise = _no_noise,

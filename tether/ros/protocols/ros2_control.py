@@ -418,6 +418,10 @@ class ArmBridge(Bridge):
 
     kind = "arm"
     goal_frame = "panda_link0"
+    # ros2_control's controller manager runs at 100 Hz where a robot's config declares no rate (ros2_control
+    # PR #404). The arm task limits joint speed per second of physics, so a target held over five ticks moves
+    # the joints no faster than one control step of training did.
+    state_rate_hz = 100.0
 
     def __init__(self, env: Any, store: Any, *, controller: str = FORWARD_CONTROLLER,
                  trajectory_controller: str = TRAJECTORY_CONTROLLER, **kw: Any) -> None:

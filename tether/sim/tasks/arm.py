@@ -71,7 +71,8 @@ class CartesianStepController:
                  velocity_limit: np.ndarray = P.VELOCITY_LIMIT) -> None:
         self.chain = SerialChain(urdf, P.BASE_BODY, P.EE_BODY)
         self.ik = DifferentialIK(self.chain, lower, upper, rest=P.DEFAULT_ARM_POS)
-        self.max_joint_step = np.asarray(velocity_limit, dtype=np.float64) / rate_hz
+        self.velocity_limit = np.asarray(velocity_limit, dtype=np.float64)
+        self.period = 1.0 / rate_hz
 
     def ee_targets(self, q_cmd: np.ndarray, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
         """Joint targets (N, 7) one IK step toward the commanded TCP moved by ``delta`` (N, 3)."""
@@ -82,10 +83,14 @@ class CartesianStepController:
         want = np.where(n > MAX_LEAD, ee_measured + lead * (MAX_LEAD / np.maximum(n, 1e-12)), want)
         return self.ik.step(q_cmd, want, (p, J))
 
-    def limit_speed(self, q_cmd: np.ndarray, desired: np.ndarray) -> np.ndarray:
-        """The commanded joints moved toward ``desired`` (N, 7) within the joint speed limits."""
+    def limit_speed(self, q_cmd: np.ndarray, desired: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """The commanded joints moved toward ``desired`` (N, 7) within the joint speed limits over ``dt`` seconds
+        (default: one control period). Why a time, not a call: a served arm ticks at its controller manager's
+        rate, several times a control period, and a step per call let its joints move that many times faster
+        than the arm trained on."""
         step = desired - q_cmd
-        scale = np.min(self.max_joint_step / np.maximum(np.abs(step), 1e-12), axis=-1, keepdims=True)
+        max_step = self.velocity_limit * (self.period if dt is None else dt)
+        scale = np.min(max_step / np.maximum(np.abs(step), 1e-12), axis=-1, keepdims=True)
         return q_cmd + step * np.minimum(1.0, scale)
 
     def step(self, q_cmd: np.ndarray, delta: np.ndarray, ee_measured: np.ndarray) -> np.ndarray:
@@ -177,7 +182,7 @@ class ArmTask(Task):
         else:
             desired = self.controller.ee_targets(self.q_cmd, action[:, :3], self.ee_pos(sim))
             rest = action[:, 3:]
-        self.q_cmd = self.controller.limit_speed(self.q_cmd, desired)
+        self.q_cmd = self.controller.limit_speed(self.q_cmd, desired, substeps * self.robot.physics_dt)
         if self.gripper:
             self.width = np.clip(rest[:, 0], 0.0, 2 * P.FINGER_MAX)
         sim.set_command(self._full_command())
