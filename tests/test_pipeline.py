@@ -67,7 +67,9 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"finetune_demo_share": float("nan")}, "demonstration share nan"),
                        ({"finetune_replay": "no"}, "fine-tuning replay 'no'"),
                        ({"finetune_replay": None}, "fine-tuning replay None"),
-                       ({"confirm": "yes"}, "confirm 'yes'")):
+                       ({"confirm": "yes"}, "confirm 'yes'"),
+                       ({"finetune_dagger": 1}, "fine-tuning DAgger 1"),
+                       ({"finetune_fresh": "no"}, "fine-tuning fresh policy 'no'")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
 
@@ -194,7 +196,7 @@ def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
     for steps, rounds, checks, fresh in ((2048, 3, [2048, 4096, 6144], False), (3000, 1, [2048], True)):
         lines: list[str] = []
         cfg = PipelineConfig(finetune_steps=steps, finetune_rounds=rounds, finetune_target=1.0, sim_eval_episodes=1,
-                             finetune_fresh=fresh, out=tmp_path / f"run{steps}").resolved()
+                             finetune_fresh=fresh, finetune_dagger=False, out=tmp_path / f"run{steps}").resolved()
         path, score = sim_finetune(cfg, ckpt, dr, lines.append)
         assert checks_of(lines, "warm start") == checks, lines  # a 32-step hover policy never reaches the target
         # short of the target, a fresh policy (the parent's PPO settings: 32-step iterations here) trains under
@@ -208,6 +210,7 @@ def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
                          out=tmp_path / "unidentified").resolved()
     sim_finetune(cfg, ckpt, "default", lines.append)
     assert checks_of(lines, "warm start") == [2048] and not checks_of(lines, "fresh"), lines
+    assert not [line for line in lines if "DAgger" in line], lines  # nor DAgger: nothing identified to label
 
 
 def test_metric_refuses_unknown_tasks_and_empty_runs():

@@ -184,3 +184,37 @@ def test_tanh_log_prob_matches_change_of_variables() -> None:
     samples = pol.sample_actions(np.zeros((2, 5)), 8, seed=3)
     assert samples.shape == (2, 8, 2) and np.abs(samples).max() <= 1.0
     assert samples[0].std(0).min() > 1e-3
+
+
+def test_fit_teaches_the_actor_labels_that_need_its_history() -> None:
+    """``GaussianPolicy.fit`` (DAgger's step for an RL actor): labels that are the *previous* observation's first
+    two values can only be learned through the window (oldest first, episode starts padded as ``act`` pads
+    them); on an episode it never saw, the fitted actor acts them, a memoryless one cannot. The exploration std
+    and a trained normaliser stay as they were."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(3.0, 2.0, size=(700, 5)).astype(np.float32)
+    episodes = np.repeat(np.arange(7), 100)
+    starts = episodes != np.concatenate([[-1], episodes[:-1]])
+    prev = np.where(starts[:, None], obs, np.concatenate([obs[:1], obs[:-1]]))
+    labels = np.tanh((prev[:, :2] - 3.0) / 2.0).astype(np.float32)
+    fit, held = slice(0, 600), slice(600, 700)  # the last episode is held out
+    for history, squash in ((2, "clip"), (2, "tanh"), (1, "clip")):
+        pol = _trained_policy(history=history, squash=squash, log_std="state_independent")
+        norm = (pol.obs_norm.mean.clone(), pol.obs_norm.var.clone())
+        log_std = pol.log_std.detach().clone()
+        pol.fit(obs[fit], labels[fit], episodes[fit], steps=1500, lr=3e-3, seed=0)
+        pol.reset()
+        acted = np.stack([pol.act(obs[i:i + 1])[0] for i in range(held.start, held.stop)])  # step by step
+        err = float(np.mean((acted - labels[held]) ** 2))
+        if history == 2:
+            assert err < 0.02, (squash, err)
+        else:  # a memoryless actor cannot know the last observation
+            assert err > 0.2, err
+        assert torch.equal(pol.obs_norm.mean, norm[0]) and torch.equal(pol.obs_norm.var, norm[1])
+        assert torch.equal(pol.log_std.detach(), log_std)
+    with pytest.raises(TetherError, match="expected normalised actions in"):
+        pol.fit(obs, labels * 3, episodes, steps=1)
+    with pytest.raises(TetherError, match=r"actions have shape \(700, 3\); expected \(N, 2\)"):
+        pol.fit(obs, np.zeros((700, 3)), episodes, steps=1)
+    with pytest.raises(TetherError, match="no labelled steps"):
+        pol.fit(obs[:0], labels[:0], episodes[:0], steps=1)

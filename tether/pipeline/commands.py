@@ -52,9 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-rounds", type=int_range(1, 100), default=4,
                    help="sim fine-tuning runs at most this many times --finetune-steps, stopping once the policy "
                         "succeeds in 90 %% of sim episodes under the identified DR (default 4)")
+    p.add_argument("--no-dagger", dest="finetune_dagger", action="store_false",
+                   help="when the PPO warm start falls short of 90 %%, do not run DAgger rounds on it under the "
+                        "identified DR, labelled by the task's scripted expert (by default the best check is kept)")
     p.add_argument("--no-fresh", dest="finetune_fresh", action="store_false",
-                   help="when the warm start falls short of 90 %%, do not also train a fresh policy under the "
-                        "identified DR (by default the better of the two is kept)")
+                   help="when the warm start (and DAgger) falls short of 90 %%, do not also train a fresh policy "
+                        "under the identified DR (by default the best check is kept)")
     p.add_argument("--robot-rl", default="auto", choices=("auto", "on", "off"),
                    help="fine-tune on the served robot itself, episode by episode over DDS, with the robot and "
                         "identified-sim data mixed (RLPD-style): auto (default) when the best policy so far keeps "
@@ -137,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
                          finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
-                         finetune_fresh=args.finetune_fresh, demo_episodes=args.demo_episodes,
+                         finetune_dagger=args.finetune_dagger, finetune_fresh=args.finetune_fresh,
+                         demo_episodes=args.demo_episodes,
                          robot_rl=args.robot_rl, robot_rl_episodes=args.robot_rl_episodes, confirm=args.confirm,
                          seed=args.seed, real=real)
     if args.out:

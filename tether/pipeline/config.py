@@ -101,7 +101,8 @@ class PipelineConfig:
     finetune_steps: int | None = None  # sim fine-tuning steps between checks under the identified DR
     finetune_rounds: int = 4  # the most of those stretches in one fine-tuning run ...
     finetune_target: float = 0.9  # ... which stops once sim success under the identified DR reaches this
-    finetune_fresh: bool = True  # short of the target: also train a fresh policy under the identified DR
+    finetune_dagger: bool = True  # short of the target: DAgger rounds on the best check, labelled by the expert
+    finetune_fresh: bool = True  # still short: also train a fresh policy under the identified DR
     # an imitation learner's demonstrations by the task's scripted expert under the training DR; its fine-tuning
     # records finetune_demo_share as many under the identified DR (finetune_steps is then gradient steps)
     demo_episodes: int | None = None
@@ -146,10 +147,10 @@ class PipelineConfig:
         if not (isinstance(self.finetune_demo_share, (int, float)) and 0 < self.finetune_demo_share <= 10):
             raise TetherError(f"fine-tuning demonstration share {self.finetune_demo_share!r}; expected a number in "
                               "(0, 10] (times --demo-episodes)")
-        if not isinstance(self.confirm, bool):
-            raise TetherError(f"confirm {self.confirm!r}; expected true or false")
-        if not isinstance(self.finetune_replay, bool):
-            raise TetherError(f"fine-tuning replay {self.finetune_replay!r}; expected true or false")
+        for name, label in (("confirm", "confirm"), ("finetune_replay", "fine-tuning replay"),
+                            ("finetune_dagger", "fine-tuning DAgger"), ("finetune_fresh", "fine-tuning fresh policy")):
+            if not isinstance(getattr(self, name), bool):
+                raise TetherError(f"{label} {getattr(self, name)!r}; expected true or false")
         if not (isinstance(self.finetune_target, (int, float)) and 0 < self.finetune_target <= 1):
             raise TetherError(f"fine-tuning target {self.finetune_target!r}; expected a success rate in (0, 1]")
         task = self.task or ROBOT_DEFAULTS[self.robot]["task"]

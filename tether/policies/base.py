@@ -36,6 +36,23 @@ def batch_observations(contract: IOContract, obs: np.ndarray, *, finite: bool = 
     return arr, single
 
 
+def demonstration_arrays(contract: IOContract, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 (N, obs_size) observations and (N, action_size) actions normalised to [-1, 1], checked: what every
+    policy that learns from labelled steps (behaviour cloning, DAgger) takes."""
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != contract.action_size:
+        raise TetherError(f"actions have shape {actions.shape}; expected (N, {contract.action_size})")
+    if np.abs(actions).max(initial=0.0) > 1.0 + 1e-5:
+        raise TetherError(
+            f"actions reach {np.abs(actions).max():.3f}; expected normalised actions in [-1, 1] "
+            "(use contract.to_normalised)"
+        )
+    obs = np.asarray(obs, dtype=np.float32)
+    if obs.ndim != 2 or obs.shape[1] != contract.obs_size:
+        raise TetherError(f"obs have shape {obs.shape}; expected (N, {contract.obs_size})")
+    return obs, actions
+
+
 @runtime_checkable
 class Actor(Protocol):
     """Anything that acts: what rollouts need (a scripted controller, an exploration wrapper, a policy)."""

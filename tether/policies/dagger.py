@@ -74,7 +74,8 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 def dagger(policy: Any, env_id: str, data: Arrays, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
            backend: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
            until: Callable[[int, Any], bool] | None = None) -> Arrays:
-    """``cfg.rounds`` rounds of DAgger on ``policy`` (a :class:`~tether.policies.generative.GenerativeChunkPolicy`,
+    """``cfg.rounds`` rounds of DAgger on ``policy`` (any policy with ``fit``: a
+    :class:`~tether.policies.generative.GenerativeChunkPolicy` or a :class:`~tether.policies.gaussian.GaussianPolicy`,
     trained in place) in ``env_id`` under ``dr``, starting from ``data`` (observations, normalised actions,
     episode ids: what it was cloned from). Round ``r``'s episodes are written as a dataset to ``out/round-r``;
     ``until(rounds done, policy)``, called after each, stops the rounds early when it returns True. Returns all

@@ -26,7 +26,7 @@ from torch import nn
 
 from tether.contract import IOContract
 from tether.errors import TetherError
-from tether.policies.base import batch_observations
+from tether.policies.base import batch_observations, demonstration_arrays
 from tether.policies.checkpoint import Checkpoint, save_checkpoint
 from tether.policies.history import ChunkExecutor, ObservationHistory, make_windows
 from tether.policies.networks import mlp, sinusoidal_embedding
@@ -297,17 +297,7 @@ class GenerativeChunkPolicy(nn.Module):
         Keeps an exponential moving average of the weights (as Diffusion Policy does) and leaves the EMA
         weights in the policy at the end: the averaged denoiser samples noticeably cleaner on small budgets.
         """
-        actions = np.asarray(actions, dtype=np.float32)
-        if actions.ndim != 2 or actions.shape[1] != self.contract.action_size:
-            raise TetherError(f"actions have shape {actions.shape}; expected (N, {self.contract.action_size})")
-        if np.abs(actions).max(initial=0.0) > 1.0 + 1e-5:
-            raise TetherError(
-                f"actions reach {np.abs(actions).max():.3f}; expected normalised actions in [-1, 1] "
-                "(use contract.to_normalised)"
-            )
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim != 2 or obs.shape[1] != self.contract.obs_size:
-            raise TetherError(f"obs have shape {obs.shape}; expected (N, {self.contract.obs_size})")
+        obs, actions = demonstration_arrays(self.contract, obs, actions)
         windows, chunks = make_windows(obs, actions, episode_ids, self.model.n_obs_steps, self.horizon)
         self.model.obs_norm.update(obs)
         w_all = torch.from_numpy(windows)
