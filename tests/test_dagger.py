@@ -80,10 +80,37 @@ def test_dagger_settings_refuse_bad_values_in_one_line(overrides: dict) -> None:
 
 
 def test_dagger_on_an_env_without_a_scripted_expert_is_refused_before_cloning(tmp_path: Path) -> None:
-    spec = TrainSpec(env_id="Pendulum-v1", algo="bc-diffusion", steps=10, dataset=str(tmp_path),
-                     config={"dagger_rounds": "1"})
-    with pytest.raises(TetherError, match="needs a tether/ env"):
-        run_training(spec)
+    for algo in ("bc-diffusion", "ppo"):
+        spec = TrainSpec(env_id="Pendulum-v1", algo=algo, steps=10, dataset=str(tmp_path), out=tmp_path / algo,
+                         config={"dagger_rounds": "1"})
+        with pytest.raises(TetherError, match="needs a tether/ env"):
+            run_training(spec)
+        assert not (tmp_path / algo / "checkpoint").exists()
+
+
+def test_ppo_training_runs_dagger_rounds_after_rl_and_records_them(tmp_path: Path) -> None:
+    """``tether train --algo ppo --set dagger_rounds=N``: after PPO, the rounds run under the run's DR (the actor
+    flies, the expert labels), each written as a dataset, and the checkpoint says so; PPO's own settings are
+    what is left (DAgger's keys are not PPO options, for the CLI's checks either)."""
+    from tether.cli import main
+
+    env = "tether/QuadrotorHover-v0"
+    sets = ["history=2", "num_envs=2", "rollout_steps=16", "dagger_rounds=2", "dagger_episodes=3", "dagger_steps=10"]
+    assert main(["train", env, "--algo", "ppo", "--steps", "64", "--dr", "default", "--out", str(tmp_path / "run"),
+                 "--no-progress", *[a for kv in sets for a in ("--set", kv)]]) == 0
+    policy = load_policy(tmp_path / "run" / "checkpoint")
+    assert DaggerConfig.from_extra(policy.extra) == DaggerConfig(rounds=2, episodes=3, steps=10)
+    assert "dagger_rounds" not in policy.extra["ppo_config"] and policy.history == 2
+    for r in range(2):
+        ds = Dataset(tmp_path / "run" / "dagger" / f"round-{r}")
+        assert len(ds.episodes) == 3 and ds.info["tether"]["metadata"]["dr"] == "default"
+    # without --set dagger_steps, a round on a PPO actor takes the RL default (ppo.DAGGER_STEPS), not cloning's
+    from tether.policies.rl.ppo import DAGGER_STEPS
+
+    spec = TrainSpec(env_id=env, algo="ppo", steps=32, out=tmp_path / "default",
+                     config={"num_envs": "2", "rollout_steps": "16", "dagger_rounds": "1", "dagger_episodes": "1"})
+    _, path = run_training(spec)
+    assert load_policy(path).extra["dagger"]["steps"] == DAGGER_STEPS
 
 
 @pytest.mark.parametrize("extra", [{"dagger": {"rounds": "2"}}, {"dagger": {"rounds": 1, "script": "x"}},

@@ -38,9 +38,6 @@ ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat,
 # past every other phase's (robot RL runs at most 1000 episodes); each pipeline seed has its own block of them
 EPISODE_SEED0, CONFIRM_SEED0, SEED_BLOCK = 1000, 2000, 100_000
 FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
-# regression steps per DAgger round on a PPO actor (64 episodes a round): 3000 took a quadrotor's actor from 25 % to
-# 70 % and 95 % under its identified DR in two rounds, 14 s (benchmarks/RESULTS.md, "DAgger after PPO")
-PPO_DAGGER_STEPS = 3000
 
 
 @dataclass
@@ -172,25 +169,26 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     rounds, each a fresh warm start, reached only 45 % in 2M: every restart re-learns the critic and anneals the
     step size again.)
 
-    When the warm start ends short of the target under an identified DR and ``cfg.finetune_dagger`` is set, DAgger
-    rounds (:func:`_dagger_finetune`) go on from its best check where the task has a scripted expert: the actor
+    When the warm start ends short of the target under an identified DR and ``cfg.finetune_dagger`` is set,
+    DAgger rounds (:func:`_dagger_finetune`) go on from its best check where the task has a scripted expert: the actor
     flies the identified robot in sim, the expert labels every state it reached, and the actor regresses onto
     everything gathered (:meth:`GaussianPolicy.fit`). Why: PPO improves a nearly right policy slowly. On a
     quadrotor heavier, weaker and later than any it trained on (thrust per mass x1.9, 5 steps of loop delay) the
     warm start reached 25 % in 2M steps and 50 % in 4M, and the served vehicle settled 0.11 m off the set point;
     two DAgger rounds took the same actor to 95 % in 14 s and the served vehicle to 8 of 8.
 
-    When the target is still not met and ``cfg.finetune_fresh`` is set, a fresh policy (the parent's PPO settings) trains under that DR with the same budget and checks, and the best
-    check of either run is kept. Why: a warm start inherits the parent's nearly spent exploration (a waypoint
-    policy ends its training with an action std of ~0.01); on a waypoint quadrotor 40 ms away it stayed at 0 %,
-    while a fresh policy trained under the identified DR reached 95 % in 1.25M steps (seed 1; on a weak-motor
-    vehicle one seed reached 90 %, another 5 %, which the best-check rule then leaves unused)."""
+    When the target is still not met and ``cfg.finetune_fresh`` is set, a fresh policy (the parent's PPO
+    settings) trains under that DR with the same budget and checks, and the best check of all is kept. Why: a
+    warm start inherits the parent's nearly spent exploration (a waypoint policy ends its training with an action
+    std of ~0.01); on a waypoint quadrotor 40 ms away it stayed at 0 %, while a fresh policy trained under the
+    identified DR reached 95 % in 1.25M steps (seed 1; on a weak-motor vehicle one seed reached 90 %, another
+    5 %, which the best-check rule then leaves unused)."""
     import torch
 
     from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.checkpoint import load_policy
     from tether.policies.dagger import DaggerConfig
-    from tether.policies.rl.ppo import FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
+    from tether.policies.rl.ppo import DAGGER_STEPS, FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
 
     torch.set_num_threads(1)
     parent = load_policy(checkpoint)
@@ -225,9 +223,7 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
         log(f"[fine-tune] the warm start reached {best.score:.0%}; DAgger on its best check under {which}, labelled "
             f"by the task's expert: up to {cfg.finetune_rounds} rounds, same target")
         policy, at = best.restore(), best.at
-        empty = (np.zeros((0, policy.contract.obs_size), np.float32),
-                 np.zeros((0, policy.contract.action_size), np.float32), np.zeros(0, np.int64))
-        score = _dagger_finetune(cfg, policy, empty, DaggerConfig(steps=PPO_DAGGER_STEPS), dr_file, best.score, log)
+        score = _dagger_finetune(cfg, policy, None, DaggerConfig(steps=DAGGER_STEPS), dr_file, best.score, log)
         best.offer(score, policy, steps=at["steps"], run=f"{at['run']} + DAgger")
     if best.score < cfg.finetune_target and cfg.finetune_fresh and isinstance(dr_file, Path):
         log(f"[fine-tune] the best check reached {best.score:.0%}; a fresh policy under {which}: up to "
@@ -316,7 +312,7 @@ def finetune_demo_count(cfg: PipelineConfig) -> int:
     return max(1, int(cfg.demo_episodes * cfg.finetune_demo_share + 1e-9))
 
 
-def _dagger_finetune(cfg: PipelineConfig, policy: Policy, data: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _dagger_finetune(cfg: PipelineConfig, policy: Policy, data: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
                      rounds: Any, dr_file: Path | str, score: float, log: Log) -> float:
     """DAgger rounds on the identified robot in sim, as the parent's training ran them, each checked in sim under
     that DR: up to ``finetune_rounds``, stopping at ``finetune_target``; the best check's weights are kept (in

@@ -110,10 +110,13 @@ def _note_effective_steps(algo: str, steps: int | None, sets: dict[str, Any]) ->
     """PPO collects whole rollouts (num_envs x rollout_steps): say so when --steps is not a multiple of one."""
     if algo != "ppo" or not steps:
         return
+    from tether.policies.dagger import DaggerConfig
     from tether.policies.rl.common import config_from_dict
     from tether.policies.rl.ppo import PPOConfig
 
-    cfg = config_from_dict(PPOConfig, sets, "PPO")
+    ppo_sets = dict(sets)
+    DaggerConfig.pop_from(ppo_sets)  # the rounds after PPO (checked here too): not PPO options
+    cfg = config_from_dict(PPOConfig, ppo_sets, "PPO")
     per = cfg.num_envs * cfg.rollout_steps
     if steps > per and steps % per:
         print(f"tether train: PPO collects whole rollouts of {cfg.num_envs} envs x {cfg.rollout_steps} steps = {per}; "

@@ -67,21 +67,30 @@ class DaggerConfig:
     def as_extra(self) -> dict[str, Any]:
         return asdict(self)
 
+    def check_env(self, env_id: str) -> None:
+        """Refuse rounds in an env without a scripted expert to label them, before any training runs."""
+        if self.rounds and not env_id.startswith("tether/"):
+            raise TetherError(f"--set dagger_rounds needs a tether/ env, whose task's scripted expert labels the "
+                              f"states; got {env_id!r}")
+
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def dagger(policy: Any, env_id: str, data: Arrays, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
+def dagger(policy: Any, env_id: str, data: Arrays | None, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
            backend: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
            until: Callable[[int, Any], bool] | None = None) -> Arrays:
     """``cfg.rounds`` rounds of DAgger on ``policy`` (any policy with ``fit``: a
     :class:`~tether.policies.generative.GenerativeChunkPolicy` or a :class:`~tether.policies.gaussian.GaussianPolicy`,
     trained in place) in ``env_id`` under ``dr``, starting from ``data`` (observations, normalised actions,
-    episode ids: what it was cloned from). Round ``r``'s episodes are written as a dataset to ``out/round-r``;
-    ``until(rounds done, policy)``, called after each, stops the rounds early when it returns True. Returns all
-    the data, the rounds' appended."""
+    episode ids: what it was cloned from; None: nothing, for a policy that learned otherwise, by RL). Round
+    ``r``'s episodes are written as a dataset to ``out/round-r``; ``until(rounds done, policy)``, called after
+    each, stops the rounds early when it returns True. Returns all the data, the rounds' appended."""
     from tether.data.demos import record_episodes
 
+    if data is None:
+        c = policy.contract
+        data = (np.zeros((0, c.obs_size), np.float32), np.zeros((0, c.action_size), np.float32), np.zeros(0, np.int64))
     obs, actions, episodes = data
     kwargs = {"dr": None if dr is None else str(dr), **({"backend": backend} if backend else {})}
     for r in range(cfg.rounds):

@@ -54,9 +54,7 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
     overrides = dict(spec.config)
     fit_kwargs = {k: overrides.pop(k) for k in _FIT_KEYS if k in overrides}
     rounds = DaggerConfig.pop_from(overrides)
-    if rounds.rounds and not spec.env_id.startswith("tether/"):  # before any work, not after the cloning
-        raise TetherError(f"--set dagger_rounds needs a tether/ env, whose task's scripted expert labels the "
-                          f"states; got {spec.env_id!r}")
+    rounds.check_env(spec.env_id)  # before any work, not after the cloning
     contract, ds = _open(spec)
     overrides.setdefault("seed", spec.seed)
     policy = policy_cls(contract, overrides)

@@ -13,9 +13,11 @@ stored at collection are exactly those the first update epoch recomputes (ratio 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -334,17 +336,37 @@ FINETUNE_CRITIC_WARMUP = 10
 DEFAULT_STEPS = {"tether/QuadrotorHover-v0": 150_000, "tether/ArmReach-v0": 300_000, "tether/LeggedStand-v0": 200_000}
 
 
+# Regression steps per DAgger round on a PPO actor (64 episodes a round): on the quadrotor's identified heavy,
+# weak, late robot 3000 took the actor from 25 % to 70 % and 95 % in two rounds, 14 s (benchmarks/RESULTS.md,
+# "DAgger after PPO")
+DAGGER_STEPS = 3000
+
+
 def train_ppo_cli(spec: Any, run: Any) -> GaussianPolicy:
-    """``tether train ENV --algo ppo`` entry (see tether.policies.algos)."""
+    """``tether train ENV --algo ppo`` entry (see tether.policies.algos). ``--set dagger_rounds=N`` then runs N
+    DAgger rounds under the run's DR (:func:`tether.policies.dagger.dagger`): the actor flies, the task's scripted
+    expert labels every state it reached, and the actor regresses onto the labels (:meth:`GaussianPolicy.fit`).
+    Why: the expert is told each world's mass and rotor gain, and an actor with a history learns to infer them;
+    PPO alone does not get there (benchmarks/RESULTS.md, "DAgger after PPO")."""
+    from tether.policies.dagger import DaggerConfig, dagger
+
     steps = spec.steps or DEFAULT_STEPS.get(spec.env_id, 200_000)
+    init, config = None, {"dagger_steps": DAGGER_STEPS, **(spec.config or {})}
+    rounds = DaggerConfig.pop_from(config)  # what is left are PPO's settings
+    rounds.check_env(spec.env_id)  # before any work, not after the training
     run.set_total(steps)
-    init, config = None, spec.config
     if spec.init_checkpoint:
         from tether.policies.checkpoint import load_policy
 
         init = load_policy(spec.init_checkpoint, expected_kind=GaussianPolicy.kind)
-        config = {"lr": FINETUNE_LR, **(config or {})}
-    return train_ppo(spec.env_id, steps, config, seed=spec.seed, run=run,
-                     env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
-                     executor_options=spec.executor_options, init_policy=init,
-                     critic_warmup_iters=FINETUNE_CRITIC_WARMUP if init is not None else 0)
+        config = {"lr": FINETUNE_LR, **config}
+    policy = train_ppo(spec.env_id, steps, config, seed=spec.seed, run=run,
+                       env_kwargs={"backend": spec.backend, "dr": spec.dr}, executor=spec.executor,
+                       executor_options=spec.executor_options, init_policy=init,
+                       critic_warmup_iters=FINETUNE_CRITIC_WARMUP if init is not None else 0)
+    if rounds.rounds:
+        with tempfile.TemporaryDirectory(prefix="tether-dagger-") as tmp:  # no run folder: nothing is kept
+            dagger(policy, spec.env_id, None, rounds, Path(tmp) if spec.out is None else Path(spec.out) / "dagger",
+                   dr=spec.dr, backend=spec.backend, seed=spec.seed, log=print)
+        policy.extra["dagger"] = rounds.as_extra()
+    return policy
