@@ -170,9 +170,9 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     step size again.)
 
     When the warm start ends short of the target under an identified DR and ``cfg.finetune_dagger`` is set,
-    DAgger rounds (:func:`_dagger_finetune`) go on from its best check where the task has a scripted expert: the actor
-    flies the identified robot in sim, the expert labels every state it reached, and the actor regresses onto
-    everything gathered (:meth:`GaussianPolicy.fit`). Why: PPO improves a nearly right policy slowly. On a
+    DAgger rounds (:func:`_dagger_finetune`) go on from its best check where the task has a scripted expert: the
+    actor flies the identified robot in sim, the expert labels every state it reached, and the actor regresses
+    onto everything gathered (:meth:`GaussianPolicy.fit`). Why: PPO improves a nearly right policy slowly. On a
     quadrotor heavier, weaker and later than any it trained on (thrust per mass x1.9, 5 steps of loop delay) the
     warm start reached 25 % in 2M steps and 50 % in 4M, and the served vehicle settled 0.11 m off the set point;
     two DAgger rounds took the same actor to 95 % in 14 s and the served vehicle to 8 of 8.

@@ -206,12 +206,12 @@ class GaussianPolicy(nn.Module):
         """Regress the deterministic action onto labelled steps (stored episode by episode; actions normalised
         to [-1, 1]): how DAgger (``tether.policies.dagger``) teaches an RL actor the task's expert.
 
-        Only the actor's network learns. The exploration std and a trained observation normaliser stay as they were,
-        so the actor still reads its inputs as it did and PPO can go on from it (an untrained normaliser takes the
-        data's statistics first). Windows of ``history`` observations
-        are padded at episode starts as ``act`` fills its own. Why: on a quadrotor heavier, weaker and later than
-        any it trained on, PPO under the identified DR reached 25-50 % in 2-4M steps, while three DAgger rounds
-        on the same actor reached 95 % in 21 s (benchmarks/RESULTS.md, "DAgger after PPO")."""
+        Only the actor's network learns. The exploration std and a trained observation normaliser stay as they
+        were, so the actor still reads its inputs as it did and PPO can go on from it (an untrained normaliser
+        takes the data's statistics first). Windows of ``history`` observations are padded at episode starts as
+        ``act`` fills its own. Why: on a quadrotor heavier, weaker and later than any it trained on, PPO under
+        the identified DR reached 25-50 % in 2-4M steps, while two DAgger rounds on the same actor reached 95 %
+        in 14 s (benchmarks/RESULTS.md, "DAgger after PPO")."""
         obs, actions = demonstration_arrays(self.contract, obs, actions)
         if not len(obs):
             raise TetherError("no labelled steps to fit; expected at least one")
