@@ -156,7 +156,11 @@ def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tm
     from tether.pipeline.stages import sim_finetune
     from tether.policies.rl.ppo import PPOConfig, train_ppo
 
+    from tether.sim.tasks import task_class
+    from tether.sim.tasks.base import Task
+
     torch.set_num_threads(1)
+    assert task_class("quadrotor", "hover").has_expert() and not type("Plain", (Task,), {}).has_expert()
     dr_file = tmp_path / "identified.json"
     dr_file.write_text('[{"target": "body_mass", "operation": "scale", "range": [1.4, 1.6]}]')
     for seed in (0, 1):

@@ -21,8 +21,8 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     # fine-tuning under the identified DR (the fit ± at least 10 %): 150k steps left a test run's policy at
     # 40-55 % sim success on it, 300k (one seed) and 600k (two seeds) at 100 %; 500k steps take 40-45 s on 2 cores.
     # Then 4 DAgger rounds under the same DR, labelled by the expert told each world's mass (30 s): zero-shot on
-    # the 7 served quadrotors of benchmarks/transfer.py, PPO alone held 3 of 7, with the rounds 6 of 7 (two seeds;
-    # RESULTS "DAgger after PPO")
+    # the 7 quadrotor sets of benchmarks/transfer.py, PPO alone held 3 of 7; with the rounds 6 of 7 in-process
+    # (three seeds) and 5 of 7 served (RESULTS "DAgger after PPO")
     "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 500_000,
                   "config": {"history": 4, "dagger_rounds": 4}, "adapter": "px4",
                   "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},

@@ -172,6 +172,11 @@ class Task(ABC):
         """Physical action that holds the robot still (used to pre-fill the latency queue)."""
         return np.zeros(self.contract.action_size)
 
+    @classmethod
+    def has_expert(cls) -> bool:
+        """Whether the task has a scripted expert (it overrides :meth:`expert`): what DAgger rounds need to label."""
+        return cls.expert is not Task.expert
+
     def expert(self, sim: BatchBackend, pending: PendingCommands | None = None) -> np.ndarray | None:
         """A scripted expert's physical actions (N, n_action) for the current states, or None if none.
 
