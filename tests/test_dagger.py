@@ -150,8 +150,8 @@ def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tm
     """A PPO parent whose warm start falls short under the identified DR gets DAgger rounds labelled by the task's
     expert, each checked there; the best check is kept and named. Here the parent has had 32 steps of PPO, so
     the warm start hovers in no episode, and two rounds of its own flights, labelled, must take it far above
-    that (measured: 0 % -> 100 % after two rounds, seeds 0-2, 8 episodes). With ``finetune_dagger`` off no
-    round runs."""
+    that (measured: 0 % -> 100 % after two rounds, seeds 0-2, 8 episodes). The tuned policy, fine-tuned again
+    there, is kept as it is. With ``finetune_dagger`` off no round runs."""
     from tether.pipeline.config import PipelineConfig
     from tether.pipeline.stages import sim_finetune
     from tether.policies.rl.ppo import PPOConfig, train_ppo
@@ -176,6 +176,13 @@ def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tm
         tuned = load_policy(path)
         assert score >= 0.5 and tuned.extra["identified_dr_success"] == score, lines
         assert tuned.extra["kept_run"] == "warm start + DAgger" and tuned.extra["dagger_rounds_kept"] >= 1
+    # fine-tuning a policy that already meets the target there keeps it as it is: no run, one check
+    lines = []
+    cfg = PipelineConfig(finetune_steps=2048, finetune_rounds=2, sim_eval_episodes=8, finetune_target=0.5, seed=seed,
+                         out=tmp_path / "again").resolved()
+    again, again_score = sim_finetune(cfg, path, dr_file, lines.append)
+    assert again_score == score and load_policy(again).extra["kept_run"] == "deployed", lines
+    assert not [line for line in lines if "warm start" in line or "DAgger" in line], lines
     lines = []
     cfg = PipelineConfig(finetune_steps=2048, finetune_rounds=1, sim_eval_episodes=2, finetune_fresh=False,
                          finetune_dagger=False, out=tmp_path / "off").resolved()

@@ -134,7 +134,7 @@ def test_training_settings_follow_the_learner_they_were_written_for():
 
     assert algo_config("quadrotor", "waypoint", "bc-diffusion") == {"n_obs_steps": 4, "dagger_rounds": 2}
     assert algo_config("quadrotor", "waypoint", "ppo") == algo_config("quadrotor", "hover", "ppo") == {
-        "history": 4, "dagger_rounds": 4}
+        "history": 12, "dagger_rounds": 4}
     assert algo_config("quadrotor", "waypoint", "sac") == algo_config("arm", "push", "ppo") == {}
 
 
