@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,6 +136,61 @@ def test_cli_on_the_bag_writes_preset_and_residual_report(bags, contract_file, t
     md = (rep / "residuals.md").read_text()
     assert md.count("\n| base_") == 13 and "| channel | unit | nominal | identified | ratio |" in md
     assert "| base_pos.z | m |" in text.out
+
+
+def _setpoints_as(path, keep):
+    """``recordings._read_side_topics`` that reads the bag at ``path`` with its PX4 setpoints replaced by
+    ``keep(setpoints, number of commands)``; other bags as they are."""
+    from tether.bag_names import resolve_bag
+    from tether.calibration import recordings
+    from tether.data.rosbag_import import FLAT_ACTION_TOPIC
+
+    real, path = recordings._read_side_topics, resolve_bag(path)
+
+    def read(where, want):
+        side = real(where, want)
+        sp = next((t for t in side if t.endswith("_setpoint")), None)
+        if Path(where) == path and sp and FLAT_ACTION_TOPIC in side:
+            side[sp] = keep(side[sp], len(side[FLAT_ACTION_TOPIC]))
+        return side
+
+    return read
+
+
+def test_a_bag_whose_last_setpoint_was_not_recorded_keeps_the_robots_tick_times(bags, contract_file, tmp_path,
+                                                                               monkeypatch):
+    """The recorder can stop before the last setpoint comes back from the wire. Such a bag is still replayed on
+    the vehicle's own clock, without that command; a setpoint lost mid-way (which would pair every later command
+    with the wrong send time) falls back to the control grid. And where some recordings of a run have the tick
+    times and others do not, identification sets the others aside and goes on (it used to refuse the whole run:
+    1 of 7 bags in two of seven served-quadrotor runs on 2026-12-06)."""
+    import shutil
+
+    from tether.bag_names import resolve_bag
+    from tether.calibration import recordings
+    from tether.calibration.recordings import load_recording, load_trajectories
+    from tether.calibration.sysid import identify
+
+    bag = bags["heavy"]
+    monkeypatch.setattr(recordings, "_read_side_topics", _setpoints_as(bag, lambda s, n: s[:n - 1]))
+    rec = load_recording(bag, contract=contract_file)
+    assert rec.episodes[0].command_times is not None
+    assert any("the last 1 command(s) not in the bag" in n for n in rec.notes), rec.notes
+
+    def lost_mid_way(s, n):
+        return (s[:n // 2] + s[n // 2 + 1:])[:n - 1]
+
+    other = tmp_path / "other"
+    shutil.copytree(resolve_bag(bag), other)
+    monkeypatch.setattr(recordings, "_read_side_topics", _setpoints_as(other, lost_mid_way))
+    rec = load_recording(other, contract=contract_file)
+    assert rec.episodes[0].command_times is None
+    assert any("tick times not used" in n and "lost before the end" in n for n in rec.notes), rec.notes
+    robot, data = load_trajectories([bag, other], contract=contract_file)
+    assert [t is None for t in data.timing] == [False, True]
+    fit = identify(robot, data, budget=40, seed=0)
+    assert any("1 of 2 episodes without the robot's own tick times set aside" in n for n in fit.notes), fit.notes
+    assert fit.residual_after < fit.residual_before
 
 
 def test_sysid_reads_the_dataset_converted_from_the_bag(bags, contract_file, tmp_path, capsys):

@@ -351,8 +351,16 @@ def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, 
                            side.get(FLAT_ACTION_TOPIC, []))
     if len(odo) < 10 or not sps or len(obs_m) != len(obs_t) or not act_m:
         return "too few messages"
-    if len(sps) < len(act_m) or len(sps) > len(act_m) + 2:
+    if len(sps) < len(act_m) - 2 or len(sps) > len(act_m) + 2:
         return f"{len(sps)} setpoints for {len(act_m)} commands"
+    lost = max(len(act_m) - len(sps), 0)
+    if lost:  # the recording stopped before the last setpoints came back from the wire: their send times are unknown
+        obs_m, obs_t, act_m = obs_m[:len(sps)], obs_t[:len(sps)], act_m[:len(sps)]
+        # each command is recorded within a millisecond of its setpoint's send time; one lost mid-way shifts the
+        # pairs after it by a period
+        skew = np.array([t for t, _ in act_m], dtype=np.int64) - np.array([int(m.timestamp) for _, m in sps]) * 1000
+        if abs(skew[-1] - np.median(skew)) > 0.5e9 / contract.rate_hz:
+            return f"{len(sps)} setpoints for {len(act_m) + lost} commands, one lost before the end"
     if "base_ang_vel" not in {f.name for f in contract.observations}:
         return "the contract does not observe body rates"
     recv = np.array([t for t, _ in odo], dtype=np.int64)
@@ -405,6 +413,9 @@ def _px4_event_timing(path: Path, topics: dict[str, str], contract: IOContract, 
              f"states the controller never read (not compared, the replay runs through them)",
              f"{int(np.sum(~executed))} of {G - 1} steps before the vehicle was armed in offboard mode "
              f"({status_topic}): it rejected the setpoints; not replayed"]
+    if lost:
+        notes.append(f"the last {lost} command(s) not in the bag as setpoints (the recording stopped first): "
+                     "not replayed")
     return ep, notes
 
 

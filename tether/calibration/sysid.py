@@ -381,9 +381,13 @@ def make_windows(replayer: Replayer, data: Trajectories, *, window_steps: int | 
             starts.append(replayer.start_state({k: v[0] for k, v in s.items()}))
             origin.append((e, 0))
     elif data.timing is not None:
-        if any(t is None for t in data.timing):
-            raise TetherError("recordings with and without the robot's own tick times cannot be identified "
-                              "together; identify them separately")
+        timed = [e for e, t in enumerate(data.timing) if t is not None]
+        if len(timed) < len(data.timing):  # the two kinds replay on different clocks; the timed ones are exact
+            notes.append(f"{len(data.timing) - len(timed)} of {len(data.timing)} episodes without the robot's own "
+                         "tick times set aside (the others have them)")
+            data = replace(data, commands=[data.commands[e] for e in timed], states=[data.states[e] for e in timed],
+                           executed=None if data.executed is None else [data.executed[e] for e in timed],
+                           timing=[data.timing[e] for e in timed])
         return _event_windows(replayer, data, int(window_steps), int(stride or window_steps), burn, history,
                               rate_mode), notes
     else:
