@@ -301,7 +301,7 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
 
 @pytest.mark.slow
 def test_loop_closes_on_a_quadrotor_with_twice_the_latency_it_trained_for(tmp_path):
-    """The loop as `make demo` runs it (wide DR, a 4-observation actor), on a served robot outside that DR: 40 ms
+    """The loop as `make demo` runs it (wide DR, a 12-observation actor), on a served robot outside that DR: 40 ms
     each way (wide DR covers 0-3 control steps of latency) and 10 % heavier. Identification from the bags must find
     the mass, and sim fine-tuning under the identified DR must give a policy that works on the robot as identified
     (a warm start that wrecks the parent, as lr 1e-3 with a moving normaliser did, stays far below).
