@@ -117,9 +117,9 @@ def test_imitation_fine_tuning_data_follows_the_settings():
     from tether.pipeline.run import PipelineConfig
     from tether.pipeline.stages import finetune_demo_count
 
-    for robot, task in (("arm", "push"), ("quadrotor", "waypoint"), ("legged", "velocity")):
+    for robot, task in (("arm", "push"), ("legged", "velocity")):
         cfg = PipelineConfig(robot=robot, task=task).resolved()
-        assert (finetune_demo_count(cfg), cfg.finetune_replay) == (100, True)
+        assert (cfg.algo, finetune_demo_count(cfg), cfg.finetune_replay) == ("bc-diffusion", 100, True)
     for episodes, count in ((6, 2), (8, 2), (3, 1)):
         cfg = PipelineConfig(robot="arm", task="push", demo_episodes=episodes).resolved()
         assert finetune_demo_count(cfg) == count
@@ -128,14 +128,20 @@ def test_imitation_fine_tuning_data_follows_the_settings():
 
 
 def test_training_settings_follow_the_learner_they_were_written_for():
-    """A task's defaults hold settings for its own learner (waypoints: a diffusion policy with DAgger rounds);
-    another learner chosen with --algo gets the robot's settings when it is the robot's learner, else none."""
-    from tether.pipeline.config import algo_config
+    """A task's defaults hold settings for its own learner (push: a diffusion policy with a 4-observation window);
+    another learner chosen with --algo gets the robot's settings when it is the robot's learner, else none. A task
+    without its own defaults (waypoints) trains with the robot's: PPO, a 12-observation window, DAgger rounds."""
+    from tether.pipeline.config import PipelineConfig, algo_config
 
-    assert algo_config("quadrotor", "waypoint", "bc-diffusion") == {"n_obs_steps": 4, "dagger_rounds": 2}
+    assert algo_config("arm", "push", "bc-diffusion") == {"n_obs_steps": 4}
+    assert algo_config("arm", "push", "ppo") == algo_config("arm", "reach", "ppo") == {}
     assert algo_config("quadrotor", "waypoint", "ppo") == algo_config("quadrotor", "hover", "ppo") == {
         "history": 12, "dagger_rounds": 4}
-    assert algo_config("quadrotor", "waypoint", "sac") == algo_config("arm", "push", "ppo") == {}
+    assert algo_config("quadrotor", "waypoint", "sac") == algo_config("legged", "velocity", "ppo") == {}
+    assert algo_config("legged", "velocity", "bc-diffusion")["n_obs_steps"] == 4
+    waypoint, hover = PipelineConfig(task="waypoint").resolved(), PipelineConfig().resolved()
+    assert (waypoint.algo, waypoint.train_steps, waypoint.finetune_steps) == (
+        "ppo", hover.train_steps, hover.finetune_steps)
 
 
 def test_pipeline_refuses_a_checkpoint_its_robot_cannot_serve_before_any_work(tmp_path):

@@ -26,7 +26,10 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     # 3 steps of latency and two time constants of a motor lag x3.5). PPO alone does worse with it (0-2 % under
     # the wide DR after 400k steps), but after the rounds the policy flew 7 of 7 sets in-process at 100 % for
     # seeds 0, 1 and 2, where the 4-observation window missed the two slow-motor sets (RESULTS "A 12-observation
-    # window")
+    # window"). Waypoints (4 in 12 s) train with the same recipe: zero-shot on the same 7 sets, 7 of 7 at 100 % on
+    # both engines in-process (seeds 0 and 1), where the diffusion student of the expert (4 observations, two DAgger
+    # rounds) flew 6 of 7 served and 0 % on the light, slow vehicle 30 ms away (RESULTS "Waypoints with the hover
+    # recipe")
     "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 500_000,
                   "config": {"history": 12, "dagger_rounds": 4}, "adapter": "px4",
                   "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},
@@ -39,12 +42,6 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Per robot and task, where a task other than the robot's first needs other budgets.
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    # 4 waypoints in 12 s. PPO (history 4, wide DR, 3M steps, ~5 min) reached all four in 90 % of sim episodes at
-    # 40 ms of loop delay, but its served rows scored 75 %, 75 % and 0 % on one robot, and 0 % on a heavy, slow
-    # one. Diffusion BC on 300 flights of the privileged expert (sized for each world's mass) crashed in every
-    # episode; two DAgger rounds of 64 episodes under the wide DR took it to 91 % and 100 %
-    ("quadrotor", "waypoint"): {"algo": "bc-diffusion", "train_steps": 60_000, "finetune_steps": 8_000,
-                                "demo_episodes": 300, "config": {"n_obs_steps": 4, "dagger_rounds": 2}},
     # pushing a cube to a goal under the wide DR: PPO reached 5 % in 1.5M steps; diffusion BC on the scripted
     # expert's demos (the expert itself 99 %) 92-98 % from 300 demos and 60k steps (the nominal PyBullet arm 100 %).
     # A 4-observation window: on an arm with joints at x0.6 gain and 2 steps of latency (what identification
@@ -78,8 +75,8 @@ def defaults(robot: str, task: str | None) -> dict[str, Any]:
 
 def algo_config(robot: str, task: str | None, algo: str) -> dict[str, Any]:
     """The training settings the defaults hold for ``algo``: the task's when it is the task's default learner,
-    else the robot's when it is the robot's (a waypoint policy trained with ``--algo ppo`` keeps the quadrotor's
-    4-observation history), else none."""
+    else the robot's when it is the robot's (an arm push policy trained with ``--algo ppo`` gets the arm's PPO
+    settings, not push's diffusion ones), else none."""
     for d in (defaults(robot, task), ROBOT_DEFAULTS[robot]):
         if algo == d["algo"]:
             return dict(d.get("config", {}))

@@ -120,10 +120,11 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     if cfg.finetune == "sim":
         dr_file, identified = timed("identify", lambda: identify(cfg, ckpt, recorded, log))
         tune_dr = cfg.dr if dr_file is None else dr_file  # nothing identified: go on under the training DR
-        tuned, tuned_score = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, tune_dr, log))
+        # the deployed policy under the identified DR: the report's "zero-shot", and fine-tuning's first check
+        zero_on_id = None if dr_file is None else timed("sim eval", lambda: sim_success(cfg, ckpt, dr_file))
+        tuned, tuned_score = timed("fine-tune", lambda: sim_finetune(cfg, ckpt, tune_dr, log, zero_on_id))
         if dr_file is not None:
-            on_identified = {"zero_shot": timed("sim eval", lambda: sim_success(cfg, ckpt, dr_file)),
-                             "tuned": tuned_score}
+            on_identified = {"zero_shot": zero_on_id, "tuned": tuned_score}
             log(f"      in sim under the identified DR: {on_identified['zero_shot']:.0%} zero-shot → "
                 f"{on_identified['tuned']:.0%} fine-tuned")
             identified["sim_success"] = on_identified

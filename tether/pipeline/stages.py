@@ -147,10 +147,12 @@ def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | str | Non
     return float(result.success_rate or 0.0)
 
 
-def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log) -> tuple[Path, float]:
+def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log,
+                 deployed_score: float | None = None) -> tuple[Path, float]:
     """Warm-start the policy in sim under the identified DR (or, when nothing could be identified, the training
     DR ``cfg.dr``): minutes, not a retrain (PPO policies). Returns the fine-tuned checkpoint and its sim success
-    under that DR.
+    under that DR. ``deployed_score`` is the deployed policy's :func:`sim_success` under ``dr_file`` where the
+    caller has it already (the pipeline reports it), so it is not evaluated twice.
 
     The deployed policy is checked there first. One that already meets ``finetune_target`` is kept as it is, and
     it is kept where every run below did worse there. Why: a policy trained with DAgger under the wide DR often
@@ -215,7 +217,8 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
             evaluate(policy.extra["env_steps"], policy)
 
     as_deployed = BestCheck()
-    as_deployed.offer(sim_success(cfg, parent, dr_file), parent, steps=0, run="deployed")
+    as_deployed.offer(sim_success(cfg, parent, dr_file) if deployed_score is None else deployed_score, parent,
+                      steps=0, run="deployed")
     log(f"[fine-tune] the deployed policy: sim success under {which} {as_deployed.score:.0%}")
     if as_deployed.score >= cfg.finetune_target:
         log("      it meets the target there: kept as it is")
