@@ -29,8 +29,8 @@ CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0),
          "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0)}
 # residual after / before above which a bag is one the replay cannot explain (see the test). Per case: the heavy,
 # slow vehicle's rotation replays less well than the light one's (body-rate residual 0.13-0.33 rad/s against 0.03),
-# so its bags that fit mass and lag within 7 % leave 0.09-0.178 (six bags, 2026-12-06, quiet and with a second
-# process busy), where 0.15 re-recorded nearly every one (three recordings: 292 s of a clean-clone run); the one
+# so its bags that fit mass and lag within 7 % leave 0.09-0.178 (five bags, 2026-12-06, quiet and with a second
+# process busy), where 0.15 re-recorded nearly every one (three recordings: 121 s alone, 292 s in a full run); the one
 # poor heavy bag seen left 0.19 (lag x1.90). Light bags leave 0.02-0.08, a poor one 0.31.
 POOR_FIT = {"heavy": 0.185, "light": 0.15}
 RERECORDS = 2  # the most times a case is recorded again for a bag the replay cannot explain

@@ -183,6 +183,12 @@ def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tm
     again, again_score = sim_finetune(cfg, path, dr_file, lines.append)
     assert again_score == score and load_policy(again).extra["kept_run"] == "deployed", lines
     assert not [line for line in lines if "warm start" in line or "DAgger" in line], lines
+    # the deployed policy's score from the caller (the pipeline has it for its report) is used, not evaluated
+    # again: the 32-step parent, which hovers in no episode there, is kept on the score it is told
+    lines = []
+    told, told_score = sim_finetune(cfg, parent, dr_file, lines.append, deployed_score=1.0)
+    assert told_score == 1.0 and load_policy(told).extra["kept_run"] == "deployed", lines
+    assert lines[0].endswith("sim success under the identified DR 100%"), lines
     lines = []
     cfg = PipelineConfig(finetune_steps=2048, finetune_rounds=1, sim_eval_episodes=2, finetune_fresh=False,
                          finetune_dagger=False, out=tmp_path / "off").resolved()
