@@ -31,9 +31,13 @@ CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0),
 # slow vehicle's rotation replays less well than the light one's (body-rate residual 0.13-0.33 rad/s against 0.03),
 # so its bags that fit mass and lag within 7 % leave 0.09-0.178 (five bags, 2026-12-06, quiet and with a second
 # process busy), where 0.15 re-recorded nearly every one (three recordings: 121 s alone, 292 s in a full run); the one
-# poor heavy bag seen left 0.19 (lag x1.90). Light bags leave 0.02-0.08, a poor one 0.31.
-POOR_FIT = {"heavy": 0.185, "light": 0.15}
-RERECORDS = 2  # the most times a case is recorded again for a bag the replay cannot explain
+# poor heavy bag seen left 0.19 (lag x1.90). Light bags fall in two groups: 0.017-0.059 with lag within 3 % (six
+# bags, 2026-12-06), and 0.105-0.14 with lag 6-16 % low (three, and one in CI at 0.127 fitting x0.623 for x0.7,
+# which 0.15 let through); a bag under load left 0.31.
+POOR_FIT = {"heavy": 0.185, "light": 0.08}
+# the most times a case is recorded again for a bag the replay cannot explain: a third of light bags were poor
+# (3 of 9), so four recordings leave about 1 % of runs with no bag to judge the fit on
+RERECORDS = 3
 
 
 @pytest.fixture(scope="module")
