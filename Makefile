@@ -28,9 +28,10 @@ demo: $(STAMP)
 
 # --dist loadfile: a file's tests run on one worker, so a module's served robots and deploys share its DDS
 # domains with no one (xdist_group marks are ignored by pytest 9 + xdist 3.8: they set a node id pytest 9 no
-# longer reads).
+# longer reads). --no-loadscope-reorder: files in the order tests/conftest.py's SCHEDULE sets (quiet-machine recordings
+# first, then the longest files), not by their number of tests.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
