@@ -37,17 +37,11 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-# The order the two workers take test files in (``make test`` runs ``--dist loadfile --no-loadscope-reorder``;
-# files not named follow in collection order). First the module whose served-robot recordings need the machine to
-# itself: each waits for the other worker's running test to end, which at the start is a short one, where later it
-# could be a five-minute pipeline. Then the longest files first, so that the workers run out of work together
-# rather than one idling while the other finishes a long file taken last (xdist's default order is by number of
-# tests). Measured with ``--durations`` on 2026-12-06: pipeline 440 s, dagger 150 s, world_models_mbrl 133 s,
-# offline_rl 100 s, robot_rl_cli 93 s, arm_push_served 76 s, deploy_safe_stop 71 s, hybrid 69 s, history_policy
-# 64 s, generative_policies 60 s; everything else under a minute a file.
-SCHEDULE = ("test_calibration_sysid_deploy.py", "test_pipeline.py", "test_dagger.py", "test_world_models_mbrl.py",
-            "test_offline_rl.py", "test_robot_rl_cli.py", "test_arm_push_served.py", "test_deploy_safe_stop.py",
-            "test_hybrid.py", "test_history_policy.py", "test_generative_policies.py")
+# Files the two workers take first (``make test`` runs ``--dist loadfile --no-loadscope-reorder``; the others
+# follow in collection order): the module whose served-robot recordings need the machine to themselves. Each
+# recording waits for the other worker's running test to end, which at the start is a short one; later it could be
+# a pipeline test of minutes (the sysid file took 378 s in a full run against about 140 s alone).
+SCHEDULE = ("test_calibration_sysid_deploy.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

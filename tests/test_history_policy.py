@@ -54,7 +54,6 @@ def _train(history: int, seed: int):
     return train_ppo(HiddenGainEnv, 120_000, cfg, seed=seed)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_history_policy_beats_memoryless_under_a_hidden_gain(seed, tmp_path):
     memoryless = evaluate_policy(_train(1, seed), HiddenGainEnv(), episodes=40, seed=7)

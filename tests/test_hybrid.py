@@ -180,7 +180,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path, real_data, sim_policy) -> None
         train_h2o(sim_env, good, 10, {"offline_ratio": 1.0})
 
 
-@pytest.mark.slow
 def test_h2o_beats_sim_only_training_and_distrusts_the_wrong_simulator(real_data, sim_policy) -> None:
     """Same budget for every arm (1500 env steps / gradient steps, 64-unit nets): SAC in the simulator only and
     H2O on simulator + real data (two training seeds). H2O must beat sim-only on the real robot, and its learned
@@ -292,7 +291,6 @@ def test_finetune_cli_round_trip(tmp_path, capsys) -> None:
     assert ck3.extra["real_data"]["kind"] == "dataset"
 
 
-@pytest.mark.slow
 def test_rlpd_finetuning_improves_a_sim_checkpoint_on_the_real_robot(tmp_path, real_data, sim_policy) -> None:
     """Offline-to-online: the sim-trained actor, the real dataset and online interaction with the real robot
     (50/50 batches, LayerNorm critic ensemble with a random-subset minimum) must raise the real return."""
@@ -390,7 +388,6 @@ def _quad_parent():
     return pol.eval()
 
 
-@pytest.mark.slow
 def test_h2o_finetuning_of_a_quadrotor_checkpoint_does_not_degrade_it_on_the_real_robot(tmp_path) -> None:
     """finetune()'s checkpoint defaults on the sim-to-real hover gap: 500 real transitions, H2O with the MuJoCo
     simulator. Unguarded, the actor steps the critic asks for lower the real return (measured on a PPO hover

@@ -67,7 +67,6 @@ def test_q_guided_trainer_refuses_chunked_actors(data: OfflineData) -> None:
         train_q_guided(actor, data, QGuidedConfig(steps=1), bc_loss=lambda *a: None, policy_action=lambda *a: None)
 
 
-@pytest.mark.slow
 def test_iql_beats_behaviour_cloning_on_mixed_quality_data(data: OfflineData, tmp_path) -> None:
     c = pointmass_contract()
     cfg = dict(steps=2000, hidden=(128, 128), batch_size=256)

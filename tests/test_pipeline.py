@@ -230,7 +230,6 @@ def test_metric_refuses_unknown_tasks_and_empty_runs():
         score(TetherEnv("quadrotor", "hover").contract, np.zeros((0, 22)))
 
 
-@pytest.mark.slow
 def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     """Every stage on a tiny budget: train, zero-shot deploy, probe with exploration, identify from the bags,
     fine-tune in sim under the identified DR, deploy again, report (what closes the gap is measured by

@@ -62,7 +62,6 @@ def test_privileged_critic_reads_hidden_state(privileged: bool) -> None:
         assert v_loss > 1.0, v_loss  # gain variance is 3, returns ~2*gain: an obs-only critic cannot fit it
 
 
-@pytest.mark.slow
 def test_ppo_learns_quadrotor_hover(tmp_path) -> None:
     """80k MuJoCo steps: PPO hovers within 10 cm; the same checkpoint then flies unchanged on PyBullet."""
     from tether.policies.checkpoint import load_policy

@@ -77,7 +77,6 @@ def test_bad_config_is_refused() -> None:
         train_sac("Pendulum-v1", 10, {"lr_actor": 1e-3})
 
 
-@pytest.mark.slow
 def test_sac_learns_arm_reach() -> None:
     """6k MuJoCo steps: the end effector finishes within a few cm of random targets (doing nothing: ~22 cm)."""
     env_id = "tether/ArmReach-v0"

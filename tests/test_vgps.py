@@ -23,7 +23,6 @@ def _critic(obs: np.ndarray, hidden: tuple[int, ...] = (16, 16)) -> Critic:
     return c
 
 
-@pytest.mark.slow
 def test_vgps_with_learned_q_beats_the_base_policys_single_sample() -> None:
     c = pointmass_contract()
     d = mixed_dataset(episodes=200, expert_frac=0.2, seed=0)

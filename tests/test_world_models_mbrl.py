@@ -42,7 +42,6 @@ def _edge_gap(variant: str) -> tuple[float, float, float]:
     return float(q.mean()), float(mc.mean()), float(np.abs(q - mc).mean())
 
 
-@pytest.mark.slow
 def test_edge_of_reach_ravl_stays_near_mc_while_naive_overestimates() -> None:
     """Given the TRUE dynamics, naive offline MBPO (2 critics, no pessimism) over-estimates Q at edge-of-reach
     states; RAVL (10 LayerNorm critics, min over all, EDAC diversity) keeps them within a bound of the
