@@ -27,17 +27,19 @@ DOMAINS = {"heavy": 61 + 2 * _WORKER, "light": 62 + 2 * _WORKER}
 # case -> (hidden scales of the served robot, one-way wire latency ms)
 CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0),
          "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0)}
-# residual after / before above which a bag is one the replay cannot explain (see the test). Per case: the heavy,
-# slow vehicle's rotation replays less well than the light one's (body-rate residual 0.13-0.33 rad/s against 0.03),
-# so its bags that fit mass and lag within 7 % leave 0.09-0.178 (five bags, 2026-12-06, quiet and with a second
-# process busy), where 0.15 re-recorded nearly every one (three recordings: 121 s alone, 292 s in a full run); the one
-# poor heavy bag seen left 0.19 (lag x1.90). Light bags fall in two groups: 0.017-0.059 with lag within 3 % (six
-# bags, 2026-12-06), and 0.105-0.14 with lag 6-16 % low (three, and one in CI at 0.127 fitting x0.623 for x0.7,
-# which 0.15 let through); a bag under load left 0.31.
+# residual after / before above which a bag is one the replay cannot explain (``_judgeable``), per case.
+# - Heavy: the slow vehicle's rotation replays less well than the light one's (body-rate residual 0.13-0.33 rad/s
+#   against 0.03). 18 bags (2026-12-05/06): at most 0.185, the lag fitted within 7.7 % (nine fitted alone); above
+#   it, two of six did not (x1.90 at 0.19, x1.34 at 0.206, for x1.5). The lag fitted low on all nine fitted on
+#   2026-12-06 (-0.8 to -10.6 %), where the same vehicle flown in-process on PyBullet and identified in MuJoCo
+#   fits within 2.3 %: the bias comes with the served loop, not the engines. A line at 0.15 re-recorded nearly
+#   every bag (121 s alone, 292 s in a full run).
+# - Light: two groups. 0.017-0.059 with the lag within 3 % (six fitted alone); 0.105-0.36 with it 6-57 % low
+#   (four, and one in CI at 0.127 fitting x0.623 for x0.7, which a line at 0.15 let through).
 POOR_FIT = {"heavy": 0.185, "light": 0.08}
-# the most times a case is recorded again for a bag the replay cannot explain: a third of light bags were poor
-# (3 of 9), so four recordings leave about 1 % of runs with no bag to judge the fit on
-RERECORDS = 3
+# the most times a case is recorded again (``_judgeable``): 6 of 18 heavy bags and 4 of 13 light ones were above
+# their line, so five recordings leave under 1 % of runs without a bag to judge the fit on
+RERECORDS = 4
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,20 @@ def bags(tmp_path_factory):
     return _Bags(tmp_path_factory)
 
 
+def _judgeable(case: str, data, fit) -> bool:
+    """A bag the claims are about, else the case is recorded again: the replay explains it (the residual ratio
+    under the case's line) and the vehicle flew through most of it.
+
+    Why a bag can fail either: it was recorded while the machine could not keep up (in CI a second test worker
+    runs beside the served robot and the deploy loop). The fit says so through its residual, which is what a user
+    sees (a light bag fitted x0.885 for a lag of x0.7 with a ratio of 0.31; a clean-clone run saw two poor heavy
+    bags in a row, ratio 0.19 and lag x1.90 for x1.5). And the nominal-mass expert sags on the heavy vehicle to
+    0.2-0.4 m: a heavy bag whose loop never read 164 of its 553 states (the guard damped 24 commands) touched down
+    and left 4 windows of flight (2026-12-06)."""
+    flew = data.n_steps - data.n_executed < 0.3 * data.n_steps and fit.windows >= 6
+    return flew and fit.residual_after <= POOR_FIT[case] * fit.residual_before
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_sysid_on_deploy_bag_recovers_hidden_mass_and_motor_lag(case, bags, contract_file):
     from tether.calibration.recordings import load_trajectories
@@ -88,14 +104,8 @@ def test_sysid_on_deploy_bag_recovers_hidden_mass_and_motor_lag(case, bags, cont
     robot, data = load_trajectories(bags[case], contract=contract_file)
     fit = identify(robot, data, budget=200, seed=0)
     for _ in range(RERECORDS):
-        if fit.residual_after <= POOR_FIT[case] * fit.residual_before:
+        if _judgeable(case, data, fit):
             break
-        # The replay cannot explain this bag: it was recorded while the machine could not keep up (CI runs a
-        # second test worker beside the served robot and the deploy loop; a light bag fitted ×0.885 for a lag of
-        # ×0.7 with a residual ratio of 0.31, where a bag from a machine that keeps up leaves 0.02-0.08). The fit
-        # says so through its residual, which is what a user sees; the claim below is about a bag the replay can
-        # explain, so the case is recorded again (a clean-clone run saw two poor bags in a row: ratio 0.19 and a
-        # lag fitted ×1.90 for ×1.5).
         del bags[case]
         robot, data = load_trajectories(bags[case], contract=contract_file)
         fit = identify(robot, data, budget=200, seed=0)
