@@ -34,6 +34,7 @@ def _success(policy: DiffusionPolicy) -> float:
     return float(evaluate_policy(policy, ENV, episodes=16, seed=500, dr="default").success_rate)
 
 
+@pytest.mark.slow
 def test_dagger_flies_waypoints_where_cloning_the_same_budget_crashes(tmp_path: Path) -> None:
     """30 expert flights cloned for 3000 steps, then two rounds of 16 of the policy's own flights labelled by the
     expert (1500 steps each), against cloning 62 expert flights for 6000 steps: as many episodes and gradient

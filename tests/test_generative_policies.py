@@ -143,6 +143,7 @@ def test_bad_inputs_name_the_problem() -> None:
 
 
 # ------------------------------------------------------------------------------------------ learning
+@pytest.mark.slow
 def test_generative_policies_keep_both_modes_where_mse_averages() -> None:
     torch.manual_seed(0)
     c = _contract()
