@@ -27,9 +27,9 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     # the wide DR after 400k steps), but after the rounds the policy flew 7 of 7 sets in-process at 100 % for
     # seeds 0, 1 and 2, where the 4-observation window missed the two slow-motor sets (RESULTS "A 12-observation
     # window"). Waypoints (4 in 12 s) train with the same recipe: zero-shot on the same 7 sets, 7 of 7 at 100 % on
-    # both engines in-process (seeds 0 and 1) and 7 of 7 at 100 % served (seed 0), where the diffusion student of the expert (4 observations, two DAgger
-    # rounds) flew 6 of 7 served and 0 % on the light, slow vehicle 30 ms away (RESULTS "Waypoints with the hover
-    # recipe")
+    # both engines in-process (seeds 0 and 1) and 7 of 7 at 100 % served (seed 0), where the diffusion student of
+    # the expert (4 observations, two DAgger rounds) flew 6 of 7 served and 0 % on the light, slow vehicle 30 ms
+    # away (RESULTS "Waypoints with the hover recipe")
     "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 500_000,
                   "config": {"history": 12, "dagger_rounds": 4}, "adapter": "px4",
                   "real": {"scale": {"body_mass": 1.6, "motor_time_constant": 3.0}}},
