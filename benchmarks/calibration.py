@@ -233,34 +233,41 @@ def sysid_speed_rows(rounds: int = 2) -> dict:
 
 
 _SERVED: dict[str, tuple] = {}
-SERVED_CASES = {"heavy": ({"body_mass": 1.3, "motor_time_constant": 1.5}, 10.0, 61),
-                "light": ({"body_mass": 0.8, "motor_time_constant": 0.7}, 20.0, 62)}
+SERVED_DOMAINS = {"heavy": 61, "light": 62}
+
+
+def _served_cases() -> dict[str, tuple]:
+    """The unit test's served quadrotors (``tests._sysid_support.SERVED_HOVER_CASES``): case -> (hidden scales,
+    one-way wire latency ms, exploration)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests._sysid_support import SERVED_HOVER_CASES
+
+    return SERVED_HOVER_CASES
 
 
 def _served_recording(case: str) -> tuple:
-    """(bag, Trajectories) of an 8 s deploy of the hover expert with exploration 0.2 against a served
-    PyBullet quadrotor with hidden parameters (the unit test's set-up), recorded once per run."""
+    """(bag, Trajectories) of a 12 s deploy of the hover expert with exploration against a served PyBullet
+    quadrotor with hidden parameters (the unit test's set-up: ``tests._sysid_support.SERVED_HOVER_CASES``),
+    recorded once per run."""
     if case not in _SERVED:
         import tempfile
 
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        scales, latency, _ = _served_cases()[case]
         from tests._deploy_support import env_contract
-        from tests._sysid_support import QuadrotorExpertPolicy, record_served_deploy
+        from tests._sysid_support import record_served_deploy, served_hover_explorer
 
         from tether.calibration.recordings import load_trajectories
-        from tether.policies.exploration import ExplorationPolicy
 
-        scales, latency, domain = SERVED_CASES[case]
         contract = env_contract("tether/QuadrotorHover-v0")
-        policy = ExplorationPolicy(QuadrotorExpertPolicy(contract), 0.2, seed=0)
+        policy = served_hover_explorer(case, contract)
 
         class _Patch:
             def setattr(self, obj, name, value):
                 setattr(obj, name, value)
 
         tmp = Path(tempfile.mkdtemp(prefix=f"sysid-{case}-"))
-        bag = record_served_deploy(tmp, robot="quadrotor", adapter="px4", domain=domain, policy=policy,
-                                   params={"scale": scales}, latency_ms=latency, seconds=8.0, goal=(0, 0, 1),
+        bag = record_served_deploy(tmp, robot="quadrotor", adapter="px4", domain=SERVED_DOMAINS[case], policy=policy,
+                                   params={"scale": scales}, latency_ms=latency, seconds=12.0, goal=(0, 0, 1),
                                    monkeypatch=_Patch())
         _SERVED[case] = (bag, load_trajectories(bag, contract=contract)[1])
     return _SERVED[case]
@@ -272,7 +279,7 @@ def sysid_served_rows() -> list[dict]:
     from tether.calibration.sysid import identify
 
     rows = []
-    for case, (hidden, latency, _) in SERVED_CASES.items():
+    for case, (hidden, latency, _) in _served_cases().items():
         _, data = _served_recording(case)
         res = identify("quadrotor", data, budget=300, seed=0)
         rows.append({"case": case, "hidden": hidden, "wire_ms": latency, "fit": res.scale, "sd": res.rel_std,
@@ -374,7 +381,8 @@ def sysid_main(args: argparse.Namespace) -> int:
         para = f"""System identification from deploy bags (`tether calibrate sysid BAG --contract CKPT`), date
 {datetime.date.today().isoformat()}, {os.cpu_count()} cores shared with other jobs (load average {load0:.1f} -> {load1:.1f}:
 wall times are noisy). Command: `.venv/bin/python benchmarks/calibration.py --sysid-only --write-results`. Each
-row: `tether deploy --record` of the hover expert with bounded exploration (0.2) for 8 s against a served
+row: `tether deploy --record` of the hover expert (with a position integrator, so the heavy vehicle holds 1 m) and
+bounded exploration (heavy 0.2, light 0.3: `tests/_sysid_support.SERVED_HOVER_CASES`) for 12 s against a served
 PyBullet quadrotor with hidden parameters (`tether robot serve --backend pybullet --params`), the wire delayed
 as shown each way; fitted in MuJoCo on the vehicle's own tick times, 0.5 s windows from the measured state,
 mass + motor lag + latency (CMA-ES budget 300, LM polish):
@@ -385,7 +393,8 @@ mass + motor lag + latency (CMA-ES budget 300, LM polish):
 
 """
         text = path.read_text()
-        pat = re.compile(r"^System identification from deploy bags.*?(?=^System identification \(|^## |\Z)", re.S | re.M)
+        ends = r"^System identification \(|^Deploy bags recorded|^The served recordings' expert|^## |\Z"
+        pat = re.compile(rf"^System identification from deploy bags.*?(?={ends})", re.S | re.M)
         if pat.search(text):
             text = pat.sub(para, text)
         else:
