@@ -23,9 +23,13 @@ except ImportError:  # pragma: no cover - torch is a hard dependency; this only 
     pass
 
 
-@pytest.fixture(autouse=True)
-def _shared_machine():
-    """Every test shares the machine with the other worker's, unless one asks for it alone (quiet_machine)."""
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Every test shares the machine with the other worker's, unless one asks for it alone (quiet_machine): held
+    around the whole test, setup and teardown of its module- and session-scoped fixtures included. An autouse
+    fixture held it only around the test's own function-scoped part, so a module fixture training a policy ran
+    beside a served-robot recording that had asked for the machine alone: a clean clone's run recorded the light
+    sysid case five times, every bag too poor to judge (2026-12-06)."""
     from tests._machine import shared_machine
 
     with shared_machine():
