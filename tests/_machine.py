@@ -2,10 +2,11 @@
 
 Every test holds a shared lock on one file for the run (``conftest.pytest_runtest_protocol``, which also covers
 the setup of the module fixtures the test is the first to use); :func:`quiet_machine` turns this test's lock
-exclusive, so the other worker finishes the test it is in and starts no other until the block ends. Why: system identification on a served-robot recording is a timing measurement (the motor lag is
-read from when each command reached the robot's loop), and a second worker loading both cores biased it past
-the 10 % the claim allows (a heavy vehicle's lag fitted x0.84 in a clean CI-style run). Only the recording is
-exclusive (about 15 s a case); everything else runs two at a time as before.
+exclusive, so the other worker finishes the test it is in and starts no other until the block ends. Why: system
+identification on a served-robot recording is a timing measurement (the motor lag is read from when each command
+reached the robot's loop), and a second worker loading both cores biased it past the 10 % the claim allows (a
+heavy vehicle's lag fitted x0.84 in a clean CI-style run). Only the recording is exclusive (about 15 s a case);
+everything else runs two at a time as before.
 """
 
 from __future__ import annotations

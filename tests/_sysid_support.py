@@ -39,13 +39,11 @@ class QuadrotorExpertPolicy:
     flat observation (nominal mass: on a heavier vehicle it sags below the set point, as a memoryless policy
     does). Thrust + body-rate contracts only.
 
-    ``integral``: add the position integrator PX4's position controller has (the served PX4 bridge's gains: 4 per
-    m s, the integral held within 1 m s), so a heavier vehicle still flies at its set point. Why the
-    identification recordings use it: the nominal expert flies the x1.3 vehicle at 0.2-0.4 m, where a loaded
-    loop that misses states lets it touch down and the bag leaves too little flight to fit."""
+    ``integral``: add the served PX4 bridge's position integrator (``tether.ros.protocols.px4.POSITION_KI``,
+    ``POSITION_I_LIMIT``), so a heavier vehicle still flies at its set point. One vehicle: the integral is shared
+    by the rows of a batch. Why the identification recordings use it: the nominal expert flies the x1.3 vehicle at
+    0.2-0.4 m, where a loaded loop that misses states lets it touch down and the bag leaves too little flight."""
 
-    KI, I_LIMIT = 4.0, 1.0  # the served PX4 bridge's position-loop integrator (tether.ros.protocols.px4)
-    KP = 6.0  # geometric_controller's position gain: an acceleration offset a is a position offset a / KP
     # integrate only within this distance of the set point (m, every axis): the served vehicle falls to the ground
     # 1 m below it before offboard engages, and an integrator wound up there overshoots the take-off (PX4 too
     # freezes its integrators while landed)
@@ -61,17 +59,19 @@ class QuadrotorExpertPolicy:
         self.integral = np.zeros(3) if integral else None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        from tether.ros.protocols.px4 import POSITION_I_LIMIT, POSITION_KI
         from tether.sim.tasks.quadrotor import geometric_controller
 
         single = np.ndim(obs) == 1
         fields = self.contract.split_obs(np.atleast_2d(np.asarray(obs, float)))
+        offset = None
         if self.integral is not None:
             err = np.asarray(fields["pos_error"], dtype=float).reshape(-1, 3)
             near = np.all(np.abs(err) < self.I_BAND, axis=1, keepdims=True)
             self.integral = np.clip(self.integral + np.mean(err * near, axis=0) / self.contract.rate_hz,
-                                    -self.I_LIMIT, self.I_LIMIT)
-            fields = {**fields, "pos_error": err + self.KI / self.KP * self.integral}
-        cmd = geometric_controller(fields, self.max_thrust)
+                                    -POSITION_I_LIMIT, POSITION_I_LIMIT)
+            offset = POSITION_KI * self.integral
+        cmd = geometric_controller(fields, self.max_thrust, accel_offset=offset)
         out = np.clip(self.contract.to_normalised(cmd), -1.0, 1.0)
         return out[0] if single else out
 

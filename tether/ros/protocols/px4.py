@@ -74,7 +74,9 @@ from tether.ros.protocols.adapter import (
 from tether.ros.protocols.bridge import Bridge
 from tether.ros.qos import QoS
 from tether.sim.robots import quadrotor as cf
-from tether.sim.tasks.quadrotor import quadrotor_action_fields, quadrotor_observation_fields
+from tether.sim.tasks.quadrotor import (
+    POSITION_GAIN, VELOCITY_GAIN, quadrotor_action_fields, quadrotor_observation_fields,
+)
 
 QUAD_OBS = ("pos_error", "base_rotmat", "base_lin_vel", "base_ang_vel", "last_action")
 QUAD_ACTIONS = ("motor_thrust", "collective_thrust", "body_rates")
@@ -87,6 +89,9 @@ VEHICLE_CMD_COMPONENT_ARM_DISARM = 400
 PX4_CUSTOM_MAIN_MODE_OFFBOARD = 6
 PX4_CUSTOM_MAIN_MODE_POSCTL = 3
 FORCE_DISARM_MAGIC = 21196.0
+# the position loop's integrator (1/s^2 per m s, and the m s it is held within): what lets the served vehicle, heavier
+# than nominal, hold its altitude under the geometric law (``tether.sim.tasks.quadrotor.geometric_controller``)
+POSITION_KI, POSITION_I_LIMIT = 4.0, 1.0
 ARMING_STATE_DISARMED, ARMING_STATE_ARMED = 1, 2
 NAV_POSCTL, NAV_AUTO_LOITER, NAV_OFFBOARD, NAV_AUTO_TAKEOFF, NAV_AUTO_LAND = 2, 4, 14, 17, 18
 VELOCITY_FRAME_NED, VELOCITY_FRAME_FRD, VELOCITY_FRAME_BODY_FRD = 1, 2, 3
@@ -656,8 +661,9 @@ class PX4Bridge(Bridge):
         lin, _ = self.sim.base_velocity()
         R = frames.quat_to_rotmat(quat)
         err = target - pos
-        self._integral = np.clip(self._integral + err * dt, -1.0, 1.0)
-        a_des = 6.0 * err - 4.0 * lin + 4.0 * self._integral + np.array([0.0, 0.0, cf.GRAVITY])
+        self._integral = np.clip(self._integral + err * dt, -POSITION_I_LIMIT, POSITION_I_LIMIT)
+        a_des = (POSITION_GAIN * err - VELOCITY_GAIN * lin + POSITION_KI * self._integral
+                 + np.array([0.0, 0.0, cf.GRAVITY]))
         a_des[:2] = np.clip(a_des[:2], -5.0, 5.0)
         thrust = float(np.clip(cf.MASS * float(a_des @ R[:, 2]), 0.0, 4 * self.max_thrust))
         z_des = a_des / max(np.linalg.norm(a_des), 1e-9)

@@ -195,13 +195,21 @@ class QuadrotorTask(Task):
         return mass, gravity
 
 
+POSITION_GAIN, VELOCITY_GAIN = 6.0, 4.0  # geometric_controller's PD on position: 1/s^2 per m, 1/s per m/s
+
+
 def geometric_controller(fields: Fields, max_collective_thrust: float, mass: float | np.ndarray = cf.MASS,
-                         gravity: float | np.ndarray = cf.GRAVITY, tilt_gain: float = 12.0) -> np.ndarray:
+                         gravity: float | np.ndarray = cf.GRAVITY, tilt_gain: float = 12.0,
+                         accel_offset: np.ndarray | None = None) -> np.ndarray:
     """Collective thrust + body rates (N, 4) that fly to the goal: PD on position to a desired force, tilt toward
     it, keep yaw at 0. From observation fields alone, so it can fly a robot as well as the sim; ``mass`` and
-    ``gravity`` (scalars, or one per row) size the thrust, nominal unless told."""
+    ``gravity`` (scalars, or one per row) size the thrust, nominal unless told. ``accel_offset`` (m/s^2, (3,) or
+    (N, 3)) is added to the PD's desired acceleration: where a position integrator's term goes."""
     R = np.asarray(fields["base_rotmat"]).reshape(-1, 3, 3)
-    a_des = 6.0 * np.reshape(fields["pos_error"], (-1, 3)) - 4.0 * np.reshape(fields["base_lin_vel"], (-1, 3))
+    a_des = (POSITION_GAIN * np.reshape(fields["pos_error"], (-1, 3))
+             - VELOCITY_GAIN * np.reshape(fields["base_lin_vel"], (-1, 3)))
+    if accel_offset is not None:
+        a_des = a_des + accel_offset
     a_des[:, :2] = np.clip(a_des[:, :2], -5.0, 5.0)
     a_des[:, 2] += gravity
     z_body = R[:, :, 2]
