@@ -75,7 +75,7 @@ from tether.ros.protocols.bridge import Bridge
 from tether.ros.qos import QoS
 from tether.sim.robots import quadrotor as cf
 from tether.sim.tasks.quadrotor import (
-    POSITION_GAIN, VELOCITY_GAIN, quadrotor_action_fields, quadrotor_observation_fields,
+    geometric_controller, quadrotor_action_fields, quadrotor_observation_fields,
 )
 
 QUAD_OBS = ("pos_error", "base_rotmat", "base_lin_vel", "base_ang_vel", "last_action")
@@ -655,21 +655,15 @@ class PX4Bridge(Bridge):
 
     # ------------------------------------------------------------------ physics
     def _position_controller(self, target: np.ndarray, dt: float) -> tuple[float, np.ndarray]:
-        """PX4's position/attitude loops, reduced to a geometric PID controller (the sim task's expert law plus
-        an integrator, so a vehicle heavier than nominal - hidden params - still holds its altitude)."""
+        """PX4's position/attitude loops, reduced to the sim task's geometric law plus PX4's position integrator,
+        so a vehicle heavier than nominal (hidden params) still holds its altitude."""
         pos, quat = self.sim.base_pose()
         lin, _ = self.sim.base_velocity()
-        R = frames.quat_to_rotmat(quat)
         err = target - pos
         self._integral = np.clip(self._integral + err * dt, -POSITION_I_LIMIT, POSITION_I_LIMIT)
-        a_des = (POSITION_GAIN * err - VELOCITY_GAIN * lin + POSITION_KI * self._integral
-                 + np.array([0.0, 0.0, cf.GRAVITY]))
-        a_des[:2] = np.clip(a_des[:2], -5.0, 5.0)
-        thrust = float(np.clip(cf.MASS * float(a_des @ R[:, 2]), 0.0, 4 * self.max_thrust))
-        z_des = a_des / max(np.linalg.norm(a_des), 1e-9)
-        rates = 12.0 * (R.T @ np.cross(R[:, 2], z_des))
-        rates[2] = -2.0 * np.arctan2(R[1, 0], R[0, 0])
-        return thrust, np.clip(rates, -cf.MAX_BODY_RATE, cf.MAX_BODY_RATE)
+        fields = {"base_rotmat": frames.quat_to_rotmat(quat), "pos_error": err, "base_lin_vel": lin}
+        out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=POSITION_KI * self._integral)[0]
+        return float(out[0]), out[1:]
 
     def _touchdown(self, dt: float) -> None:
         """Measure touchdowns (speed when crossing the contact height downward) and PX4's land detector (at
