@@ -385,7 +385,8 @@ class Velocity(LeggedTask):
         return self._gait(self.steps * self.dt, self.command, R, np.einsum("nji,nj->ni", R, lin), ang,
                           self.base_height(sim), q, qd, self.steps == 0,
                           gain=self.model_scale.get("actuator_gain", 1.0),
-                          mass_scale=self.model_scale.get("body_mass", 1.0), delayed=pending is not None)
+                          mass_scale=self.model_scale.get("body_mass", 1.0),
+                          delay_steps=0 if pending is None else pending.actions.shape[1])
 
     def success(self, metrics: Mapping[str, np.ndarray], terminated: bool) -> bool:
         warm = int(round(self.warmup_seconds * self.robot.control_rate_hz))
