@@ -376,7 +376,6 @@ def test_the_trot_walks_through_two_steps_of_latency(tmp_path):
     assert rate >= 0.375, f"the trot under 2 steps of latency tracked in {rate:.0%} of 8 episodes"
 
 
-
 def test_the_trot_walks_a_weak_robot_through_one_step_of_latency(tmp_path):
     """Where every command arrives one control step late, the trot holds its swing legs with a virtual PD of 26 N
     m/rad whatever the robot's gain (:attr:`TrotGait.swing_pd`). On an A1 whose gains are x0.8 it tracks in 24 of

@@ -65,9 +65,9 @@ class TrotGait:
     # - 0: twice the A1's own. Without latency it tracks more than the A1's own (84-97 % against 75-78 %).
     # - 1: 26 and 0.65, whatever the robot's gain. Chosen over seeds 100-131 and 300-331 (64 episodes): held by the
     #   robot's own PD the trot tracked in 29 (mass x1.2), 25 (gain x0.8), 50 (nominal), 47 (gain x1.2); with 26 in
-    #   41, 38, 55, 52 (22-32 all 38-43 at mass x1.2; 32 lost gain x0.8 again: 27). On 128 other episodes (seeds
-    #   500, 700, 900, 1100 and the 31 after each) the gain is smaller: 90 against 84 (mass x1.2), 83 against 74
-    #   (gain x0.8).
+    #   41, 38, -, 52 (25: 55 nominal; 22-32 all 38-43 at mass x1.2; 32 lost gain x0.8 again: 27). On 128 other
+    #   episodes (seeds 500, 700, 900, 1100 and the 31 after each) the gain is smaller: 90 against 84 (mass x1.2),
+    #   83 against 74 (gain x0.8).
     # - 2 or more: the robot's own PD (``None``). 40 tracked in 0 of 16 nominal episodes there (1 of 16 on PyBullet),
     #   the A1's own in 11 of 16; softer (16, 0.4) lost 8-14 of 64 more against it.
     swing_pd = {0: (40.0, 1.0), 1: (26.0, 0.65)}
