@@ -39,8 +39,8 @@ class QuadrotorExpertPolicy:
     flat observation (nominal mass: on a heavier vehicle it sags below the set point, as a memoryless policy
     does). Thrust + body-rate contracts only.
 
-    ``integral``: add the served PX4 bridge's position integrator (``tether.ros.protocols.px4.POSITION_KI``,
-    ``POSITION_I_LIMIT``), so a heavier vehicle still flies at its set point. One vehicle: the integral is shared
+    ``integral``: add the served PX4 bridge's position integrator (``tether.ros.protocols.px4.PositionIntegrator``),
+    so a heavier vehicle still flies at its set point. One vehicle: the integral is shared
     by the rows of a batch. Why the identification recordings use it: the nominal expert flies the x1.3 vehicle at
     0.2-0.4 m, where a loaded loop that misses states lets it touch down and the bag leaves too little flight."""
 
@@ -56,28 +56,27 @@ class QuadrotorExpertPolicy:
             raise ValueError(f"the expert flies thrust + body rates; got {contract.control_mode}")
         self.contract = contract
         self.max_thrust = 4 * cf.MAX_THRUST
-        self.integral = np.zeros(3) if integral else None
+        self.integrator = None
+        if integral:
+            from tether.ros.protocols.px4 import PositionIntegrator
+
+            self.integrator = PositionIntegrator(freeze_beyond=self.I_BAND)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        from tether.ros.protocols.px4 import POSITION_I_LIMIT, POSITION_KI
         from tether.sim.tasks.quadrotor import geometric_controller
 
         single = np.ndim(obs) == 1
         fields = self.contract.split_obs(np.atleast_2d(np.asarray(obs, float)))
         offset = None
-        if self.integral is not None:
-            err = np.asarray(fields["pos_error"], dtype=float).reshape(-1, 3)
-            near = np.all(np.abs(err) < self.I_BAND, axis=1, keepdims=True)
-            self.integral = np.clip(self.integral + np.mean(err * near, axis=0) / self.contract.rate_hz,
-                                    -POSITION_I_LIMIT, POSITION_I_LIMIT)
-            offset = POSITION_KI * self.integral
+        if self.integrator is not None:
+            offset = self.integrator.update(fields["pos_error"], 1.0 / self.contract.rate_hz)
         cmd = geometric_controller(fields, self.max_thrust, accel_offset=offset)
         out = np.clip(self.contract.to_normalised(cmd), -1.0, 1.0)
         return out[0] if single else out
 
     def reset(self) -> None:
-        if self.integral is not None:
-            self.integral[:] = 0.0
+        if self.integrator is not None:
+            self.integrator.reset()
 
     def save(self, directory: Any) -> None:  # pragma: no cover - never saved
         raise NotImplementedError

@@ -508,6 +508,28 @@ class PX4Quadrotor(RosRobot):
 # ------------------------------------------------------------------------------------------- served robot
 
 
+class PositionIntegrator:
+    """The position loop's integral term, as the acceleration it adds to the geometric law (``accel_offset``).
+    ``freeze_beyond`` (m, every axis): integrate only within that distance of the set point (PX4 freezes its
+    integrators while landed); None integrates everywhere, as the served bridge does from its own take-off reset."""
+
+    def __init__(self, freeze_beyond: float | None = None) -> None:
+        self.freeze_beyond = freeze_beyond
+        self.integral = np.zeros(3)
+
+    def update(self, err: np.ndarray, dt: float) -> np.ndarray:
+        """Integrate position errors ``err`` ((3,), or (N, 3) for one vehicle seen N times: their mean) over ``dt``
+        seconds; returns the acceleration offset (3,)."""
+        err = np.asarray(err, dtype=float).reshape(-1, 3)
+        if self.freeze_beyond is not None:
+            err = err * np.all(np.abs(err) < self.freeze_beyond, axis=1, keepdims=True)
+        self.integral = np.clip(self.integral + err.mean(axis=0) * dt, -POSITION_I_LIMIT, POSITION_I_LIMIT)
+        return POSITION_KI * self.integral
+
+    def reset(self) -> None:
+        self.integral = np.zeros(3)
+
+
 class PX4Bridge(Bridge):
     """A PX4 vehicle (see the module docstring for its rules)."""
 
@@ -546,7 +568,7 @@ class PX4Bridge(Bridge):
         self.heartbeat: Any = None
         self.setpoint: tuple[str, np.ndarray] | None = None
         self.failsafes = 0
-        self._integral = np.zeros(3)
+        self._integrator = PositionIntegrator()
         # touchdown: the body's rest height on flat ground plus 1 cm; speeds measured when crossing it downward
         self.touch_z = 0.0124 + 0.01
         self.impacts: list[float] = []
@@ -619,7 +641,7 @@ class PX4Bridge(Bridge):
             self.hold_pos = np.array([pos[0], pos[1], altitude])
             self.nav_state = self.user_intention = NAV_AUTO_TAKEOFF
             self.setpoint = None
-            self._integral = np.zeros(3)
+            self._integrator.reset()
         else:
             self.counters.reject("unsupported_command")
 
@@ -660,9 +682,8 @@ class PX4Bridge(Bridge):
         pos, quat = self.sim.base_pose()
         lin, _ = self.sim.base_velocity()
         err = target - pos
-        self._integral = np.clip(self._integral + err * dt, -POSITION_I_LIMIT, POSITION_I_LIMIT)
         fields = {"base_rotmat": frames.quat_to_rotmat(quat), "pos_error": err, "base_lin_vel": lin}
-        out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=POSITION_KI * self._integral)[0]
+        out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=self._integrator.update(err, dt))[0]
         return float(out[0]), out[1:]
 
     def _touchdown(self, dt: float) -> None:
