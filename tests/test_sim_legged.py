@@ -276,7 +276,14 @@ def test_legged_contract_and_action_mapping():
                                                  "joint_vel", "last_action"]
     assert c.obs_size == 45 and c.action_size == 12 and c.rate_hz == 50.0 and c.control_mode == "joint_position"
     assert c.field("joint_pos").components == a1.JOINTS == c.field("joint_pos_target").components
-    np.testing.assert_allclose(c.to_physical(np.zeros(12)), a1.DEFAULT_JOINT_POS, atol=1e-12)
+    calf = np.array([p == "lower" for _ in a1.LEGS for p in a1.PARTS])
+    zero = c.to_physical(np.zeros(12))
+    np.testing.assert_allclose(zero[~calf], a1.DEFAULT_JOINT_POS[~calf], atol=1e-12)
+    np.testing.assert_allclose(zero[calf], a1.DEFAULT_JOINT_POS[calf] - a1.CALF_FLEX_EXTRA / 2, atol=1e-12)
+    np.testing.assert_allclose(c.to_physical(c.to_normalised(a1.DEFAULT_JOINT_POS)), a1.DEFAULT_JOINT_POS, atol=1e-12)
+    # the calves' flexed side: 0.58 rad to the straight-knee limit on the other, so more support torque this way
+    np.testing.assert_allclose(a1.DEFAULT_JOINT_POS[calf] - c.action_low[calf],
+                               a1.JOINT_UPPER[calf] - a1.DEFAULT_JOINT_POS[calf] + a1.CALF_FLEX_EXTRA)
     assert np.all(c.action_low >= a1.JOINT_LOWER - 1e-12) and np.all(c.action_high <= a1.JOINT_UPPER + 1e-12)
     assert np.all(c.action_high - c.action_low > 1.0)
     obs, info = env.reset(seed=0)
