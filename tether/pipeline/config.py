@@ -50,12 +50,12 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # demonstrations and 60k steps)
     ("arm", "push"): {"algo": "bc-diffusion", "train_steps": 60_000, "finetune_steps": 20_000,
                       "demo_episodes": 300, "config": {"n_obs_steps": 4}},
-    # tracking a planar velocity command: diffusion BC on the scripted trot's demonstrations under the default DR
-    # (the trot tracks in 83 % of its episodes there; 75-77 % before the calf's wider band), a 4-observation
-    # window and a new action every control step (2 predicted, 1 run): 67 % in sim under that DR, where predicting
-    # 8 and running 2 reached 16-22 % (benchmarks/RESULTS.md, "Legged velocity tracking learned by imitation").
-    # The served robot is heavier than any the DR holds (mass x1.2 against 0.9-1.1) and answers 10 ms late each way.
-    # The expert sized for it tracked 9 of 12 PyBullet episodes at 1 step of delay; the served loop is identified at 2 (37 ms), where the trot
+    # tracking a planar velocity command: diffusion BC on the scripted trot's demonstrations under the default DR (the
+    # trot tracks in 83 % of its episodes there; 75-77 % before the calf's wider band), a 4-observation window and a new
+    # action every control step (2 predicted, 1 run): 67 % in sim under that DR, where predicting 8 and running 2
+    # reached 16-22 % (benchmarks/RESULTS.md, "Legged velocity tracking learned by imitation"). The served robot is
+    # heavier than any the DR holds (mass x1.2 against 0.9-1.1) and answers 10 ms late each way. The expert sized for it
+    # tracked 9 of 12 PyBullet episodes at 1 step of delay; the served loop is identified at 2 (37 ms), where the trot
     # tracks 26-50 % and the kept policy 25 % (28 % of sim; RESULTS "Legged velocity tracking on served robots")
     # Fine-tuning with as many demonstrations as training and no replay (PipelineConfig finetune_demo_share 1.0,
     # finetune_replay False, finetune_steps 60k) reached 48 % against 33 % in sim at one served robot's truth (mass
