@@ -64,9 +64,10 @@ TORQUE_LIMIT = 33.5  # N m, A1 motor peak torque
 ACTION_HALF_RANGE = {"hip": 0.7, "upper": 1.0, "lower": 1.0}  # rad around the stance, before limit clipping
 # How much further (rad) the calf's band reaches on its flexed side, where the straight-knee limit capped it at
 # 0.58 rad from the stance: at kp 20 that is 11.7 N m of support, and the scripted trot's front calves asked for
-# more in 13 % of its steps on the nominal A1. Held out (128 episodes, the trot told the robot, 2026-12-06), 0.1
-# rad more tracked 107 against 90 on an A1 at mass x1.2 and one step of delay, 94 against 83 at gain x0.8, 118
-# against 117 nominal, 101 against 101 light and stiff (mass x0.9, gain x1.2); 0.2-0.4 lost 3-13 nominal.
+# more in 12-14 % of its steps on the nominal A1. Over 128 episodes (seeds 500-1100, the trot told the robot,
+# 2026-12-06; the episodes this value was chosen on), 0.1 rad more tracked 107 against 90 on an A1 at mass x1.2 and
+# one step of delay, 94 against 83 at gain x0.8, 118 against 117 nominal, 101 against 101 light and stiff (mass
+# x0.9, gain x1.2); 0.2-0.4 lost 3-13 nominal.
 CALF_FLEX_EXTRA = 0.1
 
 # Trunk height (link origin above flat ground, m) the stance settles to under PD sag; measured on MuJoCo
