@@ -127,6 +127,30 @@ def test_imitation_fine_tuning_data_follows_the_settings():
     assert (finetune_demo_count(mine), mine.finetune_replay) == (150, True)
 
 
+def test_identification_keeps_the_robots_window_cap(tmp_path, monkeypatch):
+    """The loop's identification fits a legged robot on at most 32 windows (its replays are the costly ones: the
+    pipeline's time bound) and leaves the others at sysid's own default."""
+    import types
+
+    import tether.calibration.recordings as recordings
+    import tether.policies.checkpoint as checkpoint
+    from tether.pipeline.run import PipelineConfig
+    from tether.pipeline.stages import identify
+
+    seen: list[dict] = []
+
+    def fake_identify(paths, **kw):
+        seen.append(kw)
+        raise TetherError("no windows")
+
+    monkeypatch.setattr(recordings, "identify_recordings", fake_identify)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: types.SimpleNamespace(contract=None))
+    for robot, task in (("legged", "velocity"), ("legged", "stand"), ("quadrotor", "hover"), ("arm", "reach")):
+        cfg = PipelineConfig(robot=robot, task=task, out=tmp_path / robot).resolved()
+        assert identify(cfg, tmp_path, [tmp_path / "bag"], lambda line: None) == (None, {"error": "no windows"})
+    assert [kw.get("max_windows") for kw in seen] == [32, 32, None, None]
+
+
 def test_training_settings_follow_the_learner_they_were_written_for():
     """A task's defaults hold settings for its own learner (push: a diffusion policy with a 4-observation window);
     another learner chosen with --algo gets the robot's settings when it is the robot's learner, else none. A task

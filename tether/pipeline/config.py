@@ -36,8 +36,12 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     "arm": {"task": "reach", "algo": "ppo", "train_steps": 300_000, "finetune_steps": 100_000,
             "adapter": "arm-ros2-control",
             "real": {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}},
+    # identification keeps 32 windows of the deploy bags (sysid's default 64): a legged replay costs about 2.5x a
+    # quadrotor's, and 32 halved the fit's time (250 -> 118 s, 280 -> 103 s, 245 -> 101 s on three served A1s'
+    # bags) with gain within 2 %, latency within 1.5 ms and friction within 3-6 % of the 64-window fit
+    # (benchmarks/RESULTS.md, "Legged identification on 32 windows")
     "legged": {"task": "stand", "algo": "ppo", "train_steps": 200_000, "finetune_steps": 100_000,
-               "adapter": "unitree",
+               "adapter": "unitree", "identify_windows": 32,
                "real": {"scale": {"body_mass": 1.3, "actuator_gain": 0.7}}},
 }
 # Per robot and task, where a task other than the robot's first needs other budgets.

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tether.errors import TetherError
-from tether.pipeline.config import PipelineConfig
+from tether.pipeline.config import PipelineConfig, defaults
 
 if TYPE_CHECKING:
     from tether.contract import IOContract
@@ -491,7 +491,9 @@ def identify(cfg: PipelineConfig, checkpoint: Path, bags: list[Path], log: Log
     goal = (cfg.real or {}).get("goal")
     log(f"[identify] system identification from {len(bags)} deploy bags")
     try:
-        data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed)
+        windows = defaults(cfg.robot, cfg.task).get("identify_windows")  # the robot's cap, else sysid's own
+        data, result = identify_recordings([str(b) for b in bags], contract=contract, goal=goal, seed=cfg.seed,
+                                           **({} if windows is None else {"max_windows": windows}))
     except TetherError as exc:
         log(f"      not identified: {exc}")
         return None, {"error": str(exc)}
