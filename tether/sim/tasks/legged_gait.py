@@ -72,6 +72,12 @@ class TrotGait:
     # - 2 or more: the robot's own PD (``None``). 40 tracked in 0 of 16 nominal episodes there (1 of 16 on PyBullet),
     #   the A1's own in 11 of 16; softer (16, 0.4) lost 8-14 of 64 more against it.
     swing_pd = {0: (40.0, 1.0), 1: (26.0, 0.65)}
+    # Under one step of delay or more, targets are sized for a gain of at most this (the highest the delayed swing PD
+    # above was tuned at). Told a stiffer robot's own gain, the trot fell in 6-13 of 64 episodes under one step;
+    # told 1.2, in none (MuJoCo, 2026-12-06, seeds 500/700 and 900/1100): tracked 40 -> 49 and 47 -> 59 of 64 at
+    # gain x1.55, 45 -> 48 at mass x1.2 and gain x1.4, 43 -> 47 at mass x0.8 and gain x1.3 told as identification
+    # reads it (gain x1.55, mass x1). Without delay the robot's own gain is best (60 of 64 against 49 told 1.0 there).
+    delayed_gain_cap = 1.2
     offsets = np.array([0.0, 0.5, 0.5, 0.0])  # clock phase per leg (FR, FL, RR, RL): diagonal pairs
 
     def __init__(self, legs, n: int, kp: np.ndarray, kd: np.ndarray) -> None:
@@ -96,8 +102,10 @@ class TrotGait:
         the robot's PD gains and mass as scales on the nominal (an identified robot's), which the stance forces and
         the torque-to-target conversion are sized for. ``delay_steps``: control steps every command reaches the
         robot late; the swing legs' virtual PD (made through the target) is softened with it, as it rings under
-        delay (:attr:`swing_pd`)."""
+        delay (:attr:`swing_pd`), and the gain is capped at :attr:`delayed_gain_cap` under delay."""
         n = self.n
+        if delay_steps > 0:
+            gain = min(gain, self.delayed_gain_cap)
         self.q_path[fresh] = q[fresh]
         self.liftoff[fresh] = self.nominal
         toes = self.legs.toes(q)  # (n, 4, 3)
