@@ -37,9 +37,10 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
             "adapter": "arm-ros2-control",
             "real": {"scale": {"body_mass": 1.3, "joint_damping": 3.0}}},
     # identification keeps 32 windows of the deploy bags (sysid's default 64): a legged replay costs about 2.5x a
-    # quadrotor's, and 32 halved the fit's time (250 -> 118 s, 280 -> 103 s, 245 -> 101 s on three served A1s'
-    # bags) with gain within 2 %, latency within 1.5 ms and friction within 3-6 % of the 64-window fit
-    # (benchmarks/RESULTS.md, "Legged identification on 32 windows")
+    # quadrotor's and the fit's time is proportional to the windows (on one run's bags 51 windows took 162 s, 32
+    # took 101 s). On three served A1s' bags the 32-window fit kept gain within 2 %, latency within 1.5 ms and
+    # friction within 3-6 % of the 51-64-window one (benchmarks/RESULTS.md, "the trot sizes its targets for a
+    # gain of at most x1.2", identification on 32 windows)
     "legged": {"task": "stand", "algo": "ppo", "train_steps": 200_000, "finetune_steps": 100_000,
                "adapter": "unitree", "identify_windows": 32,
                "real": {"scale": {"body_mass": 1.3, "actuator_gain": 0.7}}},
