@@ -339,8 +339,8 @@ def test_scripted_trot_tracks_velocity_commands(tmp_path, backend, seed, episode
     assert moving.sum() >= episodes // 3 and ok[moving].mean() >= 0.5
 
 
-def _trot_success(tmp_path: Path, term: DRTerm | list[DRTerm], episodes: int = 8) -> float:
-    """The scripted trot's success rate on MuJoCo under a DR of fixed terms (seeds 100...)."""
+def _trot_episodes(tmp_path: Path, term: DRTerm | list[DRTerm], episodes: int = 8) -> list:
+    """The scripted trot's episodes on MuJoCo under a DR of fixed terms (seeds 100...)."""
     from tether.data.demos import record_episodes
     from tether.sim.randomization import terms_to_json
 
@@ -348,7 +348,12 @@ def _trot_success(tmp_path: Path, term: DRTerm | list[DRTerm], episodes: int = 8
     dr.write_text(terms_to_json(term if isinstance(term, list) else [term]))
     ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "trot", episodes, seed=100, env_kwargs={"dr": str(dr)},
                          batch=min(episodes, 32))
-    return float(np.mean([e.success for e in ds.episodes]))
+    return ds.episodes
+
+
+def _trot_success(tmp_path: Path, term: DRTerm | list[DRTerm], episodes: int = 8) -> float:
+    """The scripted trot's success rate on MuJoCo under a DR of fixed terms (seeds 100...)."""
+    return float(np.mean([e.success for e in _trot_episodes(tmp_path, term, episodes)]))
 
 
 def test_the_trot_is_sized_for_the_robot_the_dr_is_centred_on(tmp_path):
@@ -399,14 +404,14 @@ def test_the_trot_does_not_size_a_stiff_robots_targets_past_its_tuned_gain_under
     """Under one step of latency the trot sizes its targets for a gain of at most ``TrotGait.delayed_gain_cap``
     (1.2). On an A1 whose gains are x1.55 (what identification reads for a light, stiff one) it tracks in 28 of
     these 32 MuJoCo episodes with no falls; sized for the robot's own gain it tracked in 19 and 8 fell."""
-    from tether.data.demos import record_episodes
-    from tether.sim.randomization import terms_to_json
+    from tether.sim.robots import make_robot
+    from tether.sim.tasks import make_task
 
-    dr = tmp_path / "dr.json"
-    dr.write_text(terms_to_json([DRTerm("actuator_gain", "uniform", "scale", (1.55, 1.55), per_element=False),
-                                 DRTerm("action_latency", "uniform", "abs", (1, 1))]))
-    ds = record_episodes("tether/LeggedVelocity-v0", tmp_path / "trot", 32, seed=100, env_kwargs={"dr": str(dr)},
-                         batch=32)
-    tracked = sum(bool(e.success) for e in ds.episodes)
-    falls = sum(e.length < max(e.length for e in ds.episodes) for e in ds.episodes)
+    robot = make_robot("legged")
+    full = int(round(make_task("legged", "velocity", robot).episode_seconds * robot.control_rate_hz))
+    stiff_late = [DRTerm("actuator_gain", "uniform", "scale", (1.55, 1.55), per_element=False),
+                  DRTerm("action_latency", "uniform", "abs", (1, 1))]
+    episodes = _trot_episodes(tmp_path, stiff_late, episodes=32)
+    tracked = sum(bool(e.success) for e in episodes)
+    falls = sum(e.length < full for e in episodes)  # an episode ends early only when the robot falls
     assert tracked >= 24 and falls <= 2, f"stiff A1, 1 step late: {tracked} of 32 tracked, {falls} fell"
