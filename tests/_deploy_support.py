@@ -172,17 +172,22 @@ class Probe:
         self.t = DdsTransport(domain_id=domain, config="loopback")
         self.raw: dict[str, list[tuple[float, bytes]]] = {}
         self._lock = threading.Lock()
-        self.endpoints: dict[str, Any] = {}  # DDS topic name -> DiscoveredEndpoint (writers seen while watching)
+        self.endpoints: dict[str, Any] = {}  # DDS topic name -> latest DiscoveredEndpoint seen while watching
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def watch_discovery(self, period: float = 0.3) -> None:
-        """Poll DDS discovery on a thread so writers that exist only during a run are seen too."""
+        """Poll DDS discovery on a thread so writers that exist only during a run are seen too.
+
+        Each topic keeps its latest sample, not its first: once in CI the first sample kept for the served
+        robot's vehicle_status writer had empty USER_DATA, although that writer is created with its type hash
+        like every other (a discovery sample read while the endpoint was still being set up, it seems). A
+        writer that never sends its type hash still fails the check: its latest sample lacks it too."""
 
         def run() -> None:
             while not self._watch_stop.is_set():
                 for ep in self.t.discovered("publications", timeout=0.05):
-                    self.endpoints.setdefault(ep.topic_name, ep)
+                    self.endpoints[ep.topic_name] = ep
                 self._watch_stop.wait(period)
 
         self._watcher = threading.Thread(target=run, daemon=True)
