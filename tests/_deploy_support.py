@@ -181,8 +181,8 @@ class Probe:
 
         Each topic keeps its latest sample, not its first: once in CI the first sample kept for the served
         robot's vehicle_status writer had empty USER_DATA, although that writer is created with its type hash
-        like every other (a discovery sample read while the endpoint was still being set up, it seems). A
-        writer that never sends its type hash still fails the check: its latest sample lacks it too."""
+        like every other (cause not found; 8 runs here never showed it). A writer that never sends its type
+        hash still fails the check: its latest sample lacks it too."""
 
         def run() -> None:
             while not self._watch_stop.is_set():
