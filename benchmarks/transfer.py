@@ -46,6 +46,7 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
          {"scale": {"body_mass": 0.6, "joint_damping": 0.3, "actuator_gain": 1.4}}, 25.0),
         ("weak and stiff, slippery",
          {"scale": {"actuator_strength": 0.6, "joint_damping": 2.5, "friction": 0.3}}, 10.0),
+        ("heavy and weak, 40 ms each way", {"scale": {"body_mass": 1.5, "actuator_gain": 0.7}}, 40.0),
     ],
     "legged": [
         ("heavy, weak", {"scale": {"body_mass": 1.3, "actuator_gain": 0.7}}, 10.0),
@@ -53,6 +54,7 @@ SETS: dict[str, list[tuple[str, dict, float]]] = {
         ("slippery ground, heavier", {"scale": {"friction": 0.25, "body_mass": 1.2}}, 20.0),
         ("light and weak, 25 ms each way",
          {"scale": {"body_mass": 0.7, "actuator_gain": 0.7, "actuator_strength": 0.7}}, 25.0),
+        ("heavy and stiff, 40 ms each way", {"scale": {"body_mass": 1.25, "actuator_gain": 1.3}}, 40.0),
     ],
 }
 
