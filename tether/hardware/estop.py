@@ -15,8 +15,6 @@ from typing import Any
 from tether.data.topics import ESTOP_TOPIC
 from tether.hardware.guard import CommandGuard
 
-DEFAULT_ESTOP_TOPIC = ESTOP_TOPIC
-
 
 class EStopListener:
     """Subscribes ``guard.on_estop_message`` to ``topic``; close() unsubscribes.
@@ -26,7 +24,7 @@ class EStopListener:
     stop request from anyone is honoured unless the operator restricts who may send it.
     """
 
-    def __init__(self, transport: Any, guard: CommandGuard, topic: str = DEFAULT_ESTOP_TOPIC,
+    def __init__(self, transport: Any, guard: CommandGuard, topic: str = ESTOP_TOPIC,
                  qos: Any = "latched", accept: Callable[[Any], bool] | None = None) -> None:
         self.guard = guard
         self.topic = topic

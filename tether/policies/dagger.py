@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tether.errors import TetherError
+
+if TYPE_CHECKING:
+    from tether.policies.gaussian import GaussianPolicy
+    from tether.policies.generative import GenerativeChunkPolicy
 
 DAGGER_KEYS = {"dagger_rounds": "rounds", "dagger_episodes": "episodes", "dagger_steps": "steps"}  # --set names
 
@@ -77,9 +81,9 @@ class DaggerConfig:
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def dagger(policy: Any, env_id: str, data: Arrays | None, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
+def dagger(policy: GaussianPolicy | GenerativeChunkPolicy, env_id: str, data: Arrays | None, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
            backend: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
-           until: Callable[[int, Any], bool] | None = None) -> Arrays:
+           until: Callable[[int, GaussianPolicy | GenerativeChunkPolicy], bool] | None = None) -> Arrays:
     """``cfg.rounds`` rounds of DAgger on ``policy`` (any policy with ``fit``: a
     :class:`~tether.policies.generative.GenerativeChunkPolicy` or a :class:`~tether.policies.gaussian.GaussianPolicy`,
     trained in place) in ``env_id`` under ``dr``, starting from ``data`` (observations, normalised actions,

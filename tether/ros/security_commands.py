@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 
 def deploy_topics(adapter: str) -> tuple[list[str], list[str]]:
     """(published, read) ROS topics of a deploy through ``adapter`` with its default options."""
-    from tether.hardware.estop import DEFAULT_ESTOP_TOPIC
+    from tether.data.topics import ESTOP_TOPIC
     from tether.ros.loopback import LoopbackTransport
     from tether.ros.protocols import ADAPTERS, make_adapter
     from tether.ros.protocols.common import ROBOT_INFO_TOPIC
@@ -40,8 +40,7 @@ def deploy_topics(adapter: str) -> tuple[list[str], list[str]]:
     try:
         a = make_adapter(adapter, t, **ADAPTERS[adapter].deploy_params)
         pubs = a.command_topics()
-        subs = [topic for topic, _ in a.recorded_topics() if topic not in pubs] + [DEFAULT_ESTOP_TOPIC,
-                                                                                 ROBOT_INFO_TOPIC]
+        subs = [topic for topic, _ in a.recorded_topics() if topic not in pubs] + [ESTOP_TOPIC, ROBOT_INFO_TOPIC]
     finally:
         t.close()
     return pubs, subs

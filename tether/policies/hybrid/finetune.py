@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tether.errors import TetherError
+from tether.policies.base import Policy
 from tether.policies.hybrid.common import EnvLike, ProgressFn, load_real
 
 ALGOS = ("h2o", "rlpd", "robot-rl")
@@ -44,7 +45,7 @@ def _load_start(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
                         "algo": extra.get("algo"), "env_id": extra.get("env_id")}
 
 
-def trained_env(policy: Any) -> str:
+def trained_env(policy: Policy) -> str:
     """The env a policy was trained on, as its checkpoint records it: the simulator to pair it with."""
     from tether.sim.registry import env_id_from_file  # an id from a file: a registered tether/ id or nothing
 

@@ -12,12 +12,10 @@ from typing import Any
 import numpy as np
 
 from tether.data.topics import GOAL_TOPIC, GOAL_TYPE  # noqa: F401 (GOAL_TOPIC: the protocols import it from here)
-from tether.hardware.estop import DEFAULT_ESTOP_TOPIC
 from tether.hardware.plausibility import Implausible, bounded
 from tether.ros import types as T
 
 CMD_VEL_TOPIC = "/cmd_vel"  # geometry_msgs/Twist
-ESTOP_TOPIC = DEFAULT_ESTOP_TOPIC  # std_msgs/Bool, latched
 ROBOT_INFO_TOPIC = "/tether/robot_info"  # std_msgs/String JSON, latched
 ROBOT_STATS_TOPIC = "/tether/robot_stats"  # std_msgs/String JSON, ~2 Hz
 
