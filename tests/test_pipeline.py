@@ -50,6 +50,29 @@ def test_a_vehicle_handed_over_on_the_ground_has_not_crashed_but_one_that_lands_
     assert not score(env.contract, np.repeat(on_ground, 60, axis=0)).success  # never took off
 
 
+def test_a_served_reach_that_succeeds_reports_a_final_error_inside_its_radius():
+    """A deploy phase reports each episode's final error as the task scores it, over its last second. A fixed 50
+    steps is the whole of a 20 Hz arm's 2.5 s reach: reaches that ended within 3 cm were reported at 6 cm."""
+    from pathlib import Path
+
+    from tether.pipeline.stages import Deployment
+
+    env = TetherEnv("arm", "reach")
+    obs, _ = env.reset(seed=0)
+    trace = [obs]
+    for _ in range(env.task.max_steps):
+        obs, _, term, trunc, _ = env.step(env.expert_action())
+        trace.append(obs)
+        if term or trunc:
+            break
+    s = score(env.contract, np.array(trace))
+    phase = Deployment()
+    phase.extend(Deployment.episode(Path("reach_0"), s, {}, 2.5))
+    assert s.success and phase.successes == [True]
+    assert phase.final_error == s.final_error == float(s.error[-int(env.contract.rate_hz):].mean())
+    assert phase.final_error < env.task.success_radius and phase.final_error < 0.5 * float(s.error.mean()), s
+
+
 def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
     from tether.pipeline.run import PipelineConfig
 
