@@ -1,4 +1,4 @@
-"""`tether train ENV --algo bc-diffusion|bc-flow|iql|dql|ofql --dataset DIR` end to end on a tiny dataset.
+"""`tether train ENV --algo bc-diffusion|bc-flow|bc-mlp|iql|dql|ofql --dataset DIR` end to end on a tiny dataset.
 
 Checks the glue, not learning: a real LeRobot-layout dataset written by DatasetWriter from Pendulum-v1, the
 registered trainer found by name, the checkpoint written, reloaded by kind and run on the env's observations.
@@ -38,8 +38,8 @@ def dataset(tmp_path_factory) -> tuple[str, object]:
     return str(root), contract
 
 
-@pytest.mark.parametrize("algo,kind", [("bc-diffusion", "diffusion"), ("bc-flow", "flow"), ("iql", "gaussian_mlp"),
-                                       ("dql", "vgps"), ("ofql", "vgps")])
+@pytest.mark.parametrize("algo,kind", [("bc-diffusion", "diffusion"), ("bc-flow", "flow"), ("bc-mlp", "gaussian_mlp"),
+                                       ("iql", "gaussian_mlp"), ("dql", "vgps"), ("ofql", "vgps")])
 def test_dataset_algorithms_train_save_and_reload(tmp_path, dataset, algo: str, kind: str) -> None:
     root, contract = dataset
     config = {"hidden": "[16, 16]", "batch_size": "16"}

@@ -18,7 +18,7 @@ from tether.errors import TetherError
 TrainFn = Callable[..., Any]
 
 #: algorithms that learn by imitating demonstrations (a pipeline gives them the task's scripted expert's)
-IMITATION_ALGOS = ("bc-diffusion", "bc-flow")
+IMITATION_ALGOS = ("bc-diffusion", "bc-flow", "bc-mlp")
 
 _ALGORITHMS: dict[str, TrainFn | str] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -30,6 +30,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     # imitation and offline RL from --dataset (tether.policies.dataset_algos)
     "bc-diffusion": ("tether.policies.dataset_algos:train_bc_diffusion_cli", "diffusion policy BC from --dataset"),
     "bc-flow": ("tether.policies.dataset_algos:train_bc_flow_cli", "flow-matching policy BC from --dataset"),
+    "bc-mlp": ("tether.policies.dataset_algos:train_bc_mlp_cli", "deterministic MLP BC (regression) from --dataset"),
     "iql": ("tether.policies.dataset_algos:train_iql_cli", "offline IQL (expectile V, AWR actor) from --dataset"),
     "dql": ("tether.policies.dataset_algos:train_dql_cli", "offline Diffusion-QL from --dataset"),
     "ofql": ("tether.policies.dataset_algos:train_ofql_cli", "offline one-step flow Q-learning from --dataset"),

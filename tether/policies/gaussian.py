@@ -19,6 +19,7 @@ explicitly). Trainers feed stacked windows to the torch API; ``act`` keeps its o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,8 @@ class GaussianPolicy(nn.Module):
         self._window.reset()
 
     def fit(self, obs: np.ndarray, actions: np.ndarray, episode_ids: np.ndarray | None = None, *,
-            steps: int = 3000, batch_size: int = 256, lr: float = 3e-4, seed: int = 0) -> dict[str, float]:
+            steps: int = 3000, batch_size: int = 256, lr: float = 3e-4, seed: int = 0,
+            log: Callable[[int, dict[str, float]], None] | None = None, log_every: int = 100) -> dict[str, float]:
         """Regress the deterministic action onto labelled steps (stored episode by episode; actions normalised
         to [-1, 1]): how DAgger (``tether.policies.dagger``) teaches an RL actor the task's expert.
 
@@ -225,13 +227,15 @@ class GaussianPolicy(nn.Module):
         tanh = self.config["squash"] == "tanh"
         self.train()
         loss = torch.zeros(())
-        for _ in range(steps):
+        for step in range(steps):
             idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
             mean, _ = self.dist_params(x_all[idx])
             loss = F.mse_loss(torch.tanh(mean) if tanh else mean, y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if log is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
+                log(step + 1, {"loss": float(loss.detach())})
         self.eval()
         self.reset()
         return {"loss": float(loss.detach())}
