@@ -94,9 +94,9 @@ def bc_mlp_policy(contract: IOContract, overrides: dict[str, Any]) -> Any:
     keep, and regression learns the conditional mean, which is also what labels that differ with a hidden
     parameter average to. On the legged trot's 300 demonstrations (the pipeline's, 40k steps) it tracked as
     often as the diffusion student (75 % nominal and 21 % at mass x1.2, against 83 % and 21 %) in 3.2 min
-    against 6.7; of a trot told each simulated world's own mass, it walked the heavy A1 in 16 of 56 episodes
-    where a diffusion student of those labels walked it in none (benchmarks/RESULTS.md, "A regression student
-    of the trot")."""
+    against 6.7. Of a trot told each simulated world's own mass (a 12-observation window) it walked the heavy A1
+    in 16 of 56 episodes, where a diffusion student of those labels walked it in 0 of 24 and the pipeline's
+    diffusion student in 9 of 56 (benchmarks/RESULTS.md, "A regression student of the trot")."""
     from tether.policies.gaussian import GaussianPolicy
     from tether.policies.networks import mlp_config
     from tether.policies.rl.common import config_from_dict
