@@ -90,13 +90,13 @@ class BCMLPConfig:
 def bc_mlp_policy(contract: IOContract, overrides: dict[str, Any]) -> Any:
     """The ``bc-mlp`` learner: a deterministic MLP (the Gaussian actor's tanh mean, ELU layers) over a window of
     ``history`` observations, regressed onto the demonstrated actions; it deploys and exports as any PPO actor
-    does. Why beside diffusion: for an expert that is one function of what it sees there is no second mode to
-    keep, and regression learns the conditional mean, which is also what labels that differ with a hidden
-    parameter average to. On the legged trot's 300 demonstrations (the pipeline's, 40k steps) it tracked as
-    often as the diffusion student (75 % nominal and 21 % at mass x1.2, against 83 % and 21 %) in 3.2 min
-    against 6.7. Of a trot told each simulated world's own mass (a 12-observation window) it walked the heavy A1
-    in 16 of 56 episodes, where a diffusion student of those labels walked it in 0 of 24 and the pipeline's
-    diffusion student in 9 of 56 (benchmarks/RESULTS.md, "A regression student of the trot")."""
+    does. Why beside diffusion: an expert that is one function of what it sees has no second mode to keep, and
+    regression learns the conditional mean, where a diffusion sampler can draw any action the labels hold. On the
+    legged trot's 300 demonstrations under the ``default`` DR (40k steps) it tracked as often as the pipeline's
+    diffusion student (75 % nominal and 21 % at mass x1.2, against 83 % and 21 %; 24 PyBullet episodes) in 3.2
+    min against 6.7. Under a mass DR of 0.8-1.2 with a 12-observation window it walked the heavy A1 in 16 of 56
+    episodes, where a diffusion student of the same demonstrations walked it in 4 of 24 and the pipeline's in 9
+    of 56 (benchmarks/RESULTS.md, "A regression student of the trot")."""
     from tether.policies.gaussian import GaussianPolicy
     from tether.policies.networks import mlp_config
     from tether.policies.rl.common import config_from_dict
