@@ -12,19 +12,25 @@ from tether.sim.tasks.scoring import score_episode as score
 from tether.sim.env import TetherEnv
 
 
-def test_hover_metric_scores_a_recorded_run_like_the_sim_task():
-    env = TetherEnv("quadrotor", "hover")
-    obs, _ = env.reset(seed=0)
+def _expert_episode(robot: str, task: str, seed: int) -> tuple[TetherEnv, np.ndarray, dict]:
+    """One episode of the task's scripted expert in sim: the env, its observations (T, obs) and the last info."""
+    env = TetherEnv(robot, task)
+    obs, _ = env.reset(seed=seed)
     trace, info = [obs], {}
     for _ in range(env.task.max_steps):
         obs, _, term, trunc, info = env.step(env.expert_action())
         trace.append(obs)
         if term or trunc:
             break
-    s = score(env.contract, np.array(trace))
+    return env, np.array(trace), info
+
+
+def test_hover_metric_scores_a_recorded_run_like_the_sim_task():
+    env, trace, info = _expert_episode("quadrotor", "hover", seed=0)
+    s = score(env.contract, trace)
     assert s.success == info["success"] is True
     assert s.error[0] > 0.1 > s.final_error
-    drifting = np.array(trace)
+    drifting = trace.copy()
     drifting[:, 0] += np.linspace(0, 1.0, len(drifting))  # pos_error x grows to 1 m
     assert not score(env.contract, drifting).success
 
@@ -32,15 +38,7 @@ def test_hover_metric_scores_a_recorded_run_like_the_sim_task():
 def test_a_vehicle_handed_over_on_the_ground_has_not_crashed_but_one_that_lands_has():
     """PX4 vehicles are often handed over before their hold has lifted them (height under the 3 cm crash line);
     the policy then takes off. That start is not a crash; coming back down to the ground is."""
-    env = TetherEnv("quadrotor", "hover")
-    obs, _ = env.reset(seed=1)
-    trace = [obs]
-    for _ in range(env.task.max_steps):
-        obs, _, term, trunc, _ = env.step(env.expert_action())
-        trace.append(obs)
-        if term or trunc:
-            break
-    run = np.array(trace)
+    env, run, _ = _expert_episode("quadrotor", "hover", seed=1)
     pos_error = env.contract.obs_slices["pos_error"]
     on_ground = run[:1].copy()
     on_ground[0, pos_error] = [0.0, 0.0, 1.0]  # 1 m below the set point (goal height 1 m): sitting on the ground
@@ -57,15 +55,8 @@ def test_a_served_reach_that_succeeds_reports_a_final_error_inside_its_radius():
 
     from tether.pipeline.stages import Deployment
 
-    env = TetherEnv("arm", "reach")
-    obs, _ = env.reset(seed=0)
-    trace = [obs]
-    for _ in range(env.task.max_steps):
-        obs, _, term, trunc, _ = env.step(env.expert_action())
-        trace.append(obs)
-        if term or trunc:
-            break
-    s = score(env.contract, np.array(trace))
+    env, trace, _ = _expert_episode("arm", "reach", seed=0)
+    s = score(env.contract, trace)
     phase = Deployment()
     phase.extend(Deployment.episode(Path("reach_0"), s, {}, 2.5))
     assert s.success and phase.successes == [True]
