@@ -81,8 +81,9 @@ class DaggerConfig:
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def dagger(policy: GaussianPolicy | GenerativeChunkPolicy, env_id: str, data: Arrays | None, cfg: DaggerConfig, out: Path, *, dr: str | Path | None,
-           backend: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
+def dagger(policy: GaussianPolicy | GenerativeChunkPolicy, env_id: str, data: Arrays | None, cfg: DaggerConfig,
+           out: Path, *, dr: str | Path | None, backend: str | None = None, seed: int = 0,
+           log: Callable[[str], None] | None = None,
            until: Callable[[int, GaussianPolicy | GenerativeChunkPolicy], bool] | None = None) -> Arrays:
     """``cfg.rounds`` rounds of DAgger on ``policy`` (any policy with ``fit``: a
     :class:`~tether.policies.generative.GenerativeChunkPolicy` or a :class:`~tether.policies.gaussian.GaussianPolicy`,

@@ -11,10 +11,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.contract import IOContract
 from tether.errors import TetherError
+
+if TYPE_CHECKING:
+    from tether.policies.gaussian import GaussianPolicy
 
 _FIT_KEYS = ("batch_size", "lr", "weight_decay", "ema_decay")
 
@@ -87,7 +90,7 @@ class BCMLPConfig:
     hidden: tuple[int, ...] = (256, 256)  # layer widths
 
 
-def bc_mlp_policy(contract: IOContract, overrides: dict[str, Any]) -> Any:
+def bc_mlp_policy(contract: IOContract, overrides: dict[str, Any]) -> GaussianPolicy:
     """The ``bc-mlp`` learner: a deterministic MLP (the Gaussian actor's tanh mean, ELU layers) over a window of
     ``history`` observations, regressed onto the demonstrated actions; it deploys and exports as any PPO actor
     does. Why beside diffusion: an expert that is one function of what it sees has no second mode to keep, and

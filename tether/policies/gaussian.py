@@ -206,7 +206,8 @@ class GaussianPolicy(nn.Module):
             steps: int = 3000, batch_size: int = 256, lr: float = 3e-4, seed: int = 0,
             log: Callable[[int, dict[str, float]], None] | None = None, log_every: int = 100) -> dict[str, float]:
         """Regress the deterministic action onto labelled steps (stored episode by episode; actions normalised
-        to [-1, 1]): how DAgger (``tether.policies.dagger``) teaches an RL actor the task's expert.
+        to [-1, 1]): how DAgger (``tether.policies.dagger``) teaches an RL actor the task's expert, and how
+        ``bc-mlp`` clones demonstrations (``tether.policies.dataset_algos.bc_mlp_policy``).
 
         Only the actor's network learns. The exploration std and a trained observation normaliser stay as they
         were, so the actor still reads its inputs as it did and PPO can go on from it (an untrained normaliser
