@@ -176,13 +176,13 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     }
     report = write_report(cfg, summary, phases)
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    ratio = summary["served_success_kept"] / sim0 if sim0 > 0 else float("nan")
+    share = f"{summary['served_success_kept'] / sim0:.0%} of sim's {sim0:.0%}" if sim0 > 0 else "sim success 0%"
     rl_text = f" → {robot_rl_summary['served_success']:.0%} after robot RL" if robot_rl_summary else ""
     fresh = (f"{confirm.success_rate:.0%} on {len(confirm.successes)} fresh episode(s), " if confirm is not None
              else "on the episodes it was chosen on, ")
     log(f"done in {summary['total_s'] / 60:.1f} min, {robot_s / 60:.1f} min of robot time: served-robot success "
         f"{zero.success_rate:.0%} zero-shot → {after.success_rate:.0%} fine-tuned{rl_text} (kept: {summary['kept']}, "
-        f"{fresh}{ratio:.0%} of sim's {sim0:.0%}); report: {report}")
+        f"{fresh}{share}); report: {report}")
     return summary
 
 
