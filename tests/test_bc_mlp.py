@@ -39,7 +39,8 @@ def test_bc_mlp_hovers_like_the_expert_it_cloned(tmp_path: Path, seed: int) -> N
 @pytest.mark.parametrize("config,match", [({"histroy": "2"}, "unknown bc-mlp option 'histroy'"),
                                           ({"hidden": "[0, 64]"}, "hidden=\\[0, 64\\]"),
                                           ({"history": "2.5"}, "history=2.5"),
-                                          ({"history": "0"}, "history 0")])
+                                          ({"history": "0"}, "history 0"),
+                                          ({"ema_decay": "0.9"}, "unknown bc-mlp option 'ema_decay'")])
 def test_bc_mlp_refuses_bad_options_in_one_line_before_training(tmp_path: Path, config: dict, match: str) -> None:
     demos = tmp_path / "demos"
     record_episodes(ENV, demos, 1, seed=0)

@@ -19,7 +19,7 @@ from tether.errors import TetherError
 if TYPE_CHECKING:
     from tether.policies.gaussian import GaussianPolicy
 
-_FIT_KEYS = ("batch_size", "lr", "weight_decay", "ema_decay")
+_FIT_KEYS = ("batch_size", "lr", "weight_decay", "ema_decay")  # the generative learners' fit options
 
 
 def _open(spec: Any) -> tuple[IOContract, Any]:
@@ -50,13 +50,13 @@ def _logger(run: Any, prefix: str = "train/") -> Any:
     return log
 
 
-def _train_bc(spec: Any, run: Any, policy_cls: Any) -> Any:
+def _train_bc(spec: Any, run: Any, policy_cls: Any, fit_keys: tuple[str, ...] = _FIT_KEYS) -> Any:
     """Behaviour cloning on the dataset, then ``--set dagger_rounds=N`` rounds of DAgger in the env under its
     DR (``tether.policies.dagger``; the task's scripted expert labels the states the policy reaches)."""
     from tether.policies.dagger import DaggerConfig, dagger
 
     overrides = dict(spec.config)
-    fit_kwargs = {k: overrides.pop(k) for k in _FIT_KEYS if k in overrides}
+    fit_kwargs = {k: overrides.pop(k) for k in fit_keys if k in overrides}  # the rest are the policy's to check
     rounds = DaggerConfig.pop_from(overrides)
     rounds.check_env(spec.env_id)  # before any work, not after the cloning
     contract, ds = _open(spec)
@@ -111,7 +111,7 @@ def bc_mlp_policy(contract: IOContract, overrides: dict[str, Any]) -> GaussianPo
 
 
 def train_bc_mlp_cli(spec: Any, run: Any) -> Any:
-    return _train_bc(spec, run, bc_mlp_policy)
+    return _train_bc(spec, run, bc_mlp_policy, fit_keys=("batch_size", "lr"))  # what GaussianPolicy.fit takes
 
 
 def train_bc_flow_cli(spec: Any, run: Any) -> Any:
