@@ -44,8 +44,36 @@ def test_a_vehicle_handed_over_on_the_ground_has_not_crashed_but_one_that_lands_
     on_ground[0, pos_error] = [0.0, 0.0, 1.0]  # 1 m below the set point (goal height 1 m): sitting on the ground
     assert score(env.contract, np.vstack([on_ground, on_ground, run])).success
     landed = np.vstack([run, on_ground])
-    assert not score(env.contract, landed).success
+    assert not score(env.contract, landed).success and score(env.contract, landed).terminated
+    assert not score(env.contract, run).terminated
     assert not score(env.contract, np.repeat(on_ground, 60, axis=0)).success  # never took off
+
+
+@pytest.mark.parametrize("crashes, expected", [((False, False, False), [0.2, 0.2, 0.2]),
+                                               ((True, True, True), [0.2, 0.1, 0.05]),
+                                               ((False, True, False), [0.2, 0.2, 0.1])])
+def test_the_probe_halves_its_exploration_after_an_episode_that_crashed(monkeypatch, tmp_path, crashes, expected):
+    """Identification's probe excites the robot; one that crashes it records little flight and costs a robot, so
+    each probe after a crash runs at half the scale. The episodes keep their numbers (bags, start states)."""
+    from pathlib import Path
+
+    from tether.pipeline import stages
+    from tether.pipeline.config import PipelineConfig
+    from tether.sim.tasks.scoring import EpisodeScore
+
+    calls: list[tuple[int, float]] = []
+
+    def deploy(cfg, ckpt, tag, n, log, explore=0.0, first=0, total=None, **kw):  # noqa: ANN001, ANN003, ANN202
+        assert total == 3
+        calls.append((first, explore))
+        s = EpisodeScore(np.ones(5), False, 1.0, crashes[first])
+        return stages.Deployment.episode(Path(f"{tag}-{first}"), s, {}, 5.0)
+
+    monkeypatch.setattr(stages, "deploy_phase", deploy)
+    cfg = PipelineConfig(explore=0.2, probe_episodes=3, out=tmp_path)
+    probe, scales = stages.probe_phase(cfg, tmp_path / "ckpt", lambda _m: None)
+    assert scales == expected and [e for _, e in calls] == expected and [i for i, _ in calls] == [0, 1, 2]
+    assert [b.name for b in probe.bags] == ["probe-0", "probe-1", "probe-2"] and probe.robot_seconds == 15.0
 
 
 def test_a_served_reach_that_succeeds_reports_a_final_error_inside_its_radius():

@@ -231,6 +231,32 @@ def test_params_change_the_physics(tmp_path):
         t.close()
 
 
+@pytest.mark.parametrize("scale", [{"body_mass": 1.9, "motor_time_constant": 3.5}, {"actuator_gain": 0.7},
+                                   {"body_mass": 0.6, "motor_time_constant": 0.4}, {}])
+def test_a_served_px4_vehicle_starts_holding_its_position_whatever_its_hidden_mass(scale):
+    """The served vehicle starts airborne in position hold, as after a take-off, with the hover thrust learned.
+    Before, its integrator started from zero and was capped below what a heavy vehicle needs: at mass x1.6 it sank
+    to a few cm above the ground before the policy took over (the demo's probes then crashed there)."""
+    from tether.ros.loopback import LoopbackTransport
+    from tether.ros.protocols.px4 import NAV_AUTO_LOITER
+    from tether.ros.robot_server import RobotServer
+
+    t = LoopbackTransport(domain_id=4504)
+    server = RobotServer("quadrotor", t, params={"scale": scale, "seed": 3}, backend="pybullet")
+    try:
+        bridge = server.bridge
+        start = bridge.hold_pos.copy()
+        for _ in range(100):  # 2 s of the hold at the control rate, no policy
+            bridge.actuate(server.substeps)
+        pos = np.asarray(bridge.sim.base_pose()[0], dtype=float)
+        assert bridge.nav_state == NAV_AUTO_LOITER and bridge.armed
+        assert np.all(np.abs(pos - start) < 0.05) and start[2] > 0.5, (scale, start, pos, bridge.settle_s)
+        assert bridge.summary()["touchdowns"] == 0
+    finally:
+        server.close()
+        t.close()
+
+
 def test_px4_waypoint_mission_moves_the_goal_once_each_waypoint_is_reached_under_the_policy(transports):
     """A served waypoint task flies its seed's mission: the next waypoint becomes the goal when the vehicle,
     in offboard, comes within the task's reach radius of this one, and is published at once (not at the next

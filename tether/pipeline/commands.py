@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int_range(1, 1000), default=4,
                    help="evaluation episodes on the served robot per policy")
     p.add_argument("--probe-episodes", type=int_range(1, 1000), default=3,
-                   help="episodes with bounded exploration recorded for identification")
+                   help="episodes with bounded exploration recorded for identification (after one that the task "
+                        "ended early, a crash or fall, the next runs at half the exploration)")
     p.add_argument("--finetune", default="sim", choices=("sim", "h2o", "rlpd"),
                    help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
                         "h2o / rlpd: learn from the recorded data plus the simulator")

@@ -110,7 +110,8 @@ def robot_rl(cfg: PipelineConfig, start: Path, prior_dr: Path | str, recorded: l
         f"robot episodes with exploration {cfg.robot_rl_explore:g}, learning between them")
     learner = RobotRL.with_sim_prior(load_policy(start), cfg.env_id, config, dr=prior_dr, seed=cfg.seed)
     return learn_on_robot(
-        learner, lambda ckpt, i: deploy_phase(cfg, ckpt, "rl", 1, log, explore=cfg.robot_rl_explore, first=i),
+        learner, lambda ckpt, i: deploy_phase(cfg, ckpt, "rl", 1, log, explore=cfg.robot_rl_explore, first=i,
+                                              total=cfg.robot_rl_episodes),
         cfg.robot_rl_episodes, cfg.out / "robot_rl", log,
         extra={"env_id": cfg.env_id, "parent": str(start), "prior_dr": str(prior_dr)}, earlier=recorded,
         room=lambda rounds: robot_seconds_used + rounds.robot_seconds + per_episode + reserve
@@ -173,8 +174,8 @@ def robot_rl_live(checkpoint: Path, robot: Any, out: Path, log: Log, *, episodes
                                   extra={"env_id": env, "parent": str(checkpoint), "prior_dr": str(prior_dr)})
     summary: dict[str, Any] = {
         "parent": str(checkpoint), "best_round": str(best),
-        "rounds": [{"bag": str(b), "success": bool(ok), "final_error": e}
-                   for b, ok, e in zip(rounds.bags, rounds.successes, rounds.final_errors)],
+        "rounds": [{"bag": str(b), "success": bool(s.success), "final_error": s.final_error}
+                   for b, s in zip(rounds.bags, rounds.scores)],
         "robot_transitions": len(learner.robot), "gradient_updates": learner.updates}
     spent = Deployment()
     spent.extend(rounds)

@@ -38,6 +38,7 @@ from tether.pipeline.stages import (
     episode_seconds,
     hybrid_finetune,
     identify,
+    probe_phase,
     real_dataset,
     sim_finetune,
     sim_success,
@@ -112,8 +113,9 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     log(f"      sim success {sim0:.0%}")
     log(f"[zero-shot] {cfg.episodes} episodes on the served robot")
     zero = timed("deploy", lambda: deploy_phase(cfg, ckpt, "zeroshot", cfg.episodes, log))
-    log(f"[probe] {cfg.probe_episodes} episodes with bounded exploration ({cfg.explore:g} of each action's range)")
-    probe = timed("deploy", lambda: deploy_phase(cfg, ckpt, "probe", cfg.probe_episodes, log, explore=cfg.explore))
+    log(f"[probe] {cfg.probe_episodes} episodes with bounded exploration (up to {cfg.explore:g} of each action's "
+        f"range)")
+    probe, probe_scales = timed("deploy", lambda: probe_phase(cfg, ckpt, log))
     recorded = zero.bags + probe.bags
     identified: dict[str, Any] | None = None
     dr_file = None
@@ -168,7 +170,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
         "served_success_kept_selection": kept_phase.success_rate,
         "kept": kept_name, "kept_confirmed": confirm is not None,
         "robot_seconds": robot_s, "robot_episodes": sum(len(p.bags) for p in phases.values()),
-        "identified": identified, "robot_rl": robot_rl_summary,
+        "identified": identified, "probe_explore": probe_scales, "robot_rl": robot_rl_summary,
         "timings_s": timings, "total_s": time.perf_counter() - t0,
         "checkpoints": {"sim": str(ckpt), "finetuned": str(tuned), "kept": str(chosen),
                         **({"robot_rl": str(candidates[-1][1])} if robot_rl_summary else {})},

@@ -46,27 +46,37 @@ class Deployment:
     """What one deploy phase (several episodes on the served robot) produced."""
 
     bags: list[Path] = field(default_factory=list)
-    errors: list[np.ndarray] = field(default_factory=list)
-    successes: list[bool] = field(default_factory=list)
-    # each episode's final error as the task scores it: the mean over its last second of control. Why not a fixed
-    # count of steps: 50 are one second at a quadrotor's 50 Hz but 2.5 s of a 20 Hz arm's approach, which put a
-    # reach that ended 4 mm from its goal at 6 cm (2026-12-06)
-    final_errors: list[float] = field(default_factory=list)
+    # each episode's score by the task's own objective: its error per step, success, and final error (the mean over
+    # its last second of control; not a fixed count of steps: 50 are one second at a quadrotor's 50 Hz but 2.5 s of
+    # a 20 Hz arm's approach, which put a reach that ended 4 mm from its goal at 6 cm, 2026-12-06)
+    scores: list[EpisodeScore] = field(default_factory=list)
     loop_stats: list[dict[str, Any]] = field(default_factory=list)
     robot_seconds: float = 0.0
 
     @classmethod
     def episode(cls, bag: Path, score: EpisodeScore, loop_stats: dict[str, Any], seconds: float) -> Deployment:
         """One scored episode: its bag, the task's score of it, the control loop's statistics and its robot time."""
-        return cls([bag], [score.error], [score.success], [score.final_error], [loop_stats], seconds)
+        return cls([bag], [score], [loop_stats], seconds)
+
+    @property
+    def errors(self) -> list[np.ndarray]:
+        return [s.error for s in self.scores]
+
+    @property
+    def successes(self) -> list[bool]:
+        return [s.success for s in self.scores]
+
+    @property
+    def final_errors(self) -> list[float]:
+        return [s.final_error for s in self.scores]
 
     @property
     def success_rate(self) -> float:
-        return float(np.mean(self.successes)) if self.successes else 0.0
+        return float(np.mean(self.successes)) if self.scores else 0.0
 
     @property
     def final_error(self) -> float:
-        return float(np.mean(self.final_errors)) if self.final_errors else float("nan")
+        return float(np.mean(self.final_errors)) if self.scores else float("nan")
 
     def summary(self) -> str:
         """The last episode in words: its final error, success, and the control loop's rate and misses."""
@@ -77,9 +87,7 @@ class Deployment:
     def extend(self, other: Deployment) -> None:
         """Append another phase's episodes (and its robot time) to this one."""
         self.bags += other.bags
-        self.errors += other.errors
-        self.successes += other.successes
-        self.final_errors += other.final_errors
+        self.scores += other.scores
         self.loop_stats += other.loop_stats
         self.robot_seconds += other.robot_seconds
 
@@ -418,10 +426,12 @@ def served_seed(run_seed: int, seed0: int, episode: int) -> int:
 
 
 def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int, log: Log,
-                 explore: float = 0.0, first: int = 0, seed0: int = EPISODE_SEED0) -> Deployment:
+                 explore: float = 0.0, first: int = 0, seed0: int = EPISODE_SEED0,
+                 total: int | None = None) -> Deployment:
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
-    numbers the episodes on from a phase run in parts (their bags and the robot's start states differ). Episode
+    numbers the episodes on from a phase run in parts (their bags and the robot's start states differ), ``total``
+    is then the whole phase's count (for the log). Episode
     ``i`` is served with :func:`served_seed` (``seed0 + i`` for run seed 0): phases that compare policies share
     seeds, and a phase that must not reuse any start state takes another ``seed0``."""
     from tether.policies.checkpoint import load_checkpoint
@@ -452,8 +462,25 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
             except subprocess.TimeoutExpired:
                 server.kill()
         out.extend(one)
-        log(f"      {tag} episode {i + 1}/{first + episodes}: {one.summary()}")
+        log(f"      {tag} episode {i + 1}/{total or first + episodes}: {one.summary()}")
     return out
+
+
+def probe_phase(cfg: PipelineConfig, checkpoint: Path, log: Log) -> tuple[Deployment, list[float]]:
+    """``cfg.probe_episodes`` recorded episodes with bounded exploration, for identification; returns them and the
+    exploration scale each ran with. After an episode that the task ended early (a crash, a fall) the next runs at
+    half the scale: the excitation is for identification, and a crashed robot teaches it little (the heavy, slow
+    demo quadrotor crashed in 3 of 3 probes at 0.15 of each action's range; in sim at its parameters it crashed
+    in 15 of 16 episodes at 0.15, 1 of 16 at 0.1 and none at 0.05, 2026-12-07)."""
+    scale, scales, out = cfg.explore, [], Deployment()
+    for i in range(cfg.probe_episodes):
+        scales.append(scale)
+        out.extend(deploy_phase(cfg, checkpoint, "probe", 1, log, explore=scale, first=i,
+                                 total=cfg.probe_episodes))
+        if out.scores[-1].terminated and i + 1 < cfg.probe_episodes:
+            scale /= 2
+            log(f"      the task ended probe episode {i + 1} early: the next runs with exploration {scale:g}")
+    return out, scales
 
 
 def scored_deploy(deploy_cfg: Any, contract: IOContract) -> Deployment:

@@ -31,8 +31,9 @@ PX4 timestamps are microseconds; ``clock_us`` defaults to system time like the P
 agent's timesync translates them). PX4 normalised thrust is only approximately linear in newtons
 (THR_MDL_FAC): calibrate the file's full-scale thrust on the vehicle.
 
-The served-robot side (:class:`PX4Bridge`) applies PX4's rules: setpoints only armed + offboard with a live
-heartbeat whose flags match; offboard refused without a heartbeat; heartbeat loss -> position hold (a
+The served-robot side (:class:`PX4Bridge`) starts airborne in position hold, settled there as after a take-off
+(its hover thrust learned, whatever the hidden mass), and applies PX4's rules: setpoints only armed + offboard
+with a live heartbeat whose flags match; offboard refused without a heartbeat; heartbeat loss -> position hold (a
 failsafe, user intention kept); NAV_LAND descends at ``land_speed`` and disarms once its land detector sees
 the vehicle at rest on the ground; the speed of every touchdown is measured (``impact_speed``). A served
 waypoint task (``env_id`` tether/QuadrotorWaypoint-v0, no fixed goal) plays the ground station's part too: it
@@ -89,9 +90,13 @@ VEHICLE_CMD_COMPONENT_ARM_DISARM = 400
 PX4_CUSTOM_MAIN_MODE_OFFBOARD = 6
 PX4_CUSTOM_MAIN_MODE_POSCTL = 3
 FORCE_DISARM_MAGIC = 21196.0
-# the position loop's integrator (1/s^2 per m s, and the m s it is held within): what lets the served vehicle, heavier
-# than nominal, hold its altitude under the geometric law (``tether.sim.tasks.quadrotor.geometric_controller``)
+# the position loop's integrator (1/s^2 per m s, and the m s it is held within at least): what lets the served
+# vehicle, heavier than nominal, hold its altitude under the geometric law
+# (``tether.sim.tasks.quadrotor.geometric_controller``); the bridge widens the limit to what its thrust can add
 POSITION_KI, POSITION_I_LIMIT = 4.0, 1.0
+# how long the served vehicle may take to settle into its position hold before it is served (s of sim time), and
+# what counts as settled: within SETTLED_M of the hold point at under SETTLED_MPS, for SETTLED_S
+SETTLE_MAX_S, SETTLED_M, SETTLED_MPS, SETTLED_S = 15.0, 0.02, 0.05, 0.5
 ARMING_STATE_DISARMED, ARMING_STATE_ARMED = 1, 2
 NAV_POSCTL, NAV_AUTO_LOITER, NAV_OFFBOARD, NAV_AUTO_TAKEOFF, NAV_AUTO_LAND = 2, 4, 14, 17, 18
 VELOCITY_FRAME_NED, VELOCITY_FRAME_FRD, VELOCITY_FRAME_BODY_FRD = 1, 2, 3
@@ -511,10 +516,13 @@ class PX4Quadrotor(RosRobot):
 class PositionIntegrator:
     """The position loop's integral term, as the acceleration it adds to the geometric law (``accel_offset``).
     ``freeze_beyond`` (m, every axis): integrate only within that distance of the set point (PX4 freezes its
-    integrators while landed); None integrates everywhere, as the served bridge does from its own take-off reset."""
+    integrators while landed); None integrates everywhere (the served bridge freezes it on the ground instead, and
+    keeps it over a take-off: it holds the hover thrust that the bridge's settling learned). ``limit``: the m s it is
+    held within."""
 
-    def __init__(self, freeze_beyond: float | None = None) -> None:
+    def __init__(self, freeze_beyond: float | None = None, limit: float = POSITION_I_LIMIT) -> None:
         self.freeze_beyond = freeze_beyond
+        self.limit = float(limit)
         self.integral = np.zeros(3)
 
     def update(self, err: np.ndarray, dt: float) -> np.ndarray:
@@ -523,7 +531,7 @@ class PositionIntegrator:
         err = np.asarray(err, dtype=float).reshape(-1, 3)
         if self.freeze_beyond is not None:
             err = err * np.all(np.abs(err) < self.freeze_beyond, axis=1, keepdims=True)
-        self.integral = np.clip(self.integral + err.mean(axis=0) * dt, -POSITION_I_LIMIT, POSITION_I_LIMIT)
+        self.integral = np.clip(self.integral + err.mean(axis=0) * dt, -self.limit, self.limit)
         return POSITION_KI * self.integral
 
     def reset(self) -> None:
@@ -568,13 +576,38 @@ class PX4Bridge(Bridge):
         self.heartbeat: Any = None
         self.setpoint: tuple[str, np.ndarray] | None = None
         self.failsafes = 0
-        self._integrator = PositionIntegrator()
+        # wide enough to size any hover thrust the firmware's full scale allows (a heavy or weak vehicle needs more
+        # than the nominal limit), as PX4's hover-thrust estimate does
+        self._integrator = PositionIntegrator(limit=max(
+            POSITION_I_LIMIT, (4 * self.max_thrust / cf.MASS - cf.GRAVITY) / POSITION_KI))
         # touchdown: the body's rest height on flat ground plus 1 cm; speeds measured when crossing it downward
         self.touch_z = 0.0124 + 0.01
+        self.settle_s = self._settle()
         self.impacts: list[float] = []
         self._rest_s = 0.0
-        self._prev_z = float(pos[2])
+        self._prev_z = float(self.sim.base_pose()[0][2])
         self._tick_us: int | None = None  # when the last tick latched its setpoint (its states' stamp)
+
+    def _settle(self) -> float:
+        """Fly the position hold at the start pose until the vehicle holds it (see SETTLED_*), at most
+        SETTLE_MAX_S of sim time; returns the sim seconds it took. Why: the served vehicle "starts airborne in
+        position hold, as after a take-off", and after a take-off PX4 has already learned the vehicle's hover
+        thrust. Without this, a vehicle heavier than nominal sank for its first seconds (its integrator starting
+        from zero) and was handed to the policy a few cm above the ground (2026-12-07: the demo's mass x1.6)."""
+        dt = self.spec.physics_dt
+        hold = self.hold_pos.copy()
+        settled = elapsed = 0.0
+        while elapsed < SETTLE_MAX_S and settled < SETTLED_S:
+            thrust, rates = self._position_controller(hold, dt, freeze_landed=False)
+            _, ang = self.sim.base_velocity()
+            self.sim.set_command(self.rate_controller(thrust, rates, ang, dt))
+            self.sim.step(1)
+            elapsed += dt
+            pos, _ = self.sim.base_pose()
+            lin, _ = self.sim.base_velocity()
+            still = np.all(np.abs(hold - pos) < SETTLED_M) and np.linalg.norm(lin) < SETTLED_MPS
+            settled = settled + dt if still else 0.0
+        return elapsed
 
     def _now_us(self) -> int:
         return time.time_ns() // 1000
@@ -640,8 +673,7 @@ class PX4Bridge(Bridge):
             self.armed = True
             self.hold_pos = np.array([pos[0], pos[1], altitude])
             self.nav_state = self.user_intention = NAV_AUTO_TAKEOFF
-            self.setpoint = None
-            self._integrator.reset()
+            self.setpoint = None  # the integrator (the hover thrust learned in flight) is kept, as PX4 keeps it
         else:
             self.counters.reject("unsupported_command")
 
@@ -676,14 +708,18 @@ class PX4Bridge(Bridge):
         self.setpoint = None
 
     # ------------------------------------------------------------------ physics
-    def _position_controller(self, target: np.ndarray, dt: float) -> tuple[float, np.ndarray]:
+    def _position_controller(self, target: np.ndarray, dt: float, *,
+                             freeze_landed: bool = True) -> tuple[float, np.ndarray]:
         """PX4's position/attitude loops, reduced to the sim task's geometric law plus PX4's position integrator,
-        so a vehicle heavier than nominal (hidden params) still holds its altitude."""
+        so a vehicle heavier than nominal (hidden params) still holds its altitude. ``freeze_landed``: integrate
+        only when airborne, as PX4 does (the settling take-off integrates throughout, to learn the hover thrust)."""
         pos, quat = self.sim.base_pose()
         lin, _ = self.sim.base_velocity()
         err = target - pos
         fields = {"base_rotmat": frames.quat_to_rotmat(quat), "pos_error": err, "base_lin_vel": lin}
-        out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=self._integrator.update(err, dt))[0]
+        # PX4 freezes its integrators while landed: on the ground they would only wind up before a take-off
+        offset = self._integrator.update(err, dt if self._airborne() or not freeze_landed else 0.0)
+        out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=offset)[0]
         return float(out[0]), out[1:]
 
     def _touchdown(self, dt: float) -> None:

@@ -61,6 +61,7 @@ class EpisodeScore:
     error: np.ndarray  # the task's tracking error per control step (task units, e.g. m)
     success: bool  # the task's own success rule
     final_error: float  # mean error over the last second
+    terminated: bool = False  # the task ended the episode early (a crash, a fall)
 
 
 def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None, *,
@@ -94,7 +95,8 @@ def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | No
     metrics = {k: np.broadcast_to(np.asarray(v), (len(obs) - 1,)) for k, v in metrics.items()}
     error = np.asarray(metrics[task.error_metric], np.float64)
     tail = error[-max(1, int(round(contract.rate_hz))):]
-    return EpisodeScore(error, task.success(metrics, bool(np.any(terminated))), float(tail.mean()))
+    ended = bool(np.any(terminated))
+    return EpisodeScore(error, task.success(metrics, ended), float(tail.mean()), ended)
 
 
 def error_label(contract: IOContract) -> str:
