@@ -198,6 +198,7 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline finetune-rounds 0", ["pipeline", "--finetune-rounds", "0", "--out", out], "--finetune-rounds",
           out),
         c("pipeline seed -1", ["pipeline", "--seed", "-1", "--out", out], "--seed", out),
+        c("pipeline explore 2", ["pipeline", "--explore", "2", "--out", out], "--explore", out),
         c("pipeline out read-only", ["pipeline", "--out", ro_out], "--out", ro_out),
         c("pipeline out is a file", ["pipeline", "--out", afile], "--out"),
         c("pipeline out under a file", ["pipeline", "--out", afile / "p"], "--out"),

@@ -111,9 +111,15 @@ def test_pipeline_config_refuses_bad_fine_tuning_rounds_and_target():
                        ({"finetune_replay": None}, "fine-tuning replay None"),
                        ({"confirm": "yes"}, "confirm 'yes'"),
                        ({"finetune_dagger": 1}, "fine-tuning DAgger 1"),
-                       ({"finetune_fresh": "no"}, "fine-tuning fresh policy 'no'")):
+                       ({"finetune_fresh": "no"}, "fine-tuning fresh policy 'no'"),
+                       ({"explore": 1.5}, "probe exploration 1.5"),
+                       ({"explore": float("nan")}, "probe exploration nan")):
         with pytest.raises(TetherError, match=match):
             PipelineConfig(**bad).resolved()
+    # the probe's first scale: the robot's own (a quadrotor's rate setpoints tilt it past recovery sooner)
+    assert PipelineConfig().resolved().explore == 0.075
+    assert PipelineConfig(robot="arm").resolved().explore == 0.15
+    assert PipelineConfig(explore=0.3).resolved().explore == 0.3
 
 
 def test_the_kept_policys_fresh_episodes_run_only_when_asked_for_and_the_budget_has_room(tmp_path):

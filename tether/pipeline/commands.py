@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-episodes", type=int_range(1, 1000), default=3,
                    help="episodes with bounded exploration recorded for identification (after one that the task "
                         "ended early, a crash or fall, the next runs at half the exploration)")
+    p.add_argument("--explore", type=finite_float(0.0, 1.0), default=None, metavar="SCALE",
+                   help="the first probe's exploration, SCALE x each action's half-range (default: 0.075 for the "
+                        "quadrotor, 0.15 for the others)")
     p.add_argument("--finetune", default="sim", choices=("sim", "h2o", "rlpd"),
                    help="sim: identify the robot from the bags and fine-tune in sim under that DR (default); "
                         "h2o / rlpd: learn from the recorded data plus the simulator")
@@ -139,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # the served robot and the trainer share the cores
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
-                         episodes=args.episodes, probe_episodes=args.probe_episodes, finetune=args.finetune,
+                         episodes=args.episodes, probe_episodes=args.probe_episodes, explore=args.explore,
+                         finetune=args.finetune,
                          finetune_steps=args.finetune_steps, finetune_rounds=args.finetune_rounds,
                          finetune_dagger=args.finetune_dagger, finetune_fresh=args.finetune_fresh,
                          demo_episodes=args.demo_episodes,
