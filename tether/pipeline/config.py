@@ -32,7 +32,7 @@ ROBOT_DEFAULTS: dict[str, dict[str, Any]] = {
     # away (RESULTS "Waypoints with the hover recipe")
     # The probe's exploration starts at 0.075 of each action's range (others: 0.15): at 0.15 the first probe
     # crashed 6 of the 7 served vehicles of benchmarks/transfer.py (rate setpoints 1.5 rad/s off tilt a slow
-    # vehicle past recovery), at 0.075 10 of 11 probes flew their whole episode (RESULTS "The served vehicle
+    # vehicle past recovery), at 0.075 10 of 11 probes flew their whole episode (RESULTS "The served quadrotor
     # starts settled in its hold")
     "quadrotor": {"task": "hover", "algo": "ppo", "train_steps": 400_000, "finetune_steps": 500_000,
                   "config": {"history": 12, "dagger_rounds": 4}, "adapter": "px4", "explore": 0.075,
