@@ -431,9 +431,9 @@ def deploy_phase(cfg: PipelineConfig, checkpoint: Path, tag: str, episodes: int,
     """``episodes`` episodes of ``checkpoint`` on freshly started served robots, each recorded and scored by the
     task's own objective; ``explore`` > 0 adds bounded exploration (for identification, or robot RL); ``first``
     numbers the episodes on from a phase run in parts (their bags and the robot's start states differ), ``total``
-    is then the whole phase's count (for the log). Episode
-    ``i`` is served with :func:`served_seed` (``seed0 + i`` for run seed 0): phases that compare policies share
-    seeds, and a phase that must not reuse any start state takes another ``seed0``."""
+    is then the whole phase's count (for the log). Episode ``i`` is served with :func:`served_seed` (``seed0 + i``
+    for run seed 0): phases that compare policies share seeds, and a phase that must not reuse any start state
+    takes another ``seed0``."""
     from tether.policies.checkpoint import load_checkpoint
     from tether.ros.deploy import DeployConfig
 
