@@ -598,9 +598,7 @@ class PX4Bridge(Bridge):
         hold = self.hold_pos.copy()
         settled = elapsed = 0.0
         while elapsed < SETTLE_MAX_S and settled < SETTLED_S:
-            thrust, rates = self._position_controller(hold, dt, freeze_landed=False)
-            _, ang = self.sim.base_velocity()
-            self.sim.set_command(self.rate_controller(thrust, rates, ang, dt))
+            self._command_rates(*self._position_controller(hold, dt, freeze_landed=False), dt)
             self.sim.step(1)
             elapsed += dt
             pos, _ = self.sim.base_pose()
@@ -722,6 +720,11 @@ class PX4Bridge(Bridge):
         out = geometric_controller(fields, 4 * self.max_thrust, accel_offset=offset)[0]
         return float(out[0]), out[1:]
 
+    def _command_rates(self, thrust: float, rates: np.ndarray, dt: float) -> None:
+        """The firmware's rate controller: collective thrust and body rates -> the rotors' command for this step."""
+        _, ang = self.sim.base_velocity()
+        self.sim.set_command(self.rate_controller(thrust, rates, ang, dt))
+
     def _touchdown(self, dt: float) -> None:
         """Measure touchdowns (speed when crossing the contact height downward) and PX4's land detector (at
         rest on the ground for 0.3 s in AUTO_LAND -> disarm)."""
@@ -759,8 +762,7 @@ class PX4Bridge(Bridge):
                     thrust, rates = float(setpoint[1][0]), setpoint[1][1:4]
                 else:
                     thrust, rates = self._position_controller(hold, dt)
-                _, ang = self.sim.base_velocity()
-                self.sim.set_command(self.rate_controller(thrust, rates, ang, dt))
+                self._command_rates(thrust, rates, dt)
             self.sim.step(1)
             with self.lock:
                 self._touchdown(dt)

@@ -61,7 +61,7 @@ class EpisodeScore:
     error: np.ndarray  # the task's tracking error per control step (task units, e.g. m)
     success: bool  # the task's own success rule
     final_error: float  # mean error over the last second
-    terminated: bool = False  # the task ended the episode early (a crash, a fall)
+    terminated: bool  # the task ended the episode early (a crash, a fall)
 
 
 def score_episode(contract: IOContract, obs: np.ndarray, action: np.ndarray | None = None, *,
