@@ -419,7 +419,9 @@ def test_joint_level_legged(wire) -> None:
     np.testing.assert_allclose(obs["projected_gravity"], [np.sin(pitch), 0.0, -np.cos(pitch)], atol=1e-9)
     np.testing.assert_allclose(obs["base_ang_vel"], [0.0, 0.5, 0.0])
     np.testing.assert_allclose(obs["command"], [0.3, 0.0, 0.0])
-    assert leg.contract.flatten_obs({**obs, "last_action": np.zeros(12)}).shape == (45,)
+    # the loop supplies the last action and the velocity task's gait clock (tick 0: phase 0)
+    vec = leg.contract.flatten_obs(leg.contract.with_loop_fields(obs, np.zeros(12), 0))
+    assert vec.shape == (47,) and vec[-2:].tolist() == [0.0, 1.0]
     leg.send(q)
     np.testing.assert_allclose(out[-1].data, q[::-1])
     leg.disconnect()

@@ -206,3 +206,21 @@ def test_loop_drives_a_tether_sim_env_through_the_deploy_path() -> None:
     assert stats.ticks == 40 and robot.steps == 41  # 40 ticks + the final hold
     q = contract.split_obs(robot._obs)["joint_pos"]
     np.testing.assert_allclose(q, policy.q0, atol=0.05)
+
+
+def test_the_loop_supplies_the_gait_clock_tick_by_tick_and_a_contract_without_its_period_is_refused() -> None:
+    from tether.contract import GAIT_PERIOD_KEY, gait_clock_field
+
+    base = _contract(250.0)
+    c = IOContract("toy", "track", base.observations + (gait_clock_field(),), base.actions, "joint_position", 250.0,
+                   metadata={GAIT_PERIOD_KEY: 0.1})  # 25 ticks a turn
+    policy = TrackPolicy(c)
+    ControlLoop(policy, KinematicJointRobot(c), guard=CommandGuard(c, config=GuardConfig(ramp_in_s=0.0))).run(
+        max_ticks=60)
+    seen = np.array(policy.seen)[:, c.obs_slices["gait_clock"]]
+    phase = 2 * np.pi * np.arange(60) / 25
+    np.testing.assert_allclose(seen, np.column_stack([np.sin(phase), np.cos(phase)]), atol=1e-12)
+    for bad in ({}, {GAIT_PERIOD_KEY: 0.0}, {GAIT_PERIOD_KEY: float("nan")}, {GAIT_PERIOD_KEY: "0.5"},
+                {GAIT_PERIOD_KEY: 1 / 250}):  # one tick a turn: a clock that never moves
+        with pytest.raises(ContractError, match="gait_period_s"):
+            IOContract("toy", "track", c.observations, c.actions, "joint_position", 250.0, metadata=bad)

@@ -165,9 +165,9 @@ def test_imitation_fine_tuning_data_follows_the_settings():
     from tether.pipeline.run import PipelineConfig
     from tether.pipeline.stages import finetune_demo_count
 
-    for robot, task in (("arm", "push"), ("legged", "velocity")):
+    for robot, task, algo in (("arm", "push", "bc-diffusion"), ("legged", "velocity", "bc-mlp")):
         cfg = PipelineConfig(robot=robot, task=task).resolved()
-        assert (cfg.algo, finetune_demo_count(cfg), cfg.finetune_replay) == ("bc-diffusion", 100, True)
+        assert (cfg.algo, finetune_demo_count(cfg), cfg.finetune_replay) == (algo, 100, True)
     for episodes, count in ((6, 2), (8, 2), (3, 1)):
         cfg = PipelineConfig(robot="arm", task="push", demo_episodes=episodes).resolved()
         assert finetune_demo_count(cfg) == count
@@ -210,7 +210,8 @@ def test_training_settings_follow_the_learner_they_were_written_for():
     assert algo_config("quadrotor", "waypoint", "ppo") == algo_config("quadrotor", "hover", "ppo") == {
         "history": 12, "dagger_rounds": 4}
     assert algo_config("quadrotor", "waypoint", "sac") == algo_config("legged", "velocity", "ppo") == {}
-    assert algo_config("legged", "velocity", "bc-diffusion")["n_obs_steps"] == 4
+    assert algo_config("legged", "velocity", "bc-mlp") == {"history": 4, "batch_size": 512, "dagger_rounds": 2}
+    assert algo_config("legged", "velocity", "bc-diffusion") == {}  # the trot's student is now regression BC
     waypoint, hover = PipelineConfig(task="waypoint").resolved(), PipelineConfig().resolved()
     assert (waypoint.algo, waypoint.train_steps, waypoint.finetune_steps) == (
         "ppo", hover.train_steps, hover.finetune_steps)
@@ -249,7 +250,7 @@ def test_pipeline_refuses_a_task_a_robot_cannot_score_before_any_work(tmp_path, 
                         ("legged", "stand"), ("legged", "velocity")):
         check_servable(PipelineConfig(robot=robot, task=task).resolved())
     cfg = PipelineConfig(robot="legged", task="velocity").resolved()
-    assert (cfg.algo, cfg.dr, cfg.latency_ms) == ("bc-diffusion", "default", 10.0)
+    assert (cfg.algo, cfg.dr, cfg.latency_ms) == ("bc-mlp", "default", 10.0)
     assert (PipelineConfig(robot="legged").resolved().dr, PipelineConfig().resolved().latency_ms) == ("wide", 20.0)
 
 

@@ -273,8 +273,10 @@ def test_legged_contract_and_action_mapping():
     env = gym.make("tether/LeggedVelocity-v0")
     c = env.unwrapped.contract
     assert [f.name for f in c.observations] == ["base_ang_vel", "projected_gravity", "command", "joint_pos",
-                                                 "joint_vel", "last_action"]
-    assert c.obs_size == 45 and c.action_size == 12 and c.rate_hz == 50.0 and c.control_mode == "joint_position"
+                                                 "joint_vel", "last_action", "gait_clock"]
+    assert c.metadata["gait_period_s"] == 0.5  # the trot's stride
+    assert gym.make("tether/LeggedStand-v0").unwrapped.contract.obs_size == 45  # standing has no gait to clock
+    assert c.obs_size == 47 and c.action_size == 12 and c.rate_hz == 50.0 and c.control_mode == "joint_position"
     assert c.field("joint_pos").components == a1.JOINTS == c.field("joint_pos_target").components
     calf = np.array([p == "lower" for _ in a1.LEGS for p in a1.PARTS])
     zero = c.to_physical(np.zeros(12))
@@ -415,3 +417,28 @@ def test_the_trot_does_not_size_a_stiff_robots_targets_past_its_tuned_gain_under
     tracked = sum(bool(e.success) for e in episodes)
     falls = sum(e.length < full for e in episodes)  # an episode ends early only when the robot falls
     assert tracked >= 24 and falls <= 2, f"stiff A1, 1 step late: {tracked} of 32 tracked, {falls} fell"
+
+
+
+def test_the_simulators_gait_clock_counts_the_ticks_the_control_loop_counts():
+    """The policy sees the same clock in sim as on a robot: the phase after k ticks of its episode, the one the
+    trot's stride (its labels) follows."""
+    from tether.sim.core import SimCore
+    from tether.sim.tasks.legged_gait import TrotGait
+
+    core = SimCore("legged", "velocity", 2)
+    c = core.contract
+    clock = c.obs_slices["gait_clock"]
+    ticks = c.rate_hz * TrotGait.period  # a turn per stride
+    obs, _ = core.reset(0)
+    seen = [obs[:, clock]]
+    for _ in range(30):
+        seen.append(core.step(np.zeros((2, 12))).obs[:, clock])
+    phase = 2 * np.pi * np.arange(31) / ticks
+    expected = np.column_stack([np.sin(phase), np.cos(phase)])
+    for w in range(2):
+        np.testing.assert_allclose(np.array(seen)[:, w], expected, atol=1e-6)
+        np.testing.assert_allclose(np.array(seen)[:, w], c.gait_clock(np.arange(31)), atol=1e-6)  # the loop's
+    obs, _ = core.reset(1)  # a new episode starts its stride again
+    np.testing.assert_allclose(obs[:, clock], [[0.0, 1.0]] * 2, atol=1e-6)
+    core.close()

@@ -158,11 +158,9 @@ class ControlLoop:
         self._stop.set()
 
     # ------------------------------------------------------------------ one tick
-    def _observation(self, obs: dict[str, np.ndarray], last_action: np.ndarray) -> np.ndarray:
-        names = {f.name for f in self.policy.contract.observations}
-        if "last_action" in names and "last_action" not in obs:
-            obs = {**obs, "last_action": last_action}
-        return self.policy.contract.flatten_obs(obs)
+    def _observation(self, obs: dict[str, np.ndarray], last_action: np.ndarray, tick: int) -> np.ndarray:
+        c = self.policy.contract
+        return c.flatten_obs(c.with_loop_fields(obs, last_action, tick))
 
     def _policy_action(self, obs_vec: np.ndarray) -> np.ndarray:
         if self.executor is not None:
@@ -207,7 +205,7 @@ class ControlLoop:
                 self._wait_until(next_deadline)
                 t_start = self.clock()
                 obs, stamp = self.robot.read_state()
-                action = self._policy_action(self._observation(obs, last_action))
+                action = self._policy_action(self._observation(obs, last_action, k))
                 command = self.robot.to_command(contract.to_physical(action), obs)
                 out = self.guard.step(command, measured=self.robot.measured_command(obs), state_stamp=stamp,
                                       now=self.clock(), safe=self.robot.safe_command(obs))

@@ -236,7 +236,6 @@ class FlatRecorder:
         self.t0_ns: int | None = None
         self.k = 0
         self.episode = int(episode)
-        self.needs_last_action = "last_action" in {f.name for f in contract.observations}
         self.last_action = np.zeros(contract.action_size)
         self.loop: Any = None
         self.rejections = rejections  # () -> {topic: {reason: n}}
@@ -264,9 +263,7 @@ class FlatRecorder:
         t = self.stamp_ns(self.k)
         # the command is sent during step k, after the observation that caused it and before observation k+1
         ta = t + (self.stamp_ns(self.k + 1) - t) // 2
-        full = {**obs, "last_action": self.last_action} if self.needs_last_action and "last_action" not in obs \
-            else obs
-        vec = self.contract.flatten_obs(full)
+        vec = self.contract.flatten_obs(self.contract.with_loop_fields(obs, self.last_action, self.k))
         w = self.bag.write
         time_t = "builtin_interfaces/msg/Time"
         w(flat.EPISODE_TOPIC, "std_msgs/msg/UInt32", self._u32(data=self.episode))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.contract import FULL_RANGE_S, IOContract, full_range_step
+from tether.contract import FULL_RANGE_S, GAIT_CLOCK, LAST_ACTION, IOContract, full_range_step
 from tether.errors import TetherError
 from tether.sim.backends import make_batch
 from tether.sim.randomization import (
@@ -120,7 +120,8 @@ class SimCore:
         shaped = full_range_s is not None and c.control_mode != "ee_delta_pose"
         self._max_step = float(full_range_step(2.0, self._rate, full_range_s)) if shaped else np.inf
         self.last_action = np.tile(self._neutral, (self.n, 1))
-        self._has_last_action = "last_action" in c.obs_slices
+        self._has_last_action = LAST_ACTION in c.obs_slices
+        self._has_clock = GAIT_CLOCK in c.obs_slices
         self._has_priv = bool(c.privileged)
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(self.n)]
         self._prev: dict[str, np.ndarray] = {}
@@ -224,7 +225,7 @@ class SimCore:
     def _observe(self) -> dict[str, np.ndarray]:
         fields = self.task.observe(self.sim)
         if self._has_last_action:
-            fields["last_action"] = self.last_action.copy()
+            fields[LAST_ACTION] = self.last_action.copy()
         if self._has_priv:
             fields.update(self.task.privileged(self.sim))
         return fields
@@ -233,6 +234,8 @@ class SimCore:
         """Observation (+ noise, bias) and privileged vectors for every world; noise is drawn for ``ids`` only
         (None: all), from each world's own generator."""
         c, ep = self.contract, self._ep
+        if self._has_clock:  # the ticks each world's episode has run, as the control loop counts them
+            fields = {**fields, GAIT_CLOCK: c.gait_clock(self.task.steps)}
         obs = c.flatten_obs(fields)
         noisy = np.nonzero(ep.obs_noise_std > 0)[0] if ids is None else ids[ep.obs_noise_std[ids] > 0]
         for w in noisy:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.contract import Field, IOContract
+from tether.contract import GAIT_CLOCK, LAST_ACTION, Field, IOContract
 from tether.data.topics import ODOM_TYPE
 from tether.errors import TetherError
 from tether.hardware.limits import RobotLimits
@@ -23,12 +23,14 @@ from tether.sim.tasks.legged import (
     COMMAND_LIMITS,
     JOINT_VEL_LIMIT,
     legged_action_fields,
+    legged_metadata,
     legged_observation_fields,
     legged_privileged_fields,
 )
 
 A1_JOINTS = a1.JOINTS
-LEGGED_OBS = ("base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action")
+# the robot measures the first five; the control loop supplies the last action and the gait clock
+LEGGED_OBS = ("base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", LAST_ACTION, GAIT_CLOCK)
 LEGGED_ACTIONS = ("joint_pos_target",)
 LEGGED_MODES = ("joint_position",)
 #: the sim's range for the base's body-frame velocity (a privileged field: recorded from odometry, never observed)
@@ -61,9 +63,9 @@ def legged_contract(limits: RobotLimits | None = None, *, task: str = "velocity"
                     joints: Sequence[str] = A1_JOINTS) -> IOContract:
     """The sim's legged contract (its field builders, joints in the order given) within the robot's limits."""
     joints = tuple(joints)
-    obs = tuple(_reorder(f, joints) if f.components == a1.JOINTS else f for f in legged_observation_fields())
+    obs = tuple(_reorder(f, joints) if f.components == a1.JOINTS else f for f in legged_observation_fields(task=task))
     act = tuple(_reorder(f, joints) for f in legged_action_fields())
-    c = IOContract("legged", task, obs, act, "joint_position", rate_hz)
+    c = IOContract("legged", task, obs, act, "joint_position", rate_hz, metadata=legged_metadata(task))
     return with_action_limits(c, limits or default_limits())
 
 

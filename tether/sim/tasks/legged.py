@@ -1,9 +1,10 @@
 """Quadruped tasks: stand still in the default stance, and track a commanded planar velocity.
 
-Both read the same observation, which is what a real quadruped's low-level state gives once an IMU
-filter has run: body angular velocity, gravity projected into the body frame, the velocity command, joint
-positions and velocities, and the last action. Base linear velocity, base height and foot contact forces
-are *privileged* (critic-only): a real A1 does not measure them directly.
+Both read what a real quadruped's low-level state gives once an IMU filter has run: body angular velocity,
+gravity projected into the body frame, the velocity command, joint positions and velocities, and the last
+action; velocity tracking also reads a gait clock (the phase of its scripted trot's stride since the episode
+began), which the control loop supplies as it supplies the last action. Base linear velocity, base height and
+foot contact forces are *privileged* (critic-only): a real A1 does not measure them directly.
 
 Ground: every legged task stands on a heightfield (12 m half-extent, 1 m bump wavelength, flat within
 0.5 m of the spawn point); ``terrain="flat"`` gives it zero roughness, ``terrain="rough"`` 8 cm of bumps.
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tether.contract import Field, IOContract
+from tether.contract import GAIT_PERIOD_KEY, LAST_ACTION, Field, IOContract, gait_clock_field
 from tether.errors import TetherError
 from tether.sim.backends.base import BatchBackend
 from tether.sim.ik import SerialChain
@@ -44,7 +45,12 @@ CONTACT_THRESHOLD = 1.0  # N of normal force for a foot to count as touching
 TOE_RADIUS = 0.02  # m, the toes' collision spheres
 
 
-def legged_observation_fields(joints: tuple[str, ...] = a1.JOINTS) -> tuple[Field, ...]:
+#: legged tasks whose policies observe a gait clock (``contract.gait_clock_field``), and its period in seconds: one
+#: turn per stride of the task's scripted trot, whose labels follow that clock
+GAIT_PERIODS = {"velocity": TrotGait.period}
+
+
+def legged_observation_fields(joints: tuple[str, ...] = a1.JOINTS, task: str = "stand") -> tuple[Field, ...]:
     n = len(joints)
     vel = [JOINT_VEL_LIMIT[p] for _ in a1.LEGS for p in a1.PARTS]
     return (
@@ -53,8 +59,13 @@ def legged_observation_fields(joints: tuple[str, ...] = a1.JOINTS) -> tuple[Fiel
         Field.make("command", 3, "m/s,m/s,rad/s", "body", -COMMAND_LIMITS, COMMAND_LIMITS, ("vx", "vy", "yaw_rate")),
         Field.make("joint_pos", n, "rad", "joint", a1.JOINT_LOWER, a1.JOINT_UPPER, joints),
         Field.make("joint_vel", n, "rad/s", "joint", -np.array(vel), np.array(vel), joints),
-        Field.make("last_action", n, "1", "", -1.0, 1.0, joints),
-    )
+        Field.make(LAST_ACTION, n, "1", "", -1.0, 1.0, joints),
+    ) + ((gait_clock_field(),) if task in GAIT_PERIODS else ())
+
+
+def legged_metadata(task: str) -> dict[str, float]:
+    """The contract metadata a legged task's fields need: the gait clock's period, where it has one."""
+    return {GAIT_PERIOD_KEY: GAIT_PERIODS[task]} if task in GAIT_PERIODS else {}
 
 
 def legged_action_fields(joints: tuple[str, ...] = a1.JOINTS) -> tuple[Field, ...]:
@@ -179,12 +190,12 @@ class LeggedTask(Task):
         return IOContract(
             robot="legged",
             task=self.name,
-            observations=legged_observation_fields(self.robot.joints),
+            observations=legged_observation_fields(self.robot.joints, self.name),
             actions=legged_action_fields(self.robot.joints),
             control_mode=self.control_mode,
             rate_hz=self.robot.control_rate_hz,
             privileged=legged_privileged_fields(),
-            metadata={"terrain": self.terrain_name, "terrain_seed": self.terrain.seed},
+            metadata={"terrain": self.terrain_name, "terrain_seed": self.terrain.seed, **legged_metadata(self.name)},
         )
 
     def neutral_action(self) -> np.ndarray:
