@@ -227,9 +227,11 @@ def _wants_robot_rl(cfg: PipelineConfig, candidates: list[tuple[str, Path, Deplo
         return False
     name, start, scored = _best(candidates)
     algo = load_checkpoint(start).extra.get("algo")
-    if algo in IMITATION_ALGOS:  # robot RL's learner (SAC) starts from a Gaussian actor, not a denoiser
-        log(f"[robot RL] skipped: the best policy so far ({name}) is a {algo} policy; robot RL fine-tunes a "
-            "Gaussian actor (PPO or SAC)")
+    # robot RL's learner (SAC) goes on from an RL actor: not a denoiser, and not an imitator (bc-mlp) whose
+    # exploration head never learned and whose task has a scripted expert to fine-tune against in sim instead
+    if algo in IMITATION_ALGOS:
+        log(f"[robot RL] skipped: the best policy so far ({name}) is a {algo} policy, learned by imitation; robot "
+            "RL fine-tunes an actor trained by RL (PPO or SAC)")
         return False
     best = scored.success_rate
     if cfg.robot_rl == "auto" and (sim0 <= 0 or best >= KEEP_TARGET * sim0):
