@@ -63,7 +63,7 @@ def gait_clock_field() -> Field:
     first tick (Siekmann et al. 2021's and Walk These Ways' clock inputs). Why: a student cloned from a clocked
     gait (the legged trot) learns labels that follow the gait's clock, not only the robot's state, and DAgger
     labels the states the student reaches against that clock; without the clock observed, three rounds took a
-    trot student at mass x1.2 from 13 to 1 of 32 episodes tracked, with it from 13 to 22 (benchmarks/RESULTS.md,
+    trot student at mass x1.2 from 13 to 0 of 32 episodes tracked, with it from 13 to 22 (benchmarks/RESULTS.md,
     "A gait clock")."""
     return Field.make(GAIT_CLOCK, 2, "1", "", -1.0, 1.0, ("sin", "cos"))
 
