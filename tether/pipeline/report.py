@@ -56,8 +56,9 @@ def _robot_rl_text(cfg: Any, summary: dict[str, Any]) -> str:
                 f"(RLPD-style: robot and identified-sim transitions mixed, updates between episodes).")
     if cfg.robot_rl == "off":
         return "Robot RL was turned off (--robot-rl off)."
-    return ("Robot RL did not run: the kept policy already held its share of sim success on the served robot, "
-            "or the robot-time budget left no room for it.")
+    return ("Robot RL did not run: the kept policy already held its share of sim success on the served robot, it "
+            "learned by imitation (robot RL fine-tunes an actor trained by RL), or the robot-time budget left no room "
+            "for it (the last two with a '[robot RL] skipped' line in the run's log).")
 
 
 def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> Path:
