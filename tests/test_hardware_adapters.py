@@ -362,13 +362,11 @@ def test_unitree_lowstate_in_lowcmd_out(wire) -> None:
     good = _lowstate(store, q_motor, [0.1, 0.2, 0.3], quat)
     bad = _lowstate(store, q_motor + 1.0, [0.0, 0.0, 0.0], quat)
     bad.crc ^= 1
-    threading.Timer(0.05, state_pub.publish, args=(good,)).start()
-    dog.connect()
+    twist = _twist(store, 0.5, -0.1, 0.3)
+    threading.Timer(0.05, lambda: (state_pub.publish(good), twist_pub.publish(twist))).start()
+    dog.connect()  # a velocity policy: waits for the operator's first command as well as the state
     state_pub.publish(bad)  # corrupted: rejected, never becomes state
     assert dog.rejected == {"/lowstate": 1}
-    twist_pub.publish(make(store, "geometry_msgs/msg/Twist",
-                           linear=store.types["geometry_msgs/msg/Vector3"](x=0.5, y=-0.1, z=0.0),
-                           angular=store.types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.3)))
     obs, _ = dog.read_state()
     expected_q = np.array([unitree_motor_index(j) * 0.01 for j in order])
     np.testing.assert_allclose(obs["joint_pos"], expected_q, atol=1e-6)
@@ -392,6 +390,53 @@ def test_unitree_lowstate_in_lowcmd_out(wire) -> None:
     assert d.crc == lowcmd_crc(d)
     assert all(d.motor_cmd[i].kp == 0.0 and d.motor_cmd[i].kd == pytest.approx(2.0) for i in range(12))
     dog.disconnect()
+
+
+def _twist(store, vx, vy, yaw_rate):
+    V3 = store.types["geometry_msgs/msg/Vector3"]
+    return make(store, "geometry_msgs/msg/Twist", linear=V3(x=vx, y=vy, z=0.0), angular=V3(x=0.0, y=0.0, z=yaw_rate))
+
+
+@pytest.mark.parametrize("adapter", ["unitree", "joint_level"])
+def test_a_velocity_policy_waits_for_its_first_command_and_a_fixed_one_or_a_stand_policy_does_not(wire, adapter):
+    """Before the first Twist a velocity policy would read (0, 0, 0), a command none of its sim episodes began with:
+    connect() waits for it and, when none comes, names the topic and who publishes it. A fixed command is used
+    until the topic speaks; a stand policy (no commands) reads zeros; a bad fixed command is refused by name."""
+    robot_side, bridge = wire
+    store = robot_side.store
+    twist_pub = robot_side.publisher("/cmd_vel", "geometry_msgs/msg/Twist")
+    if adapter == "unitree":
+        state_pub = robot_side.publisher("/lowstate", "unitree_go/msg/LowState", "sensor_data")
+        make_robot, publish_state = UnitreeLowLevel, lambda: state_pub.publish(
+            _lowstate(store, np.zeros(12), [0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]))
+    else:
+        js_pub = robot_side.publisher("/joint_states", "sensor_msgs/msg/JointState")
+        imu_pub = robot_side.publisher("/imu/data", "sensor_msgs/msg/Imu", "sensor_data")
+        imu = make(store, "sensor_msgs/msg/Imu", orientation=store.types["geometry_msgs/msg/Quaternion"](
+            x=0.0, y=0.0, z=0.0, w=1.0))
+        make_robot = JointLevelLegged
+        publish_state = lambda: (js_pub.publish(_joint_state(store, A1_JOINTS, np.zeros(12))),  # noqa: E731
+                                 imu_pub.publish(imu))
+
+    def connected(contract, **kw):
+        robot = make_robot(bridge, contract, connect_timeout_s=0.5, **kw)
+        threading.Timer(0.05, publish_state).start()
+        robot.connect()
+        return robot
+
+    with pytest.raises(RobotNotReady, match=r"/cmd_vel.*operator.*fixed `command`"):
+        connected(legged_contract(task="velocity"))
+    robot = connected(legged_contract(task="velocity"), command=(0.2, 0.0, -0.1))
+    np.testing.assert_allclose(robot.read_state()[0]["command"], [0.2, 0.0, -0.1])
+    twist_pub.publish(_twist(store, 0.4, 0.1, 0.2))
+    np.testing.assert_allclose(robot.read_state()[0]["command"], [0.4, 0.1, 0.2])
+    robot.disconnect()
+    stand = connected(legged_contract(task="stand"))
+    np.testing.assert_allclose(stand.read_state()[0]["command"], [0.0, 0.0, 0.0])
+    stand.disconnect()
+    for bad in ((0.2, 0.0), (2.0, 0.0, 0.0), (float("nan"), 0.0, 0.0)):
+        with pytest.raises(TetherError, match="fixed velocity command.*expected 3 finite numbers"):
+            make_robot(bridge, legged_contract(task="velocity"), command=bad)
 
 
 def test_joint_level_legged(wire) -> None:

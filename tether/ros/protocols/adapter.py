@@ -145,6 +145,8 @@ class RosRobot(RobotInterface):
     robot_kind: str = ""
     #: topics whose first message connect() waits for
     required_topics: tuple[str, ...] = ()
+    #: required topics that someone other than the robot publishes, and who (named when connect() times out)
+    awaited_from: dict[str, str] = {}
     #: the command topic whose subscriber (the robot's controller) means "in control" (None: always in control)
     control_topic: str | None = None
     #: what the adapter can serve: observation fields, action fields, control modes, and its name in errors
@@ -260,9 +262,11 @@ class RosRobot(RobotInterface):
                 return
             if time.monotonic() > deadline:
                 dropped = [f"{t}: {self.rejections.last(t)}" for t in missing if self.rejections.last(t)]
+                others = [f"{t} from {self.awaited_from[t]}" for t in missing if t in self.awaited_from]
                 raise RobotNotReady(
                     f"no usable message on {missing} within {timeout_s:g} s; expected the robot to publish them "
-                    "(check ROS_DOMAIN_ID, topic names and QoS)"
+                    + (f"({'; '.join(others)}) " if others else "")
+                    + "(check ROS_DOMAIN_ID, topic names and QoS)"
                     + (f"; dropped as implausible: {'; '.join(dropped)}" if dropped else "")
                 )
             time.sleep(0.005)

@@ -5,7 +5,9 @@ name), an IMU publishing ``sensor_msgs/Imu`` on ``/imu/data`` (orientation in RO
 to Tether's (w, x, y, z) at this edge; angular velocity in the body frame), and a forward-command position
 controller taking ``std_msgs/Float64MultiArray`` on /<controller>/commands in its ``joints`` parameter order.
 There is no standard ROS message carrying kp/kd, so gains live in the controller (or the hardware interface)
-and a guard ``damp`` here can only hold position; use the Unitree protocol where passive damping exists.
+and a guard ``damp`` here can only hold position; use the Unitree protocol where passive damping exists. The
+velocity command arrives as on the Unitree protocol (a Twist topic, or a fixed value; a velocity policy given no
+fixed value waits for the first Twist).
 
 The served-robot side (:class:`JointLevelBridge`) is the Unitree bridge's simulator behind these topics.
 """
@@ -30,7 +32,9 @@ from tether.ros.protocols.legged import (
     LEGGED_ACTIONS,
     LEGGED_MODES,
     LEGGED_OBS,
+    awaited_command,
     default_limits,
+    fixed_command,
     legged_contract,
     velocity_command,
     velocity_subscription,
@@ -91,7 +95,7 @@ class JointLevelLegged(RosRobot):
         joint_states_topic: str = JOINT_STATES_TOPIC,
         imu_topic: str = IMU_TOPIC,
         command_topic: str | None = CMD_VEL_TOPIC,
-        command: Sequence[float] = (0.0, 0.0, 0.0),
+        command: Sequence[float] | None = None,
         connect_timeout_s: float = 5.0,
         distro: str = "humble",
     ) -> None:
@@ -105,9 +109,10 @@ class JointLevelLegged(RosRobot):
         index_by_name(self.action_joints, self.controller_joints, "the contract's action joints")
         self.joint_states_topic, self.imu_topic = joint_states_topic, imu_topic
         self.command_topic = command_topic
-        self.fixed_command = np.asarray(command, dtype=float)
+        self.fixed_command = fixed_command(command)
         self.command_out = forward_topic(controller)
-        self.required_topics = (joint_states_topic, imu_topic)
+        self.awaited_from = awaited_command(self.contract, command_topic, self.fixed_command)
+        self.required_topics = (joint_states_topic, imu_topic) + tuple(self.awaited_from)
         self.control_topic = self.command_out
         self._stamps = {joint_states_topic: StampCheck(), imu_topic: StampCheck()}
 

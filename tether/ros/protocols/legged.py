@@ -69,13 +69,39 @@ def legged_contract(limits: RobotLimits | None = None, *, task: str = "velocity"
     return with_action_limits(c, limits or default_limits())
 
 
-def velocity_command(latest: Latest, topic: str | None, fixed: np.ndarray) -> np.ndarray:
-    """(vx, vy, yaw_rate) from the newest accepted geometry_msgs/Twist on ``topic``, else the fixed command."""
+def velocity_command(latest: Latest, topic: str | None, fixed: np.ndarray | None) -> np.ndarray:
+    """(vx, vy, yaw_rate) from the newest accepted geometry_msgs/Twist on ``topic``, else the fixed command, else
+    (0, 0, 0): stand still (what a task without commands, legged stand, always observes)."""
     if topic is not None:
         got: Any = latest.get(topic)
         if got is not None:
             return np.asarray(got[0], dtype=float)
-    return np.asarray(fixed, dtype=float)
+    return np.zeros(3) if fixed is None else np.asarray(fixed, dtype=float)
+
+
+def fixed_command(command: Sequence[float] | None) -> np.ndarray | None:
+    """A fixed velocity command given to an adapter, checked against the sim's command range; None: none given."""
+    if command is None:
+        return None
+    try:
+        v = np.asarray(command, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        v = np.full(1, np.nan)
+    if v.shape != (3,) or not np.all(np.isfinite(v)) or np.any(np.abs(v) > command_bound()):
+        raise TetherError(f"fixed velocity command {command!r}; expected 3 finite numbers (vx, vy, yaw rate) within "
+                          f"+-{command_bound().tolist()}")
+    return v
+
+
+def awaited_command(contract: IOContract, topic: str | None, fixed: np.ndarray | None) -> dict[str, str]:
+    """The command topic that must have spoken before the first tick, and who publishes it: a policy that follows velocity commands
+    (the velocity task), given no fixed command, waits for the operator's first Twist, as an arm or a quadrotor
+    waits for its goal. Why: it read (0, 0, 0), stand still, for the ~100 ms before a 10 Hz joystick's first
+    message (on every served episode of a pipeline run, 2026-12-07), which is not how any of its sim episodes
+    began: there the command is drawn before the first step, and the gait clock starts with it."""
+    if topic is None or fixed is not None or contract.task != "velocity":
+        return {}
+    return {topic: "the operator: publish a velocity command, or give the adapter a fixed `command`"}
 
 
 def command_bound() -> np.ndarray:

@@ -14,7 +14,8 @@ up, as Tether), giving ``projected_gravity`` and ``base_ang_vel``. A LowState wi
 non-finite or out-of-range values (or a bad CRC, with ``check_state_crc``) is dropped and counted. The
 ``tick`` counter is not checked for monotonicity: the firmware restarts it at every boot and it carries no
 absolute time. The velocity ``command`` comes from a geometry_msgs/Twist topic (default /cmd_vel) or a fixed
-value. The state estimator's nav_msgs/Odometry (default /odom; optional, never waited for) is recorded with the
+value (used until the topic speaks); a velocity policy given no fixed value waits for the first Twist before its
+first tick (:func:`~tether.ros.protocols.legged.awaited_command`). The state estimator's nav_msgs/Odometry (default /odom; optional, never waited for) is recorded with the
 rest: it is where a recording finds the base velocity that velocity tracking is scored on, which LowState lacks.
 
 The served-robot side (:class:`UnitreeBridge`) drops (and counts) a LowCmd whose CRC does not match, as the
@@ -46,7 +47,9 @@ from tether.ros.protocols.legged import (
     LEGGED_ACTIONS,
     LEGGED_MODES,
     LEGGED_OBS,
+    awaited_command,
     default_limits,
+    fixed_command,
     legged_contract,
     odometry_message,
     odometry_subscription,
@@ -183,7 +186,7 @@ class UnitreeLowLevel(RosRobot):
         lowstate_topic: str = LOWSTATE_TOPIC,
         lowcmd_topic: str = LOWCMD_TOPIC,
         command_topic: str | None = CMD_VEL_TOPIC,
-        command: Sequence[float] = (0.0, 0.0, 0.0),
+        command: Sequence[float] | None = None,
         odometry_topic: str | None = ODOM_TOPIC,
         check_state_crc: bool = False,
         connect_timeout_s: float = 5.0,
@@ -204,8 +207,9 @@ class UnitreeLowLevel(RosRobot):
         self.lowstate_topic, self.lowcmd_topic = lowstate_topic, lowcmd_topic
         self.command_topic = command_topic
         self.odometry_topic = odometry_topic
-        self.fixed_command = np.asarray(command, dtype=float)
-        self.required_topics = (lowstate_topic,)
+        self.fixed_command = fixed_command(command)
+        self.awaited_from = awaited_command(self.contract, command_topic, self.fixed_command)
+        self.required_topics = (lowstate_topic,) + tuple(self.awaited_from)
         self.control_topic = lowcmd_topic
         self.check_state_crc = check_state_crc
 
