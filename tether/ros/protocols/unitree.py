@@ -15,8 +15,9 @@ non-finite or out-of-range values (or a bad CRC, with ``check_state_crc``) is dr
 ``tick`` counter is not checked for monotonicity: the firmware restarts it at every boot and it carries no
 absolute time. The velocity ``command`` comes from a geometry_msgs/Twist topic (default /cmd_vel) or a fixed
 value (used until the topic speaks); a velocity policy given no fixed value waits for the first Twist before its
-first tick (:func:`~tether.ros.protocols.legged.awaited_command`). The state estimator's nav_msgs/Odometry (default /odom; optional, never waited for) is recorded with the
-rest: it is where a recording finds the base velocity that velocity tracking is scored on, which LowState lacks.
+first tick (:func:`~tether.ros.protocols.legged.awaited_command`). The state estimator's nav_msgs/Odometry
+(default /odom; optional, never waited for) is recorded with the rest: it is where a recording finds the base
+velocity that velocity tracking is scored on, which LowState lacks.
 
 The served-robot side (:class:`UnitreeBridge`) drops (and counts) a LowCmd whose CRC does not match, as the
 firmware does, and one with the wrong head / level flag; passive damping (kp = 0 on every used motor) becomes
