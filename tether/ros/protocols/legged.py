@@ -101,7 +101,8 @@ def awaited_command(contract: IOContract, topic: str | None, fixed: np.ndarray |
     sim episodes began: there the command is drawn before the first step, and the gait clock starts with it."""
     if topic is None or fixed is not None or contract.task != "velocity":
         return {}
-    return {topic: "the operator: publish a velocity command, or give the adapter a fixed `command`"}
+    return {topic: "the operator: publish a velocity command, or give the adapter a fixed `command` "
+                   "(tether deploy --param 'command=[vx, vy, yaw_rate]')"}
 
 
 def command_bound() -> np.ndarray:
