@@ -239,18 +239,20 @@ class _PreemptedBag:
 def test_flat_recorder_pairs_survive_preemption_and_skipped_slots(tmp_path):
     """FlatRecorder into a real MCAP bag at 60 Hz (a period that is no whole number of ns) while writes are
     delayed by more than a period and the loop skips slots between ticks: the importer must give back every
-    recorded (observation, command) pair, in order, one frame per tick."""
-    from tether.contract import Field, IOContract
+    recorded (observation, command) pair, in order, one frame per tick. The observation holds what the loop
+    supplies as the policy saw it: the last action, and the gait clock counted in ticks run (a skipped slot
+    advances neither the loop's tick count nor the clock)."""
+    from tether.contract import GAIT_PERIOD_KEY, Field, IOContract, gait_clock_field
     from tether.data.rosbag_import import align_bag
     from tether.ros.deploy import FlatRecorder
     from tether.ros.recorder import BagRecorder
 
     rate = 60.0
     contract = IOContract(
-        robot="legged", task="stand",
-        observations=(Field.make("joint_pos", 2, "rad"), Field.make("last_action", 2, "")),
+        robot="legged", task="velocity",
+        observations=(Field.make("joint_pos", 2, "rad"), Field.make("last_action", 2, ""), gait_clock_field()),
         actions=(Field.make("joint_pos_target", 2, "rad", low=-1.0, high=1.0),), control_mode="joint_position",
-        rate_hz=rate,
+        rate_hz=rate, metadata={GAIT_PERIOD_KEY: 0.1},
     )
     period = 1.0 / rate
     ref: list = []
@@ -271,7 +273,9 @@ def test_flat_recorder_pairs_survive_preemption_and_skipped_slots(tmp_path):
                 time.sleep(3.2 * period)
     finally:
         bag.close()
-    expected_obs = np.column_stack([q, np.vstack([np.zeros(2), actions[:-1]])])  # last_action = previous action
+    phase = 2 * np.pi * np.arange(n) / 6.0  # a turn every 0.1 s at 60 Hz: 6 ticks
+    expected_obs = np.column_stack([q, np.vstack([np.zeros(2), actions[:-1]]),  # last_action = previous action
+                                    np.sin(phase), np.cos(phase)])
     (ep,) = align_bag(bag.path, contract, "flat")
     np.testing.assert_array_equal(ep.obs, expected_obs[:n - 1])
     np.testing.assert_allclose(contract.to_physical(ep.action), commands[:n - 1], rtol=0, atol=1e-12)
