@@ -76,6 +76,8 @@ def test_pipeline_runs_arm_push_by_imitation_through_every_stage(tmp_path):
     assert [b.name for b in sorted((run / "bags").iterdir())] == ["confirm-0", "probe-0", "tuned-0", "zeroshot-0"]
     # robot RL's learner starts from a Gaussian actor: asked for, it is skipped with the reason, not a crash
     assert any("[robot RL] skipped" in line and "bc-diffusion" in line for line in lines)
+    assert "learned by imitation" in summary["robot_rl_skipped"]  # and the report states that one reason
+    assert f"Robot RL did not run: {summary['robot_rl_skipped']}." in (run / "report.md").read_text()
     assert summary["robot_episodes"] == 4 and summary["kept"] in ("zero-shot", "fine-tuned")
     assert summary["kept_confirmed"]  # its rerun on a fresh episode is the success reported for it
     assert (run / "report.md").is_file()

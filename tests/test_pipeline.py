@@ -356,6 +356,7 @@ def test_pipeline_runs_end_to_end_on_a_small_budget(tmp_path):
     assert f"| the kept policy ({saved['kept']}) on fresh episodes | {saved['served_success_kept']:.0%} |" in report
     # robot RL: one guarded, recorded episode with exploration, learned from, then its actor deployed and scored
     rl = saved["robot_rl"]
+    assert saved["robot_rl_skipped"] is None and "did not run" not in report
     assert rl["episodes"] == 1 and rl["robot_seconds"] > 0 and rl["served_success"] in (0.0, 1.0)
     assert saved["checkpoints"]["robot_rl"] == str(run / "robot_rl" / "round-0" / "checkpoint")  # the one round
     actor = load_checkpoint(saved["checkpoints"]["robot_rl"])

@@ -49,16 +49,12 @@ def _kept_text(summary: dict[str, Any], phases: dict[str, Any]) -> str:
     return (head + f"{kept:.0%}, {share}; not rerun on fresh episodes, so this leans high).")
 
 
-def _robot_rl_text(cfg: Any, summary: dict[str, Any]) -> str:
+def _robot_rl_text(summary: dict[str, Any]) -> str:
     rl = summary.get("robot_rl")
     if rl:
         return (f"Robot RL ran {rl['episodes']} episodes on the served robot from the {rl['start']} policy "
                 f"(RLPD-style: robot and identified-sim transitions mixed, updates between episodes).")
-    if cfg.robot_rl == "off":
-        return "Robot RL was turned off (--robot-rl off)."
-    return ("Robot RL did not run: the kept policy already held its share of sim success on the served robot, it "
-            "learned by imitation (robot RL fine-tunes an actor trained by RL), or the robot-time budget left no room "
-            "for it (the last two with a '[robot RL] skipped' line in the run's log).")
+    return f"Robot RL did not run: {summary['robot_rl_skipped']}."
 
 
 def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> Path:
@@ -160,7 +156,7 @@ def write_report(cfg: Any, summary: dict[str, Any], phases: dict[str, Any]) -> P
            if on_id else "") + "). " + _kept_text(summary, phases) + " Robot time used: "
         f"{summary['robot_seconds'] / 60:.1f} min over {summary['robot_episodes']} episodes.",
         "",
-        _robot_rl_text(cfg, summary),
+        _robot_rl_text(summary),
         "",
     ]
     if identified.get("error"):

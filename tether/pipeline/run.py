@@ -142,7 +142,10 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
     candidates = [("zero-shot", ckpt, zero), ("fine-tuned", tuned, after)]
     robot_rl_summary: dict[str, Any] | None = None
     used = sum(p.robot_seconds for p in phases.values())
-    if _wants_robot_rl(cfg, candidates, sim0, used, per_episode, log):
+    robot_rl_skipped = _robot_rl_skip(cfg, candidates, sim0, used, per_episode)
+    if robot_rl_skipped is not None and cfg.robot_rl != "off":
+        log(f"[robot RL] skipped: {robot_rl_skipped}")
+    if robot_rl_skipped is None:
         from tether.pipeline.robot_rl import robot_rl
 
         start = _best(candidates)
@@ -171,6 +174,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, Any]:
         "kept": kept_name, "kept_confirmed": confirm is not None,
         "robot_seconds": robot_s, "robot_episodes": sum(len(p.bags) for p in phases.values()),
         "identified": identified, "probe_explore": probe_scales, "robot_rl": robot_rl_summary,
+        "robot_rl_skipped": robot_rl_skipped,
         "timings_s": timings, "total_s": time.perf_counter() - t0,
         "checkpoints": {"sim": str(ckpt), "finetuned": str(tuned), "kept": str(chosen),
                         **({"robot_rl": str(candidates[-1][1])} if robot_rl_summary else {})},
@@ -215,32 +219,31 @@ def _confirm(cfg: PipelineConfig, name: str, checkpoint: Path, used_s: float, pe
                                                 seed0=CONFIRM_SEED0))
 
 
-def _wants_robot_rl(cfg: PipelineConfig, candidates: list[tuple[str, Path, Deployment]], sim0: float,
-                    used_s: float, per_episode: float, log: Log) -> bool:
-    """Whether to fine-tune on the robot itself: ``cfg.robot_rl`` "on", or "auto" while the best policy so far
-    keeps less than KEEP_TARGET of sim success; and only while the budget leaves room for one robot-RL episode
-    and the evaluation of its result."""
+def _robot_rl_skip(cfg: PipelineConfig, candidates: list[tuple[str, Path, Deployment]], sim0: float,
+                   used_s: float, per_episode: float) -> str | None:
+    """Why robot RL does not run, or None when it does: ``cfg.robot_rl`` "on", or "auto" while the best policy so
+    far keeps less than KEEP_TARGET of sim success; and only while the budget leaves room for one robot-RL episode
+    and the evaluation of its result. The one reason goes to the log and the report."""
     from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.checkpoint import load_checkpoint
 
     if cfg.robot_rl == "off":
-        return False
+        return "it was turned off (--robot-rl off)"
     name, start, scored = _best(candidates)
     algo = load_checkpoint(start).extra.get("algo")
     # robot RL's learner (SAC) goes on from an RL actor: not a denoiser, and not an imitator (bc-mlp) whose
     # exploration head never learned and whose task has a scripted expert to fine-tune against in sim instead
     if algo in IMITATION_ALGOS:
-        log(f"[robot RL] skipped: the best policy so far ({name}) is a {algo} policy, learned by imitation; robot "
-            "RL fine-tunes an actor trained by RL (PPO or SAC)")
-        return False
+        return (f"the best policy so far ({name}) is a {algo} policy, learned by imitation; robot RL fine-tunes an "
+                "actor trained by RL (PPO or SAC)")
     best = scored.success_rate
     if cfg.robot_rl == "auto" and (sim0 <= 0 or best >= KEEP_TARGET * sim0):
-        return False
+        return (f"the best policy so far ({name}, {best:.0%} on the served robot) already holds its share of sim "
+                f"success ({KEEP_TARGET:.0%} of {sim0:.0%})" if sim0 > 0 else "sim success is 0%: nothing to hold")
     if used_s + (1 + cfg.episodes) * per_episode > cfg.robot_seconds_budget:
-        log(f"[robot RL] skipped: {used_s:.0f} s of robot time used leaves no room in the "
-            f"{cfg.robot_seconds_budget:.0f} s budget for an episode and {cfg.episodes} to evaluate it")
-        return False
-    return True
+        return (f"{used_s:.0f} s of robot time used leaves no room in the {cfg.robot_seconds_budget:.0f} s budget "
+                f"for an episode and {cfg.episodes} to evaluate it")
+    return None
 
 
 __all__ = ["Deployment", "PipelineConfig", "run_pipeline"]

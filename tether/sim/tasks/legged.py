@@ -40,6 +40,9 @@ TERRAIN_ROUGHNESS = {"flat": 0.0, "rough": 0.08}  # m peak-to-peak bumps
 TERRAIN_SIZE = 12.0  # half-extent (m): 10 s at 1 m/s from the centre stays on it
 TERRAIN_RESOLUTION = 192  # samples per side: 12.5 cm spacing, bumps ~1 m apart
 COMMAND_LIMITS = np.array([1.0, 0.6, 1.0])  # |vx| m/s, |vy| m/s, |yaw rate| rad/s
+#: legged tasks whose episodes follow a velocity command drawn at reset (within COMMAND_LIMITS); the others observe
+#: (0, 0, 0) throughout
+COMMANDED_TASKS = frozenset({"velocity"})
 JOINT_VEL_LIMIT = {"hip": 52.4, "upper": 28.6, "lower": 28.6}  # URDF, rad/s
 CONTACT_THRESHOLD = 1.0  # N of normal force for a foot to count as touching
 TOE_RADIUS = 0.02  # m, the toes' collision spheres
