@@ -383,41 +383,53 @@ def test_the_dr_centre_is_what_every_draw_shares():
     assert centre_scale(terms, "joint_damping") == 1.0
 
 
-def test_the_trot_walks_through_two_steps_of_latency(tmp_path):
-    """Where every command arrives two control steps late (40 ms at 50 Hz, a served robot's round trip), the trot
-    holds its swing legs with the robot's own PD: 11 of 16 nominal episodes tracked on MuJoCo and on PyBullet,
-    against 0 and 1 of 16 with the stiffer virtual PD it uses without latency; this test runs 8."""
-    rate = _trot_success(tmp_path, DRTerm("action_latency", "uniform", "abs", (2, 2)))
-    assert rate >= 0.375, f"the trot under 2 steps of latency tracked in {rate:.0%} of 8 episodes"
+def test_the_trot_walks_through_three_steps_of_latency_by_looking_ahead(tmp_path):
+    """Where every command arrives three control steps late (60 ms at 50 Hz), the trot acts on the state the
+    queued commands lead to, simulated ahead (``Velocity.expert``): 27 of these 16 + 16 MuJoCo episodes tracked.
+    Acting on the state it reads, it tracked 17 of 64 at three steps (RESULTS, "The trot looks ahead through the
+    latency queue"), so a lookahead that predicted nothing, or the wrong state, falls under the bar."""
+    rate = _trot_success(tmp_path, DRTerm("action_latency", "uniform", "abs", (3, 3)), episodes=16)
+    assert rate >= 0.6, f"the trot under 3 steps of latency tracked in {rate:.0%} of 16 episodes"
 
 
-def test_the_trot_walks_a_weak_robot_through_one_step_of_latency(tmp_path):
-    """Where every command arrives one control step late, the trot holds its swing legs with a virtual PD of 26 N
-    m/rad whatever the robot's gain (:attr:`TrotGait.swing_pd`). On an A1 whose gains are x0.8 it tracks in 24 of
-    these 32 MuJoCo episodes; with the stiffer PD it uses without latency, which rings through the delay, in 9;
-    held by the robot's own PD in 22 (over 128 other episodes: 83 against 74)."""
-    weak_late = [DRTerm("actuator_gain", "uniform", "scale", (0.8, 0.8), per_element=False),
-                 DRTerm("action_latency", "uniform", "abs", (1, 1))]
-    rate = _trot_success(tmp_path, weak_late, episodes=32)
-    assert rate >= 0.5, f"the trot on a x0.8-gain A1 under 1 step of latency tracked in {rate:.0%} of 32 episodes"
-
-
-def test_the_trot_does_not_size_a_stiff_robots_targets_past_its_tuned_gain_under_latency(tmp_path):
-    """Under one step of latency the trot sizes its targets for a gain of at most ``TrotGait.delayed_gain_cap``
-    (1.2). On an A1 whose gains are x1.55 (what identification reads for a light, stiff one) it tracks in 28 of
-    these 32 MuJoCo episodes with no falls; sized for the robot's own gain it tracked in 19 and 8 fell."""
+@pytest.mark.parametrize("gain", [0.8, 1.55])
+def test_the_trot_walks_a_weak_or_a_stiff_robot_through_one_step_of_latency(tmp_path, gain):
+    """One step late, on an A1 whose gains are x0.8 (26 of these 32 MuJoCo episodes tracked) or x1.55 (what
+    identification reads for a light, stiff one: 29, none fell). Before the trot looked ahead it had a swing PD and
+    a gain cap tuned for the delay, and tracked 24 and 28 here."""
     from tether.sim.robots import make_robot
     from tether.sim.tasks import make_task
 
     robot = make_robot("legged")
     full = int(round(make_task("legged", "velocity", robot).episode_seconds * robot.control_rate_hz))
-    stiff_late = [DRTerm("actuator_gain", "uniform", "scale", (1.55, 1.55), per_element=False),
-                  DRTerm("action_latency", "uniform", "abs", (1, 1))]
-    episodes = _trot_episodes(tmp_path, stiff_late, episodes=32)
+    late = [DRTerm("actuator_gain", "uniform", "scale", (gain, gain), per_element=False),
+            DRTerm("action_latency", "uniform", "abs", (1, 1))]
+    episodes = _trot_episodes(tmp_path, late, episodes=32)
     tracked = sum(bool(e.success) for e in episodes)
     falls = sum(e.length < full for e in episodes)  # an episode ends early only when the robot falls
-    assert tracked >= 24 and falls <= 2, f"stiff A1, 1 step late: {tracked} of 32 tracked, {falls} fell"
+    assert tracked >= 20 and falls <= 6, f"gain x{gain}, 1 step late: {tracked} of 32 tracked, {falls} fell"
 
+
+def test_the_trots_lookahead_leaves_the_episode_as_it_was():
+    """Asking the expert for its labels under latency simulates the queue ahead and undoes it: the episode's
+    observations, rewards and air time are bit for bit those of a run that never asked."""
+    from tether.sim.core import SimCore
+
+    dr = [DRTerm("action_latency", "uniform", "abs", (2, 2))]
+    runs = []
+    for ask in (False, True):
+        core = SimCore("legged", "velocity", 2, dr=dr, autoreset=False)
+        obs, _ = core.reset(3)
+        trace = [obs]
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            if ask:
+                core.expert_action()
+            out = core.step(rng.uniform(-0.3, 0.3, (2, 12)).astype(np.float32))
+            trace += [out.obs, out.reward, core.task.air_time.copy()]
+        runs.append(trace)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_simulators_gait_clock_counts_the_ticks_the_control_loop_counts():

@@ -13,6 +13,9 @@ element (body, geom, joint or actuator) in ``param_elements(target)`` order and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +82,15 @@ class Backend(ABC):
     @property
     @abstractmethod
     def time(self) -> float: ...
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """The world's whole dynamic state (physics and any actuator or controller state the backend keeps), for
+        :meth:`restore`; parameters are not part of it. Each snapshot is restored at most once."""
+
+    @abstractmethod
+    def restore(self, state: Any) -> None:
+        """Put the world back as :meth:`snapshot` found it: it steps on from there as it would have."""
 
     # ------------------------------------------------------------------ randomisable parameters
     @abstractmethod
@@ -160,6 +172,28 @@ class BatchBackend(ABC):
     @abstractmethod
     def set_external_force(self, ids: np.ndarray, force_world: np.ndarray) -> None:
         """Force (k, 3) N on the robot base of worlds ``ids``, held until changed (pushes); zeros to clear."""
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """Every world's whole dynamic state (physics, held commands, onboard controller), for :meth:`restore`;
+        parameters are not part of it. Each snapshot is restored at most once."""
+
+    @abstractmethod
+    def restore(self, state: Any) -> None:
+        """Put every world back as :meth:`snapshot` found it: they step on from there as they would have."""
+
+    @contextmanager
+    def lookahead(self) -> Iterator[None]:
+        """Commands and steps inside the block are undone when it ends.
+
+        Why: an expert under action latency acts on the state the commands still queued will lead to; the
+        simulator is the exact model of that (a Smith predictor), so the expert steps the worlds ahead, reads
+        them, and the episode goes on as if it had not (:meth:`tether.sim.tasks.legged.Velocity.expert`)."""
+        state = self.snapshot()
+        try:
+            yield
+        finally:
+            self.restore(state)
 
     # ------------------------------------------------------------------ per-world parameters
     @abstractmethod
@@ -244,6 +278,12 @@ class WorldView(Backend):
     @property
     def time(self) -> float:
         return float(np.asarray(self.batch.time)[self.world])
+
+    def snapshot(self) -> Any:
+        return self.batch.snapshot()  # the whole batch's: this world's, with the rest unchanged by a restore
+
+    def restore(self, state: Any) -> None:
+        self.batch.restore(state)
 
     def param_elements(self, target: str) -> list[str]:
         return self.batch.param_elements(target)

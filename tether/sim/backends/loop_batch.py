@@ -8,7 +8,9 @@ on it; use the process executor of :mod:`tether.sim.vector` to spread its worlds
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -103,6 +105,18 @@ class LoopBatch(BatchBackend):
     @property
     def time(self) -> np.ndarray:
         return np.array([w.time for w in self.worlds])
+
+    def snapshot(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"worlds": [w.snapshot() for w in self.worlds]}
+        if self._rates:  # the rate controller's integrators and the setpoint it holds
+            state["rc"], state["command"] = copy.deepcopy(self._rc), self._command.copy()
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for w, s in zip(self.worlds, state["worlds"]):
+            w.restore(s)
+        if self._rates:
+            self._rc, self._command = state["rc"], state["command"]
 
     # ------------------------------------------------------------------ per-world parameters
     def param_elements(self, target: str) -> list[str]:

@@ -427,6 +427,17 @@ class MujocoBackend(Backend):
     def time(self) -> float:
         return float(self.data.time)
 
+    def snapshot(self) -> np.ndarray:
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state
+
+    def restore(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)
+        self._kinematics_stale = False
+
     # ------------------------------------------------------------------ parameters
     def param_elements(self, target: str) -> list[str]:
         return self.layout.elements(target)

@@ -27,6 +27,9 @@ from tether.sim.robots.base import RobotSpec, RotorActuators, Scene
 
 _VEL = mujoco.mjtStage.mjSTAGE_VEL.value
 _NONE = mujoco.mjtStage.mjSTAGE_NONE.value
+# MjData's integration state (mjSTATE_INTEGRATION), the fields a snapshot keeps
+_STATE = ("time", "qpos", "qvel", "act", "history", "qacc_warmstart", "ctrl", "qfrc_applied", "xfrc_applied",
+          "eq_active", "mocap_pos", "mocap_quat", "userdata", "plugin_state", "plastic")
 
 
 class MujocoBatch(BatchBackend):
@@ -175,6 +178,25 @@ class MujocoBatch(BatchBackend):
     @property
     def time(self) -> np.ndarray:
         return self.batch.bind("time").copy()
+
+    def snapshot(self) -> dict:
+        state = {k: v.copy() for k, v in self._state_views().items()}
+        if self._rates and not self._native:  # the numpy rate controller's integrators live here, not in MjData
+            state["_rc"], state["_setpoint"] = copy.deepcopy(self._rc), self._setpoint.copy()
+        return state
+
+    def restore(self, state: dict) -> None:
+        for k, view in self._state_views().items():
+            view[...] = state[k]
+        if "_rc" in state:
+            self._rc, self._setpoint = state["_rc"], state["_setpoint"]
+        self.batch.forward(stage=_VEL)  # positions, velocities and their sensors current, as after a step
+
+    def _state_views(self) -> dict[str, np.ndarray]:
+        if not hasattr(self, "_views"):
+            views = {k: self.batch.bind(k) for k in _STATE}
+            self._views = {k: v for k, v in views.items() if v.size}
+        return self._views
 
     # ------------------------------------------------------------------ per-world parameters
     def param_elements(self, target: str) -> list[str]:

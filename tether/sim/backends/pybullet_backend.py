@@ -19,6 +19,8 @@ offsets (PyBullet cannot change either after loading).
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +80,7 @@ def _wxyz(q_xyzw) -> np.ndarray:
 
 class PybulletBackend(Backend):
     name = "pybullet"
+    _KEPT = ("_command", "_thrust", "_time", "_push_force", "_push_torque")  # dynamic state outside Bullet
 
     def __init__(self, robot: RobotSpec, scene: Scene) -> None:
         super().__init__(robot, scene)
@@ -346,6 +349,21 @@ class PybulletBackend(Backend):
     @property
     def time(self) -> float:
         return self._time
+
+    def snapshot(self) -> dict:
+        # Bullet's own copy (bodies' state and contacts) plus what this class holds: the command, rotor lag, clock, push
+        kept = {k: copy.copy(getattr(self, k)) for k in self._KEPT if hasattr(self, k)}
+        return {"bullet": self.p.saveState(), **kept}
+
+    def restore(self, state: dict) -> None:
+        """Not bit for bit after steps in between (1.2e-5 rad in joint angle, 1.8e-4 rad/s in joint speed, over 60
+        steps of an A1 with a lookahead every third): Bullet's saved state leaves out its contact solver's warm
+        start."""
+        self.p.restoreState(stateId=state["bullet"])
+        self.p.removeState(state["bullet"])  # each snapshot restores once: Bullet keeps it in memory until removed
+        for k in self._KEPT:
+            if k in state:
+                setattr(self, k, state[k])
 
     # ------------------------------------------------------------------ parameters
     def _mass_elements(self) -> list[str]:

@@ -61,23 +61,10 @@ class TrotGait:
     k_yaw = 30.0  # yaw: angular acceleration per rad/s of yaw-rate error
     k_place = 0.08  # s: Raibert's touchdown correction per m/s of velocity error
     friction = 0.6  # friction-cone slope the stance forces keep inside
-    # virtual PD holding a swing leg on its path (N m/rad, N m s/rad) by the control steps every command waits
-    # (MuJoCo, the trot told the robot's gain and mass; 2026-12-06):
-    # - 0: twice the A1's own. Without latency it tracks more than the A1's own (84-97 % against 75-78 %).
-    # - 1: 26 and 0.65, whatever the robot's gain. Chosen over seeds 100-131 and 300-331 (64 episodes): held by the
-    #   robot's own PD the trot tracked in 29 (mass x1.2), 25 (gain x0.8), 50 (nominal), 47 (gain x1.2); with 26 in
-    #   41, 38, -, 52 (25: 55 nominal; 22-32 all 38-43 at mass x1.2; 32 lost gain x0.8 again: 27). On 128 other
-    #   episodes (seeds 500, 700, 900, 1100 and the 31 after each) the gain is smaller: 90 against 84 (mass x1.2),
-    #   83 against 74 (gain x0.8).
-    # - 2 or more: the robot's own PD (``None``). 40 tracked in 0 of 16 nominal episodes there (1 of 16 on PyBullet),
-    #   the A1's own in 11 of 16; softer (16, 0.4) lost 8-14 of 64 more against it.
-    swing_pd = {0: (40.0, 1.0), 1: (26.0, 0.65)}
-    # Under one step of delay or more, targets are sized for a gain of at most this (the highest the delayed swing PD
-    # above was tuned at). Told a stiffer robot's own gain, the trot fell in 6-13 of 64 episodes under one step;
-    # told 1.2, in none (MuJoCo, 2026-12-06, seeds 500/700 and 900/1100): tracked 40 -> 49 and 47 -> 59 of 64 at
-    # gain x1.55, 45 -> 48 at mass x1.2 and gain x1.4, 43 -> 47 at mass x0.8 and gain x1.3 told as identification
-    # reads it (gain x1.55, mass x1). Without delay the robot's own gain is best (60 of 64 against 49 told 1.0 there).
-    delayed_gain_cap = 1.2
+    # virtual PD holding a swing leg on its path (N m/rad, N m s/rad): twice the A1's own; it tracks more than the
+    # A1's own (84-97 % against 75-78 %). Under latency the trot acts on the predicted state (``Velocity.expert``),
+    # so it never sees the delay it was once softened for (26 and 0.65 at one step, the robot's own from two).
+    swing_kp, swing_kd = 40.0, 1.0
     offsets = np.array([0.0, 0.5, 0.5, 0.0])  # clock phase per leg (FR, FL, RR, RL): diagonal pairs
 
     def __init__(self, legs, n: int, kp: np.ndarray, kd: np.ndarray) -> None:
@@ -95,17 +82,14 @@ class TrotGait:
 
     def __call__(self, t: np.ndarray, command: np.ndarray, R: np.ndarray, v: np.ndarray, w: np.ndarray,
                  height: np.ndarray, q: np.ndarray, qd: np.ndarray, fresh: np.ndarray, *, gain: float = 1.0,
-                 mass_scale: float = 1.0, delay_steps: int = 0) -> np.ndarray:
+                 mass_scale: float = 1.0) -> np.ndarray:
         """Joint targets (n, 12) for time since reset ``t`` (n,), command (n, 3) (vx, vy, yaw rate), trunk rotation
         ``R`` (n, 3, 3) (world from body), body-frame velocity ``v`` and angular velocity ``w`` (n, 3), trunk height
         (n,), joint state (n, 12); ``fresh`` marks worlds whose episode just began. ``gain`` and ``mass_scale``:
         the robot's PD gains and mass as scales on the nominal (an identified robot's), which the stance forces and
-        the torque-to-target conversion are sized for. ``delay_steps``: control steps every command reaches the
-        robot late; the swing legs' virtual PD (made through the target) is softened with it, as it rings under
-        delay (:attr:`swing_pd`), and the gain is capped at :attr:`delayed_gain_cap` under delay."""
+        the torque-to-target conversion are sized for. The targets are for the state given: under latency, give the
+        state the commands still queued will lead to."""
         n = self.n
-        if delay_steps > 0:
-            gain = min(gain, self.delayed_gain_cap)
         self.q_path[fresh] = q[fresh]
         self.liftoff[fresh] = self.nominal
         toes = self.legs.toes(q)  # (n, 4, 3)
@@ -123,7 +107,6 @@ class TrotGait:
         forces = self._distribute(wrench, toes, stance)  # (n, 4, 3) ground reaction on each foot
         out = np.empty((n, 12))
         stride = self.duty * self.period
-        swing_pd = self.swing_pd.get(delay_steps)
         for k in range(4):
             sl = slice(3 * k, 3 * k + 3)
             chain = self.legs.chains[k]
@@ -146,8 +129,8 @@ class TrotGait:
             swing = ~stance[:, k]
             q_swing = self.iks[k].solve(self.q_path[:, sl], path)
             self.q_path[:, sl] = np.where(swing[:, None], q_swing, q[:, sl])
-            swing_target = q_swing if swing_pd is None else (
-                q_swing + (swing_pd[0] / kp - 1.0) * (q_swing - q[:, sl]) - (swing_pd[1] - kd) / kp * qd[:, sl])
+            swing_target = (q_swing + (self.swing_kp / kp - 1.0) * (q_swing - q[:, sl])
+                            - (self.swing_kd - kd) / kp * qd[:, sl])
             out[:, sl] = np.where(swing[:, None], swing_target, stance_target)
             self.liftoff[stance[:, k], k] = toes[stance[:, k], k]
         return out
