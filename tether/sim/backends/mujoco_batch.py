@@ -39,7 +39,7 @@ class MujocoBatch(BatchBackend):
         super().__init__(robot, scene, n)
         self.spec = build_spec(robot, scene)
         model = self.spec.compile()
-        self.layout = L = MujocoLayout(model, robot, scene)
+        self.layout = MujocoLayout(model, robot, scene)
         self.models = [copy.copy(model) for _ in range(self.n)]
         self._scratch = mujoco.MjData(model)
         threads = min(self.n, os.cpu_count() or 1) if threads is None else int(threads)
@@ -53,6 +53,7 @@ class MujocoBatch(BatchBackend):
         self.userdata = b.bind("userdata") if model.nuserdata else None
         self.xpos, self.xquat = b.bind("xpos"), b.bind("xquat")
         self.sensordata = b.bind("sensordata") if model.nsensordata else None
+        self._state = {k: v for k, v in ((k, b.bind(k)) for k in _STATE) if v.size}  # what a snapshot keeps
         self._rates = scene.onboard == "rate_controller"
         self._native = False
         self._setpoint = None
@@ -180,23 +181,17 @@ class MujocoBatch(BatchBackend):
         return self.batch.bind("time").copy()
 
     def snapshot(self) -> dict:
-        state = {k: v.copy() for k, v in self._state_views().items()}
+        state = {k: v.copy() for k, v in self._state.items()}
         if self._rates and not self._native:  # the numpy rate controller's integrators live here, not in MjData
             state["_rc"], state["_setpoint"] = copy.deepcopy(self._rc), self._setpoint.copy()
         return state
 
     def restore(self, state: dict) -> None:
-        for k, view in self._state_views().items():
+        for k, view in self._state.items():
             view[...] = state[k]
         if "_rc" in state:
             self._rc, self._setpoint = state["_rc"], state["_setpoint"]
         self.batch.forward(stage=_VEL)  # positions, velocities and their sensors current, as after a step
-
-    def _state_views(self) -> dict[str, np.ndarray]:
-        if not hasattr(self, "_views"):
-            views = {k: self.batch.bind(k) for k in _STATE}
-            self._views = {k: v for k, v in views.items() if v.size}
-        return self._views
 
     # ------------------------------------------------------------------ per-world parameters
     def param_elements(self, target: str) -> list[str]:

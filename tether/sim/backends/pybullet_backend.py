@@ -20,7 +20,6 @@ offsets (PyBullet cannot change either after loading).
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
