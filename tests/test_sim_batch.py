@@ -177,6 +177,42 @@ def test_onboard_rate_controller_matches_the_numpy_reference():
         mujoco.set_mjcb_control(callback)
 
 
+def test_a_lookahead_is_undone_on_the_numpy_rate_controller():
+    """Where the C callback cannot be built, the MuJoCo batch runs the numpy rate controller between substeps, and
+    its integrators live in Python: a lookahead restores them too, so the flight goes on bit for bit."""
+    import mujoco
+
+    from tether.sim.backends.mujoco_batch import MujocoBatch
+    from tether.sim.tasks.quadrotor import Hover
+
+    spec = tether.sim.robots.make_robot("quadrotor")
+    callback = mujoco.get_mjcb_control()
+    mujoco.set_mjcb_control(None)
+    try:
+        flights = []
+        for look in (False, True):
+            sim = MujocoBatch(spec, Hover(spec).scene(), 2)
+            sim._native = False
+            mujoco.set_mjcb_control(None)  # building a batch installs the callback; the reference path runs without
+            sim.set_command(np.tile([4 * cf.HOVER_THRUST, 0, 0, 0], (2, 1)))
+            sim.reset_state(np.arange(2), np.zeros((2, 0)), base_pos=np.array([[0, 0, 1.0], [0.5, 0, 1.0]]))
+            rng, trace = np.random.default_rng(0), []
+            for t in range(20):
+                cmd = np.column_stack([np.full(2, 0.3 + 0.01 * t), np.full((2, 3), 0.5 * np.sin(t))])
+                if look and t % 3 == 1:
+                    with sim.lookahead():
+                        sim.set_command(np.column_stack([rng.uniform(0.2, 0.4, 2), rng.uniform(-3, 3, (2, 3))]))
+                        sim.step(30)
+                sim.set_command(cmd)
+                sim.step(10)
+                trace.append(np.concatenate([sim.qpos, sim.qvel], axis=1).copy())
+            flights.append(trace)
+        for a, b in zip(*flights):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        mujoco.set_mjcb_control(callback)
+
+
 @pytest.mark.parametrize("seed", [3, 11])
 def test_a_recorded_waypoint_flight_is_scored_by_the_goal_moves_it_shows(seed):
     """A recording has no waypoint counter: each goal move (the error jumping by more than the vehicle's own

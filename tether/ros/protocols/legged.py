@@ -97,9 +97,10 @@ def fixed_command(command: Sequence[float] | None) -> np.ndarray | None:
 def awaited_command(contract: IOContract, topic: str | None, fixed: np.ndarray | None) -> dict[str, str]:
     """The command topic that must have spoken before the first tick, and who publishes it: a policy that follows
     velocity commands (a task of ``COMMANDED_TASKS``), given no fixed command, waits for the operator's first
-    Twist, as an arm or a quadrotor waits for its goal. Why: it read (0, 0, 0), stand still, for the ~100 ms before a 10 Hz
-    joystick's first message (on every served episode of a pipeline run, 2026-12-07), which is not how any of its
-    sim episodes began: there the command is drawn before the first step, and the gait clock starts with it."""
+    Twist, as an arm or a quadrotor waits for its goal. Why: it read (0, 0, 0), stand still, for the ~100 ms
+    before a 10 Hz joystick's first message (on every served episode of a pipeline run, 2026-12-07), which is not
+    how any of its sim episodes began: there the command is drawn before the first step, and the gait clock starts
+    with it."""
     if topic is None or fixed is not None or contract.task not in COMMANDED_TASKS:
         return {}
     return {topic: "the operator: publish a velocity command, or give the adapter a fixed `command` "
