@@ -61,6 +61,9 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any, fit_keys: tuple[str, ...] = 
     rounds.check_env(spec.env_id)  # before any work, not after the cloning
     contract, ds = _open(spec)
     overrides.setdefault("seed", spec.seed)
+    import torch
+
+    torch.manual_seed(int(spec.seed))  # the initial weights: the same seed and data give the same policy
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
     obs, actions, episodes = ds.episode_arrays()
