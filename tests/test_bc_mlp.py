@@ -55,7 +55,7 @@ def test_bc_mlp_refuses_bad_options_in_one_line_before_training(tmp_path: Path, 
 def test_an_imitation_learner_is_fixed_by_its_seed(tmp_path: Path, algo: str, rounds: str) -> None:
     """``tether train --algo bc-*``: the same seed and demonstrations give the same weights, bit for bit (through a
     DAgger round too), and another seed other weights. Before the run's seed set the initial weights, two runs
-    of one seed differed (the pipeline's legged students, benchmarks/RESULTS.md, "The trot looks ahead")."""
+    of one seed differed (benchmarks/RESULTS.md, "Imitation students are fixed by their seed")."""
     torch.set_num_threads(1)
     demos = tmp_path / "demos"
     record_episodes(ENV, demos, 3, seed=0)

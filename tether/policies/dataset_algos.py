@@ -53,6 +53,8 @@ def _logger(run: Any, prefix: str = "train/") -> Any:
 def _train_bc(spec: Any, run: Any, policy_cls: Any, fit_keys: tuple[str, ...] = _FIT_KEYS) -> Any:
     """Behaviour cloning on the dataset, then ``--set dagger_rounds=N`` rounds of DAgger in the env under its
     DR (``tether.policies.dagger``; the task's scripted expert labels the states the policy reaches)."""
+    import torch
+
     from tether.policies.dagger import DaggerConfig, dagger
 
     overrides = dict(spec.config)
@@ -61,8 +63,6 @@ def _train_bc(spec: Any, run: Any, policy_cls: Any, fit_keys: tuple[str, ...] = 
     rounds.check_env(spec.env_id)  # before any work, not after the cloning
     contract, ds = _open(spec)
     overrides.setdefault("seed", spec.seed)
-    import torch
-
     torch.manual_seed(int(spec.seed))  # the initial weights: the same seed and data give the same policy
     policy = policy_cls(contract, overrides)
     run.set_policy(policy)
