@@ -115,11 +115,13 @@ def test_sysid_on_deploy_bag_recovers_hidden_mass_and_motor_lag(case, bags, cont
                     f"{POOR_FIT[case]} ({'; '.join(tried)}): was the machine busy?")
     assert robot == "quadrotor" and data.command_mode == "thrust_body_rates"
     # replayed on the vehicle's own tick times; the steps before offboard engaged (auto-engage after 1 s) are
-    # cropped, and only those (plus the odd tick the loops' phase made unreadable)
+    # cropped, and only those (plus the odd tick the loops' phase made unreadable). Where the vehicle was when the
+    # recording stopped is not asserted: a clean clone (2026-12-07, nothing else running) had one light bag whose
+    # last tick the vehicle's status already showed out of offboard, and the crop rightly dropped it.
     assert data.timing is not None and any("vehicle's own clock" in n for n in data.notes)
     dropped = data.n_steps - data.n_executed
     assert 25 < dropped < MAX_CROPPED * data.n_steps, (dropped, data.n_steps)
-    assert all(not e[0] and e[-1] for e in data.executed)
+    assert all(not e[0] and e[1:].any() for e in data.executed), [(e[0], int(e.sum()), len(e)) for e in data.executed]
     assert any("offboard" in n for n in data.notes)
 
     for name, truth in hidden.items():
