@@ -199,6 +199,8 @@ def build(tmp: Path) -> list[Case]:
           out),
         c("pipeline seed -1", ["pipeline", "--seed", "-1", "--out", out], "--seed", out),
         c("pipeline explore 2", ["pipeline", "--explore", "2", "--out", out], "--explore", out),
+        c("pipeline latency-ms -1", ["pipeline", "--latency-ms", "-1", "--out", out], "--latency-ms", out),
+        c("pipeline latency-ms nan", ["pipeline", "--latency-ms", "nan", "--out", out], "--latency-ms", out),
         c("pipeline out read-only", ["pipeline", "--out", ro_out], "--out", ro_out),
         c("pipeline out is a file", ["pipeline", "--out", afile], "--out"),
         c("pipeline out under a file", ["pipeline", "--out", afile / "p"], "--out"),

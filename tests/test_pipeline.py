@@ -254,6 +254,19 @@ def test_pipeline_refuses_a_task_a_robot_cannot_score_before_any_work(tmp_path, 
     assert (PipelineConfig(robot="legged").resolved().dr, PipelineConfig().resolved().latency_ms) == ("wide", 20.0)
 
 
+def test_pipeline_cli_passes_the_served_robots_latency(tmp_path, monkeypatch):
+    """``tether pipeline --latency-ms MS`` sets the served robot's one-way delay (the served robot's network is part
+    of what the loop is checked on); without it the task's default holds."""
+    from tether.cli import main
+    from tether.pipeline import run
+
+    seen = []
+    monkeypatch.setattr(run, "run_pipeline", lambda cfg, log=print: seen.append(cfg.resolved()))
+    for argv, want in ((["--latency-ms", "45"], 45.0), ([], 20.0), (["--robot", "legged", "--task", "velocity"], 10.0)):
+        assert main(["pipeline", *argv, "--out", str(tmp_path / f"p{len(seen)}")]) == 0
+        assert seen[-1].latency_ms == want
+
+
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):
     """Fine-tuning is checked under the identified DR every ``finetune_steps`` (a last stretch shorter than that
     is checked too) and goes on until the target or the round limit; the kept weights are the best check's."""

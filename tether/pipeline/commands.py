@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "task's own where it has one: legged velocity default)")
     p.add_argument("--real-params", default=None, metavar="FILE", type=existing_file,
                    help="JSON for the served robot's hidden parameters (robot serve --params format)")
+    p.add_argument("--latency-ms", type=finite_float(0.0, 1000.0), default=None, metavar="MS",
+                   help="the served robot's one-way network delay, each way (default: the task's, else 20)")
     p.add_argument("--episodes", type=int_range(1, 1000), default=4,
                    help="evaluation episodes on the served robot per policy")
     p.add_argument("--probe-episodes", type=int_range(1, 1000), default=3,
@@ -148,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
                          finetune_dagger=args.finetune_dagger, finetune_fresh=args.finetune_fresh,
                          demo_episodes=args.demo_episodes,
                          robot_rl=args.robot_rl, robot_rl_episodes=args.robot_rl_episodes, confirm=args.confirm,
-                         seed=args.seed, real=real)
+                         seed=args.seed, real=real, latency_ms=args.latency_ms)
     if args.out:
         cfg.out = args.out
     check_servable(cfg.resolved())  # before any work (run_pipeline checks again, for callers of the API)
