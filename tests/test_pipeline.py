@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -265,6 +266,23 @@ def test_pipeline_cli_passes_the_served_robots_latency(tmp_path, monkeypatch):
     for argv, want in ((["--latency-ms", "45"], 45.0), ([], 20.0), (["--robot", "legged", "--task", "velocity"], 10.0)):
         assert main(["pipeline", *argv, "--out", str(tmp_path / f"p{len(seen)}")]) == 0
         assert seen[-1].latency_ms == want
+
+
+def test_training_stages_set_torch_threads_by_learner_and_restore_them():
+    """An imitation learner trains on IMITATION_THREADS (no served robot runs then), an RL learner on one; the
+    count before is restored after, an error included (deploy and the served robot keep their one thread)."""
+    import torch
+
+    from tether.pipeline.stages import IMITATION_THREADS, training_threads
+
+    before = torch.get_num_threads()
+    for algo, want in (("bc-mlp", IMITATION_THREADS), ("bc-diffusion", IMITATION_THREADS), ("ppo", 1)):
+        with training_threads(algo):
+            assert torch.get_num_threads() == want
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), training_threads("bc-flow"):
+        raise RuntimeError("a failed stage")
+    assert torch.get_num_threads() == before and IMITATION_THREADS == min(2, os.cpu_count() or 1)
 
 
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):

@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tether.pipeline.run import PipelineConfig, check_servable, run_pipeline
 
-    torch.set_num_threads(1)  # the served robot and the trainer share the cores
+    torch.set_num_threads(1)  # deploy shares the cores with the served robot; training stages set their own
     cfg = PipelineConfig(robot=args.robot, task=args.task, algo=args.algo, train_steps=args.train_steps, dr=args.dr,
                          episodes=args.episodes, probe_episodes=args.probe_episodes, explore=args.explore,
                          finetune=args.finetune,

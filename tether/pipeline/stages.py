@@ -17,7 +17,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,11 @@ ENGAGE_SECONDS = 2.0  # time for the robot to hand over control (PX4: heartbeat,
 # past every other phase's (robot RL runs at most 1000 episodes); each pipeline seed has its own block of them
 EPISODE_SEED0, CONFIRM_SEED0, SEED_BLOCK = 1000, 2000, 100_000
 FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
+# torch threads while an imitation learner trains or fine-tunes. No served robot runs then (one starts per deploy
+# episode, and deploy sets its own one thread), so a second core can go to gradient steps: 3,000 steps of the push
+# diffusion policy took 35 s on one thread and 22-27 s on two, of the legged bc-mlp 29-32 s and 20 s. PPO's small
+# networks gained nothing (13-15 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py)
+IMITATION_THREADS = min(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -116,6 +122,22 @@ class BestCheck:
 
 
 # ---------------------------------------------------------------------------------------------- sim
+@contextmanager
+def training_threads(algo: str | None) -> Iterator[None]:
+    """Torch's thread count while ``algo`` trains in the pipeline: IMITATION_THREADS for an imitation learner, one
+    otherwise; restored after."""
+    import torch
+
+    from tether.policies.algos import IMITATION_ALGOS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(IMITATION_THREADS if algo in IMITATION_ALGOS else 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(cfg: PipelineConfig, log: Log) -> Path:
     from tether.policies.algos import IMITATION_ALGOS
     from tether.policies.training import TrainSpec, run_training
@@ -131,7 +153,8 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
     spec = TrainSpec(env_id=cfg.env_id, algo=cfg.algo, steps=cfg.train_steps, out=cfg.out / "train",
                      seed=cfg.seed, dr=cfg.dr, eval_episodes=5, progress=sys.stderr.isatty(), config=config,
                      dataset=dataset)
-    _, path = run_training(spec)
+    with training_threads(cfg.algo):
+        _, path = run_training(spec)
     if path is None:
         raise TetherError("training produced no checkpoint")
     return Path(path)
@@ -204,10 +227,11 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     from tether.policies.rl.ppo import DAGGER_STEPS, FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
     from tether.sim.tasks import task_class
 
-    torch.set_num_threads(1)
     parent = load_policy(checkpoint)
     if parent.extra.get("algo") in IMITATION_ALGOS:
-        return imitation_finetune(cfg, checkpoint, dr_file, log)
+        with training_threads(parent.extra["algo"]):
+            return imitation_finetune(cfg, checkpoint, dr_file, log)
+    torch.set_num_threads(1)
     best = BestCheck()
     total = cfg.finetune_steps * cfg.finetune_rounds
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
@@ -295,13 +319,10 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
     replay stood in for; and the replay teaches the thrust of the training DR's lighter vehicles. A waypoint
     policy on a quadrotor 1.6x as heavy with 3x the motor lag went 56 % -> 41 % -> 0 % over two rounds with
     the replay, and 56 % -> 100 % -> 100 % with the identified robot's data alone (32 sim episodes each)."""
-    import torch
-
     from tether.data.dataset import Dataset
     from tether.policies.checkpoint import load_policy
     from tether.policies.dagger import DaggerConfig
 
-    torch.set_num_threads(1)
     policy = load_policy(checkpoint)
     rounds = DaggerConfig.from_extra(policy.extra)
     which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
