@@ -42,8 +42,8 @@ EPISODE_SEED0, CONFIRM_SEED0, SEED_BLOCK = 1000, 2000, 100_000
 FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of training's, not a restart
 # torch threads while an imitation learner trains or fine-tunes. No served robot runs then (one starts per deploy
 # episode, and deploy sets its own one thread), so a second core can go to gradient steps: 3,000 steps of the push
-# diffusion policy took 35 s on one thread and 22-27 s on two, of the legged bc-mlp 29-32 s and 20 s. PPO's small
-# networks gained nothing (13-15 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py)
+# diffusion policy took 31-34 s on one thread and 23-25 s on two, of the legged bc-mlp 25-28 s and 17 s. PPO's small
+# networks gained nothing (11-13 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py)
 IMITATION_THREADS = min(2, os.cpu_count() or 1)
 
 
