@@ -45,9 +45,6 @@ FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of tra
 # diffusion policy took 31-34 s on one thread and 23-25 s on two, of the legged bc-mlp 25-28 s and 17 s. PPO's small
 # networks gained nothing (11-13 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py)
 IMITATION_THREADS = min(2, os.cpu_count() or 1)
-# episodes of the scripted expert recorded side by side: 64 legged trot demonstrations took 33.0-33.5 s 8 at a time
-# and 17.8-21.4 s 32 at a time, writing the same dataset (each episode is its seed's, whatever the batch)
-DEMO_BATCH = 32
 
 
 @dataclass
@@ -166,10 +163,10 @@ def train(cfg: PipelineConfig, log: Log) -> Path:
 def expert_demos(cfg: PipelineConfig, out: Path, episodes: int, dr: Path | str, seed: int, log: Log) -> Path:
     """``episodes`` episodes of the task's scripted expert in MuJoCo under ``dr``, failures included (what an
     imitation learner trains from), written as a dataset to ``out``."""
-    from tether.data.demos import record_episodes
+    from tether.data.demos import WIDE_BATCH, record_episodes
 
     log(f"      {episodes} demonstrations by the scripted expert under DR '{dr}'")
-    ds = record_episodes(cfg.env_id, out, episodes, seed=seed, env_kwargs={"dr": str(dr)}, batch=DEMO_BATCH)
+    ds = record_episodes(cfg.env_id, out, episodes, seed=seed, env_kwargs={"dr": str(dr)}, batch=WIDE_BATCH)
     ok = float(np.mean([bool(e.success) for e in ds.episodes])) if ds.episodes else 0.0
     log(f"      the expert succeeded in {ok:.0%} of them")
     return out

@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from tether.policies.generative import GenerativeChunkPolicy
 
 DAGGER_KEYS = {"dagger_rounds": "rounds", "dagger_episodes": "episodes", "dagger_steps": "steps"}  # --set names
-# a round's episodes run this many side by side: the scripted expert labels each step in Python, which a wider batch
-# spreads over more worlds (the trot's demonstrations: 1.5-1.9x faster 32 at a time than 8, the same data); a
-# deterministic policy acts on each row alone, so its rounds do not depend on the batch
-ROLLOUT_BATCH = 32
 
 
 @dataclass
@@ -95,7 +91,7 @@ def dagger(policy: GaussianPolicy | GenerativeChunkPolicy, env_id: str, data: Ar
     episode ids: what it was cloned from; None: nothing, for a policy that learned otherwise, by RL). Round
     ``r``'s episodes are written as a dataset to ``out/round-r``; ``until(rounds done, policy)``, called after
     each, stops the rounds early when it returns True. Returns all the data, the rounds' appended."""
-    from tether.data.demos import record_episodes
+    from tether.data.demos import WIDE_BATCH, record_episodes
 
     if data is None:
         c = policy.contract
@@ -105,7 +101,7 @@ def dagger(policy: GaussianPolicy | GenerativeChunkPolicy, env_id: str, data: Ar
     for r in range(cfg.rounds):
         first = seed + 100_000 * (r + 1)
         ds = record_episodes(env_id, Path(out) / f"round-{r}", cfg.episodes, act=policy.act, reset=policy.reset,
-                             label="expert", seed=first, env_kwargs=kwargs, batch=ROLLOUT_BATCH,
+                             label="expert", seed=first, env_kwargs=kwargs, batch=WIDE_BATCH,
                              metadata={"source": "dagger", "env_id": env_id, "round": r, "seed": first,
                                        "dr": kwargs["dr"] or "none", "policy": "driving", "label": "expert"})
         o, a, e = ds.episode_arrays()
