@@ -147,6 +147,41 @@ def test_pipeline_fine_tuning_runs_checked_dagger_rounds_and_keeps_the_best(tmp_
     assert tuned.extra["dagger_rounds_kept"] == checks.index(max(checks))
 
 
+def test_pipeline_fine_tuning_keeps_an_imitation_student_that_meets_the_target_or_beats_its_tuning(
+        tmp_path: Path) -> None:
+    """An imitation student is checked under the identified DR before anything is recorded, as a PPO policy is:
+    one that meets the target there is kept as it is, with no demonstration recorded; one short of it is
+    fine-tuned, and where the fine-tuned student does worse there than the deployed one, the deployed one is
+    kept. The deployed score is the caller's (the pipeline measured it for its report); the 10-step student's
+    own fine-tuning scores below it here, which the test checks rather than assumes."""
+    from dataclasses import replace
+
+    from tether.pipeline.config import PipelineConfig
+    from tether.pipeline.stages import sim_finetune
+
+    demos = tmp_path / "demos"
+    record_episodes(ENV, demos, 3, seed=0)
+    spec = TrainSpec(env_id=ENV, algo="bc-diffusion", steps=10, out=tmp_path / "train", dataset=str(demos),
+                     config={"n_obs_steps": 2})
+    _, parent = run_training(spec)
+    dr_file = tmp_path / "identified.json"
+    dr_file.write_text('[{"target": "body_mass", "operation": "scale", "range": [1.5, 1.7]}]')
+    cfg = PipelineConfig(robot="quadrotor", task="waypoint", demo_episodes=6, finetune_steps=5, finetune_target=0.9,
+                         sim_eval_episodes=2, out=tmp_path / "met").resolved()
+    lines: list[str] = []
+    path, score = sim_finetune(cfg, Path(parent), dr_file, lines.append, deployed_score=0.95)
+    assert score == 0.95 and load_policy(path).extra["kept_run"] == "deployed", lines
+    assert not (cfg.out / "finetune" / "demos").exists(), lines
+    short = replace(cfg, finetune_target=1.0, out=tmp_path / "short")
+    lines = []
+    path, score = sim_finetune(short, Path(parent), dr_file, lines.append, deployed_score=0.95)
+    tuned_checks = [line for line in lines if line.strip().startswith("sim success under the identified DR")]
+    assert (short.out / "finetune" / "demos").is_dir() and len(tuned_checks) == 1, lines
+    assert float(tuned_checks[0].rsplit(" ", 1)[1].rstrip("%")) < 95, lines
+    assert score == 0.95 and load_policy(path).extra["kept_run"] == "deployed", lines
+    assert lines[-1].startswith("      kept: the deployed policy (95%)"), lines
+
+
 def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tmp_path: Path) -> None:
     """A PPO parent whose warm start falls short under the identified DR gets DAgger rounds labelled by the task's
     expert, each checked there; the best check is kept and named. Here the parent has had 32 steps of PPO, so
