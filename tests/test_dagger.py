@@ -179,7 +179,7 @@ def test_pipeline_fine_tuning_keeps_an_imitation_student_that_meets_the_target_o
     assert (short.out / "finetune" / "demos").is_dir() and len(tuned_checks) == 1, lines
     assert float(tuned_checks[0].rsplit(" ", 1)[1].rstrip("%")) < 95, lines
     assert score == 0.95 and load_policy(path).extra["kept_run"] == "deployed", lines
-    assert lines[-1].startswith("      kept: the deployed policy (95%)"), lines
+    assert lines[-1].startswith("      kept instead: the deployed policy (95%)"), lines
 
 
 def test_pipeline_fine_tuning_goes_on_from_a_short_ppo_warm_start_with_dagger(tmp_path: Path) -> None:

@@ -87,8 +87,9 @@ class Deployment:
     def summary(self) -> str:
         """The last episode in words: its final error, success, and the control loop's rate and misses."""
         st = self.loop_stats[-1] if self.loop_stats else {}
+        rate, misses = st.get("achieved_rate_hz", float("nan")), st.get("miss_rate", float("nan"))
         return (f"final error {self.final_errors[-1]:.3f}, {'success' if self.successes[-1] else 'fail'}; "
-                f"loop {st.get('achieved_rate_hz', float('nan')):.1f} Hz, misses {st.get('miss_rate', float('nan')):.1%}")
+                f"loop {rate:.1f} Hz, misses {misses:.1%}")
 
     def extend(self, other: Deployment) -> None:
         """Append another phase's episodes (and its robot time) to this one."""
@@ -186,23 +187,56 @@ def sim_success(cfg: PipelineConfig, policy: Path | Policy, dr: Path | str | Non
 
 def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log: Log,
                  deployed_score: float | None = None) -> tuple[Path, float]:
-    """Warm-start the policy in sim under the identified DR (or, when nothing could be identified, the training
-    DR ``cfg.dr``): minutes, not a retrain (PPO policies). Returns the fine-tuned checkpoint and its sim success
-    under that DR. ``deployed_score`` is the deployed policy's :func:`sim_success` under ``dr_file`` where the
-    caller has it already (the pipeline reports it), so it is not evaluated twice.
+    """Fine-tune the deployed policy in sim under the identified DR (or, when nothing could be identified, the
+    training DR ``cfg.dr``) the way it learned: :func:`ppo_finetune` for a policy trained by RL,
+    :func:`imitation_finetune` for one that imitates the task's expert; minutes, not a retrain. Returns the
+    fine-tuned checkpoint and its sim success under that DR. ``deployed_score`` is the deployed policy's
+    :func:`sim_success` under ``dr_file`` where the caller has it already (the pipeline reports it), so it is not
+    evaluated twice.
 
-    The deployed policy, whatever learned it, is checked there first. One that already meets ``finetune_target``
-    is kept as it is, and it is kept where every run below (or :func:`imitation_finetune`, for a policy that
-    imitates the task's expert) did worse there. Why: a policy trained with DAgger under the wide DR often flies
-    the identified robot already (on 6 of 7 served quadrotors, 2026-12-05), and training it further can only risk
-    that; the check is one sim evaluation (about 1 s for hover). The same held for arm push students: on the 8
-    served-arm runs of 2026-12-05 where the deployed student met the target under the identified DR (92-100 %),
-    the fine-tuned one served 91 % of 80 episodes against its parent's 95 % (and push's fine-tuning took 226 s of
-    the last run's 17.3 min). Where the deployed policy falls short, the fine-tuning below still helps it (hover:
-    85 % -> 100 % on a light, slow-motor vehicle 30 ms away; legged velocity: 60 % -> 90 % under the identified DR
-    of an A1 at mass x1.2).
+    The deployed policy, whatever learned it, is checked there first. One that already meets ``finetune_target`` is
+    kept as it is, and it is kept where its fine-tuning did worse there (a tie goes to the tuned policy). Why: a
+    policy trained with DAgger under the wide DR often flies the identified robot already (on 6 of 7 served
+    quadrotors, 2026-12-05), and training it further can only risk that; the check is one sim evaluation (about 1 s
+    for hover). The same held for arm push students: on the 8 served-arm runs of 2026-12-05 where the deployed
+    student met the target under the identified DR (92-100 %), the fine-tuned one served 91 % of 80 episodes against
+    its parent's 95 % (and push's fine-tuning took 226 s of the last run's 17.3 min). Where the deployed policy
+    falls short, the fine-tuning below still helps it (hover: 85 % -> 100 % on a light, slow-motor vehicle 30 ms
+    away; legged velocity: 60 % -> 90 % under the identified DR of an A1 at mass x1.2)."""
+    from tether.policies.algos import IMITATION_ALGOS
+    from tether.policies.checkpoint import load_policy
 
-    Otherwise one run of up to ``finetune_rounds`` x ``finetune_steps``, checked in sim under the identified DR after
+    parent = load_policy(checkpoint)
+    as_deployed = BestCheck()
+    as_deployed.offer(sim_success(cfg, parent, dr_file) if deployed_score is None else deployed_score, parent,
+                      steps=0, run="deployed")
+    log(f"[fine-tune] the deployed policy: sim success under {_dr_name(dr_file)} {as_deployed.score:.0%}")
+    if as_deployed.score >= cfg.finetune_target:
+        log("      it meets the target there: kept as it is")
+        return _save_tuned(cfg, checkpoint, dr_file, as_deployed)
+    algo = parent.extra.get("algo")
+    with training_threads(algo):
+        if algo in IMITATION_ALGOS:
+            tuned, score = imitation_finetune(cfg, checkpoint, dr_file, log)
+        else:
+            tuned, score = ppo_finetune(cfg, parent, checkpoint, dr_file, log)
+    if as_deployed.score <= score:  # a tie goes to the tuned policy
+        return tuned, score
+    log(f"      kept instead: the deployed policy ({as_deployed.score:.0%}): fine-tuning did worse there")
+    return _save_tuned(cfg, checkpoint, dr_file, as_deployed)
+
+
+def _dr_name(dr_file: Path | str) -> str:
+    """How the log names the DR fine-tuning runs under: an identified one is a file, a preset a name."""
+    return "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
+
+
+def ppo_finetune(cfg: PipelineConfig, parent: Policy, checkpoint: Path, dr_file: Path | str, log: Log
+                 ) -> tuple[Path, float]:
+    """Warm-start an RL-trained policy (``parent``, loaded from ``checkpoint``) under ``dr_file`` with PPO, then,
+    short of the target, DAgger and a fresh policy; returns the best check's checkpoint and its score there.
+
+    One run of up to ``finetune_rounds`` x ``finetune_steps``, checked in sim under the identified DR after
     every ``finetune_steps``: it stops once the policy succeeds in ``finetune_target`` of those episodes, and the
     best check is kept. Why: how far the robot lies from the training DR decides how much training closes the
     gap (a quadrotor 1.8x as heavy with 3.5x the motor lag went 5 % -> 0 % in 500k steps and -> 90-95 % in
@@ -224,31 +258,11 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
     std of ~0.01); on a waypoint quadrotor 40 ms away it stayed at 0 %, while a fresh policy trained under the
     identified DR reached 95 % in 1.25M steps (seed 1; on a weak-motor vehicle one seed reached 90 %, another
     5 %, which the best-check rule then leaves unused)."""
-    import torch
-
-    from tether.policies.algos import IMITATION_ALGOS
-    from tether.policies.checkpoint import load_policy
     from tether.policies.dagger import DaggerConfig
     from tether.policies.rl.ppo import DAGGER_STEPS, FINETUNE_CRITIC_WARMUP, FINETUNE_LR, train_ppo
     from tether.sim.tasks import task_class
 
-    parent = load_policy(checkpoint)
-    which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
-    as_deployed = BestCheck()
-    as_deployed.offer(sim_success(cfg, parent, dr_file) if deployed_score is None else deployed_score, parent,
-                      steps=0, run="deployed")
-    log(f"[fine-tune] the deployed policy: sim success under {which} {as_deployed.score:.0%}")
-    if as_deployed.score >= cfg.finetune_target:
-        log("      it meets the target there: kept as it is")
-        return _save_tuned(cfg, checkpoint, dr_file, as_deployed)
-    if parent.extra.get("algo") in IMITATION_ALGOS:
-        with training_threads(parent.extra["algo"]):
-            tuned, score = imitation_finetune(cfg, checkpoint, dr_file, log)
-        if as_deployed.score <= score:  # a tie goes to the tuned policy, as below
-            return tuned, score
-        log(f"      kept: the deployed policy ({as_deployed.score:.0%}): fine-tuning did worse there")
-        return _save_tuned(cfg, checkpoint, dr_file, as_deployed)
-    torch.set_num_threads(1)
+    which = _dr_name(dr_file)
     best = BestCheck()
     total = cfg.finetune_steps * cfg.finetune_rounds
 
@@ -285,8 +299,6 @@ def sim_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | str, log
             f"{total:,} steps, same checks")
         config = dict(parent.extra.get("ppo_config") or {"history": parent.history})
         tune("fresh", None, config, cfg.seed + 2, 0)
-    if as_deployed.score > best.score:  # every run made it worse there (a tie goes to the tuned policy)
-        best = as_deployed
     log(f"      kept: the {best.at['run']} policy after {best.at['steps']:,} steps ({best.score:.0%})")
     return _save_tuned(cfg, checkpoint, dr_file, best)
 
@@ -334,7 +346,7 @@ def imitation_finetune(cfg: PipelineConfig, checkpoint: Path, dr_file: Path | st
 
     policy = load_policy(checkpoint)
     rounds = DaggerConfig.from_extra(policy.extra)
-    which = "the identified DR" if isinstance(dr_file, Path) else f"the training DR '{dr_file}'"
+    which = _dr_name(dr_file)
     log(f"[fine-tune] {policy.extra['algo']} from the deployed policy on the expert's demonstrations under {which}")
     demos = expert_demos(cfg, cfg.out / "finetune" / "demos", finetune_demo_count(cfg), dr_file,
                          cfg.seed + 1, log)
