@@ -451,6 +451,9 @@ def recover(bag_dir: str | Path, distro: str = "humble") -> dict[str, int]:
     if len(files) != 1:
         raise TetherError(f"{str(bag_dir)!r} holds {len(files)} .mcap files; expected exactly one")
     path = files[0]
+    from tether.validation import check_regular_file
+
+    check_regular_file(path, "bag file")  # a link is never followed (recovery rewrites the file in place)
     buf = path.read_bytes()
     if not buf.startswith(MCAP_MAGIC) or len(buf) < 9 + 8 or buf[8] != 0x01:
         raise TetherError(f"{str(path)!r} is not an MCAP file (bad magic/header); cannot recover")
@@ -510,10 +513,10 @@ def read_bag(
 
     bag_dir = resolve_bag(bag_dir)
     store = T.typestore(distro)
-    reader = AnyReader([bag_dir], default_typestore=store)
     try:
         if not (bag_dir / "metadata.yaml").exists():
             raise FileNotFoundError("metadata.yaml")
+        reader = AnyReader([bag_dir], default_typestore=store)
         reader.open()
     except Exception:
         recover(bag_dir, distro)
