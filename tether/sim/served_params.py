@@ -67,9 +67,9 @@ def check_served_params(data: Any, source: str, robot: str | None = None) -> dic
                 raise ValidationError(f"{exc} ({'> 0' if lo_open else '>= 0'}: a scale factor on the nominal value)") \
                     from None
     if "goal" in data:
-        expect_numbers(data["goal"], f"{source}: goal", lo=-MAX_GOAL, hi=MAX_GOAL, max_len=16)
+        expect_numbers(data["goal"], f"{source}: goal", size=3, lo=-MAX_GOAL, hi=MAX_GOAL)
     if "command" in data:
-        expect_numbers(data["command"], f"{source}: command", lo=-MAX_COMMAND, hi=MAX_COMMAND, max_len=16)
+        expect_numbers(data["command"], f"{source}: command", size=3, lo=-MAX_COMMAND, hi=MAX_COMMAND)
     if "seed" in data:
         expect_int(data["seed"], f"{source}: seed", 0, 2**32 - 1)
     if "env_id" in data:
