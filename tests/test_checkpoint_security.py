@@ -226,6 +226,30 @@ def test_nan_or_inf_weights_and_statistics_are_refused(tmp_path: Path, tensor: s
     assert f"tensor {tensor!r} holds NaN or infinite values" in _one_line(capsys)
 
 
+def test_negative_normaliser_variance_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """var < 0 is finite but makes sqrt(var + eps) NaN: NaN actions from a checkpoint that passed every check."""
+    pol = tiny_gaussian(extra={"env_id": "tether/ArmReach-v0"})
+    sd = pol.state_dict()
+    sd["obs_norm.var"] = -sd["obs_norm.var"]
+    save_checkpoint(tmp_path / "ck", kind="gaussian_mlp", tensors=sd, config=pol.config, contract=pol.contract,
+                    extra=pol.extra)
+    assert main(["eval", str(tmp_path / "ck"), "--episodes", "1"]) == 2
+    line = _one_line(capsys)
+    assert "obs_norm" in line and "negative variance" in line and "expected" in line, line
+
+
+@pytest.mark.parametrize("key,value,text", [
+    ("log_std_min", "a", "log_std_min is 'a'; expected a number"),
+    ("log_std_max", -10.0, "log_std_max is -10.0; expected a number in"),
+    ("log_std_init", [1], "log_std_init is [1]; expected a number"),
+])
+def test_gaussian_config_numbers_are_typed(ckpt: Path, key: str, value: object, text: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _edit(ckpt, lambda m: m["config"].update({key: value}))
+    assert main(["export", str(ckpt), "--onnx", str(ckpt.parent / "x.onnx")]) == 2
+    assert text in _one_line(capsys) and not (ckpt.parent / "x.onnx").exists()
+
+
 def test_a_clean_checkpoint_still_round_trips(ckpt: Path) -> None:
     pol = load_policy(ckpt)
     obs = np.random.default_rng(0).normal(size=(8, 5))

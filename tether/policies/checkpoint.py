@@ -156,6 +156,13 @@ class Checkpoint:
                     f"the network expects {tuple(v.shape)}"
                 )
         module.load_state_dict(sd, strict=True)
+        for name, sub in module.named_modules():  # what a module's own state must satisfy (e.g. variances >= 0)
+            check = getattr(sub, "check_loaded", None)
+            if callable(check):
+                try:
+                    check()
+                except TetherError as exc:
+                    raise CheckpointError(f"checkpoint {self.directory}: tensors {prefix + name}.*: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------- registry
