@@ -60,6 +60,8 @@ def build(tmp: Path) -> list[Case]:
     p_goal1.write_text(json.dumps({"goal": [1.0]}))
     p_cmd2 = tmp / "params_cmd2.json"
     p_cmd2.write_text(json.dumps({"command": [1.0, 0.0]}))
+    p_drname = tmp / "params_drname.json"
+    p_drname.write_text(json.dumps({"dr": "bogus"}))
     dr_huge = tmp / "dr_huge.json"
     dr_huge.write_text(json.dumps([{"target": "body_mass", "range": [1e308, 1e308]}]))
     dr_lat = tmp / "dr_latency.json"
@@ -227,6 +229,7 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline params goal [1]", ["pipeline", "--real-params", p_goal1, "--out", out], "--real-params", out),
         c("pipeline params command [1,0]", ["pipeline", "--robot", "legged", "--real-params", p_cmd2, "--out", out],
           "--real-params", out),
+        c("pipeline params dr bogus", ["pipeline", "--real-params", p_drname, "--out", out], "--real-params", out),
         c("pipeline dr latency 1e9 steps", ["pipeline", "--dr", dr_lat, "--out", out], "--dr", out),
         # ---- bag / topic
         c("bag info missing", ["bag", "info", missing], "bag", missing),

@@ -27,7 +27,8 @@ from typing import Any
 
 from tether.errors import TetherError
 from tether.validation import (
-    ValidationError, check_finite, expect_dict, expect_int, expect_list, expect_number, expect_numbers, expect_str,
+    ValidationError, check_finite, expect_dict, expect_int, expect_list, expect_number, expect_numbers, expect_one_of,
+    expect_str,
     read_json,
 )
 
@@ -50,8 +51,11 @@ def check_served_params(data: Any, source: str, robot: str | None = None) -> dic
     data = expect_dict(data, source, allowed=PARAM_KEYS)
     check_finite(data, source)
     if "dr" in data:
-        if isinstance(data["dr"], str):
-            expect_str(data["dr"], f"{source}: dr", max_len=64)
+        if isinstance(data["dr"], str):  # a preset's name, never a path: a data file does not name files to read
+            from tether.sim.robots import make_robot
+
+            presets = make_robot(robot).dr_presets if robot is not None else {"none": [], "default": [], "wide": []}
+            expect_one_of(expect_str(data["dr"], f"{source}: dr", max_len=64), f"{source}: dr", presets)
         else:
             terms_from_data(data["dr"], f"{source}: dr")
     scale = expect_dict(data.get("scale", {}), f"{source}: scale", allowed=BACKEND_TARGETS)
