@@ -250,6 +250,27 @@ def test_gaussian_config_numbers_are_typed(ckpt: Path, key: str, value: object, 
     assert text in _one_line(capsys) and not (ckpt.parent / "x.onnx").exists()
 
 
+@pytest.mark.parametrize("key,value,text", [
+    ("ensemble_decay", [1], "ensemble_decay=[1]; expected a value like 0.01"),
+    ("time_scale", None, "time_scale=None; expected a value like 10.0"),
+    ("seed", 2**70, "expected a seed in 0..2**32-1"),
+    ("inference_steps", 10**9, "inference_steps is 1000000000; expected a whole number in [0, 4096]"),
+])
+def test_generative_config_values_are_typed_and_bounded(tmp_path: Path, key: str, value: object, text: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A flow checkpoint's config: a list or null where a number belongs was a TypeError traceback, and
+    10**9 inference steps made every act() run 10**9 network calls (eval hung)."""
+    from _checkpoint_toys import toy_contract
+
+    from tether.policies.flow import FlowPolicy
+
+    FlowPolicy(toy_contract(), {"hidden": [8], "horizon": 4, "n_action_steps": 2}).save(tmp_path / "ck")
+    _edit(tmp_path / "ck", lambda m: m["config"].update({key: value}))
+    with pytest.raises(CheckpointError if key == "inference_steps" else TetherError) as info:
+        load_policy(tmp_path / "ck")
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
 def test_a_clean_checkpoint_still_round_trips(ckpt: Path) -> None:
     pol = load_policy(ckpt)
     obs = np.random.default_rng(0).normal(size=(8, 5))

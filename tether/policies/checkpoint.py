@@ -81,7 +81,7 @@ MAX_LAYER_WIDTH = 65_536
 MAX_SHAPE_INT = 4096
 MAX_IO_SIZE = 1 << 20
 SHAPE_KEYS = ("horizon", "n_obs_steps", "n_action_steps", "history", "time_dim", "members", "elites",
-              "num_candidates", "n")
+              "num_candidates", "n", "inference_steps", "num_train_steps")  # the last two: network calls per act
 DTYPES = {"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"}
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Tensors that are recorded data replayed as is, not parameters: exempt from the finite check (fault-injection
