@@ -271,6 +271,21 @@ def test_generative_config_values_are_typed_and_bounded(tmp_path: Path, key: str
     assert text in str(info.value) and "\n" not in str(info.value)
 
 
+def test_an_unforeseen_config_error_of_a_kind_is_still_one_line(ckpt: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """What a kind's from_checkpoint did not check (a missing key: KeyError) ends in one line naming the
+    checkpoint, never a traceback."""
+    from tether.policies.gaussian import GaussianPolicy
+
+    def broken(cls, ck):  # noqa: ANN001, ANN202
+        return ck.config["critic"]
+
+    monkeypatch.setattr(GaussianPolicy, "from_checkpoint", classmethod(broken))
+    assert main(["eval", str(ckpt), "--episodes", "1"]) == 2
+    line = _one_line(capsys)
+    assert str(ckpt) in line and "KeyError: 'critic'" in line and "expected" in line, line
+
+
 def test_a_clean_checkpoint_still_round_trips(ckpt: Path) -> None:
     pol = load_policy(ckpt)
     obs = np.random.default_rng(0).normal(size=(8, 5))

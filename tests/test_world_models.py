@@ -262,3 +262,48 @@ def test_malformed_stored_models_are_refused_in_one_line(tmp_path) -> None:
         msg = str(info.value)
         assert text in msg and "expected" in msg and "\n" not in msg, (d.name, msg)
     assert EnsembleWorldModel.load(good).obs_size == 4
+
+
+def test_malformed_planner_checkpoints_are_one_line(tmp_path) -> None:
+    """A planner checkpoint's config is file data: unknown keys were TypeError tracebacks, samples 10**9 a 180 GB
+    allocation, a short neutral_action numpy's reshape text."""
+    import hashlib
+    import json
+
+    from tether.contract import Field, IOContract
+    from tether.policies.checkpoint import load_policy
+
+    contract = IOContract(robot="toy", task="reach", observations=(Field.make("pos", 3, "m", "world"),),
+                          actions=(Field.make("force", 2, "N", low=-1.0, high=1.0),), control_mode="joint_torque",
+                          rate_hz=50.0)
+    model = EnsembleWorldModel(3, 2, EnsembleConfig(members=2, elites=1, hidden=(8,)))
+    model.fitted, model.elite_idx = True, np.array([0])
+    good = Planner(model, contract, PlannerConfig(), neutral_action=np.zeros(2)).save(tmp_path / "good")
+
+    def variant(name, edit):  # noqa: ANN001, ANN202
+        import shutil
+
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        meta = json.loads((d / "checkpoint.json").read_text())
+        edit(meta["config"])
+        (d / "checkpoint.json").write_text(json.dumps(meta))
+        man = json.loads((d / "manifest.json").read_text())
+        man["files"] = {r: hashlib.sha256((d / r).read_bytes()).hexdigest() for r in man["files"]}
+        (d / "manifest.json").write_text(json.dumps(man))
+        return d
+
+    cases = {
+        "wm key": (lambda c: c["world_model"].update(bogus=1), "config.world_model has unknown keys ['bogus']"),
+        "planner key": (lambda c: c["planner"].update(bogus=1), "config.planner has unknown keys ['bogus']"),
+        "samples": (lambda c: c["planner"].update(samples=10**9), "samples is 1000000000; expected a whole number"),
+        "neutral": (lambda c: c.update(neutral_action=[0.0]), "neutral_action has 1 numbers; expected 2"),
+        "no model": (lambda c: c.pop("world_model"), "is missing 'world_model'"),
+        "members": (lambda c: c["world_model"].update(members=3), "tensors do not fit its config"),
+    }
+    for name, (edit, text) in cases.items():
+        with pytest.raises(TetherError) as info:
+            load_policy(variant(name.replace(" ", "_"), edit))
+        msg = str(info.value)
+        assert text in msg and "expected" in msg and "\n" not in msg, (name, msg)
+    assert load_policy(good).cfg.samples == PlannerConfig().samples

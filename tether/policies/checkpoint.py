@@ -568,7 +568,15 @@ def load_policy(
         except ContractError as exc:
             raise CheckpointError(f"checkpoint {ckpt.directory}: {exc}") from None
     cls = policy_class(ckpt.kind)
-    return cls.from_checkpoint(ckpt)
+    try:
+        return cls.from_checkpoint(ckpt)
+    except TetherError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        # a config a kind's own checks did not foresee: still one line naming the checkpoint, never a traceback
+        raise CheckpointError(f"checkpoint {ckpt.directory} ({ckpt.kind}) has a malformed config or weights "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); expected what "
+                              f"{ckpt.kind}'s save() writes") from None
 
 
 __all__ = [
