@@ -52,6 +52,13 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str, list[Path]]]:
     cv2.imwrite(str(tiny), np.zeros((1, 1), np.uint8))
     hand = tmp / "samples_str.json"
     hand.write_text(json.dumps({"samples": ["x", "y"]}))
+    cv2.imwrite(str(tmp / "s0.png"), np.zeros((64, 64), np.uint8))
+    outside = tmp / "outside.json"
+    outside.write_text(json.dumps({"samples": [{"robot": _pose(), "image": "s0.png"}], "camera": str(garbage),
+                                   "board": {}}))
+    up = tmp / "up.json"
+    up.write_text(json.dumps({"samples": [{"robot": _pose(), "image": "../s0.png"}], "camera": "cam.yaml",
+                              "board": {}}))
     lat = ["calibrate", "latency"]
     return [
         ("latency --dr-preset not JSON", [*lat, ok, "--dr-preset", garbage, "--out", out], "--dr-preset", [out]),
@@ -74,6 +81,8 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str, list[Path]]]:
         ("handeye text poses", ["calibrate", "handeye", _log(tmp, "he_text.npz", robot_poses=np.array(["a"]),
                                                              target_poses=np.array(["a"])), "--out", out],
          "'robot_poses'", [out]),
+        ("handeye camera path outside the folder", ["calibrate", "handeye", outside, "--out", out], "'camera'", [out]),
+        ("handeye image path with ..", ["calibrate", "handeye", up, "--out", out], "'image'", [out]),
         ("handeye 100k-deep", ["calibrate", "handeye", _deep(tmp, "deep_he.json"), "--out", out], "deep", [out]),
         ("camera 1x1 image", ["calibrate", "camera", tiny, "--board", "checkerboard", "--squares", "7", "5",
                               "--square-size", "0.03", "--out", tmp / "cam.yaml"], "tiny.png", [tmp / "cam.yaml"]),

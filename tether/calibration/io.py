@@ -141,6 +141,18 @@ def _pose(d: Any, where: str) -> np.ndarray:
         raise TetherError(f"{where} is not a pose ({exc}); expected {{'xyz': [3], 'quaternion_wxyz': [4]}}") from None
 
 
+def _inside(samples_file: Path, rel: Any, what: str) -> Path:
+    """A path named in a samples file: relative, below the file's folder (a file never makes us read elsewhere),
+    not a link."""
+    from tether.validation import check_regular_file
+
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    if not isinstance(rel, str) or not parts or Path(rel).is_absolute() or ".." in parts:
+        raise TetherError(f"samples file {str(samples_file)!r}: {what} is {rel!r}; expected a path relative to "
+                          "the samples file's folder, without '..'")
+    return check_regular_file(samples_file.parent / rel, f"samples file {str(samples_file)!r}: {what}")
+
+
 def load_hand_eye_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(robot_poses T_base_gripper, target_poses T_camera_board, metadata) from a samples file."""
     path = Path(path)
@@ -170,11 +182,12 @@ def load_hand_eye_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
 
     if "camera" not in data or "board" not in data:
         raise TetherError(f"samples file {str(path)!r} uses images; expected top-level 'camera' (YAML path) and 'board'")
-    K, D, _ = camera_from_ros_dict(read_yaml(path.parent / data["camera"]))
+    images = [_inside(path, s["image"], f"sample {i} 'image'") for i, s in enumerate(samples)]  # all before work
+    K, D, _ = camera_from_ros_dict(read_yaml(_inside(path, data["camera"], "'camera'")))
     board = BoardSpec.from_dict(data["board"])
     keep_robot, target, missing = [], [], []
     for i, s in enumerate(samples):
-        det = detect(board, load_image(path.parent / s["image"]), name=s["image"])
+        det = detect(board, load_image(images[i]), name=s["image"])
         if det is None:
             missing.append(s["image"])
             continue
