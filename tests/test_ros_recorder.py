@@ -227,3 +227,10 @@ def test_recover_never_rewrites_a_linked_mcap_outside_the_bag(tmp_path: Path, ca
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "symbolic link" in err[0] and "expected" in err[0], err
         assert victim.read_bytes() == before and not (bag / "metadata.yaml").exists()
+    (bag / "bag_0.mcap").unlink()
+    good = next(src.glob("*.mcap"))
+    (bag / good.name).symlink_to(good)  # a complete bag elsewhere, under the name metadata.yaml lists
+    (bag / "metadata.yaml").write_bytes((src / "metadata.yaml").read_bytes())
+    rc = main(["bag", "info", str(bag)])  # metadata.yaml opens: the reader itself must not follow the link
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "symbolic link" in err[0], err

@@ -512,6 +512,10 @@ def read_bag(
     from rosbags.highlevel import AnyReader
 
     bag_dir = resolve_bag(bag_dir)
+    if bag_dir.is_dir():
+        from tether.validation import walk_folder
+
+        walk_folder(bag_dir, "bag")  # a link inside (to an .mcap elsewhere) is refused, never followed
     store = T.typestore(distro)
     try:
         if not (bag_dir / "metadata.yaml").exists():
