@@ -56,6 +56,16 @@ def build(tmp: Path) -> list[Case]:
     p_evil.write_text(json.dumps({"env_id": "this:Foo-v0"}))
     p_goal = tmp / "params_goal.json"
     p_goal.write_text('{"goal": [NaN, NaN, NaN]}')
+    p_goal1 = tmp / "params_goal1.json"
+    p_goal1.write_text(json.dumps({"goal": [1.0]}))
+    p_cmd2 = tmp / "params_cmd2.json"
+    p_cmd2.write_text(json.dumps({"command": [1.0, 0.0]}))
+    p_drname = tmp / "params_drname.json"
+    p_drname.write_text(json.dumps({"dr": "bogus"}))
+    dr_huge = tmp / "dr_huge.json"
+    dr_huge.write_text(json.dumps([{"target": "body_mass", "range": [1e308, 1e308]}]))
+    dr_lat = tmp / "dr_latency.json"
+    dr_lat.write_text(json.dumps([{"target": "action_latency", "operation": "abs", "range": [1e9, 1e9]}]))
     E = "tether/ArmReach-v0"
     out = tmp / "out"  # a fresh output path; must never be created by a refused command
     ro_out = ro / "tether-out"
@@ -77,6 +87,8 @@ def build(tmp: Path) -> list[Case]:
         c("sim dr NaN range", ["sim", "rollout", E, "--dr", drnan], "--dr"),
         c("sim dr 200k-deep", ["sim", "rollout", E, "--dr", deep], "--dr"),
         c("sim dr missing", ["sim", "rollout", E, "--dr", tmp / "nope.json"], "--dr"),
+        c("sim dr range 1e308", ["sim", "rollout", E, "--dr", dr_huge], "--dr"),
+        c("sim dr latency 1e9 steps", ["sim", "rollout", E, "--dr", dr_lat], "--dr"),
         c("sim video read-only", ["sim", "rollout", E, "--video", ro / "x.mp4"], "--video", ro / "x.mp4"),
         c("sim video file-as-dir", ["sim", "rollout", E, "--video", afile / "x.mp4"], "--video"),
         c("sim video no parent", ["sim", "rollout", E, "--video", missing / "x.mp4"], "--video", missing),
@@ -214,6 +226,11 @@ def build(tmp: Path) -> list[Case]:
         c("pipeline params module:id", ["pipeline", "--real-params", p_evil, "--out", out], "--real-params", out),
         c("pipeline params goal NaN", ["pipeline", "--real-params", p_goal, "--out", out], "--real-params", out),
         c("pipeline params 200k-deep", ["pipeline", "--real-params", deep, "--out", out], "--real-params", out),
+        c("pipeline params goal [1]", ["pipeline", "--real-params", p_goal1, "--out", out], "--real-params", out),
+        c("pipeline params command [1,0]", ["pipeline", "--robot", "legged", "--real-params", p_cmd2, "--out", out],
+          "--real-params", out),
+        c("pipeline params dr bogus", ["pipeline", "--real-params", p_drname, "--out", out], "--real-params", out),
+        c("pipeline dr latency 1e9 steps", ["pipeline", "--dr", dr_lat, "--out", out], "--dr", out),
         # ---- bag / topic
         c("bag info missing", ["bag", "info", missing], "bag", missing),
         c("bag recover missing", ["bag", "recover", missing], "bag", missing),

@@ -226,6 +226,66 @@ def test_nan_or_inf_weights_and_statistics_are_refused(tmp_path: Path, tensor: s
     assert f"tensor {tensor!r} holds NaN or infinite values" in _one_line(capsys)
 
 
+def test_negative_normaliser_variance_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """var < 0 is finite but makes sqrt(var + eps) NaN: NaN actions from a checkpoint that passed every check."""
+    pol = tiny_gaussian(extra={"env_id": "tether/ArmReach-v0"})
+    sd = pol.state_dict()
+    sd["obs_norm.var"] = -sd["obs_norm.var"]
+    save_checkpoint(tmp_path / "ck", kind="gaussian_mlp", tensors=sd, config=pol.config, contract=pol.contract,
+                    extra=pol.extra)
+    assert main(["eval", str(tmp_path / "ck"), "--episodes", "1"]) == 2
+    line = _one_line(capsys)
+    assert "obs_norm" in line and "negative variance" in line and "expected" in line, line
+
+
+@pytest.mark.parametrize("key,value,text", [
+    ("log_std_min", "a", "log_std_min is 'a'; expected a number"),
+    ("log_std_max", -10.0, "log_std_max is -10.0; expected a number in"),
+    ("log_std_init", [1], "log_std_init is [1]; expected a number"),
+])
+def test_gaussian_config_numbers_are_typed(ckpt: Path, key: str, value: object, text: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _edit(ckpt, lambda m: m["config"].update({key: value}))
+    assert main(["export", str(ckpt), "--onnx", str(ckpt.parent / "x.onnx")]) == 2
+    assert text in _one_line(capsys) and not (ckpt.parent / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("key,value,text", [
+    ("ensemble_decay", [1], "ensemble_decay=[1]; expected a value like 0.01"),
+    ("time_scale", None, "time_scale=None; expected a value like 10.0"),
+    ("seed", 2**70, "expected a seed in 0..2**32-1"),
+    ("inference_steps", 10**9, "inference_steps is 1000000000; expected a whole number in [0, 4096]"),
+])
+def test_generative_config_values_are_typed_and_bounded(tmp_path: Path, key: str, value: object, text: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A flow checkpoint's config: a list or null where a number belongs was a TypeError traceback, and
+    10**9 inference steps made every act() run 10**9 network calls (eval hung)."""
+    from _checkpoint_toys import toy_contract
+
+    from tether.policies.flow import FlowPolicy
+
+    FlowPolicy(toy_contract(), {"hidden": [8], "horizon": 4, "n_action_steps": 2}).save(tmp_path / "ck")
+    _edit(tmp_path / "ck", lambda m: m["config"].update({key: value}))
+    with pytest.raises(CheckpointError if key == "inference_steps" else TetherError) as info:
+        load_policy(tmp_path / "ck")
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unforeseen_config_error_of_a_kind_is_still_one_line(ckpt: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """What a kind's from_checkpoint did not check (a missing key: KeyError) ends in one line naming the
+    checkpoint, never a traceback."""
+    from tether.policies.gaussian import GaussianPolicy
+
+    def broken(cls, ck):  # noqa: ANN001, ANN202
+        return ck.config["critic"]
+
+    monkeypatch.setattr(GaussianPolicy, "from_checkpoint", classmethod(broken))
+    assert main(["eval", str(ckpt), "--episodes", "1"]) == 2
+    line = _one_line(capsys)
+    assert str(ckpt) in line and "KeyError: 'critic'" in line and "expected" in line, line
+
+
 def test_a_clean_checkpoint_still_round_trips(ckpt: Path) -> None:
     pol = load_policy(ckpt)
     obs = np.random.default_rng(0).normal(size=(8, 5))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -201,3 +202,75 @@ def test_sigkill_mid_recording_loses_at_most_one_second(tmp_path: Path) -> None:
     assert more.num_episodes == 4 and len(more) == n + 5 and not more.recovered
     np.testing.assert_array_equal(more.frames["index"], np.arange(n + 5))
     assert more.episodes[3].data_file == (0, 1)
+
+
+def _mutated(tmp: Path, name: str, data: Any = None, episodes: Any = None) -> Path:
+    """A small finished dataset whose data table and/or episode index are rewritten by the given functions."""
+    import pyarrow as pa  # noqa: F401  (the functions below use it through pq tables)
+
+    root = tmp / name
+    with DatasetWriter(root, quad_contract()) as w:
+        for e in range(2):
+            for t in range(5):
+                w.add_frame(obs_of(10 * e + t), act_of(10 * e + t), reward=float(t))
+            w.end_episode(success=True, final_obs=obs_of(100 + e))
+    for fn, rel in ((data, "data/chunk-000/file-000.parquet"), (episodes, "meta/episodes/chunk-000/file-000.parquet")):
+        if fn is not None:
+            pq.write_table(fn(pq.read_table(root / rel)), root / rel)
+    return root
+
+
+def _set(table: Any, name: str, values: list, typ: Any = None) -> Any:
+    import pyarrow as pa
+
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, name, pa.array(values, type=typ if typ is not None else table.schema.field(name).type))
+
+
+def _nan_at(table: Any, name: str, row: int) -> Any:
+    rows = table.column(name).to_pylist()
+    rows[row] = [float("nan")] * len(rows[row])
+    return _set(table, name, rows)
+
+
+def test_malformed_data_files_are_named_before_anything_reads_them(tmp_path: Path, capsys) -> None:
+    """NaN/inf, wrong widths, text or missing standard columns, and a malformed episode index: `tether wm fit`
+    (and every Dataset reader) refuses them in one line, exit 2, nothing written."""
+    import pyarrow as pa
+
+    from tether.cli import main
+
+    cases = {
+        "nan action": (_mutated(tmp_path, "a", data=lambda t: _nan_at(t, "action", 3)), "'action' holds NaN"),
+        "inf state": (_mutated(tmp_path, "b", data=lambda t: _nan_at(t, "observation.state", 1)),
+                      "'observation.state' holds NaN"),
+        "action 2 wide": (_mutated(tmp_path, "c", data=lambda t: _set(
+            t, "action", [r[:2] for r in t.column("action").to_pylist()], pa.list_(pa.float32(), 2))),
+            "'action' has rows of 2 values; expected 4"),
+        "text state": (_mutated(tmp_path, "d", data=lambda t: _set(
+            t, "observation.state", [str(r) for r in t.column("observation.state").to_pylist()], pa.string())),
+            "'observation.state' holds object values"),
+        "no action": (_mutated(tmp_path, "e", data=lambda t: t.drop(["action"])), "'action' is missing"),
+        "no index": (_mutated(tmp_path, "f", data=lambda t: t.drop(["index"])), "'index' is missing"),
+        "negative episode": (_mutated(tmp_path, "g", data=lambda t: _set(
+            t, "episode_index", [-1] * t.num_rows)), "'episode_index' is not whole numbers >= 0"),
+        "episode index null": (_mutated(tmp_path, "h", episodes=lambda t: _set(t, "episode_index", [None, 1])),
+                               "episode_index is None"),
+        "length text": (_mutated(tmp_path, "i", episodes=lambda t: _set(t, "length", ["x", "y"], pa.string())),
+                        "length is 'x'"),
+        "final obs 2 wide": (_mutated(tmp_path, "j", episodes=lambda t: _set(
+            t, "final_observation", [[1.0, 2.0]] * 2)), "final_observation has 2 numbers; expected 6"),
+    }
+    torn = _mutated(tmp_path, "k")
+    data_file = torn / "data/chunk-000/file-000.parquet"
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    cases["torn parquet"] = (torn, "not a readable Parquet file")
+    failures = []
+    for name, (root, text) in cases.items():
+        out = tmp_path / f"wm-{root.name}"
+        rc = main(["wm", "fit", str(root), "--members", "2", "--elites", "1", "--updates", "2", "--hidden", "8",
+                   "--out", str(out)])
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        if rc != 2 or len(err) != 1 or text not in err[0] or "expected" not in err[0] or out.exists():
+            failures.append(f"{name}: exit {rc}, {err[-3:]}, wrote {out.exists()}")
+    assert not failures, "\n".join(failures)

@@ -284,3 +284,33 @@ def test_flat_bag_late_stream_jitter_and_rounding_keep_pairs_one_to_one(tmp_path
     np.testing.assert_allclose(contract.to_physical(ep.action), thrust[first:n - 1], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(ep.final_obs, obs[n - 1])
     np.testing.assert_array_equal(ep.stamps_ns - stamp[first], np.round(np.arange(len(ep.obs)) * period))
+
+
+@pytest.mark.parametrize("mapping,text", [
+    ([1], "is a JSON array; expected an object"),
+    ({"observations": [1]}, "observations is a JSON array; expected an object"),
+    ({"observations": {"joint_pos": "x"}}, "observations.joint_pos is a JSON string; expected an object"),
+    ({"observations": {"joint_pos": {"topic": "/joint_states", "start": "x"}}}, "start is 'x'; expected"),
+    ({"observations": {"joint_pos": {"topic": "/joint_states", "attr": "__class__.__init__"}}},
+     "attr is '__class__.__init__'; expected a message field path"),
+    ({"constants": {"target_pos": 5}}, "constants.target_pos is a JSON int; expected an array"),
+    ({"topics": {}}, "unknown keys ['topics']"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
+])
+def test_malformed_mapping_files_are_one_line(tmp_path: Path, capsys, mapping, text) -> None:
+    """A --mapping JSON file is data: typed before use, and its attribute paths reach message fields only."""
+    import json
+
+    from tether.cli import main
+
+    bag = tmp_path / "bag"
+    write_arm_bag(bag, steps=5)
+    contract = tmp_path / "contract.json"
+    contract.write_text(arm_contract().to_json())
+    path = tmp_path / "mapping.json"
+    path.write_text(mapping if isinstance(mapping, str) else json.dumps(mapping))
+    rc = main(["data", "convert", str(bag), "--contract", str(contract), "--mapping", str(path),
+               "--out", str(tmp_path / "out")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1 and text in err[0] and "expected" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -62,3 +62,31 @@ def test_dataset_algorithm_without_dataset_names_the_fix(tmp_path) -> None:
     spec = TrainSpec(env_id=ENV, algo="iql", steps=2, out=None, progress=False, eval_every=0)
     with pytest.raises(TetherError, match="--dataset DIR"):
         run_training(spec)
+
+
+def test_a_refused_dataset_is_one_line_with_the_progress_bar_on(tmp_path, capsys) -> None:
+    """`tether train --dataset` (progress bar on, the default) refusing a dataset of another robot, or one with a
+    NaN action, prints the one error line only (the bar starts at the first step), and leaves no run folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tether.cli import main
+    from tether.data.demos import record_episodes
+
+    ds = tmp_path / "arm"
+    record_episodes("tether/ArmReach-v0", ds, 2, seed=0, max_steps=10)
+    nan = tmp_path / "nan"
+    record_episodes("tether/ArmReach-v0", nan, 2, seed=0, max_steps=10)
+    f = nan / "data/chunk-000/file-000.parquet"
+    t = pq.read_table(f)
+    rows = t.column("action").to_pylist()
+    rows[3] = [float("nan")] * len(rows[3])
+    i = t.schema.get_field_index("action")
+    pq.write_table(t.set_column(i, "action", pa.array(rows, t.schema.field("action").type)), f)
+    for env, data, text in (("tether/QuadrotorHover-v0", ds, "was recorded for another robot or task"),
+                            ("tether/ArmReach-v0", nan, "'action' holds NaN")):
+        out = tmp_path / "run"
+        rc = main(["train", env, "--algo", "iql", "--dataset", str(data), "--steps", "10", "--out", str(out)])
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert rc == 2 and len(err) == 1 and text in err[0], err
+        assert not out.exists()

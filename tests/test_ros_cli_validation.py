@@ -70,3 +70,16 @@ def test_robot_limits_command(tmp_path, capsys):
     assert RobotLimits.load(out).model == "unitree_a1"
     assert main(["robot", "limits", "--adapter", "unitree", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_serve_params_scale_of_the_wrong_length(tmp_path, capsys):
+    """A per-element scale list whose length matches no element count: one line naming both, not numpy's
+    broadcast error."""
+    import json
+
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"scale": {"body_mass": [1.0, 2.0]}}))
+    rc = main(["robot", "serve", "--robot", "arm", "--params", str(params), "--loopback", "--duration", "0.2",
+               "--domain-id", "231"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "scale.body_mass has 2 factors; expected 1 or 11" in err[0], err

@@ -205,3 +205,32 @@ def test_cli_bag_info_and_recover(tmp_path: Path, capsys) -> None:
     assert args.func(args) == 0 and "/lowstate  5" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["bag", "record", str(tmp_path / "x"), "--topic", "no_type"])
+
+
+def test_recover_never_rewrites_a_linked_mcap_outside_the_bag(tmp_path: Path, capsys) -> None:
+    """A bag folder whose .mcap is a symbolic link: refused, one line, exit 2; the file it points to is untouched
+    (recovery truncates and rewrites the file in place, so following the link would edit a file elsewhere)."""
+    from tether.cli import main
+
+    src = tmp_path / "src"
+    with BagRecorder(src) as rec:
+        for i in range(5):
+            rec.write("/lowstate", "unitree_go/msg/LowState", T.make(rec.store, "unitree_go/msg/LowState", tick=i))
+    victim = tmp_path / "elsewhere.mcap"
+    victim.write_bytes(next(src.glob("*.mcap")).read_bytes()[:-100])  # a torn tail: recovery would rewrite it
+    before = victim.read_bytes()
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    (bag / "bag_0.mcap").symlink_to(victim)
+    for action in ("recover", "info"):
+        rc = main(["bag", action, str(bag)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "symbolic link" in err[0] and "expected" in err[0], err
+        assert victim.read_bytes() == before and not (bag / "metadata.yaml").exists()
+    (bag / "bag_0.mcap").unlink()
+    good = next(src.glob("*.mcap"))
+    (bag / good.name).symlink_to(good)  # a complete bag elsewhere, under the name metadata.yaml lists
+    (bag / "metadata.yaml").write_bytes((src / "metadata.yaml").read_bytes())
+    rc = main(["bag", "info", str(bag)])  # metadata.yaml opens: the reader itself must not follow the link
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "symbolic link" in err[0], err

@@ -95,6 +95,23 @@ def test_bad_input_is_one_line(keystore, tmp_path, capsys):
     assert not (keystore / "enclaves" / "bad").exists()  # nothing half-made
 
 
+@pytest.mark.parametrize("rel,content,expect", [
+    ("public/identity_ca.cert.pem", b"garbage\n", "identity_ca.cert.pem is not a readable PEM certificate"),
+    ("public/permissions_ca.cert.pem", b"", "permissions_ca.cert.pem is not a readable PEM certificate"),
+    ("private/identity_ca.key.pem", b"garbage\n", "identity_ca.key.pem is not a readable PEM private key"),
+])
+def test_a_corrupt_keystore_is_refused_before_any_enclave_file(keystore, tmp_path, capsys, rel, content, expect):
+    import shutil
+
+    ks = tmp_path / "ks"
+    shutil.copytree(keystore, ks)
+    (ks / rel).write_bytes(content)
+    assert main(["security", "create-enclave", str(ks), "/robot", "--publish", "/cmd"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0] and "expected" in err[0], err
+    assert not (ks / "enclaves" / "robot").exists()  # no key or folder left behind
+
+
 def test_check_matches_what_cyclone_accepts_and_deploy_refuses_without_it(keystore, tmp_path, capsys):
     """``security check`` must agree with the library: here a <Security> configuration is rejected by this
     Cyclone build exactly when the check says enforcement is unavailable; then --keystore refuses to run."""

@@ -211,3 +211,99 @@ def test_known_task_rewards_match_the_env(env_id) -> None:
     args = [torch.as_tensor(d[k]) for k in ("obs", "action", "next_obs")]
     np.testing.assert_allclose(reward_fn(*args).numpy(), d["reward"], atol=1e-4)
     np.testing.assert_array_equal(done_fn(*args).numpy(), d["done"].astype(bool))
+
+
+def test_malformed_stored_models_are_refused_in_one_line(tmp_path) -> None:
+    """world_model.json and weights are file contents: typed, bounded, finite and inside the folder before a
+    network is sized from them (a 10**7-wide layer was allocated, a list or an unknown key was a traceback)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    good = EnsembleWorldModel(4, 2, EnsembleConfig(members=2, elites=1, hidden=(8,))).save(tmp_path / "good")
+
+    def variant(name: str, edit=None, tensors=None):  # noqa: ANN001, ANN202
+        d = tmp_path / name
+        d.mkdir()
+        meta = json.loads((good / "world_model.json").read_text())
+        if edit is not None:
+            meta = edit(meta)
+        (d / "world_model.json").write_text(json.dumps(meta))
+        t = load_file(str(good / "weights.safetensors"))
+        if tensors is not None:
+            tensors(t)
+        save_file(t, str(d / "weights.safetensors"))
+        return d
+
+    def nan(t):  # noqa: ANN001, ANN202
+        k = next(k for k, v in t.items() if v.is_floating_point())
+        t[k] = torch.full_like(t[k], float("nan"))
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "world_model.json").write_bytes((good / "world_model.json").read_bytes())
+    (linked / "weights.safetensors").symlink_to(good / "weights.safetensors")
+    deep = variant("deep")
+    (deep / "world_model.json").write_text("[" * 100_000 + "]" * 100_000)
+    cases = {
+        variant("list", lambda m: [m]): "is a JSON array; expected an object",
+        variant("wide", lambda m: {**m, "config": {**m["config"], "hidden": [10**7]}}): "config.hidden[0] is 10000000",
+        variant("narrow", lambda m: {**m, "config": {**m["config"], "hidden": [4096]}}): "expected hidden widths",
+        variant("text", lambda m: {**m, "config": {**m["config"], "hidden": "x"}}): "config.hidden is a JSON string",
+        variant("unknown", lambda m: {**m, "config": {**m["config"], "bogus": 1}}): "unknown keys ['bogus']",
+        variant("obs", lambda m: {**m, "obs_size": "4"}): "obs_size is '4'; expected a whole number",
+        variant("nan", tensors=nan): "holds NaN or infinite values",
+        linked: "symbolic link",
+        deep: "nests deeper than 64 levels",
+    }
+    for d, text in cases.items():
+        with pytest.raises(TetherError, match=None) as info:
+            EnsembleWorldModel.load(d)
+        msg = str(info.value)
+        assert text in msg and "expected" in msg and "\n" not in msg, (d.name, msg)
+    assert EnsembleWorldModel.load(good).obs_size == 4
+
+
+def test_malformed_planner_checkpoints_are_one_line(tmp_path) -> None:
+    """A planner checkpoint's config is file data: unknown keys were TypeError tracebacks, samples 10**9 a 180 GB
+    allocation, a short neutral_action numpy's reshape text."""
+    import hashlib
+    import json
+
+    from tether.contract import Field, IOContract
+    from tether.policies.checkpoint import load_policy
+
+    contract = IOContract(robot="toy", task="reach", observations=(Field.make("pos", 3, "m", "world"),),
+                          actions=(Field.make("force", 2, "N", low=-1.0, high=1.0),), control_mode="joint_torque",
+                          rate_hz=50.0)
+    model = EnsembleWorldModel(3, 2, EnsembleConfig(members=2, elites=1, hidden=(8,)))
+    model.fitted, model.elite_idx = True, np.array([0])
+    good = Planner(model, contract, PlannerConfig(), neutral_action=np.zeros(2)).save(tmp_path / "good")
+
+    def variant(name, edit):  # noqa: ANN001, ANN202
+        import shutil
+
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        meta = json.loads((d / "checkpoint.json").read_text())
+        edit(meta["config"])
+        (d / "checkpoint.json").write_text(json.dumps(meta))
+        man = json.loads((d / "manifest.json").read_text())
+        man["files"] = {r: hashlib.sha256((d / r).read_bytes()).hexdigest() for r in man["files"]}
+        (d / "manifest.json").write_text(json.dumps(man))
+        return d
+
+    cases = {
+        "wm key": (lambda c: c["world_model"].update(bogus=1), "config.world_model has unknown keys ['bogus']"),
+        "planner key": (lambda c: c["planner"].update(bogus=1), "config.planner has unknown keys ['bogus']"),
+        "samples": (lambda c: c["planner"].update(samples=10**9), "samples is 1000000000; expected a whole number"),
+        "neutral": (lambda c: c.update(neutral_action=[0.0]), "neutral_action has 1 numbers; expected 2"),
+        "no model": (lambda c: c.pop("world_model"), "is missing 'world_model'"),
+        "members": (lambda c: c["world_model"].update(members=3), "tensors do not fit its config"),
+    }
+    for name, (edit, text) in cases.items():
+        with pytest.raises(TetherError) as info:
+            load_policy(variant(name.replace(" ", "_"), edit))
+        msg = str(info.value)
+        assert text in msg and "expected" in msg and "\n" not in msg, (name, msg)
+    assert load_policy(good).cfg.samples == PlannerConfig().samples

@@ -134,8 +134,8 @@ def loads_json(data: str | bytes, what: str, *, max_bytes: int = MAX_JSON_BYTES,
         raise ValidationError(f"{what} nests deeper than {max_depth} levels; expected a shallow JSON document") \
             from None
     except json.JSONDecodeError as exc:
-        raise ValidationError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") \
-            from None
+        raise ValidationError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                              "expected a JSON document") from None
     except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
         raise ValidationError(f"{what} is not usable JSON ({exc})") from None
     depth = json_depth(value, max_depth)
@@ -217,7 +217,8 @@ def expect_dict(value: Any, where: str, *, required: Iterable[str] = (), allowed
         raise ValidationError(f"{where} has {len(value)} keys; expected at most {max_items}")
     missing = [k for k in required if k not in value]
     if missing:
-        raise ValidationError(f"{where} is missing {', '.join(repr(k) for k in missing)}")
+        raise ValidationError(f"{where} is missing {', '.join(repr(k) for k in missing)}; expected an object with "
+                              f"{', '.join(repr(k) for k in required)}")
     if allowed is not None:
         allowed = set(allowed) | set(required)
         unknown = sorted(set(value) - allowed)

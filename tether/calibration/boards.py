@@ -148,6 +148,9 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return image.astype(np.uint8) if image.dtype != np.uint8 else image
 
 
+MIN_IMAGE_SIDE = 32  # pixels: a smaller image holds no usable board view
+
+
 def _enough_spread(points: np.ndarray, min_points: int) -> bool:
     """Reject detections that are too few or (nearly) collinear: they constrain nothing in calibration."""
     if len(points) < min_points:
@@ -166,6 +169,8 @@ def detect(board: BoardSpec, image: np.ndarray, name: str = "", min_corners: int
     """
     gray = _gray(image)
     h, w = gray.shape
+    if min(h, w) < MIN_IMAGE_SIDE:  # no board fits (and OpenCV's detectors assert on such images)
+        return None
     all_obj = board.corner_points()
     if board.kind == "checkerboard":
         flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
@@ -223,6 +228,6 @@ def detect_all(
         shown = ", ".join(list(names)[:3]) + (", ..." if len(names) > 3 else "")
         raise TetherError(
             f"no {board.kind} board with {board.squares[0]}x{board.squares[1]} squares found in any of the "
-            f"{len(names)} images ({shown}); check the board kind/size options"
+            f"{len(names)} images ({shown}); expected images of that board: check the board kind/size options"
         )
     return detections, missed

@@ -120,22 +120,37 @@ def _latency(args: argparse.Namespace) -> int:
     from tether.calibration.latency import contract_with_latency, estimate_latency, latency_dr_terms, merge_dr_terms
 
     arrays = load_arrays(args.data)
-    require(arrays, ["t", "command", "response"], f"latency log {args.data!r}")
+    require(arrays, ["t", "command", "response"], f"latency log {args.data!r}",
+            optional=("t_response", "t_received", "control_period"))
+    # the files this run updates are read and checked before anything is estimated or written
+    existing = None
+    if args.dr_preset and Path(args.dr_preset).exists():
+        from tether.sim.randomization import terms_from_data
+
+        existing = read_json(args.dr_preset, "--dr-preset file")
+        terms_from_data(existing, f"--dr-preset file {args.dr_preset!r}")  # the terms the merge below keeps
+    contract = None
+    if args.contract:
+        from tether.validation import contract_from_data
+
+        contract = contract_from_data(read_json(args.contract, "--contract file"),
+                                      f"--contract file {args.contract!r}")
     period = args.period
     if period is None and "control_period" in arrays:
-        period = float(arrays["control_period"])
+        import numpy as np
+
+        if np.asarray(arrays["control_period"]).size != 1:
+            raise TetherError(f"latency log {args.data!r}: control_period holds "
+                              f"{np.asarray(arrays['control_period']).size} values; expected one number of seconds")
+        period = float(np.asarray(arrays["control_period"]).ravel()[0])
     result = estimate_latency(
         arrays["t"], arrays["command"], arrays["response"], t_response=arrays.get("t_response"),
         t_received=arrays.get("t_received"), control_period=period, max_delay_s=args.max_delay,
     )
     written = [write_json(args.out, result.report())]
     if args.dr_preset:
-        existing = read_json(args.dr_preset) if Path(args.dr_preset).is_file() else None
         written.append(write_json(args.dr_preset, merge_dr_terms(existing, latency_dr_terms(result), {"latency": result.report()})))
-    if args.contract:
-        from tether.contract import IOContract
-
-        contract = IOContract.from_json(Path(args.contract).read_text())
+    if contract is not None:
         Path(args.contract).write_text(contract_with_latency(contract, result).to_json())
         written.append(Path(args.contract))
     print(result.summary())

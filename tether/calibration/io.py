@@ -17,7 +17,7 @@ the samples file. NPZ: arrays ``robot_poses`` and ``target_poses`` of shape (N, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,27 +70,25 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise TetherError(f"JSON file {str(path)!r} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TetherError(f"{str(path)!r} is not valid JSON: {exc}") from None
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """A JSON file read bounded (size and nesting, tether.validation): a path the user typed may be a link."""
+    from tether.validation import read_json as read_bounded
+
+    return read_bounded(path, what, follow_link=True)
 
 
 # ---------------------------------------------------------------------- array logs
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: np.asarray(f[k]) for k in f.files}
-    except (ValueError, OSError) as exc:
+            out = {k: np.asarray(f[k]) for k in f.files}
+    except (ValueError, OSError, EOFError) as exc:
         raise TetherError(f"{str(path)!r} is not a readable .npz of plain arrays ({exc})") from None
+    return out
 
 
 def _load_json_arrays(path: Path) -> dict[str, np.ndarray]:
-    data = read_json(path)
+    data = read_json(path, "log")
     if not isinstance(data, dict):
         raise TetherError(f"{str(path)!r} holds {type(data).__name__}; expected an object of arrays")
     out = {}
@@ -101,7 +99,7 @@ def _load_json_arrays(path: Path) -> dict[str, np.ndarray]:
             except (TypeError, ValueError):
                 raise TetherError(f"{str(path)!r} key {k!r} is not numeric; expected a (nested) list of numbers") from None
         else:
-            out[k] = np.asarray(v)
+            out[k] = np.asarray(v)  # metadata beside the arrays; require() refuses it where a number is needed
     return out
 
 
@@ -123,10 +121,14 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     return loader(path)
 
 
-def require(arrays: dict[str, np.ndarray], keys: list[str], what: str) -> None:
+def require(arrays: dict[str, np.ndarray], keys: list[str], what: str, optional: Sequence[str] = ()) -> None:
+    """``keys`` present; they and the ``optional`` keys present hold numbers (not text or objects)."""
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise TetherError(f"{what} lacks {missing}; it has {sorted(arrays)}")
+    for k in (*keys, *optional):
+        if k in arrays and np.asarray(arrays[k]).dtype.kind not in "biuf":
+            raise TetherError(f"{what}: {k!r} holds {np.asarray(arrays[k]).dtype} values; expected numbers")
 
 
 # ---------------------------------------------------------------------- hand-eye samples
@@ -139,6 +141,18 @@ def _pose(d: Any, where: str) -> np.ndarray:
         raise TetherError(f"{where} is not a pose ({exc}); expected {{'xyz': [3], 'quaternion_wxyz': [4]}}") from None
 
 
+def _inside(samples_file: Path, rel: Any, what: str) -> Path:
+    """A path named in a samples file: relative, below the file's folder (a file never makes us read elsewhere),
+    not a link."""
+    from tether.validation import check_regular_file
+
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    if not isinstance(rel, str) or not parts or Path(rel).is_absolute() or ".." in parts:
+        raise TetherError(f"samples file {str(samples_file)!r}: {what} is {rel!r}; expected a path relative to "
+                          "the samples file's folder, without '..'")
+    return check_regular_file(samples_file.parent / rel, f"samples file {str(samples_file)!r}: {what}")
+
+
 def load_hand_eye_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(robot_poses T_base_gripper, target_poses T_camera_board, metadata) from a samples file."""
     path = Path(path)
@@ -146,10 +160,14 @@ def load_hand_eye_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
         arrays = load_arrays(path)
         require(arrays, ["robot_poses", "target_poses"], f"samples file {str(path)!r}")
         return arrays["robot_poses"].astype(float), arrays["target_poses"].astype(float), {}
-    data = read_json(path)
+    data = read_json(path, "samples file")
     if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
         raise TetherError(f"samples file {str(path)!r} has no 'samples' list; see tether.calibration.io for the format")
     samples = data["samples"]
+    for i, s in enumerate(samples):
+        if not isinstance(s, dict):
+            raise TetherError(f"samples file {str(path)!r}: sample {i} is a {type(s).__name__}; expected an object "
+                              "with 'robot' and 'target' (or 'image')")
     if not samples:
         raise TetherError(f"samples file {str(path)!r} has an empty 'samples' list; expected paired robot/board poses")
     meta = {k: v for k, v in data.items() if k != "samples"}
@@ -164,11 +182,12 @@ def load_hand_eye_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dic
 
     if "camera" not in data or "board" not in data:
         raise TetherError(f"samples file {str(path)!r} uses images; expected top-level 'camera' (YAML path) and 'board'")
-    K, D, _ = camera_from_ros_dict(read_yaml(path.parent / data["camera"]))
+    images = [_inside(path, s["image"], f"sample {i} 'image'") for i, s in enumerate(samples)]  # all before work
+    K, D, _ = camera_from_ros_dict(read_yaml(_inside(path, data["camera"], "'camera'")))
     board = BoardSpec.from_dict(data["board"])
     keep_robot, target, missing = [], [], []
     for i, s in enumerate(samples):
-        det = detect(board, load_image(path.parent / s["image"]), name=s["image"])
+        det = detect(board, load_image(images[i]), name=s["image"])
         if det is None:
             missing.append(s["image"])
             continue

@@ -152,6 +152,9 @@ class Trajectories:
 def trajectories_from_arrays(arrays: Mapping[str, np.ndarray], where: str = "trajectory log") -> Trajectories:
     if "command" not in arrays:
         raise TetherError(f"{where} has no 'command' array; it has {sorted(arrays)}")
+    from tether.calibration.io import require
+
+    require(arrays, ["command"], where, optional=(*STATE_KEYS, "control_period", "t"))  # numbers, not text
     cmd = np.asarray(arrays["command"], dtype=float)
     if cmd.size == 0:
         raise TetherError(f"{where} is empty; expected commands and measured states")
@@ -181,7 +184,10 @@ def trajectories_from_arrays(arrays: Mapping[str, np.ndarray], where: str = "tra
             states[e][k] = a[e]
     period = None
     if "control_period" in arrays:
-        period = float(np.asarray(arrays["control_period"]).ravel()[0])
+        cp = np.asarray(arrays["control_period"], dtype=float).ravel()
+        if cp.size != 1:
+            raise TetherError(f"{where}: control_period holds {cp.size} values; expected one number of seconds")
+        period = float(cp[0])
     elif "t" in arrays and np.asarray(arrays["t"]).size > 1:
         period = float(np.median(np.diff(np.asarray(arrays["t"], dtype=float).reshape(-1)[:N])))
     if period is not None and not (np.isfinite(period) and period > 0):

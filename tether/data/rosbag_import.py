@@ -30,7 +30,6 @@ arrives after the observation that caused it by the loop's latency. With stamps 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,10 @@ FLAT_REWARD_TOPIC = topics.REWARD_TOPIC
 FLAT_EPISODE_TOPIC = topics.EPISODE_TOPIC
 STAMP_TOL_NS = 1_000  # stamps this close after a grid point count as on it
 JOINT_STATE_ATTRS = {"joint_pos": "position", "joint_vel": "velocity", "joint_effort": "effort"}
+
+
+# a message field path from a mapping file: names that do not start with '_', each with optional [i] indices
+_ATTR_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\[-?\d+\])*(\.[A-Za-z][A-Za-z0-9_]*(\[-?\d+\])*)*")
 
 
 class BagMappingError(TetherError):
@@ -76,16 +79,29 @@ class Source:
     stamp: str = "auto"
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Source:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "source spec") -> Source:
+        from tether.validation import expect_dict, expect_int, expect_list, expect_str
+
         known = {"topic", "attr", "by_name", "names", "start", "stamp"}
+        if not isinstance(d, Mapping):
+            expect_dict(d, where)
         bad = sorted(set(d) - known)
         if bad or "topic" not in d:
             raise TetherError(
-                f"source spec {dict(d)} has unknown keys {bad} or no 'topic'; expected keys {sorted(known)}"
+                f"{where} {dict(d)} has unknown keys {bad} or no 'topic'; expected keys {sorted(known)}"
             )
-        return cls(d["topic"], d.get("attr", "data"), bool(d.get("by_name", False)),
-                   None if d.get("names") is None else tuple(d["names"]), int(d.get("start", 0)),
-                   d.get("stamp", "auto"))
+        # an attribute path from a file reaches message fields only: no '_'-names (no __class__.__init__ ...)
+        attr = expect_str(d.get("attr", "data"), f"{where}.attr", max_len=256, pattern=_ATTR_PATH,
+                          expected="a message field path like position or points[-1].positions")
+        by_name = d.get("by_name", False)
+        if not isinstance(by_name, bool):
+            raise TetherError(f"{where}.by_name is {by_name!r}; expected true or false")
+        names = None if d.get("names") is None else tuple(
+            expect_str(n, f"{where}.names[{i}]", max_len=256)
+            for i, n in enumerate(expect_list(d["names"], f"{where}.names", max_len=10_000)))
+        return cls(expect_str(d["topic"], f"{where}.topic", max_len=256), attr, by_name, names,
+                   expect_int(d.get("start", 0), f"{where}.start", 0, 1 << 20),
+                   expect_str(d.get("stamp", "auto"), f"{where}.stamp", max_len=256))
 
 
 @dataclass(frozen=True)
@@ -104,17 +120,27 @@ class TopicMapping:
     optional_reward: bool = True
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TopicMapping:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "topic mapping") -> TopicMapping:
         """A mapping from JSON: {"observations": {field: source}, "actions": {...}, "reward": source,
-        "constants": {field: [..]}, "action_is_normalised": bool}."""
+        "constants": {field: [..]}, "action_is_normalised": bool}; every field typed (data from a file)."""
+        from tether.validation import expect_dict, expect_numbers, expect_str
+
+        d = expect_dict(dict(d) if isinstance(d, Mapping) else d, where,
+                        allowed=("name", "observations", "actions", "reward", "episode", "action_is_normalised",
+                                 "constants"))
+        groups = {g: expect_dict(d.get(g, {}), f"{where}: {g}", max_items=4096) for g in ("observations", "actions")}
+        normalised = d.get("action_is_normalised", False)
+        if not isinstance(normalised, bool):
+            raise TetherError(f"{where}: action_is_normalised is {normalised!r}; expected true or false")
         return cls(
-            name=d.get("name", "custom"),
-            observations={k: Source.from_dict(v) for k, v in d.get("observations", {}).items()},
-            actions={k: Source.from_dict(v) for k, v in d.get("actions", {}).items()},
-            reward=None if d.get("reward") is None else Source.from_dict(d["reward"]),
-            episode=None if d.get("episode") is None else Source.from_dict(d["episode"]),
-            action_is_normalised=bool(d.get("action_is_normalised", False)),
-            constants={k: list(v) for k, v in d.get("constants", {}).items()},
+            name=expect_str(d.get("name", "custom"), f"{where}: name", max_len=64),
+            observations={k: Source.from_dict(v, f"{where}: observations.{k}") for k, v in groups["observations"].items()},
+            actions={k: Source.from_dict(v, f"{where}: actions.{k}") for k, v in groups["actions"].items()},
+            reward=None if d.get("reward") is None else Source.from_dict(d["reward"], f"{where}: reward"),
+            episode=None if d.get("episode") is None else Source.from_dict(d["episode"], f"{where}: episode"),
+            action_is_normalised=normalised,
+            constants={k: expect_numbers(v, f"{where}: constants.{k}", max_len=1 << 20)
+                       for k, v in expect_dict(d.get("constants", {}), f"{where}: constants", max_items=4096).items()},
         )
 
 
@@ -182,10 +208,10 @@ def resolve_mapping(
         return ros2_control_mapping(contract, **kwargs)
     path = Path(spec)
     if path.is_file():
-        try:
-            return TopicMapping.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise TetherError(f"mapping file {path} is not valid JSON: {exc}") from None
+        from tether.validation import read_json
+
+        return TopicMapping.from_dict(read_json(path, "mapping file", finite=True, follow_link=True),
+                                      f"mapping file {str(path)!r}")
     raise TetherError(f"unknown topic mapping {spec!r}; expected one of {list(BUILTIN_MAPPINGS)} or a JSON file")
 
 

@@ -81,7 +81,7 @@ MAX_LAYER_WIDTH = 65_536
 MAX_SHAPE_INT = 4096
 MAX_IO_SIZE = 1 << 20
 SHAPE_KEYS = ("horizon", "n_obs_steps", "n_action_steps", "history", "time_dim", "members", "elites",
-              "num_candidates", "n")
+              "num_candidates", "n", "inference_steps", "num_train_steps")  # the last two: network calls per act
 DTYPES = {"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"}
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Tensors that are recorded data replayed as is, not parameters: exempt from the finite check (fault-injection
@@ -156,6 +156,13 @@ class Checkpoint:
                     f"the network expects {tuple(v.shape)}"
                 )
         module.load_state_dict(sd, strict=True)
+        for name, sub in module.named_modules():  # what a module's own state must satisfy (e.g. variances >= 0)
+            check = getattr(sub, "check_loaded", None)
+            if callable(check):
+                try:
+                    check()
+                except TetherError as exc:
+                    raise CheckpointError(f"checkpoint {self.directory}: tensors {prefix + name}.*: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -561,7 +568,15 @@ def load_policy(
         except ContractError as exc:
             raise CheckpointError(f"checkpoint {ckpt.directory}: {exc}") from None
     cls = policy_class(ckpt.kind)
-    return cls.from_checkpoint(ckpt)
+    try:
+        return cls.from_checkpoint(ckpt)
+    except TetherError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        # a config a kind's own checks did not foresee: still one line naming the checkpoint, never a traceback
+        raise CheckpointError(f"checkpoint {ckpt.directory} ({ckpt.kind}) has a malformed config or weights "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); expected what "
+                              f"{ckpt.kind}'s save() writes") from None
 
 
 __all__ = [

@@ -36,7 +36,12 @@ def _open(spec: Any) -> tuple[IOContract, Any]:
     finally:
         env.close()
     if ds.contract is not None:
-        ds.contract.check_compatible(contract, what="env")
+        from tether.contract import ContractError
+
+        try:
+            ds.contract.check_compatible(contract, what="env")
+        except ContractError as exc:
+            raise TetherError(f"--dataset {spec.dataset} was recorded for another robot or task: {exc}") from None
     if len(ds) == 0:
         raise TetherError(f"dataset {spec.dataset} has no frames; expected recorded episodes")
     return contract, ds

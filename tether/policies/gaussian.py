@@ -93,6 +93,11 @@ class GaussianPolicy(nn.Module):
             raise TetherError(f"log_std {cfg['log_std']!r}; expected 'state_dependent' or 'state_independent'")
         if not isinstance(cfg["history"], int) or not 1 <= cfg["history"] <= 64:
             raise TetherError(f"history {cfg['history']!r}; expected a whole number of observations in 1..64")
+        from tether.validation import expect_number
+
+        lo = expect_number(cfg["log_std_min"], "Gaussian policy config log_std_min", -20.0, 20.0)
+        expect_number(cfg["log_std_max"], "Gaussian policy config log_std_max", lo, 20.0)
+        expect_number(cfg["log_std_init"], "Gaussian policy config log_std_init", -20.0, 20.0)
         self.contract = contract
         self.config = cfg
         self.dr_terms = dr_terms

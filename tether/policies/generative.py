@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,28 @@ def merge_config(defaults: dict[str, Any], overrides: dict[str, Any], what: str)
                 v = json.loads(v)
             except json.JSONDecodeError:
                 raise TetherError(f"{what} option {k}={v!r}; expected a JSON value like {cfg[k]!r}") from None
-        cfg[k] = list(v) if isinstance(v, tuple) else v
+        v = list(v) if isinstance(v, tuple) else v
+        if not _same_kind(cfg[k], v) or (k == "seed" and not 0 <= v < 2**32):
+            raise TetherError(f"{what} option {k}={v!r}; expected "
+                              f"{'a seed in 0..2**32-1' if k == 'seed' else 'a value like ' + repr(cfg[k])}")
+        cfg[k] = v
     return cfg
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """``value`` (from the CLI or a checkpoint file) has the default's type: bool, whole number, finite number,
+    text or list; a default of None takes anything the option's own check accepts."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, list):
+        return isinstance(value, list)
+    return True
 
 
 class ConditionalDenoiser(nn.Module):

@@ -52,6 +52,13 @@ class RunningNormalizer(nn.Module):
         self.var.copy_(torch.from_numpy(m2 / tot))
         self.count.fill_(tot)
 
+    def check_loaded(self) -> None:
+        """Statistics read from a file: a negative variance would make sqrt(var + eps) NaN, so NaN actions."""
+        negative = int((~(self.var >= 0)).sum())
+        if float(self.count) < 0 or negative:
+            raise TetherError(f"normaliser count {float(self.count):g} with {negative} negative variance(s); "
+                              "expected a count and variances >= 0")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Never updated (normalisation switched off): identity. Deciding in Python is safe for ONNX export because
         # the stats are frozen by then, so the traced graph is the right one for this policy.

@@ -87,14 +87,8 @@ class TrainingRun:
         the progress bar and the evaluation schedule (``steps // 5`` unless set) follow it. Until then no
         periodic evaluation runs (an unknown length once meant one every iteration)."""
         self.total = int(total or 0)
-        if self.spec.progress and self.total:
-            if self._bar is None:
-                from tqdm.auto import tqdm
-
-                self._bar = tqdm(total=self.total, desc=f"{self.spec.algo} {self.spec.env_id}", unit="step",
-                                 dynamic_ncols=True)
-            else:
-                self._bar.total = self.total
+        if self._bar is not None and self.total:
+            self._bar.total = self.total
         every = self.spec.eval_every if self.spec.eval_every is not None else self.total // 5
         self.eval_every = int(every)
         self._next_eval = self.eval_every if self.eval_every > 0 else math.inf
@@ -104,7 +98,13 @@ class TrainingRun:
         self.policy = policy
 
     def advance(self, step: int) -> None:
-        """Set the absolute step count (moves the progress bar)."""
+        """Set the absolute step count (moves the progress bar, shown from the first step on: a run refused
+        while its algorithm reads its options or dataset prints only the one-line error)."""
+        if self._bar is None and self.spec.progress and self.total:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, desc=f"{self.spec.algo} {self.spec.env_id}", unit="step",
+                             dynamic_ncols=True)
         if self._bar is not None:
             self._bar.update(max(step - self._bar.n, 0))
         self.step = step

@@ -451,6 +451,9 @@ def recover(bag_dir: str | Path, distro: str = "humble") -> dict[str, int]:
     if len(files) != 1:
         raise TetherError(f"{str(bag_dir)!r} holds {len(files)} .mcap files; expected exactly one")
     path = files[0]
+    from tether.validation import check_regular_file
+
+    check_regular_file(path, "bag file")  # a link is never followed (recovery rewrites the file in place)
     buf = path.read_bytes()
     if not buf.startswith(MCAP_MAGIC) or len(buf) < 9 + 8 or buf[8] != 0x01:
         raise TetherError(f"{str(path)!r} is not an MCAP file (bad magic/header); cannot recover")
@@ -509,11 +512,15 @@ def read_bag(
     from rosbags.highlevel import AnyReader
 
     bag_dir = resolve_bag(bag_dir)
+    if bag_dir.is_dir():
+        from tether.validation import walk_folder
+
+        walk_folder(bag_dir, "bag")  # a link inside (to an .mcap elsewhere) is refused, never followed
     store = T.typestore(distro)
-    reader = AnyReader([bag_dir], default_typestore=store)
     try:
         if not (bag_dir / "metadata.yaml").exists():
             raise FileNotFoundError("metadata.yaml")
+        reader = AnyReader([bag_dir], default_typestore=store)
         reader.open()
     except Exception:
         recover(bag_dir, distro)

@@ -115,7 +115,13 @@ def build_env(robot: str, backend: str, params: dict[str, Any]) -> Any:
     env.reset(seed=int(params.get("seed", 0)))
     for target, factor in dict(params.get("scale", {})).items():
         current = env.sim.get_param(target)
-        env.sim.set_param(target, current * np.broadcast_to(np.asarray(factor, dtype=float), current.shape))
+        factor = np.asarray(factor, dtype=float)
+        if factor.size not in (1, current.size):
+            env.close()
+            raise TetherError(f"robot params: scale.{target} has {factor.size} factors; expected 1 or {current.size} "
+                              f"(one per element of the {robot}'s {target})")
+        env.sim.set_param(target, current * np.broadcast_to(factor.reshape(-1) if factor.size > 1 else factor,
+                                                            current.shape))
     return env
 
 

@@ -201,6 +201,16 @@ def _check_keystore(ks: Path) -> None:
         if p.is_symlink() or not p.is_file():
             raise TetherError(f"keystore {str(ks)!r} lacks {rel} (or it is not a regular file); expected a "
                               "keystore made by `tether security create-keystore`")
+    for rel, check in (("public/identity_ca.cert.pem", ("x509", "-noout", "-in")),
+                       ("public/permissions_ca.cert.pem", ("x509", "-noout", "-in")),
+                       ("private/identity_ca.key.pem", ("pkey", "-noout", "-in")),
+                       ("private/permissions_ca.key.pem", ("pkey", "-noout", "-in"))):
+        try:
+            _run(*check, str(ks / rel))
+        except TetherError:
+            raise TetherError(f"keystore {str(ks)!r}: {rel} is not a readable PEM "
+                              f"{'certificate' if check[0] == 'x509' else 'private key'}; expected a keystore made "
+                              "by `tether security create-keystore`") from None
 
 
 def create_enclave(keystore: str | Path, enclave: str, publish: Iterable[str], subscribe: Iterable[str]) -> Path:

@@ -46,6 +46,9 @@ TARGETS = {**BACKEND_TARGETS, **ENV_TARGETS}
 DISTRIBUTIONS = ("uniform", "log_uniform", "gaussian")
 OPERATIONS = ("scale", "add", "abs")
 WHEN = ("startup", "reset", "interval")
+MAX_DR_VALUE = 1e6  # |range| of any term: larger draws only overflow the physics (inf masses, NaN states)
+MAX_DR_SCALE = 1000.0  # a scale factor on a nominal value (the served robot's params allow the same)
+MAX_LATENCY_STEPS = 1000  # action_latency in control steps
 
 
 def _one_of(kind: str, value: str, valid: Iterable[str]) -> None:
@@ -90,6 +93,12 @@ class DRTerm:
             raise TetherError(f"DR term {self.target}: when='interval' needs interval_s > 0")
         if self.target == "action_latency" and (self.operation != "abs" or lo < 0):
             raise TetherError("DR term action_latency: expected operation 'abs' with a range of steps >= 0")
+        if self.target == "action_latency" and hi > MAX_LATENCY_STEPS:
+            raise TetherError(f"DR term action_latency: range {self.range}; expected at most {MAX_LATENCY_STEPS} "
+                              "control steps (each world keeps a queue of that many actions)")
+        if max(abs(lo), abs(hi)) > MAX_DR_VALUE or (self.operation == "scale" and hi > MAX_DR_SCALE):
+            raise TetherError(f"DR term {self.target}: range {self.range}; expected values within "
+                              f"+-{MAX_DR_VALUE:g} (scale factors <= {MAX_DR_SCALE:g})")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         size = n if self.per_element else 1
@@ -144,8 +153,11 @@ class DRTerm:
         per_element = d.get("per_element", True)
         if not isinstance(per_element, (bool, np.bool_)):
             raise TetherError(f"{where}.per_element is {per_element!r}; expected true or false")
-        return cls(**{**d, "range": tuple(rng), "select": tuple(select), "interval_s": interval,
-                      "per_element": bool(per_element)})
+        try:
+            return cls(**{**d, "range": tuple(rng), "select": tuple(select), "interval_s": interval,
+                          "per_element": bool(per_element)})
+        except TetherError as exc:  # the term's own checks: say which file and term
+            raise TetherError(f"{where}: {exc}") from None
 
 
 MAX_TERMS = 1000  # DR terms in one file or checkpoint

@@ -27,7 +27,8 @@ from typing import Any
 
 from tether.errors import TetherError
 from tether.validation import (
-    ValidationError, check_finite, expect_dict, expect_int, expect_list, expect_number, expect_numbers, expect_str,
+    ValidationError, check_finite, expect_dict, expect_int, expect_list, expect_number, expect_numbers, expect_one_of,
+    expect_str,
     read_json,
 )
 
@@ -50,8 +51,11 @@ def check_served_params(data: Any, source: str, robot: str | None = None) -> dic
     data = expect_dict(data, source, allowed=PARAM_KEYS)
     check_finite(data, source)
     if "dr" in data:
-        if isinstance(data["dr"], str):
-            expect_str(data["dr"], f"{source}: dr", max_len=64)
+        if isinstance(data["dr"], str):  # a preset's name, never a path: a data file does not name files to read
+            from tether.sim.robots import make_robot
+
+            presets = make_robot(robot).dr_presets if robot is not None else {"none": [], "default": [], "wide": []}
+            expect_one_of(expect_str(data["dr"], f"{source}: dr", max_len=64), f"{source}: dr", presets)
         else:
             terms_from_data(data["dr"], f"{source}: dr")
     scale = expect_dict(data.get("scale", {}), f"{source}: scale", allowed=BACKEND_TARGETS)
@@ -67,9 +71,9 @@ def check_served_params(data: Any, source: str, robot: str | None = None) -> dic
                 raise ValidationError(f"{exc} ({'> 0' if lo_open else '>= 0'}: a scale factor on the nominal value)") \
                     from None
     if "goal" in data:
-        expect_numbers(data["goal"], f"{source}: goal", lo=-MAX_GOAL, hi=MAX_GOAL, max_len=16)
+        expect_numbers(data["goal"], f"{source}: goal", size=3, lo=-MAX_GOAL, hi=MAX_GOAL)
     if "command" in data:
-        expect_numbers(data["command"], f"{source}: command", lo=-MAX_COMMAND, hi=MAX_COMMAND, max_len=16)
+        expect_numbers(data["command"], f"{source}: command", size=3, lo=-MAX_COMMAND, hi=MAX_COMMAND)
     if "seed" in data:
         expect_int(data["seed"], f"{source}: seed", 0, 2**32 - 1)
     if "env_id" in data:

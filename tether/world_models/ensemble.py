@@ -289,7 +289,7 @@ class EnsembleWorldModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> EnsembleWorldModel:
-        meta, tensors = load_world_model(directory, cls.kind)
+        meta, tensors = load_world_model(directory, cls.kind, EnsembleConfig)
         cfg = EnsembleConfig(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
         model = cls(meta["obs_size"], meta["action_size"], cfg)
         elite = tensors.pop("elite_idx", None)

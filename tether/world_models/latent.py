@@ -300,7 +300,7 @@ class LatentWorldModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> LatentWorldModel:
-        meta, tensors = load_world_model(directory, cls.kind)
+        meta, tensors = load_world_model(directory, cls.kind, LatentConfig)
         c = dict(meta["config"])
         c["hidden"] = tuple(c["hidden"])
         c["image_shape"] = tuple(c["image_shape"]) if c.get("image_shape") else None

@@ -161,15 +161,34 @@ class _PlannerCheckpoint:
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> Planner:
-        mcfg = dict(ckpt.config["world_model"])
+        import dataclasses
+
+        from tether.validation import ValidationError, expect_dict, expect_int, expect_numbers
+
+        where = f"checkpoint {ckpt.directory}: config"
+        try:  # the config is file data: its keys are the dataclasses' fields, its sizes bounded
+            cfg = expect_dict(ckpt.config, where, required=("world_model", "planner", "neutral_action"))
+            mcfg = dict(expect_dict(cfg["world_model"], f"{where}.world_model",
+                                    allowed=[f.name for f in dataclasses.fields(EnsembleConfig)]))
+            pcfg = expect_dict(cfg["planner"], f"{where}.planner",
+                               allowed=[f.name for f in dataclasses.fields(PlannerConfig)])
+            for key, hi in (("samples", 65_536), ("iterations", 1000)):
+                if key in pcfg:
+                    expect_int(pcfg[key], f"{where}.planner.{key}", 1, hi)
+            neutral = expect_numbers(cfg["neutral_action"], f"{where}.neutral_action", size=ckpt.contract.action_size)
+        except ValidationError as exc:
+            raise TetherError(str(exc)) from None
         mcfg["hidden"] = tuple(mcfg["hidden"])
         model = EnsembleWorldModel(ckpt.contract.obs_size, ckpt.contract.action_size, EnsembleConfig(**mcfg))
         elite = ckpt.tensor("model.elite_idx")
         sub = {k: v for k, v in ckpt.state_dict("model.").items() if k != "elite_idx"}
-        model.net.load_state_dict(sub)
+        try:
+            model.net.load_state_dict(sub)
+        except RuntimeError as exc:
+            raise TetherError(f"checkpoint {ckpt.directory}: the world model's tensors do not fit its config "
+                              f"({' '.join(str(exc).split())[:300]}); expected the weights saved with it") from None
         model.elite_idx, model.fitted = elite.numpy(), True
-        planner = Planner(model, ckpt.contract, PlannerConfig(**ckpt.config["planner"]),
-                          neutral_action=np.asarray(ckpt.config["neutral_action"]))
+        planner = Planner(model, ckpt.contract, PlannerConfig(**pcfg), neutral_action=np.asarray(neutral))
         planner.extra = dict(ckpt.extra)
         return planner
 

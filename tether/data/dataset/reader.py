@@ -26,6 +26,14 @@ from tether.data.video import read_video
 from tether.errors import TetherError
 
 
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TetherError(f"{path} is not a readable Parquet file ({' '.join(str(exc).split())[:200]}); expected a "
+                          "file written by a LeRobot v3.0 dataset writer") from None
+
+
 @dataclass
 class EpisodeInfo:
     """One episode as the reader sees it; ``complete`` is False for an episode recovered after a crash."""
@@ -70,6 +78,7 @@ class Dataset:
         self.notes: list[str] = []  # what recovery had to do, for `tether data info`
         table, self.data_files, self.orphan_parts = self._load_data()
         self.frames: dict[str, np.ndarray] = {name: column_to_numpy(table.column(name)) for name in table.column_names}
+        self._check_frames()
         self.tasks = self._load_tasks()
         self.episodes, self.episode_rows = self._load_episodes()
         self.recovered = bool(self.orphan_parts) or any(not e.complete for e in self.episodes)
@@ -84,7 +93,7 @@ class Dataset:
         for chunk_dir in sorted(data_dir.glob("chunk-*")) if data_dir.is_dir() else []:
             c = int(chunk_dir.name.split("-")[1])
             for path in sorted(chunk_dir.glob("file-*.parquet")):
-                tables.append(pq.read_table(path))
+                tables.append(_read_parquet(path))
                 files.append((c, int(path.stem.split("-")[1])))
             for parts_dir in sorted(chunk_dir.glob(".file-*.parts")):
                 f = int(parts_dir.name.split("-")[1].split(".")[0])
@@ -102,7 +111,14 @@ class Dataset:
                 self.notes.append(f"recovered {len(good)} unmerged parts of data file chunk {c} file {f}")
         if not tables:
             return empty_table(self.info), files, orphans
-        table = pa.concat_tables(tables, promote_options="default")
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise TetherError(f"dataset {self.root}: data files disagree on their columns ({exc}); expected one "
+                              "schema") from None
+        if "index" not in table.column_names:
+            raise TetherError(f"dataset {self.root}: data column 'index' is missing; expected the LeRobot v3.0 "
+                              f"columns {STATE_KEY!r}, {ACTION_KEY!r}, 'index' and 'episode_index'")
         order = np.argsort(column_to_numpy(table.column("index")), kind="stable")
         table = table.take(pa.array(order))
         idx = column_to_numpy(table.column("index"))
@@ -112,11 +128,69 @@ class Dataset:
             self.notes.append(f"dropped {int((~keep).sum())} duplicate frames")
         return table, files, orphans
 
+    def _check_frames(self) -> None:
+        """The standard columns as everything downstream uses them, checked once here (one line naming the
+        column, before anything trains on it): present, numbers, as wide as meta/info.json and the contract
+        say, finite; index columns whole numbers >= 0."""
+        n = len(next(iter(self.frames.values()), ()))
+        if n == 0:
+            return
+        where = f"dataset {self.root}: data column"
+        features = self.info.get("features", {})
+        widths = {STATE_KEY: None if self.contract is None else self.contract.obs_size,
+                  ACTION_KEY: None if self.contract is None else self.contract.action_size, "next.reward": 1}
+        for key in (STATE_KEY, ACTION_KEY, "next.reward", "index", "episode_index"):
+            if key not in self.frames:
+                if key == "next.reward":
+                    continue
+                raise TetherError(f"{where} {key!r} is missing; expected the LeRobot v3.0 columns {STATE_KEY!r}, "
+                                  f"{ACTION_KEY!r}, 'index' and 'episode_index'")
+            a = self.frames[key]
+            if a.dtype.kind not in "biuf":
+                raise TetherError(f"{where} {key!r} holds {a.dtype} values; expected numbers")
+            if key in ("index", "episode_index"):
+                if a.ndim != 1 or a.dtype.kind not in "iu" or (a.size and int(a.min()) < 0):
+                    raise TetherError(f"{where} {key!r} is not whole numbers >= 0, one per frame; expected the "
+                                      "frame's position")
+                continue
+            shape = features.get(key, {}).get("shape")
+            want = widths[key] if widths[key] is not None else (int(np.prod(shape)) if shape else None)
+            width = 1 if a.ndim == 1 else (a.shape[1] if a.ndim == 2 else -1)
+            if width == -1 or (want is not None and width != want):
+                raise TetherError(f"{where} {key!r} has rows of {width if width >= 0 else a.shape[1:]} values; "
+                                  f"expected {want} (meta/info.json and the contract)")
+            bad = ~np.isfinite(a.reshape(n, -1)).all(axis=1)
+            if bad.any():
+                raise TetherError(f"{where} {key!r} holds NaN or infinite values (first at frame "
+                                  f"{int(np.flatnonzero(bad)[0])}); expected finite numbers")
+
+    def _check_episode_row(self, r: dict[str, Any], where: str) -> None:
+        """The fields of an episode index row that the reader uses, typed and bounded."""
+        from tether.validation import ValidationError, expect_int, expect_list, expect_numbers, expect_str
+
+        try:
+            for key in ("episode_index", "length"):
+                expect_int(r.get(key), f"{where}: {key}", 0, 2**62)
+            for key in ("data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index"):
+                if r.get(key) is not None:
+                    expect_int(r[key], f"{where}: {key}", 0, 2**62)
+            if r.get("success") is not None and not isinstance(r["success"], bool):
+                raise ValidationError(f"{where}: success is {r['success']!r}; expected true, false or null")
+            if r.get("tasks") is not None:
+                for j, t in enumerate(expect_list(r["tasks"], f"{where}: tasks", max_len=1000)):
+                    expect_str(t, f"{where}: tasks[{j}]")
+            fo = r.get("final_observation")
+            if fo is not None:
+                width = self.frames[STATE_KEY].shape[1] if self.frames.get(STATE_KEY, np.zeros(0)).ndim == 2 else None
+                expect_numbers(fo, f"{where}: final_observation", size=width)
+        except ValidationError as exc:
+            raise TetherError(f"dataset episode index {exc}") from None
+
     def _load_tasks(self) -> list[str]:
         path = self.root / "meta" / "tasks.parquet"
         if not path.is_file():
             return []
-        t = pq.read_table(path)
+        t = _read_parquet(path)
         if "task" in t.column_names and "task_index" in t.column_names:
             pairs = sorted(zip(column_to_numpy(t.column("task_index")).tolist(), t.column("task").to_pylist()))
             return [task for _, task in pairs]
@@ -128,7 +202,8 @@ class Dataset:
         rows: dict[int, dict[str, Any]] = {}
         ep_dir = self.root / "meta" / "episodes"
         for path in sorted(ep_dir.glob("chunk-*/file-*.parquet")) if ep_dir.is_dir() else []:
-            for r in pq.read_table(path).to_pylist():
+            for i, r in enumerate(_read_parquet(path).to_pylist()):
+                self._check_episode_row(r, f"{path} row {i}")
                 rows[int(r["episode_index"])] = r
         ep_col = self.frames.get("episode_index", np.zeros(0, np.int64))
         episodes: list[EpisodeInfo] = []
