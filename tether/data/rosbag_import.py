@@ -134,7 +134,8 @@ class TopicMapping:
             raise TetherError(f"{where}: action_is_normalised is {normalised!r}; expected true or false")
         return cls(
             name=expect_str(d.get("name", "custom"), f"{where}: name", max_len=64),
-            observations={k: Source.from_dict(v, f"{where}: observations.{k}") for k, v in groups["observations"].items()},
+            observations={k: Source.from_dict(v, f"{where}: observations.{k}")
+                          for k, v in groups["observations"].items()},
             actions={k: Source.from_dict(v, f"{where}: actions.{k}") for k, v in groups["actions"].items()},
             reward=None if d.get("reward") is None else Source.from_dict(d["reward"], f"{where}: reward"),
             episode=None if d.get("episode") is None else Source.from_dict(d["episode"], f"{where}: episode"),
