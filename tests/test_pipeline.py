@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -269,20 +270,44 @@ def test_pipeline_cli_passes_the_served_robots_latency(tmp_path, monkeypatch):
 
 
 def test_training_stages_set_torch_threads_by_learner_and_restore_them():
-    """An imitation learner trains on IMITATION_THREADS (no served robot runs then), an RL learner on one; the
-    count before is restored after, an error included (deploy and the served robot keep their one thread)."""
+    """An imitation learner trains on IMITATION_THREADS where the cores are idle (or their use is not known) and
+    on one where only one is idle, an RL learner on one; the count before is restored after, an error included
+    (deploy and the served robot keep their one thread)."""
     import torch
 
     from tether.pipeline.stages import IMITATION_THREADS, training_threads
 
     before = torch.get_num_threads()
-    for algo, want in (("bc-mlp", IMITATION_THREADS), ("bc-diffusion", IMITATION_THREADS), ("ppo", 1)):
-        with training_threads(algo):
-            assert torch.get_num_threads() == want
+    cores = float(os.cpu_count() or 1)
+    for algo, idle, want in (("bc-mlp", cores, IMITATION_THREADS), ("bc-diffusion", None, IMITATION_THREADS),
+                             ("bc-mlp", 0.9, 1), ("bc-diffusion", 1.2, 1), ("ppo", cores, 1)):
+        with training_threads(algo, lambda idle=idle: idle):
+            assert torch.get_num_threads() == want, (algo, idle)
         assert torch.get_num_threads() == before
     with pytest.raises(RuntimeError), training_threads("bc-flow"):
         raise RuntimeError("a failed stage")
     assert torch.get_num_threads() == before and IMITATION_THREADS == min(2, os.cpu_count() or 1)
+
+
+def test_idle_cores_sees_a_busy_core():
+    """The idle-core count the imitation learners' threads follow drops by a core while another process spins
+    (whatever else runs beside the test only lowers it further)."""
+    import subprocess
+    import sys
+
+    from tether.pipeline.stages import idle_cores, imitation_threads
+
+    cores = os.cpu_count() or 1
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the spinner is running
+        idle = idle_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert idle is not None and 0.0 <= idle <= cores - 0.6, idle
+    if cores == 2:
+        assert imitation_threads(idle) == 1
 
 
 def test_sim_fine_tuning_checks_every_stretch_and_keeps_the_best(tmp_path):

@@ -43,7 +43,9 @@ FINETUNE_BC_LR = 3e-4  # behaviour cloning from a trained policy: a third of tra
 # torch threads while an imitation learner trains or fine-tunes. No served robot runs then (one starts per deploy
 # episode, and deploy sets its own one thread), so a second core can go to gradient steps: 3,000 steps of the push
 # diffusion policy took 31-34 s on one thread and 23-25 s on two, of the legged bc-mlp 25-28 s and 17 s. PPO's small
-# networks gained nothing (11-13 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py)
+# networks gained nothing (11-13 s for 60k hover steps either way), so RL keeps one (benchmarks/train_threads.py).
+# Only on cores nothing else is using: with one other process spinning, the push steps took 38-41 s on one thread
+# and 91-102 s on two (torch's threads wait on each other for the busy core; `train_threads.py --busy 1`)
 IMITATION_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -123,16 +125,41 @@ class BestCheck:
 
 
 # ---------------------------------------------------------------------------------------------- sim
+def idle_cores(seconds: float = 0.3) -> float | None:
+    """How many cores nothing used over the next ``seconds`` (from Linux's /proc/stat; None where it cannot be
+    read). The caller sleeps meanwhile, so its own work is not counted."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def imitation_threads(idle: float | None) -> int:
+    """Torch threads for an imitation learner given the cores found idle: IMITATION_THREADS, fewer where another
+    process keeps a core busy (one core idle of two: one thread); IMITATION_THREADS where it is not known."""
+    return IMITATION_THREADS if idle is None else max(1, min(IMITATION_THREADS, int(idle + 0.5)))
+
+
 @contextmanager
-def training_threads(algo: str | None) -> Iterator[None]:
-    """Torch's thread count while ``algo`` trains in the pipeline: IMITATION_THREADS for an imitation learner, one
-    otherwise; restored after."""
+def training_threads(algo: str | None, idle: Callable[[], float | None] = idle_cores) -> Iterator[None]:
+    """Torch's thread count while ``algo`` trains in the pipeline: :func:`imitation_threads` of the cores ``idle``
+    finds free for an imitation learner, one otherwise; restored after."""
     import torch
 
     from tether.policies.algos import IMITATION_ALGOS
 
     before = torch.get_num_threads()
-    torch.set_num_threads(IMITATION_THREADS if algo in IMITATION_ALGOS else 1)
+    torch.set_num_threads(imitation_threads(idle()) if algo in IMITATION_ALGOS else 1)
     try:
         yield
     finally:
