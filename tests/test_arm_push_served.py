@@ -14,6 +14,7 @@ import numpy as np
 
 from tests._deploy_support import arm_hold_gaussian, env_contract, recorded_deploy
 from tether.data.rosbag_import import align_bag
+from tether.ros.recorder import read_bag
 from tether.ros.robot_server import build_env
 from tether.sim.tasks.scoring import score_episode
 
@@ -36,7 +37,10 @@ def test_push_deploys_on_a_served_arm_with_the_cube_from_its_tracker(tmp_path) -
     contract = env_contract(PUSH)
     (ep,) = align_bag(tmp_path / "bag", contract, "flat")
     f = contract.split_obs(ep.obs)
-    assert len(ep.obs) >= 40  # 3 s at 20 Hz, less the ramp-in and start-up
+    assert len(ep.obs) >= 40  # 3 s at 20 Hz, less the start-up
+    # an ee_delta_pose policy's steps start from the measured joints: no ramp-in scales them (deploy's default)
+    reasons = {m.msg.data for m in read_bag(tmp_path / "bag", topics=["/tether/guard"])}
+    assert reasons and "ramp" not in reasons, reasons
     np.testing.assert_allclose(f["cube_pos"], np.broadcast_to(cube0, f["cube_pos"].shape), atol=2e-3)
     np.testing.assert_allclose(f["goal_pos"], np.broadcast_to(goal, f["goal_pos"].shape), atol=1e-9)
     score = score_episode(contract, ep.obs)

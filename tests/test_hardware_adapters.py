@@ -101,6 +101,24 @@ def test_arm_maps_joint_states_by_name_and_commands_in_controller_order(wire) ->
     arm.disconnect()  # idempotent
 
 
+def test_deploy_ramps_in_only_where_the_first_command_could_jump(wire) -> None:
+    """Cartesian steps through IK start from the measured joints and are speed-limited, so an ee_delta_pose arm
+    without a gripper gets no ramp-in by default; absolute joint targets (or a gripper's width) get RAMP_IN_S; an
+    operator's --ramp-in is kept either way."""
+    from tether.ros.deploy import RAMP_IN_S, DeployConfig, ramp_in
+
+    _, bridge = wire
+    ee = ArmRos2Control(bridge, arm_contract(mode="ee_delta_pose", rate_hz=20.0), goal=(0.5, 0.0, 0.4))
+    joints = ArmRos2Control(bridge, arm_contract(mode="joint_position"), goal=(0.5, 0.0, 0.4))
+    gripper = ArmRos2Control(bridge, arm_contract(mode="ee_delta_pose", rate_hz=20.0, gripper=True),
+                             goal=(0.5, 0.0, 0.4))
+    assert ee.incremental_commands and not joints.incremental_commands and not gripper.incremental_commands
+    auto = DeployConfig(checkpoint="x", adapter="arm-ros2-control")
+    told = DeployConfig(checkpoint="x", adapter="arm-ros2-control", ramp_in_s=0.3)
+    assert (ramp_in(auto, ee), ramp_in(auto, joints), ramp_in(auto, gripper)) == (0.0, RAMP_IN_S, RAMP_IN_S)
+    assert ramp_in(told, ee) == ramp_in(told, joints) == 0.3
+
+
 def test_arm_missing_joint_is_a_clear_error(wire) -> None:
     robot_side, bridge = wire
     pub = robot_side.publisher("/joint_states", "sensor_msgs/msg/JointState")

@@ -68,6 +68,10 @@ class RobotInterface(ABC):
     stale_action: str = "hold"
     #: stale state for longer than this (s) latches a safe stop (None: hold / damp until state returns)
     stale_escalation_s: float | None = None
+    #: every command is a bounded step from the robot's measured state (an arm's Cartesian steps through IK from
+    #: the commanded joints, first set to the measured ones, within the joint speed limits): the first one cannot
+    #: jump, so deploy needs no ramp-in for it (see ``DeployConfig.ramp_in_s``)
+    incremental_commands: bool = False
 
     @abstractmethod
     def connect(self) -> None:

@@ -150,7 +150,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stale-periods", type=float, default=3.0, help="state older than this many periods is stale")
     p.add_argument("--stale-action", default=None, choices=("hold", "damp"),
                    help="on stale state (default: the adapter's: damp for unitree and px4, hold otherwise)")
-    p.add_argument("--ramp-in", type=float, default=0.5, metavar="S", help="blend from the measured state over S s")
+    p.add_argument("--ramp-in", type=float, default=None, metavar="S",
+                   help="blend from the measured state over S s (default 0.5; none for an arm's ee_delta_pose policy, "
+                        "whose every command is a bounded step from the measured state)")
     p.add_argument("--robot-info-timeout", type=float, default=1.5, metavar="S",
                    help="wait this long for /tether/robot_info to check contracts against (0: skip)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
