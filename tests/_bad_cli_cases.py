@@ -21,6 +21,20 @@ class Case:
     absent: tuple[Path, ...] = field(default_factory=tuple)  # outputs that must not exist afterwards
 
 
+def refusal_problems(rc: int, err: str, names: str, words: tuple[str, ...] = ("expected",)) -> list[str]:
+    """What is wrong with a refusal: an exit other than 2, a traceback or not exactly one stderr line, or a line
+    that does not name ``names`` and (one of ``words``) what was expected. Empty: a good refusal."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    problems = []
+    if rc != 2:
+        problems.append(f"exit {rc}")
+    if "Traceback" in err or len(lines) != 1:
+        problems.append(f"{len(lines)} lines")
+    elif names not in lines[0] or not any(w in lines[0] for w in words):
+        problems.append(f"does not name {names!r} and what was expected")
+    return problems
+
+
 def read_only_dir(tmp: Path) -> Path:
     """A folder nobody may create files in. Root ignores mode bits, so as root it is sysfs (refuses creation)."""
     if os.geteuid() == 0:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests._bad_cli_cases import refusal_problems
 from tether.cli import main
 
 
@@ -104,14 +105,7 @@ def test_malformed_calibration_inputs_end_in_one_line_before_any_output(tmp_path
         kept = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
         rc = main([str(a) for a in argv])
         err = capsys.readouterr().err
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        problems = []
-        if rc != 2:
-            problems.append(f"exit {rc}")
-        if "Traceback" in err or len(lines) != 1:
-            problems.append(f"{len(lines)} lines")
-        elif names not in lines[0] or "expected" not in lines[0]:
-            problems.append("does not name the input and what was expected")
+        problems = refusal_problems(rc, err, names)
         problems += [f"wrote {p.name}" for p in absent if p.exists()]
         problems += [f"changed {p.name}" for p, b in kept.items() if not p.exists() or p.read_bytes() != b]
         if problems:

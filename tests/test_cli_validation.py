@@ -22,7 +22,7 @@ import pytest
 from tether.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bad_cli_cases import build, read_only_dir  # noqa: E402
+from _bad_cli_cases import build, read_only_dir, refusal_problems  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,14 +61,7 @@ def test_bad_inputs_end_in_one_line_before_any_work(tmp_path: Path, tripwires: N
             failures.append(f"{case.name}: work started")
             continue
         err = capsys.readouterr().err
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        problems = []
-        if rc != 2:
-            problems.append(f"exit {rc}")
-        if "Traceback" in err or len(lines) != 1:
-            problems.append(f"{len(lines)} lines")
-        elif case.names not in lines[0] or not any(w in lines[0] for w in ("expected", "choose from")):
-            problems.append("does not name the option and what was expected")
+        problems = refusal_problems(rc, err, case.names, ("expected", "choose from"))
         created = [str(p) for p in case.absent if p.exists()]
         if created:
             problems.append(f"created {created}")
