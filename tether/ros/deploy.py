@@ -48,8 +48,8 @@ from tether.data import topics as flat
 from tether.data.topics import stamp_topic
 from tether.errors import TetherError
 
-#: adapter options that are objects, not values a user may set with --param
 RAMP_IN_S = 0.5  # the guard's ramp-in where the adapter's first command could jump (absolute targets)
+#: adapter options that are objects, not values a user may set with --param
 INTERNAL_OPTIONS = ("transport", "contract", "limits", "goal_publishers", "clock_us", "distro", "connect_timeout_s")
 
 
