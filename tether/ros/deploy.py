@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from tether.contract import ContractError, IOContract
 from tether.data import topics as flat
 from tether.data.topics import stamp_topic
 from tether.errors import TetherError
+
+if TYPE_CHECKING:
+    from tether.hardware.interface import RobotInterface
 
 RAMP_IN_S = 0.5  # the guard's ramp-in where the adapter's first command could jump (absolute targets)
 #: adapter options that are objects, not values a user may set with --param
@@ -148,12 +151,12 @@ class DeployResult:
         return d
 
 
-def ramp_in(cfg: DeployConfig, adapter: Any) -> float:
+def ramp_in(cfg: DeployConfig, adapter: RobotInterface) -> float:
     """The guard's ramp-in: the operator's, else RAMP_IN_S, or none for an adapter whose commands are bounded
     steps from the measured state (``RobotInterface.incremental_commands``)."""
     if cfg.ramp_in_s is not None:
         return float(cfg.ramp_in_s)
-    return 0.0 if getattr(adapter, "incremental_commands", False) else RAMP_IN_S
+    return 0.0 if adapter.incremental_commands else RAMP_IN_S
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:

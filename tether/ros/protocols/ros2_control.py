@@ -258,9 +258,6 @@ class ArmRos2Control(RosRobot):
         if len(self.joints) != 7:  # the chain's joints 1..7, in order, whatever the robot calls them
             raise TetherError(f"the Panda chain has 7 joints; contract has {list(self.joints)}")
         self.ee_mode = self.contract.control_mode == "ee_delta_pose"
-        # Cartesian steps through IK from the commanded joints (the measured ones at the start); a gripper's
-        # command is a width, which could jump
-        self.incremental_commands = self.ee_mode and "gripper" not in [f.name for f in self.contract.actions]
         act_joints = (joint_components(self.contract, "joint_pos_target", self.joints) if not self.ee_mode
                       else self.joints)
         self.command_joints = act_joints
@@ -276,6 +273,9 @@ class ArmRos2Control(RosRobot):
                               else trajectory_topic(controller))
         names = [f.name for f in self.contract.actions]
         self.has_gripper = "gripper" in names
+        # Cartesian steps through IK from the commanded joints (the measured ones at the start); a gripper's
+        # command is a width, which could jump
+        self.incremental_commands = self.ee_mode and not self.has_gripper
         self.gripper_topic = forward_topic(gripper_controller)
         self._command_contract = self._build_command_contract()
         # the sim arm's own ee_delta_pose controller, with this robot's joint bounds and speeds
