@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tether.errors import TetherError
+from tether.policies.checkpoint import MAX_IO_SIZE, MAX_LAYER_WIDTH, MAX_LAYERS
 
 WEIGHTS = "weights.safetensors"
 META = "world_model.json"
@@ -42,9 +43,9 @@ def save_world_model(directory: str | Path, kind: str, obs_size: int, action_siz
     return directory
 
 
-MAX_IO_SIZE = 1 << 20  # obs / action elements
-MAX_LAYERS = 64
-MAX_WIDTH = 65_536  # any size-like number of a config (hidden width, latent, channels, members, image side)
+# the bounds a policy checkpoint's config is held to; MAX_WIDTH bounds any size-like number here (hidden width,
+# latent, channels, members, image side)
+MAX_WIDTH = MAX_LAYER_WIDTH
 SIZE_KEYS = ("members", "elites", "latent", "simnorm_group", "channels", "horizon", "num_q", "batch_size")
 
 
